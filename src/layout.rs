@@ -1,0 +1,479 @@
+//! The header at offset 0 of every region, and the geometry derived from it.
+//!
+//! Everything here is `#[repr(C)]` with fixed-width fields and a fixed 128-byte line size, so
+//! processes built for different targets agree on every offset (`crossbeam_utils::CachePadded`
+//! is not used in shared memory because its alignment differs between targets). All fields are
+//! atomics from [`crate::sync`]: zeroed memory is a valid header, initialisation writes it in
+//! place, and under loom the same code runs against loom's atomics.
+//!
+//! The identity fields are written by the creator before it stores [`READY`] into `init` with
+//! Release; an opener reads `init` with Acquire, then copies and validates the identity once
+//! ([`Header::validate`]) and never reads it again. The peer is not trusted: nothing read from
+//! the header is used as an offset or length without being checked against what this process
+//! computed itself.
+
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
+
+/// `b"SHMCHAN"` and a format byte, little-endian.
+pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMCHAN\x01");
+/// Bumped whenever the header or slot layout changes.
+pub(crate) const VERSION: u32 = 1;
+/// Value of `init` once the header is complete.
+pub(crate) const READY: u32 = 0x5245_4459; // "REDY"
+/// Longest channel name, in bytes (the header keeps a copy of it).
+pub(crate) const MAX_NAME: usize = 200;
+const NAME_WORDS: usize = 32; // 256 bytes
+/// Size of the endpoint table; each channel uses `max_senders + max_receivers` entries of it.
+pub(crate) const MAX_ENDPOINTS: usize = 64;
+/// Cache-line size assumed for padding (two 64-byte lines, against adjacent-line prefetch).
+pub(crate) const LINE: usize = 128;
+
+/// A value alone on its own 128-byte line.
+#[repr(C, align(128))]
+pub(crate) struct Line<T>(pub(crate) T);
+
+impl<T> core::ops::Deref for Line<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// Which algorithm a region was created for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub(crate) enum Kind {
+    Spsc = 1,
+    Mpmc = 2,
+}
+
+impl Kind {
+    fn from_u32(v: u32) -> Option<Kind> {
+        match v {
+            1 => Some(Kind::Spsc),
+            2 => Some(Kind::Mpmc),
+            _ => None,
+        }
+    }
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Kind::Spsc => "SPSC",
+            Kind::Mpmc => "MPMC",
+        }
+    }
+}
+
+/// What a region's payload type looks like: size, alignment and a hash of its type name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Fingerprint {
+    pub(crate) size: u64,
+    pub(crate) align: u64,
+    pub(crate) type_hash: u64,
+    pub(crate) type_name: &'static str,
+}
+
+impl Fingerprint {
+    pub(crate) fn of<T>() -> Fingerprint {
+        let type_name = std::any::type_name::<T>();
+        Fingerprint {
+            size: size_of::<T>() as u64,
+            align: align_of::<T>() as u64,
+            type_hash: fnv1a64(type_name.as_bytes()),
+            type_name,
+        }
+    }
+}
+
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// The System V key for a channel name: a hash, never `IPC_PRIVATE` (0).
+pub(crate) fn sysv_key(name: &str) -> i32 {
+    let h = fnv1a64(format!("shmchan:{name}").as_bytes());
+    let k = ((h >> 32) ^ h) as u32 & 0x7fff_ffff;
+    if k == 0 { 1 } else { k as i32 }
+}
+
+/// Written once by the creator, then read once by each opener.
+#[repr(C)]
+pub(crate) struct Identity {
+    pub(crate) magic: AtomicU64,
+    pub(crate) version: AtomicU32,
+    pub(crate) kind: AtomicU32,
+    pub(crate) payload_size: AtomicU64,
+    pub(crate) payload_align: AtomicU64,
+    pub(crate) payload_type_hash: AtomicU64,
+    pub(crate) capacity: AtomicU64,
+    pub(crate) slot_stride: AtomicU64,
+    pub(crate) slots_offset: AtomicU64,
+    pub(crate) region_len: AtomicU64,
+    pub(crate) max_senders: AtomicU32,
+    pub(crate) max_receivers: AtomicU32,
+    pub(crate) name_len: AtomicU32,
+    /// 0 while the creator initialises the header, [`READY`] once it is complete.
+    /// SYNC POINT (ready): stored with Release last by [`Header::publish`]; loaded with
+    /// Acquire by [`Header::is_ready`] before any other identity field is read.
+    pub(crate) init: AtomicU32,
+    pub(crate) name: [AtomicU64; NAME_WORDS],
+}
+
+/// A futex word and the number of threads (in any process) sleeping on it.
+#[repr(C)]
+pub(crate) struct Doorbell {
+    /// Bumped by a waker before `FUTEX_WAKE`; sleepers wait for it to change.
+    pub(crate) seq: AtomicU32,
+    /// Threads between registering to sleep and waking up. Written only on the sleep path, so
+    /// a notifier reading it finds it in its cache as long as nobody sleeps.
+    pub(crate) waiters: AtomicU32,
+}
+
+/// The header at offset 0 of every region.
+#[repr(C)]
+pub(crate) struct Header {
+    pub(crate) id: Line<Identity>,
+    /// Handles attached, in every process: set to 1 by the creator, raised by each opener,
+    /// lowered by each detach (or by the reaper of a dead endpoint). The handle that lowers it
+    /// to 0 removes the name; once 0 it is never raised again.
+    pub(crate) refs: Line<AtomicU32>,
+    /// The endpoint table (see `endpoint.rs` for the word format): senders first, then
+    /// receivers.
+    pub(crate) endpoints: Line<[AtomicU64; MAX_ENDPOINTS]>,
+    /// Producer position (SPSC: written only by the sender). Monotonic, never masked here.
+    pub(crate) tail: Line<AtomicU64>,
+    /// Consumer position (SPSC: written only by the receiver). Monotonic, never masked here.
+    pub(crate) head: Line<AtomicU64>,
+    /// Receivers sleep here waiting for data; senders ring it.
+    pub(crate) data_bell: Line<Doorbell>,
+    /// Senders sleep here waiting for room; receivers ring it.
+    pub(crate) space_bell: Line<Doorbell>,
+}
+
+#[cfg(not(loom))]
+const _: () = {
+    use core::mem::offset_of;
+    assert!(size_of::<Identity>() == 88 + NAME_WORDS * 8);
+    assert!(offset_of!(Header, id) == 0);
+    assert!(offset_of!(Header, refs) == 384);
+    assert!(offset_of!(Header, endpoints) == 512);
+    assert!(offset_of!(Header, tail) == 1024);
+    assert!(offset_of!(Header, head) == 1152);
+    assert!(offset_of!(Header, data_bell) == 1280);
+    assert!(offset_of!(Header, space_bell) == 1408);
+    assert!(size_of::<Header>() == 1536);
+    assert!(align_of::<Header>() == LINE);
+};
+
+/// The validated shape of a region, kept in process-private memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Geometry {
+    pub(crate) kind: Kind,
+    /// Ring capacity in slots, a power of two.
+    pub(crate) capacity: u64,
+    /// Bytes from one slot to the next.
+    pub(crate) stride: usize,
+    /// Offset of slot 0 from the start of the region.
+    pub(crate) slots_offset: usize,
+    /// Bytes the region must have.
+    pub(crate) region_len: usize,
+    pub(crate) max_senders: u32,
+    pub(crate) max_receivers: u32,
+}
+
+impl Geometry {
+    /// The layout for a new channel, or why there can be none.
+    pub(crate) fn new(
+        kind: Kind,
+        fp: &Fingerprint,
+        capacity: u64,
+        max_senders: u32,
+        max_receivers: u32,
+    ) -> Result<Geometry, String> {
+        if capacity == 0 {
+            return Err("capacity must be at least 1".into());
+        }
+        if capacity > crate::Options::MAX_CAPACITY as u64 {
+            return Err(format!(
+                "capacity {capacity} is above the maximum of {}",
+                crate::Options::MAX_CAPACITY
+            ));
+        }
+        let capacity = capacity.next_power_of_two();
+        if fp.align > 4096 {
+            return Err(format!(
+                "payload type {} needs {}-byte alignment; at most 4096 is supported",
+                fp.type_name, fp.align
+            ));
+        }
+        if max_senders == 0
+            || max_receivers == 0
+            || (max_senders as usize + max_receivers as usize) > MAX_ENDPOINTS
+        {
+            return Err(format!(
+                "{max_senders} senders and {max_receivers} receivers: each must be at least 1 \
+                 and together at most {MAX_ENDPOINTS}"
+            ));
+        }
+        let stride = fp.size as usize;
+        let align = (fp.align as usize).max(LINE);
+        let slots_offset = size_of::<Header>().next_multiple_of(align);
+        let page = 4096;
+        let region_len = (stride as u64)
+            .checked_mul(capacity)
+            .and_then(|b| b.checked_add(slots_offset as u64))
+            .and_then(|b| b.checked_next_multiple_of(page))
+            .filter(|&b| b <= isize::MAX as u64 / 2)
+            .ok_or_else(|| format!("{capacity} slots of {} bytes do not fit in memory", fp.size))?;
+        Ok(Geometry {
+            kind,
+            capacity,
+            stride,
+            slots_offset,
+            region_len: region_len as usize,
+            max_senders,
+            max_receivers,
+        })
+    }
+
+    /// Index range of the sender entries in the endpoint table.
+    pub(crate) fn senders(&self) -> core::ops::Range<usize> {
+        0..self.max_senders as usize
+    }
+
+    /// Index range of the receiver entries in the endpoint table.
+    pub(crate) fn receivers(&self) -> core::ops::Range<usize> {
+        let s = self.max_senders as usize;
+        s..s + self.max_receivers as usize
+    }
+}
+
+impl Header {
+    /// A zeroed header as a value (loom builds headers this way; production headers are zeroed
+    /// mapped memory).
+    #[cfg(loom)]
+    pub(crate) fn zeroed() -> Header {
+        fn a64() -> AtomicU64 {
+            AtomicU64::new(0)
+        }
+        fn a32() -> AtomicU32 {
+            AtomicU32::new(0)
+        }
+        fn bell() -> Line<Doorbell> {
+            Line(Doorbell {
+                seq: a32(),
+                waiters: a32(),
+            })
+        }
+        Header {
+            id: Line(Identity {
+                magic: a64(),
+                version: a32(),
+                kind: a32(),
+                payload_size: a64(),
+                payload_align: a64(),
+                payload_type_hash: a64(),
+                capacity: a64(),
+                slot_stride: a64(),
+                slots_offset: a64(),
+                region_len: a64(),
+                max_senders: a32(),
+                max_receivers: a32(),
+                name_len: a32(),
+                init: a32(),
+                name: std::array::from_fn(|_| a64()),
+            }),
+            refs: Line(a32()),
+            endpoints: Line(std::array::from_fn(|_| a64())),
+            tail: Line(a64()),
+            head: Line(a64()),
+            data_bell: bell(),
+            space_bell: bell(),
+        }
+    }
+
+    /// Write the identity of a new channel into a zeroed header. Nothing else may use the
+    /// header until [`publish`](Self::publish). Relaxed stores: `publish`'s Release orders
+    /// them before any opener's reads.
+    pub(crate) fn write_identity(&self, name: &str, fp: &Fingerprint, geo: &Geometry) {
+        let id = &self.id;
+        let r = Ordering::Relaxed;
+        id.magic.store(MAGIC, r);
+        id.version.store(VERSION, r);
+        id.kind.store(geo.kind as u32, r);
+        id.payload_size.store(fp.size, r);
+        id.payload_align.store(fp.align, r);
+        id.payload_type_hash.store(fp.type_hash, r);
+        id.capacity.store(geo.capacity, r);
+        id.slot_stride.store(geo.stride as u64, r);
+        id.slots_offset.store(geo.slots_offset as u64, r);
+        id.region_len.store(geo.region_len as u64, r);
+        id.max_senders.store(geo.max_senders, r);
+        id.max_receivers.store(geo.max_receivers, r);
+        let bytes = name.as_bytes();
+        id.name_len.store(bytes.len() as u32, r);
+        for (word, chunk) in id.name.iter().zip(bytes.chunks(8)) {
+            let mut buf = [0u8; 8];
+            buf[..chunk.len()].copy_from_slice(chunk);
+            word.store(u64::from_le_bytes(buf), r);
+        }
+    }
+
+    /// Mark the header complete. SYNC POINT (ready): Release, pairs with the Acquire load in
+    /// [`is_ready`](Self::is_ready); every store made before it is visible to an opener that
+    /// sees `READY`.
+    pub(crate) fn publish(&self) {
+        self.id.init.store(READY, Ordering::Release);
+    }
+
+    /// Has the creator published the header? SYNC POINT (ready): Acquire, pairs with
+    /// [`publish`](Self::publish).
+    pub(crate) fn is_ready(&self) -> bool {
+        self.id.init.load(Ordering::Acquire) == READY
+    }
+
+    /// Copy the identity out once and check it against what this handle expects and against
+    /// the real size of the mapping. Returns the geometry to keep, or what is wrong in words.
+    pub(crate) fn validate(
+        &self,
+        name: &str,
+        kind: Kind,
+        fp: &Fingerprint,
+        mapped_len: usize,
+    ) -> Result<Geometry, String> {
+        let id = &self.id;
+        let r = Ordering::Relaxed; // ordered by `is_ready`'s Acquire
+        let magic = id.magic.load(r);
+        if magic != MAGIC {
+            return Err(format!(
+                "not a shmchan region (magic {magic:#018x}, expected {MAGIC:#018x})"
+            ));
+        }
+        let version = id.version.load(r);
+        if version != VERSION {
+            return Err(format!(
+                "layout version {version}, but this build of shmchan reads version {VERSION}"
+            ));
+        }
+        let found_name = self.name();
+        if found_name.as_deref() != Some(name) {
+            return Err(match found_name {
+                Some(other) => format!(
+                    "the region belongs to channel {other:?} (two names share one System V key)"
+                ),
+                None => "the name stored in the header is corrupt".into(),
+            });
+        }
+        let found_kind = id.kind.load(r);
+        match Kind::from_u32(found_kind) {
+            Some(k) if k == kind => {}
+            Some(k) => {
+                return Err(format!(
+                    "it is an {} channel, opened as {}",
+                    k.as_str(),
+                    kind.as_str()
+                ));
+            }
+            None => return Err(format!("unknown channel kind {found_kind}")),
+        }
+        let (size, align, hash) = (
+            id.payload_size.load(r),
+            id.payload_align.load(r),
+            id.payload_type_hash.load(r),
+        );
+        if (size, align, hash) != (fp.size, fp.align, fp.type_hash) {
+            return Err(format!(
+                "payload type mismatch: the channel carries {size}-byte values (alignment \
+                 {align}, type hash {hash:#018x}); this handle is for `{}` ({} bytes, alignment \
+                 {}, type hash {:#018x})",
+                fp.type_name, fp.size, fp.align, fp.type_hash
+            ));
+        }
+        let capacity = id.capacity.load(r);
+        if capacity == 0 || !capacity.is_power_of_two() {
+            return Err(format!(
+                "corrupt header: capacity {capacity} is not a power of two"
+            ));
+        }
+        let (senders, receivers) = (id.max_senders.load(r), id.max_receivers.load(r));
+        let geo = Geometry::new(kind, fp, capacity, senders, receivers)
+            .map_err(|e| format!("corrupt header: {e}"))?;
+        let stored = (
+            id.slot_stride.load(r),
+            id.slots_offset.load(r),
+            id.region_len.load(r),
+        );
+        if stored
+            != (
+                geo.stride as u64,
+                geo.slots_offset as u64,
+                geo.region_len as u64,
+            )
+        {
+            return Err(format!(
+                "corrupt header: slot stride, slots offset and length {stored:?} do not match \
+                 the {:?} computed for {capacity} slots",
+                (geo.stride, geo.slots_offset, geo.region_len)
+            ));
+        }
+        if geo.region_len > mapped_len {
+            return Err(format!(
+                "the region is {mapped_len} bytes, but its header describes {} bytes",
+                geo.region_len
+            ));
+        }
+        Ok(geo)
+    }
+
+    /// The channel name stored in the header, if it is well-formed.
+    fn name(&self) -> Option<String> {
+        let len = self.id.name_len.load(Ordering::Relaxed) as usize;
+        if len > MAX_NAME {
+            return None;
+        }
+        let mut bytes: Vec<u8> = self
+            .id
+            .name
+            .iter()
+            .flat_map(|w| w.load(Ordering::Relaxed).to_le_bytes())
+            .collect();
+        bytes.truncate(len);
+        String::from_utf8(bytes).ok()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn geometry_rounds_capacity_and_pages() {
+        let fp = Fingerprint::of::<u64>();
+        let g = Geometry::new(Kind::Spsc, &fp, 1000, 1, 1).unwrap();
+        assert_eq!(g.capacity, 1024);
+        assert_eq!(g.stride, 8);
+        assert_eq!(g.slots_offset, size_of::<Header>());
+        assert_eq!(g.region_len % 4096, 0);
+        assert!(g.region_len >= g.slots_offset + 8 * 1024);
+        assert!(Geometry::new(Kind::Spsc, &fp, 0, 1, 1).is_err());
+        assert!(Geometry::new(Kind::Spsc, &fp, u64::MAX, 1, 1).is_err());
+    }
+
+    #[test]
+    fn sysv_keys_are_never_private_and_differ_by_name() {
+        assert_ne!(sysv_key("a"), 0);
+        assert_ne!(sysv_key("a"), sysv_key("b"));
+        assert!(sysv_key("ticks") > 0);
+    }
+
+    #[test]
+    fn fingerprints_tell_types_apart() {
+        assert_ne!(Fingerprint::of::<u64>(), Fingerprint::of::<i64>());
+        assert_ne!(Fingerprint::of::<u64>(), Fingerprint::of::<[u8; 8]>());
+        assert_eq!(Fingerprint::of::<u64>(), Fingerprint::of::<u64>());
+    }
+}

@@ -1,0 +1,174 @@
+//! [`Options`], [`Backend`] and [`WaitStrategy`]: how a channel is created, found and waited on.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where a channel's shared memory lives.
+///
+/// | backend | the region is | removed by |
+/// |---|---|---|
+/// | [`Posix`](Backend::Posix) | `/dev/shm/<name>` (`shm_open`) | `shm_unlink` |
+/// | [`SysV`](Backend::SysV) | a System V segment whose key is derived from the name (`shmget`) | `shmctl(IPC_RMID)` |
+/// | [`File`](Backend::File) | the file `<dir>/<name>`, mapped `MAP_SHARED` | `unlink` |
+///
+/// Every backend behaves the same above this choice: same header, same checks, same removal of
+/// the name when the last handle detaches.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Backend {
+    /// A POSIX shared memory object on `/dev/shm`.
+    #[default]
+    Posix,
+    /// A System V shared memory segment. The key is a hash of the name; the full name is kept in
+    /// the region's header, so two names that hash to one key are told apart and reported.
+    SysV,
+    /// A file in the given directory, mapped with `mmap(MAP_SHARED)`. A directory on a tmpfs
+    /// (such as `/dev/shm` or `/run/user/<uid>`) keeps the data off the disk.
+    File(PathBuf),
+}
+
+impl Backend {
+    /// Where the region for `name` lives on this backend, in words for messages.
+    ///
+    /// ```
+    /// use shmchan::Backend;
+    /// assert_eq!(Backend::Posix.location("ticks"), "/dev/shm/ticks (POSIX shared memory)");
+    /// ```
+    pub fn location(&self, name: &str) -> String {
+        match self {
+            Backend::Posix => format!("/dev/shm/{name} (POSIX shared memory)"),
+            Backend::SysV => format!(
+                "System V segment with key {:#010x} (derived from the name)",
+                crate::layout::sysv_key(name)
+            ),
+            Backend::File(dir) => format!("{} (mapped file)", dir.join(name).display()),
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Backend::Posix => f.write_str("POSIX"),
+            Backend::SysV => f.write_str("System V"),
+            Backend::File(dir) => write!(f, "file in {}", dir.display()),
+        }
+    }
+}
+
+/// What a blocking call does while it waits for a message (receiver) or for room (sender).
+///
+/// Whatever the strategy, a waiting call notices a peer that disconnects or dies (within about
+/// 50 ms for a killed process) and honours its timeout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WaitStrategy {
+    /// Busy-poll for the given time, then yield the CPU a few times, then sleep on a futex until
+    /// woken. The peer pays one extra shared load per operation while nobody sleeps.
+    SpinThenPark(Duration),
+    /// Busy-poll and never sleep: lowest latency, one core at 100% while waiting.
+    Spin,
+    /// Sleep on the futex at once: least CPU, a system call per wake-up.
+    Park,
+}
+
+impl Default for WaitStrategy {
+    /// Spin for 50 µs, then park.
+    fn default() -> Self {
+        WaitStrategy::SpinThenPark(Duration::from_micros(50))
+    }
+}
+
+/// How to create or open a channel.
+///
+/// ```
+/// use std::time::Duration;
+/// use shmchan::{Backend, Options, WaitStrategy};
+///
+/// let opts = Options::new()
+///     .capacity(4096)
+///     .backend(Backend::SysV)
+///     .mode(0o640)
+///     .open_timeout(Duration::from_millis(500))
+///     .wait_strategy(WaitStrategy::Spin);
+/// assert_eq!(opts.get_capacity(), 4096);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Options {
+    pub(crate) capacity: usize,
+    pub(crate) backend: Backend,
+    pub(crate) mode: u32,
+    pub(crate) open_timeout: Duration,
+    pub(crate) wait: WaitStrategy,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            capacity: Self::DEFAULT_CAPACITY,
+            backend: Backend::Posix,
+            mode: 0o600,
+            open_timeout: Duration::from_secs(2),
+            wait: WaitStrategy::default(),
+        }
+    }
+}
+
+impl Options {
+    /// The ring capacity used when none is set.
+    pub const DEFAULT_CAPACITY: usize = 1024;
+    /// The largest ring capacity, in messages.
+    pub const MAX_CAPACITY: usize = 1 << 30;
+
+    /// Defaults: [`Backend::Posix`], capacity [`DEFAULT_CAPACITY`](Self::DEFAULT_CAPACITY),
+    /// mode `0o600`, open timeout 2 s, [`WaitStrategy::default()`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Ring capacity in messages, used by `create` (an opener takes the creator's). Rounded up
+    /// to a power of two; `capacity()` on a handle reports the real one. Must be at least 1
+    /// and at most [`MAX_CAPACITY`](Self::MAX_CAPACITY), or `create` returns
+    /// [`Error::InvalidOptions`](crate::Error::InvalidOptions).
+    pub fn capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity;
+        self
+    }
+
+    /// Where the shared memory lives (default [`Backend::Posix`]).
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.backend = backend;
+        self
+    }
+
+    /// Permission bits of the region, used by `create` (default `0o600`: only this user). Set
+    /// exactly, whatever the process umask.
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = mode & 0o777;
+        self
+    }
+
+    /// How long `open` waits for a region that exists but whose creator has not finished
+    /// initialising it (default 2 s). `open` of a name that does not exist fails at once.
+    pub fn open_timeout(mut self, timeout: Duration) -> Self {
+        self.open_timeout = timeout;
+        self
+    }
+
+    /// How blocking calls wait (default [`WaitStrategy::SpinThenPark`] for 50 µs). A property
+    /// of each handle, not of the channel: the two sides may choose differently.
+    pub fn wait_strategy(mut self, wait: WaitStrategy) -> Self {
+        self.wait = wait;
+        self
+    }
+
+    /// The capacity that `create` will ask for (before rounding up to a power of two).
+    pub fn get_capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// The backend.
+    pub fn get_backend(&self) -> &Backend {
+        &self.backend
+    }
+}

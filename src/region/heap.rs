@@ -1,0 +1,74 @@
+//! Regions on the heap: in-process channels, unit tests and loom models.
+
+use std::ptr::NonNull;
+
+use crate::layout::Geometry;
+
+/// A zeroed, page-aligned heap block laid out exactly like a shared region (production), or a
+/// header value plus slot bytes and per-slot tracking cells (loom, whose atomics cannot live in
+/// raw bytes).
+pub(crate) struct HeapBlock {
+    ptr: NonNull<u8>,
+    layout: std::alloc::Layout,
+    #[cfg(loom)]
+    header: Box<crate::layout::Header>,
+    #[cfg(loom)]
+    tracks: Box<[crate::sync::SlotTrack]>,
+}
+
+// SAFETY: the block owns its allocation; concurrent access to the bytes is governed by the
+// ring protocol through atomics, exactly as for a mapping shared with another process.
+unsafe impl Send for HeapBlock {}
+// SAFETY: as above.
+unsafe impl Sync for HeapBlock {}
+
+impl HeapBlock {
+    pub(crate) fn new(geo: &Geometry) -> HeapBlock {
+        let layout = std::alloc::Layout::from_size_align(geo.region_len.max(1), 4096)
+            .expect("geometry lengths are validated to fit in isize");
+        // SAFETY: `layout` has non-zero size.
+        let raw = unsafe { std::alloc::alloc_zeroed(layout) };
+        let Some(ptr) = NonNull::new(raw) else {
+            std::alloc::handle_alloc_error(layout)
+        };
+        HeapBlock {
+            ptr,
+            layout,
+            #[cfg(loom)]
+            header: Box::new(crate::layout::Header::zeroed()),
+            #[cfg(loom)]
+            tracks: (0..geo.capacity).map(|_| Default::default()).collect(),
+        }
+    }
+
+    pub(crate) fn base(&self) -> NonNull<u8> {
+        self.ptr
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.layout.size()
+    }
+
+    #[cfg(loom)]
+    pub(crate) fn header(&self) -> &crate::layout::Header {
+        &self.header
+    }
+
+    /// Under loom the slots start at the block itself (the header is a separate value).
+    #[cfg(loom)]
+    pub(crate) fn slots(&self) -> NonNull<u8> {
+        self.ptr
+    }
+
+    #[cfg(loom)]
+    pub(crate) fn track(&self, i: usize) -> &crate::sync::SlotTrack {
+        &self.tracks[i]
+    }
+}
+
+impl Drop for HeapBlock {
+    fn drop(&mut self) {
+        // SAFETY: `ptr` was allocated in `new` with exactly `layout` and is freed only here.
+        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), self.layout) };
+    }
+}

@@ -1,0 +1,93 @@
+//! The ring algorithms, over a header reference and a slot pointer. They never learn where the
+//! memory came from, so loom runs exactly this code on a heap region.
+
+pub(crate) mod spsc;
+
+use std::ptr::NonNull;
+
+use bytemuck::Pod;
+
+use crate::layout::Geometry;
+use crate::region::Region;
+
+/// Where the slots are, from process-private validated geometry only.
+pub(crate) struct Slots {
+    /// Slot 0; slots `0..=mask` at `stride` bytes apart lie inside the region.
+    base: NonNull<u8>,
+    stride: usize,
+    mask: u64,
+    #[cfg(loom)]
+    tracks: NonNull<crate::sync::SlotTrack>,
+}
+
+// SAFETY: `Slots` is an address range inside a region that the owning handle keeps alive; all
+// access to the bytes follows the ring protocol, whichever thread the handle moves to.
+unsafe impl Send for Slots {}
+// SAFETY: `Slots` itself has no interior state; reads and writes of slot bytes are made by
+// the ring, which orders them with the header's atomics.
+unsafe impl Sync for Slots {}
+
+impl Slots {
+    /// The slots of `region` for a geometry validated against it.
+    pub(crate) fn new(region: &Region, geo: &Geometry) -> Slots {
+        Slots {
+            base: region.slots(geo),
+            stride: geo.stride,
+            mask: geo.capacity - 1,
+            #[cfg(loom)]
+            tracks: NonNull::from(region.slot_track(0)),
+        }
+    }
+
+    /// Address of the slot for position `pos`. Always in bounds: the index is masked with the
+    /// private mask, and `base + capacity * stride <= region end` was checked at create/open.
+    #[inline(always)]
+    fn slot(&self, pos: u64) -> *mut u8 {
+        let i = (pos & self.mask) as usize;
+        // SAFETY: `i <= mask < capacity`, so `i * stride` is inside the slot array (see the
+        // field's invariant) and cannot overflow.
+        unsafe { self.base.as_ptr().add(i * self.stride) }
+    }
+
+    #[inline(always)]
+    fn track(&self, pos: u64) -> &crate::sync::SlotTrack {
+        #[cfg(loom)]
+        {
+            // SAFETY: the region holds `capacity` tracking cells in a row and outlives `self`.
+            unsafe { &*self.tracks.as_ptr().add((pos & self.mask) as usize) }
+        }
+        #[cfg(not(loom))]
+        {
+            let _ = pos;
+            static NONE: crate::sync::SlotTrack = crate::sync::SlotTrack {};
+            &NONE
+        }
+    }
+
+    /// Copy `value` into the slot for `pos`.
+    ///
+    /// # Safety
+    /// The caller must own that slot (per the ring protocol no peer reads or writes it until
+    /// the caller publishes it), and `T` must be the payload type the geometry was made for
+    /// (so `size_of::<T>() == stride` and the slot is aligned for `T`).
+    #[inline(always)]
+    pub(crate) unsafe fn write<T: Pod>(&self, pos: u64, value: T) {
+        self.track(pos).write();
+        // SAFETY: in bounds (see `slot`), aligned because base and stride are multiples of
+        // `align_of::<T>()`, and owned by the caller per this function's contract.
+        unsafe { self.slot(pos).cast::<T>().write(value) }
+    }
+
+    /// Copy the value out of the slot for `pos`.
+    ///
+    /// # Safety
+    /// As for [`write`](Self::write): the caller owns the slot, which a peer published.
+    #[inline(always)]
+    pub(crate) unsafe fn read<T: Pod>(&self, pos: u64) -> T {
+        self.track(pos).read();
+        // SAFETY: in bounds and aligned as in `write`. `T: Pod` accepts every bit pattern, so
+        // even bytes a misbehaving peer wrote concurrently make a valid (if odd) value; the
+        // copy is made once into a local and never re-read from shared memory.
+        unsafe { self.slot(pos).cast::<T>().read() }
+    }
+}

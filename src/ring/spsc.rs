@@ -1,0 +1,153 @@
+//! Lamport's single-producer single-consumer ring with cached indices (as in rtrb).
+//!
+//! Positions are `u64`s that only grow; the slot for position `p` is `p & mask`. The producer
+//! owns `tail` and reads `head`; the consumer owns `head` and reads `tail`. Each keeps its own
+//! position in private memory (what is in shared memory is only ever written by it, never read
+//! back) and a private copy of the other's, refreshed only when the ring looks full or empty.
+//!
+//! Positions read from the peer are checked: `0 <= tail - head <= capacity` must hold, or the
+//! ring is [`Broken`](Error::Broken) and the handle reports the peer as disconnected.
+
+use std::cell::Cell;
+
+use bytemuck::Pod;
+
+use super::Slots;
+use crate::layout::Header;
+use crate::sync::Ordering;
+
+/// Why a push or pop did not happen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Error {
+    /// Nothing to pop / no room to push.
+    WouldBlock,
+    /// The peer's position is impossible (shared memory was corrupted).
+    Broken,
+}
+
+/// The producer's private state.
+pub(crate) struct Producer {
+    capacity: u64,
+    /// Our position: the next slot to write. The shared `tail` holds the same value once
+    /// published.
+    tail: Cell<u64>,
+    /// The consumer's position, as last read.
+    head_cache: Cell<u64>,
+}
+
+/// The consumer's private state.
+pub(crate) struct Consumer {
+    capacity: u64,
+    /// Our position: the next slot to read.
+    head: Cell<u64>,
+    /// The producer's position, as last read.
+    tail_cache: Cell<u64>,
+}
+
+/// Load both positions, checking they make sense together.
+fn positions(hdr: &Header, capacity: u64) -> Result<(u64, u64), Error> {
+    let head = hdr.head.load(Ordering::Acquire);
+    let tail = hdr.tail.load(Ordering::Acquire);
+    if tail.wrapping_sub(head) > capacity {
+        return Err(Error::Broken);
+    }
+    Ok((head, tail))
+}
+
+/// Messages in the ring as seen by either side (for `len`); 0 if the positions are corrupt.
+pub(crate) fn len(hdr: &Header, capacity: u64) -> usize {
+    positions(hdr, capacity).map_or(0, |(h, t)| (t - h) as usize)
+}
+
+impl Producer {
+    /// Take over the producer side at the current shared positions.
+    pub(crate) fn new(hdr: &Header, capacity: u64) -> Result<Producer, Error> {
+        let (head, tail) = positions(hdr, capacity)?;
+        Ok(Producer {
+            capacity,
+            tail: Cell::new(tail),
+            head_cache: Cell::new(head),
+        })
+    }
+
+    /// Push one value if there is room.
+    ///
+    /// # Safety
+    /// This must be the only producer of the ring described by `hdr` and `slots`, and `T` the
+    /// payload type of its geometry.
+    #[inline]
+    pub(crate) unsafe fn push<T: Pod>(
+        &self,
+        hdr: &Header,
+        slots: &Slots,
+        value: T,
+    ) -> Result<(), Error> {
+        let tail = self.tail.get();
+        if tail.wrapping_sub(self.head_cache.get()) >= self.capacity {
+            // SYNC POINT (slot-free): Acquire, pairs with the consumer's Release store of
+            // `head` in `pop`: its read of the slot we are about to overwrite is finished.
+            let head = hdr.head.load(Ordering::Acquire);
+            let used = tail.wrapping_sub(head);
+            if used > self.capacity {
+                return Err(Error::Broken);
+            }
+            self.head_cache.set(head);
+            if used == self.capacity {
+                return Err(Error::WouldBlock);
+            }
+        }
+        // SAFETY: `tail - head < capacity`, so the slot at `tail` is not one the consumer may
+        // still read; we are the only producer (this function's contract).
+        unsafe { slots.write(tail, value) };
+        // SYNC POINT (publish): Release, pairs with the consumer's Acquire load of `tail` in
+        // `pop`: the slot write above is visible before the new position.
+        hdr.tail.store(tail.wrapping_add(1), Ordering::Release);
+        self.tail.set(tail.wrapping_add(1));
+        hdr.data_bell.notify();
+        Ok(())
+    }
+}
+
+impl Consumer {
+    /// Take over the consumer side at the current shared positions.
+    pub(crate) fn new(hdr: &Header, capacity: u64) -> Result<Consumer, Error> {
+        let (head, tail) = positions(hdr, capacity)?;
+        Ok(Consumer {
+            capacity,
+            head: Cell::new(head),
+            tail_cache: Cell::new(tail),
+        })
+    }
+
+    /// Pop one value if there is one.
+    ///
+    /// # Safety
+    /// This must be the only consumer of the ring described by `hdr` and `slots`, and `T` the
+    /// payload type of its geometry.
+    #[inline]
+    pub(crate) unsafe fn pop<T: Pod>(&self, hdr: &Header, slots: &Slots) -> Result<T, Error> {
+        let head = self.head.get();
+        if head == self.tail_cache.get() {
+            // SYNC POINT (publish): Acquire, pairs with the producer's Release store of `tail`
+            // in `push`.
+            let tail = hdr.tail.load(Ordering::Acquire);
+            let avail = tail.wrapping_sub(head);
+            if avail > self.capacity {
+                return Err(Error::Broken);
+            }
+            self.tail_cache.set(tail);
+            if avail == 0 {
+                return Err(Error::WouldBlock);
+            }
+        }
+        // SAFETY: `head < tail`, so the producer published this slot and will not overwrite it
+        // until we move `head` past it; we are the only consumer (this function's contract).
+        let value = unsafe { slots.read(head) };
+        // SYNC POINT (slot-free): Release, pairs with the producer's Acquire load of `head` in
+        // `push`: our read of the slot happens before the producer reuses it.
+        hdr.head.store(head.wrapping_add(1), Ordering::Release);
+        self.head.set(head.wrapping_add(1));
+        hdr.space_bell.notify();
+        Ok(value)
+    }
+}

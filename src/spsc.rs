@@ -1,0 +1,488 @@
+//! Single-producer single-consumer channels: one [`Sender`] and one [`Receiver`], in the same
+//! process or in two.
+//!
+//! Either side may [`create`](Sender::create) the channel and the other
+//! [`open`](Receiver::open) it by name. The ring is Lamport's, with each side caching the
+//! other's position, so a message costs one slot write, one Release store and (only when the
+//! ring looked full or empty) one read of the peer's position.
+//!
+//! ```
+//! use shmchan::{spsc, Options};
+//! # let name = format!("doc-spsc-{}", std::process::id());
+//!
+//! let tx = spsc::Sender::<u64>::create(&name, &Options::new().capacity(64))?;
+//! let rx = spsc::Receiver::<u64>::open(&name, &Options::new())?; // usually in another process
+//! tx.send(42)?;
+//! assert_eq!(rx.recv()?, 42);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::{Duration, Instant};
+
+use crate::Pod;
+use crate::chan::{Chan, Role, Spec};
+use crate::endpoint::RoleState;
+use crate::error::{
+    Error, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
+};
+use crate::layout::{Fingerprint, Kind};
+use crate::options::{Options, WaitStrategy};
+use crate::ring::{Slots, spsc as ring};
+use crate::wait::{Poll, wait_until};
+
+fn spec<T>(role: Role) -> Spec {
+    Spec {
+        kind: Kind::Spsc,
+        role,
+        fp: Fingerprint::of::<T>(),
+        max_senders: 1,
+        max_receivers: 1,
+    }
+}
+
+fn corrupt(chan: &Chan) -> Error {
+    Error::Incompatible {
+        name: chan.name.clone(),
+        backend: chan.backend.clone().unwrap_or_default(),
+        detail: "corrupt header: the ring positions are impossible".into(),
+    }
+}
+
+/// Create an SPSC channel inside this process (on the heap, no name), like
+/// `crossbeam_channel::bounded`. Capacity is rounded up to a power of two.
+///
+/// # Errors
+/// [`Error::InvalidOptions`] if `capacity` is 0 or above [`Options::MAX_CAPACITY`].
+///
+/// ```
+/// let (tx, rx) = shmchan::spsc::channel::<u32>(4)?;
+/// std::thread::spawn(move || tx.send(7).unwrap());
+/// assert_eq!(rx.recv()?, 7);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn channel<T: Pod>(capacity: usize) -> Result<(Sender<T>, Receiver<T>), Error> {
+    let (a, b) = Chan::heap_pair(capacity, &spec::<T>(Role::Sender))?;
+    let wait = WaitStrategy::default();
+    Ok((Sender::from_chan(a, wait)?, Receiver::from_chan(b, wait)?))
+}
+
+/// The sending end of an SPSC channel.
+///
+/// `Send` but not `Sync`: one thread sends at a time. Dropping it disconnects the channel:
+/// the receiver drains what was sent, then gets `Disconnected`.
+pub struct Sender<T: Pod> {
+    ring: ring::Producer,
+    slots: Slots,
+    wait: WaitStrategy,
+    chan: Chan,
+    _payload: PhantomData<T>,
+}
+
+/// The receiving end of an SPSC channel.
+///
+/// `Send` but not `Sync`: one thread receives at a time. Dropping it disconnects the channel:
+/// the sender's calls return `Disconnected` from then on.
+pub struct Receiver<T: Pod> {
+    ring: ring::Consumer,
+    slots: Slots,
+    wait: WaitStrategy,
+    chan: Chan,
+    _payload: PhantomData<T>,
+}
+
+impl<T: Pod> Sender<T> {
+    /// Create the channel `name` (exclusively) and attach as its sender.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`], [`Error::InvalidOptions`], [`Error::AlreadyExists`] if the name
+    /// is taken (a live channel there keeps working), [`Error::Io`] if the system refuses (for
+    /// example no room left to reserve the memory).
+    ///
+    /// ```
+    /// use shmchan::{spsc, Backend, Options};
+    /// # let name = format!("doc-sender-create-{}", std::process::id());
+    /// let tx = spsc::Sender::<[u8; 16]>::create(&name, &Options::new().backend(Backend::SysV))?;
+    /// assert_eq!(tx.capacity(), Options::DEFAULT_CAPACITY);
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    #[cfg(not(loom))]
+    pub fn create(name: &str, opts: &Options) -> Result<Self, Error> {
+        Self::from_chan(
+            Chan::create(name, opts, &spec::<T>(Role::Sender))?,
+            opts.wait,
+        )
+    }
+
+    /// Open the existing channel `name` and attach as its sender.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::NotReady`], [`Error::Incompatible`] (another payload
+    /// type, an MPMC channel, a corrupt header), [`Error::EndpointTaken`] if it already has a
+    /// sender, [`Error::Closed`], [`Error::Io`].
+    ///
+    /// ```
+    /// use shmchan::{spsc, Options};
+    /// # let name = format!("doc-sender-open-{}", std::process::id());
+    /// let rx = spsc::Receiver::<u64>::create(&name, &Options::new())?;
+    /// let tx = spsc::Sender::<u64>::open(&name, &Options::new())?;
+    /// tx.send(1)?;
+    /// assert_eq!(rx.recv()?, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(not(loom))]
+    pub fn open(name: &str, opts: &Options) -> Result<Self, Error> {
+        Self::from_chan(Chan::open(name, opts, &spec::<T>(Role::Sender))?, opts.wait)
+    }
+
+    fn from_chan(chan: Chan, wait: WaitStrategy) -> Result<Self, Error> {
+        let ring =
+            ring::Producer::new(chan.header(), chan.geo.capacity).map_err(|_| corrupt(&chan))?;
+        Ok(Sender {
+            ring,
+            slots: Slots::new(chan.region(), &chan.geo),
+            wait,
+            chan,
+            _payload: PhantomData,
+        })
+    }
+
+    /// One attempt: `Ready` when sent or disconnected, `Pending` when full.
+    #[inline]
+    fn poll(&self, value: T, probe: bool) -> Poll<Result<(), T>> {
+        let hdr = self.chan.header();
+        // One Acquire load of the receiver's endpoint entry (a line nobody writes while both
+        // sides live): a receiver that dropped its handle is seen at once.
+        if self.chan.peers(false) == RoleState::Gone {
+            return Poll::Ready(Err(value));
+        }
+        // SAFETY: this handle is the channel's only sender (the endpoint table admits one), and
+        // `T` is the payload type the geometry was validated for.
+        match unsafe { self.ring.push(hdr, &self.slots, value) } {
+            Ok(()) => Poll::Ready(Ok(())),
+            Err(ring::Error::Broken) => Poll::Ready(Err(value)),
+            Err(ring::Error::WouldBlock) => {
+                if probe && self.chan.peers(true) == RoleState::Gone {
+                    Poll::Ready(Err(value))
+                } else {
+                    Poll::Pending
+                }
+            }
+        }
+    }
+
+    /// Send without waiting.
+    ///
+    /// # Errors
+    /// [`TrySendError::Full`] if the ring is full, [`TrySendError::Disconnected`] if the
+    /// receiver is gone (dropped, or its process died), in both cases with the value.
+    ///
+    /// ```
+    /// use shmchan::{spsc, TrySendError};
+    /// let (tx, _rx) = spsc::channel::<u8>(1)?;
+    /// tx.try_send(1)?;
+    /// assert_eq!(tx.try_send(2), Err(TrySendError::Full(2)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
+        match self.poll(value, false) {
+            Poll::Ready(Ok(())) => Ok(()),
+            Poll::Ready(Err(v)) => Err(TrySendError::Disconnected(v)),
+            Poll::Pending => match self.poll(value, self.chan.probe_due()) {
+                Poll::Ready(Ok(())) => Ok(()),
+                Poll::Ready(Err(v)) => Err(TrySendError::Disconnected(v)),
+                Poll::Pending => Err(TrySendError::Full(value)),
+            },
+        }
+    }
+
+    /// Send, waiting for room as long as it takes.
+    ///
+    /// # Errors
+    /// [`SendError`] with the value if the receiver is gone.
+    ///
+    /// ```
+    /// let (tx, rx) = shmchan::spsc::channel::<u64>(2)?;
+    /// let t = std::thread::spawn(move || for i in 0..10 { tx.send(i).unwrap() });
+    /// for i in 0..10 { assert_eq!(rx.recv()?, i); }
+    /// t.join().unwrap();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn send(&self, value: T) -> Result<(), SendError<T>> {
+        self.send_deadline(value, None)
+            .map_err(|e| SendError(e.into_inner()))
+    }
+
+    /// Send, waiting for room at most `timeout`.
+    ///
+    /// # Errors
+    /// [`SendTimeoutError::Timeout`] if the ring stayed full, [`SendTimeoutError::Disconnected`]
+    /// if the receiver is gone, with the value.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use shmchan::{spsc, SendTimeoutError};
+    /// let (tx, _rx) = spsc::channel::<u8>(1)?;
+    /// tx.send(1)?;
+    /// let r = tx.send_timeout(2, Duration::from_millis(10));
+    /// assert_eq!(r, Err(SendTimeoutError::Timeout(2)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn send_timeout(&self, value: T, timeout: Duration) -> Result<(), SendTimeoutError<T>> {
+        self.send_deadline(value, Some(Instant::now() + timeout))
+    }
+
+    fn send_deadline(
+        &self,
+        value: T,
+        deadline: Option<Instant>,
+    ) -> Result<(), SendTimeoutError<T>> {
+        let bell = &self.chan.header().space_bell;
+        match wait_until(bell, self.wait, deadline, |probe| self.poll(value, probe)) {
+            Some(Ok(())) => Ok(()),
+            Some(Err(v)) => Err(SendTimeoutError::Disconnected(v)),
+            None => Err(SendTimeoutError::Timeout(value)),
+        }
+    }
+
+    /// Messages in the ring now (a snapshot; the receiver may be taking them).
+    pub fn len(&self) -> usize {
+        ring::len(self.chan.header(), self.chan.geo.capacity)
+    }
+
+    /// Is the ring empty now?
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Is the ring full now?
+    pub fn is_full(&self) -> bool {
+        self.len() == self.capacity()
+    }
+
+    /// How many messages the ring holds (the requested capacity rounded up to a power of two).
+    pub fn capacity(&self) -> usize {
+        self.chan.geo.capacity as usize
+    }
+
+    /// Has the receiver gone away (dropped, or its process died)? Before a receiver has
+    /// attached this is `false`.
+    pub fn is_disconnected(&self) -> bool {
+        self.chan.peers(true) == RoleState::Gone
+    }
+}
+
+impl<T: Pod> Receiver<T> {
+    /// Create the channel `name` (exclusively) and attach as its receiver.
+    ///
+    /// # Errors
+    /// As [`Sender::create`].
+    ///
+    /// ```
+    /// use shmchan::{spsc, Options, TryRecvError};
+    /// # let name = format!("doc-receiver-create-{}", std::process::id());
+    /// let rx = spsc::Receiver::<u32>::create(&name, &Options::new().capacity(8))?;
+    /// assert_eq!(rx.try_recv(), Err(TryRecvError::Empty)); // no sender yet: just empty
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    #[cfg(not(loom))]
+    pub fn create(name: &str, opts: &Options) -> Result<Self, Error> {
+        Self::from_chan(
+            Chan::create(name, opts, &spec::<T>(Role::Receiver))?,
+            opts.wait,
+        )
+    }
+
+    /// Open the existing channel `name` and attach as its receiver.
+    ///
+    /// # Errors
+    /// As [`Sender::open`]; [`Error::EndpointTaken`] if it already has a receiver.
+    ///
+    /// ```
+    /// use shmchan::{spsc, Options};
+    /// # let name = format!("doc-receiver-open-{}", std::process::id());
+    /// let tx = spsc::Sender::<u64>::create(&name, &Options::new())?;
+    /// tx.send(5)?; // sent before the receiver exists: kept in the ring
+    /// let rx = spsc::Receiver::<u64>::open(&name, &Options::new())?;
+    /// assert_eq!(rx.recv()?, 5);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(not(loom))]
+    pub fn open(name: &str, opts: &Options) -> Result<Self, Error> {
+        Self::from_chan(
+            Chan::open(name, opts, &spec::<T>(Role::Receiver))?,
+            opts.wait,
+        )
+    }
+
+    fn from_chan(chan: Chan, wait: WaitStrategy) -> Result<Self, Error> {
+        let ring =
+            ring::Consumer::new(chan.header(), chan.geo.capacity).map_err(|_| corrupt(&chan))?;
+        Ok(Receiver {
+            ring,
+            slots: Slots::new(chan.region(), &chan.geo),
+            wait,
+            chan,
+            _payload: PhantomData,
+        })
+    }
+
+    /// One attempt: `Ready` with a value or a disconnect, `Pending` when empty.
+    #[inline]
+    fn poll(&self, probe: bool) -> Poll<Result<T, ()>> {
+        let hdr = self.chan.header();
+        // SAFETY: this handle is the channel's only receiver (the endpoint table admits one),
+        // and `T` is the payload type the geometry was validated for.
+        match unsafe { self.ring.pop(hdr, &self.slots) } {
+            Ok(v) => Poll::Ready(Ok(v)),
+            Err(ring::Error::Broken) => Poll::Ready(Err(())),
+            Err(ring::Error::WouldBlock) => {
+                if self.chan.peers(probe) != RoleState::Gone {
+                    return Poll::Pending;
+                }
+                // The sender is gone, but what it published before leaving is still ours:
+                // its detach (Release) happened after its last publish, and `peers` read the
+                // entry with Acquire, so one more pop sees everything.
+                // SAFETY: as above.
+                match unsafe { self.ring.pop(hdr, &self.slots) } {
+                    Ok(v) => Poll::Ready(Ok(v)),
+                    Err(_) => Poll::Ready(Err(())),
+                }
+            }
+        }
+    }
+
+    /// Receive without waiting.
+    ///
+    /// # Errors
+    /// [`TryRecvError::Empty`] if the ring is empty (including before any sender attached),
+    /// [`TryRecvError::Disconnected`] if it is empty and the sender is gone.
+    ///
+    /// ```
+    /// use shmchan::{spsc, TryRecvError};
+    /// let (tx, rx) = spsc::channel::<u8>(4)?;
+    /// tx.send(1)?;
+    /// drop(tx);
+    /// assert_eq!(rx.try_recv(), Ok(1));
+    /// assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_recv(&self) -> Result<T, TryRecvError> {
+        match self.poll(false) {
+            Poll::Ready(r) => r.map_err(|()| TryRecvError::Disconnected),
+            Poll::Pending if self.chan.probe_due() => match self.poll(true) {
+                Poll::Ready(r) => r.map_err(|()| TryRecvError::Disconnected),
+                Poll::Pending => Err(TryRecvError::Empty),
+            },
+            Poll::Pending => Err(TryRecvError::Empty),
+        }
+    }
+
+    /// Receive, waiting as long as it takes.
+    ///
+    /// # Errors
+    /// [`RecvError`] once the ring is empty and the sender is gone.
+    ///
+    /// ```
+    /// let (tx, rx) = shmchan::spsc::channel::<u64>(8)?;
+    /// tx.send(3)?;
+    /// drop(tx);
+    /// assert_eq!(rx.recv(), Ok(3));
+    /// assert!(rx.recv().is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn recv(&self) -> Result<T, RecvError> {
+        self.recv_deadline(None).map_err(|_| RecvError)
+    }
+
+    /// Receive, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`RecvTimeoutError::Timeout`] if nothing arrived, [`RecvTimeoutError::Disconnected`] if
+    /// the ring is empty and the sender is gone.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use shmchan::RecvTimeoutError;
+    /// let (_tx, rx) = shmchan::spsc::channel::<u64>(8)?;
+    /// assert_eq!(rx.recv_timeout(Duration::from_millis(5)), Err(RecvTimeoutError::Timeout));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
+        self.recv_deadline(Some(Instant::now() + timeout))
+    }
+
+    fn recv_deadline(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
+        let bell = &self.chan.header().data_bell;
+        match wait_until(bell, self.wait, deadline, |probe| self.poll(probe)) {
+            Some(r) => r.map_err(|()| RecvTimeoutError::Disconnected),
+            None => Err(RecvTimeoutError::Timeout),
+        }
+    }
+
+    /// Messages waiting in the ring now.
+    pub fn len(&self) -> usize {
+        ring::len(self.chan.header(), self.chan.geo.capacity)
+    }
+
+    /// Is the ring empty now?
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Is the ring full now?
+    pub fn is_full(&self) -> bool {
+        self.len() == self.capacity()
+    }
+
+    /// How many messages the ring holds (the requested capacity rounded up to a power of two).
+    pub fn capacity(&self) -> usize {
+        self.chan.geo.capacity as usize
+    }
+
+    /// Has the sender gone away (dropped, or its process died)? Messages it sent may still be
+    /// waiting. Before a sender has attached this is `false`.
+    pub fn is_disconnected(&self) -> bool {
+        self.chan.peers(true) == RoleState::Gone
+    }
+
+    /// A blocking iterator over received messages; it ends when the sender is gone and the
+    /// ring is drained.
+    ///
+    /// ```
+    /// let (tx, rx) = shmchan::spsc::channel::<u32>(16)?;
+    /// for i in 0..3 { tx.send(i)?; }
+    /// drop(tx);
+    /// assert_eq!(rx.iter().collect::<Vec<_>>(), [0, 1, 2]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn iter(&self) -> impl Iterator<Item = T> + '_ {
+        std::iter::from_fn(move || self.recv().ok())
+    }
+
+    /// An iterator over the messages available now, without waiting.
+    pub fn try_iter(&self) -> impl Iterator<Item = T> + '_ {
+        std::iter::from_fn(move || self.try_recv().ok())
+    }
+}
+
+impl<T: Pod> fmt::Debug for Sender<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("spsc::Sender")
+            .field("name", &self.chan.name)
+            .field("backend", &self.chan.backend)
+            .field("capacity", &self.capacity())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Pod> fmt::Debug for Receiver<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("spsc::Receiver")
+            .field("name", &self.chan.name)
+            .field("backend", &self.chan.backend)
+            .field("capacity", &self.capacity())
+            .finish_non_exhaustive()
+    }
+}

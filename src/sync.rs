@@ -1,0 +1,98 @@
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)] // this module is the seam
+//! The one seam for concurrency primitives.
+//!
+//! Every atomic, fence, spin and yield used by the ring, the doorbell, the header handshake and
+//! the endpoint table comes from here, so that `RUSTFLAGS="--cfg loom"` swaps them all for
+//! loom's models and the model checker runs the production code (`clippy.toml` bans the std
+//! atomics everywhere else).
+
+pub(crate) use core::sync::atomic::Ordering;
+
+#[cfg(not(loom))]
+use core::sync::atomic as imp;
+#[cfg(loom)]
+use loom::sync::atomic as imp;
+
+/// Declares a `#[repr(transparent)]` wrapper that derefs to the std (or loom) atomic, so that
+/// other modules name only `crate::sync` types and the `disallowed-types` lint can ban the
+/// originals everywhere else.
+macro_rules! atomic {
+    ($name:ident, $int:ty) => {
+        #[repr(transparent)]
+        pub(crate) struct $name(imp::$name);
+
+        impl $name {
+            #[allow(dead_code)] // production headers are zeroed memory, never constructed
+            pub(crate) fn new(v: $int) -> Self {
+                $name(imp::$name::new(v))
+            }
+        }
+
+        impl core::ops::Deref for $name {
+            type Target = imp::$name;
+            #[inline(always)]
+            fn deref(&self) -> &imp::$name {
+                &self.0
+            }
+        }
+    };
+}
+
+atomic!(AtomicU32, u32);
+atomic!(AtomicU64, u64);
+
+/// A memory fence (std's, or loom's model of it).
+#[inline(always)]
+pub(crate) fn fence(order: Ordering) {
+    imp::fence(order)
+}
+
+/// One iteration of a busy-wait loop.
+///
+/// Under loom this yields to the scheduler, so that a spin on a value only another thread can
+/// change does not look like an infinite execution.
+#[inline]
+pub(crate) fn spin_loop() {
+    #[cfg(not(loom))]
+    core::hint::spin_loop();
+    #[cfg(loom)]
+    loom::thread::yield_now();
+}
+
+/// Give the rest of this time slice to another thread.
+#[inline]
+pub(crate) fn yield_now() {
+    #[cfg(not(loom))]
+    std::thread::yield_now();
+    #[cfg(loom)]
+    loom::thread::yield_now();
+}
+
+/// Causality tracking for the bytes of one ring slot.
+///
+/// The slot bytes themselves are always copied with raw pointers (they live in memory another
+/// process maps). In production this type is empty and its methods compile to nothing; under
+/// loom it wraps a `loom::cell::UnsafeCell` that the ring touches on every slot write and read,
+/// so loom reports a data race when a reader can reach a slot without the Acquire/Release
+/// pairing that orders it after the writer.
+#[derive(Default)]
+pub(crate) struct SlotTrack {
+    #[cfg(loom)]
+    cell: loom::cell::UnsafeCell<()>,
+}
+
+impl SlotTrack {
+    /// Record a write of the slot's bytes.
+    #[inline(always)]
+    pub(crate) fn write(&self) {
+        #[cfg(loom)]
+        self.cell.with_mut(|_| ());
+    }
+
+    /// Record a read of the slot's bytes.
+    #[inline(always)]
+    pub(crate) fn read(&self) {
+        #[cfg(loom)]
+        self.cell.with(|_| ());
+    }
+}

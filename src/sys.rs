@@ -1,0 +1,246 @@
+//! Thin wrappers over the system calls shmchan makes: one function per call, errno turned into
+//! `io::Error` at the call site, file descriptors owned (`OwnedFd`) as soon as they exist.
+
+use std::ffi::CStr;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::time::Duration;
+
+fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// Open or create a POSIX shared memory object.
+///
+/// # References
+/// `shm_open(3)`
+pub(crate) fn shm_open(name: &CStr, oflag: libc::c_int, mode: libc::mode_t) -> io::Result<OwnedFd> {
+    // SAFETY: `name` is a valid NUL-terminated string for the duration of the call.
+    let fd = cvt(unsafe { libc::shm_open(name.as_ptr(), oflag | libc::O_CLOEXEC, mode) })?;
+    // SAFETY: `fd` was just returned by `shm_open` and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Remove a POSIX shared memory object's name.
+///
+/// # References
+/// `shm_unlink(3)`
+pub(crate) fn shm_unlink(name: &CStr) -> io::Result<()> {
+    // SAFETY: `name` is a valid NUL-terminated string for the duration of the call.
+    cvt(unsafe { libc::shm_unlink(name.as_ptr()) }).map(drop)
+}
+
+/// Open a file relative to the current directory.
+///
+/// # References
+/// `open(2)`
+pub(crate) fn open(path: &CStr, oflag: libc::c_int, mode: libc::mode_t) -> io::Result<OwnedFd> {
+    // SAFETY: `path` is a valid NUL-terminated string; `mode` is passed as the variadic
+    // argument `open` reads when `O_CREAT` is set.
+    let fd =
+        cvt(unsafe { libc::open(path.as_ptr(), oflag | libc::O_CLOEXEC, mode as libc::c_uint) })?;
+    // SAFETY: `fd` was just returned by `open` and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Set a file's permission bits (not subject to the umask, unlike the mode given at creation).
+///
+/// # References
+/// `fchmod(2)`
+pub(crate) fn fchmod(fd: BorrowedFd<'_>, mode: libc::mode_t) -> io::Result<()> {
+    // SAFETY: plain system call on a live descriptor.
+    cvt(unsafe { libc::fchmod(fd.as_raw_fd(), mode) }).map(drop)
+}
+
+/// Set a file's length.
+///
+/// # References
+/// `ftruncate(2)`
+pub(crate) fn ftruncate(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
+    let len =
+        libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: plain system call on a live descriptor.
+    cvt(unsafe { libc::ftruncate(fd.as_raw_fd(), len) }).map(drop)
+}
+
+/// Reserve backing store for `[0, len)` so later page faults cannot fail with SIGBUS.
+///
+/// # References
+/// `posix_fallocate(3)` (returns the error number instead of setting errno)
+pub(crate) fn posix_fallocate(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
+    let len =
+        libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    loop {
+        // SAFETY: plain library call on a live descriptor.
+        match unsafe { libc::posix_fallocate(fd.as_raw_fd(), 0, len) } {
+            0 => return Ok(()),
+            libc::EINTR => continue,
+            err => return Err(io::Error::from_raw_os_error(err)),
+        }
+    }
+}
+
+/// File status of an open descriptor.
+///
+/// # References
+/// `fstat(2)`
+pub(crate) fn fstat(fd: BorrowedFd<'_>) -> io::Result<libc::stat> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `st` is valid for writes of one `stat`, which the call fills on success.
+    cvt(unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) })?;
+    // SAFETY: `fstat` returned 0, so it initialised `st`.
+    Ok(unsafe { st.assume_init() })
+}
+
+/// Status of a path, not following a final symbolic link.
+///
+/// # References
+/// `lstat(2)`
+pub(crate) fn lstat(path: &CStr) -> io::Result<libc::stat> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `path` is NUL-terminated; `st` is valid for writes of one `stat`.
+    cvt(unsafe { libc::lstat(path.as_ptr(), st.as_mut_ptr()) })?;
+    // SAFETY: `lstat` returned 0, so it initialised `st`.
+    Ok(unsafe { st.assume_init() })
+}
+
+/// Remove a file name.
+///
+/// # References
+/// `unlink(2)`
+pub(crate) fn unlink(path: &CStr) -> io::Result<()> {
+    // SAFETY: `path` is a valid NUL-terminated string for the duration of the call.
+    cvt(unsafe { libc::unlink(path.as_ptr()) }).map(drop)
+}
+
+/// Get (or create, with `IPC_CREAT`) a System V shared memory segment.
+///
+/// # References
+/// `shmget(2)`
+pub(crate) fn shmget(key: libc::key_t, size: usize, flags: libc::c_int) -> io::Result<libc::c_int> {
+    // SAFETY: plain system call, no pointers.
+    cvt(unsafe { libc::shmget(key, size, flags) })
+}
+
+/// Attach a System V segment read-write at an address the kernel picks.
+///
+/// # References
+/// `shmat(2)`
+pub(crate) fn shmat(id: libc::c_int) -> io::Result<*mut u8> {
+    // SAFETY: a null address lets the kernel choose a free range; nothing in this process is
+    // overwritten.
+    let p = unsafe { libc::shmat(id, std::ptr::null(), 0) };
+    if p as isize == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(p.cast())
+    }
+}
+
+/// Detach a System V segment.
+///
+/// # Safety
+/// `addr` must be an address returned by [`shmat`] that is still attached, and no reference
+/// into the segment may be used afterwards.
+///
+/// # References
+/// `shmdt(2)`
+pub(crate) unsafe fn shmdt(addr: *mut u8) -> io::Result<()> {
+    // SAFETY: the caller guarantees `addr` is a live attachment nobody uses any more.
+    cvt(unsafe { libc::shmdt(addr.cast()) }).map(drop)
+}
+
+/// Status of a System V segment.
+///
+/// # References
+/// `shmctl(2)` with `IPC_STAT`
+pub(crate) fn shm_stat(id: libc::c_int) -> io::Result<libc::shmid_ds> {
+    let mut ds = std::mem::MaybeUninit::<libc::shmid_ds>::uninit();
+    // SAFETY: `ds` is valid for writes of one `shmid_ds`, which IPC_STAT fills.
+    cvt(unsafe { libc::shmctl(id, libc::IPC_STAT, ds.as_mut_ptr()) })?;
+    // SAFETY: the call returned 0, so it initialised `ds`.
+    Ok(unsafe { ds.assume_init() })
+}
+
+/// Mark a System V segment for removal: its key is free at once, the memory goes with the
+/// last detach.
+///
+/// # References
+/// `shmctl(2)` with `IPC_RMID`
+pub(crate) fn shm_rmid(id: libc::c_int) -> io::Result<()> {
+    // SAFETY: IPC_RMID takes no buffer.
+    cvt(unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) }).map(drop)
+}
+
+/// Sleep while the 32-bit word at `word` holds `expected`, for at most `timeout` (forever if
+/// `None`). Returns on a wake, a timeout, a signal, or at once if the word differs; the caller
+/// re-checks its condition in every case. The futex is *shared* (no `FUTEX_PRIVATE_FLAG`): the
+/// kernel keys it by the backing page, so a waker in another process that maps the same memory
+/// finds it.
+///
+/// # Safety
+/// `word` must point to a 4-byte aligned `u32` that stays mapped during the call.
+///
+/// # References
+/// `futex(2)`, `FUTEX_WAIT`
+pub(crate) unsafe fn futex_wait(word: *const u32, expected: u32, timeout: Option<Duration>) {
+    let ts = timeout.map(|d| libc::timespec {
+        tv_sec: d.as_secs().min(i32::MAX as u64) as libc::time_t,
+        tv_nsec: d.subsec_nanos() as libc::c_long,
+    });
+    let ts_ptr = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: the caller keeps `word` mapped and aligned; `ts_ptr` is null or points to a
+    // timespec that outlives the call. Every outcome (EAGAIN, ETIMEDOUT, EINTR, a wake) is
+    // handled by the caller's re-check, so the result is not needed.
+    unsafe { libc::syscall(libc::SYS_futex, word, libc::FUTEX_WAIT, expected, ts_ptr) };
+}
+
+/// Wake every thread sleeping in [`futex_wait`] on `word`, in any process.
+///
+/// # Safety
+/// `word` must point to a 4-byte aligned `u32` that stays mapped during the call.
+///
+/// # References
+/// `futex(2)`, `FUTEX_WAKE`
+pub(crate) unsafe fn futex_wake(word: *const u32) {
+    // SAFETY: the caller keeps `word` mapped and aligned; FUTEX_WAKE only reads the address to
+    // find the wait queue.
+    unsafe { libc::syscall(libc::SYS_futex, word, libc::FUTEX_WAKE, i32::MAX) };
+}
+
+/// Is process `pid` gone? `None` when that cannot be told from here.
+///
+/// # References
+/// `kill(2)` with signal 0
+pub(crate) fn kill0_gone(pid: u32) -> Option<bool> {
+    let pid = libc::pid_t::try_from(pid).ok()?;
+    if pid <= 0 {
+        return Some(true);
+    }
+    // SAFETY: signal 0 only checks that the process exists; nothing is delivered.
+    if unsafe { libc::kill(pid, 0) } == 0 {
+        return Some(false);
+    }
+    match io::Error::last_os_error().raw_os_error() {
+        Some(libc::ESRCH) => Some(true),
+        _ => None,
+    }
+}
+
+/// This process's id.
+pub(crate) fn getpid() -> u32 {
+    std::process::id()
+}
+
+/// The system page size.
+pub(crate) fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if n > 0 { n as usize } else { 4096 }
+}

@@ -1,0 +1,203 @@
+//! Waiting: spin, yield, then sleep on a futex word in the shared header.
+//!
+//! Protocol (the Dekker pattern, one SeqCst fence on each side):
+//!
+//! ```text
+//!  sleeper (ring empty/full)              notifier (just pushed/popped)
+//!  s = seq.load(Acquire)                  index.store(Release)       (the publish)
+//!  waiters += 1                           fence(SeqCst)              SYNC POINT (doorbell)
+//!  fence(SeqCst)   SYNC POINT (doorbell)  if waiters != 0 {
+//!  re-check the ring; if ready: leave         seq += 1 (Release)
+//!  futex_wait(seq, s)                         futex_wake(seq)
+//!  waiters -= 1                           }
+//! ```
+//!
+//! The two fences guarantee that the sleeper's re-check sees the publish, or the notifier sees
+//! the registration (or both); in the second case `seq` changes after `s` was read, so
+//! `futex_wait` returns at once or is woken. When nobody sleeps, notifying costs a fence and one
+//! load of a line nobody writes.
+//!
+//! Sleeps are bounded (at most [`PROBE_INTERVAL`]) so that a waiter notices a peer killed with
+//! `kill -9`, which never rings the bell.
+
+use std::time::{Duration, Instant};
+
+use crate::layout::Doorbell;
+use crate::options::WaitStrategy;
+use crate::sync::{Ordering, fence};
+
+/// How often a waiting call checks whether its peers are still alive.
+pub(crate) const PROBE_INTERVAL: Duration = Duration::from_millis(40);
+
+impl Doorbell {
+    /// Tell sleepers (if any) that the side they wait for made progress. Call right after the
+    /// Release store that published it.
+    #[inline]
+    pub(crate) fn notify(&self) {
+        // SYNC POINT (doorbell): orders the caller's publish before the `waiters` load; pairs
+        // with the fence in `prepare`.
+        fence(Ordering::SeqCst);
+        if self.waiters.load(Ordering::Relaxed) != 0 {
+            self.wake();
+        }
+    }
+
+    /// Wake every sleeper unconditionally (disconnect).
+    #[cold]
+    pub(crate) fn wake(&self) {
+        // Release: a sleeper that reads the new `seq` with Acquire sees the publish.
+        self.seq.fetch_add(1, Ordering::Release);
+        futex::wake(&self.seq);
+    }
+
+    /// Register as a sleeper. The caller then re-checks its condition and either calls
+    /// [`sleep`](Self::sleep) with the returned value or [`cancel`](Self::cancel).
+    fn prepare(&self) -> u32 {
+        let seq = self.seq.load(Ordering::Acquire);
+        self.waiters.fetch_add(1, Ordering::Relaxed);
+        // SYNC POINT (doorbell): orders the registration before the re-check; pairs with the
+        // fence in `notify`.
+        fence(Ordering::SeqCst);
+        seq
+    }
+
+    fn sleep(&self, seq: u32, timeout: Option<Duration>) {
+        futex::wait(&self.seq, seq, timeout);
+        self.cancel();
+    }
+
+    fn cancel(&self) {
+        self.waiters.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// What one attempt of a blocking operation gave.
+pub(crate) enum Poll<R> {
+    Ready(R),
+    Pending,
+}
+
+/// Repeat `attempt` until it is ready or `deadline` passes (`None` on timeout), waiting between
+/// tries as `strategy` says and sleeping on `bell`. `attempt(probe)` must try the operation
+/// once; when `probe` is true it should also check that the peers are alive (a system call,
+/// asked for at most every [`PROBE_INTERVAL`]).
+pub(crate) fn wait_until<R>(
+    bell: &Doorbell,
+    strategy: WaitStrategy,
+    deadline: Option<Instant>,
+    mut attempt: impl FnMut(bool) -> Poll<R>,
+) -> Option<R> {
+    if let Poll::Ready(r) = attempt(false) {
+        return Some(r);
+    }
+    let start = Instant::now();
+    let mut last_probe = start;
+    let mut probe_due = |now: Instant| {
+        let due = now.duration_since(last_probe) >= PROBE_INTERVAL;
+        if due {
+            last_probe = now;
+        }
+        due
+    };
+    let expired = |now: Instant| deadline.is_some_and(|d| now >= d);
+
+    let spin_for = match strategy {
+        WaitStrategy::SpinThenPark(d) => Some(d),
+        WaitStrategy::Spin => None,
+        WaitStrategy::Park => Some(Duration::ZERO),
+    };
+    // Spin (and, for `Spin`, never stop), reading the clock once every 64 tries.
+    if cfg!(not(loom)) && spin_for != Some(Duration::ZERO) {
+        let mut i = 0u32;
+        loop {
+            crate::sync::spin_loop();
+            i = i.wrapping_add(1);
+            let mut probe = false;
+            if i % 64 == 0 {
+                let now = Instant::now();
+                if expired(now) {
+                    return None;
+                }
+                if spin_for.is_some_and(|d| now.duration_since(start) >= d) {
+                    break;
+                }
+                probe = probe_due(now);
+            }
+            if let Poll::Ready(r) = attempt(probe) {
+                return Some(r);
+            }
+        }
+        for _ in 0..4 {
+            crate::sync::yield_now();
+            if let Poll::Ready(r) = attempt(false) {
+                return Some(r);
+            }
+        }
+    }
+    loop {
+        let now = Instant::now();
+        if expired(now) {
+            return None;
+        }
+        let seq = bell.prepare();
+        match attempt(probe_due(now)) {
+            Poll::Ready(r) => {
+                bell.cancel();
+                return Some(r);
+            }
+            Poll::Pending => {
+                let mut nap = PROBE_INTERVAL;
+                if let Some(d) = deadline {
+                    nap = nap.min(d.saturating_duration_since(now));
+                }
+                bell.sleep(seq, Some(nap));
+            }
+        }
+    }
+}
+
+#[cfg(not(loom))]
+mod futex {
+    use crate::sync::AtomicU32;
+    use std::time::Duration;
+
+    pub(super) fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+        // SAFETY: `word` is a live, 4-byte aligned atomic in the mapped header, which the
+        // caller's handle keeps mapped for the duration of the call; `AtomicU32` has the same
+        // layout as `u32`.
+        unsafe { crate::sys::futex_wait(word.as_ptr(), expected, timeout) }
+    }
+
+    pub(super) fn wake(word: &AtomicU32) {
+        // SAFETY: as in `wait`.
+        unsafe { crate::sys::futex_wake(word.as_ptr()) }
+    }
+}
+
+/// The futex modelled with loom's mutex and condition variable: `wait` checks the word and
+/// blocks under the lock, `wake` notifies under it, so a wake between a sleeper's check and its
+/// sleep cannot be lost, as with the kernel's futex. Timeouts are ignored, so a lost wake-up
+/// shows up as a deadlock.
+#[cfg(loom)]
+mod futex {
+    use crate::sync::{AtomicU32, Ordering};
+    use loom::sync::{Condvar, Mutex};
+    use std::time::Duration;
+
+    loom::lazy_static! {
+        static ref LOCK: Mutex<()> = Mutex::new(());
+        static ref COND: Condvar = Condvar::new();
+    }
+
+    pub(super) fn wait(word: &AtomicU32, expected: u32, _timeout: Option<Duration>) {
+        let guard = LOCK.lock().unwrap();
+        if word.load(Ordering::Relaxed) == expected {
+            drop(COND.wait(guard).unwrap());
+        }
+    }
+
+    pub(super) fn wake(_word: &AtomicU32) {
+        let _guard = LOCK.lock().unwrap();
+        COND.notify_all();
+    }
+}
