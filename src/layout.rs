@@ -400,6 +400,11 @@ impl Header {
             ));
         }
         let (senders, receivers) = (id.max_senders.load(r), id.max_receivers.load(r));
+        if kind == Kind::Spsc && (senders, receivers) != (1, 1) {
+            return Err(format!(
+                "corrupt header: SPSC channel with {senders} senders and {receivers} receivers"
+            ));
+        }
         let geo = Geometry::new(kind, fp, capacity, senders, receivers)
             .map_err(|e| format!("corrupt header: {e}"))?;
         let stored = (

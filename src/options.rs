@@ -28,6 +28,17 @@ pub enum Backend {
 }
 
 impl Backend {
+    /// The System V key used for channel `name` by [`Backend::SysV`] (as `ipcs -m` shows it):
+    /// a hash of the name, never `IPC_PRIVATE`.
+    ///
+    /// ```
+    /// let key = shmchan::Backend::sysv_key("ticks");
+    /// assert!(key > 0);
+    /// ```
+    pub fn sysv_key(name: &str) -> i32 {
+        crate::layout::sysv_key(name)
+    }
+
     /// Where the region for `name` lives on this backend, in words for messages.
     ///
     /// ```

@@ -1,0 +1,131 @@
+//! A hostile or broken peer: another mapping writes random bytes over a live region (header
+//! included) while a receiver in a child process keeps calling `try_recv`, `recv_timeout`,
+//! `len`, and finally drops its handle. The child must survive: errors and odd values are fine,
+//! a crash (SIGSEGV, SIGBUS) or a hang is not.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Cleanup, Msg, backends, spawn, unique_name};
+use shmchan::{Backend, Options, spsc};
+
+#[test]
+#[ignore = "entry point of the child processes the other tests start"]
+fn child_main() {
+    common::child_main();
+}
+
+/// A second, independent read-write mapping of the region.
+struct RawMap {
+    ptr: *mut u8,
+    len: usize,
+    _keep: Option<memmap2::MmapMut>,
+    sysv: bool,
+}
+
+impl RawMap {
+    fn new(name: &str, backend: &Backend) -> RawMap {
+        let path = match backend {
+            Backend::Posix => std::path::Path::new("/dev/shm").join(name),
+            Backend::File(dir) => dir.join(name),
+            Backend::SysV => {
+                // SAFETY: look the segment up, read its size, attach it read-write.
+                unsafe {
+                    let id = libc::shmget(Backend::sysv_key(name), 0, 0);
+                    assert!(id >= 0);
+                    let mut ds: libc::shmid_ds = std::mem::zeroed();
+                    assert_eq!(libc::shmctl(id, libc::IPC_STAT, &mut ds), 0);
+                    let p = libc::shmat(id, std::ptr::null(), 0);
+                    assert_ne!(p as isize, -1);
+                    return RawMap {
+                        ptr: p.cast(),
+                        len: ds.shm_segsz,
+                        _keep: None,
+                        sysv: true,
+                    };
+                }
+            }
+        };
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .unwrap();
+        // SAFETY: a shared mapping of a file we opened; we only write bytes into it.
+        let mut m = unsafe { memmap2::MmapMut::map_mut(&f) }.unwrap();
+        RawMap {
+            ptr: m.as_mut_ptr(),
+            len: m.len(),
+            _keep: Some(m),
+            sysv: false,
+        }
+    }
+
+    fn write_u64(&self, off: usize, v: u64) {
+        assert!(off + 8 <= self.len);
+        // SAFETY: in bounds of our own mapping; unaligned volatile write of plain bytes.
+        unsafe { self.ptr.add(off).cast::<u64>().write_volatile(v) }
+    }
+}
+
+impl Drop for RawMap {
+    fn drop(&mut self) {
+        if self.sysv {
+            // SAFETY: detach the segment we attached in `new`.
+            unsafe { libc::shmdt(self.ptr.cast()) };
+        }
+    }
+}
+
+#[test]
+fn random_writes_over_a_live_region_do_not_crash_the_receiver() {
+    for backend in backends() {
+        let name = unique_name("scribble");
+        let _cleanup = Cleanup(name.clone(), backend.clone());
+        let opts = Options::new().backend(backend.clone()).capacity(64);
+        let tx = spsc::Sender::<Msg>::create(&name, &opts).unwrap();
+        for i in 0..32 {
+            tx.send(Msg::new(i)).unwrap();
+        }
+        let mut child = spawn(
+            "victim",
+            &name,
+            &backend,
+            &[("SHMCHAN_TEST_MS", "1500".into())],
+        );
+        child.expect_line("READY", Duration::from_secs(10));
+        let map = RawMap::new(&name, &backend);
+        let mut seed = 0x2545_f491_4f6c_dd1du64 ^ std::process::id() as u64;
+        let mut rnd = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let until = Instant::now() + Duration::from_millis(1500);
+        let words = map.len / 8;
+        let mut writes = 0u64;
+        while Instant::now() < until {
+            for _ in 0..1000 {
+                let r = rnd();
+                // Mostly the header (where the positions, endpoints and doorbells are), with
+                // values that are sometimes plausible positions and sometimes anything.
+                let word = if r & 3 == 0 {
+                    (r >> 8) as usize % words
+                } else {
+                    (r >> 8) as usize % 192
+                };
+                let v = if r & 16 == 0 { rnd() % 256 } else { rnd() };
+                map.write_u64(word * 8, v);
+                writes += 1;
+            }
+        }
+        let line = child.expect_line("SURVIVED", Duration::from_secs(20));
+        child.assert_success(Duration::from_secs(10));
+        assert!(writes > 10_000, "the scribbler wrote only {writes} words");
+        eprintln!("{backend}: victim survived {writes} random writes: {line}");
+        drop(map);
+        drop(tx); // our side survives its own drop over a garbage header too
+    }
+}
