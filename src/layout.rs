@@ -78,10 +78,33 @@ impl Fingerprint {
         Fingerprint {
             size: size_of::<T>() as u64,
             align: align_of::<T>() as u64,
-            type_hash: fnv1a64(type_name.as_bytes()),
+            type_hash: fnv1a64(short_type_name(type_name).as_bytes()),
             type_name,
         }
     }
+}
+
+/// The type name without module paths: `sender::msg::Tick<u64>` becomes `Tick<u64>`. Two
+/// programs that each compile the same message struct (in crates or modules of other names)
+/// then agree, while `u64` and `i64`, or `Tick` and `Quote`, still differ.
+fn short_type_name(full: &str) -> String {
+    let mut out = String::with_capacity(full.len());
+    let mut ident = String::new();
+    let mut chars = full.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_alphanumeric() || c == '_' {
+            ident.push(c);
+        } else if c == ':' && chars.peek() == Some(&':') {
+            chars.next();
+            ident.clear(); // a path segment: drop it
+        } else {
+            out.push_str(&ident);
+            ident.clear();
+            out.push(c);
+        }
+    }
+    out.push_str(&ident);
+    out
 }
 
 fn fnv1a64(bytes: &[u8]) -> u64 {
@@ -473,6 +496,16 @@ mod tests {
         assert_ne!(sysv_key("a"), 0);
         assert_ne!(sysv_key("a"), sysv_key("b"));
         assert!(sysv_key("ticks") > 0);
+    }
+
+    #[test]
+    fn type_names_lose_their_module_paths() {
+        assert_eq!(short_type_name("sender::line::Line"), "Line");
+        assert_eq!(
+            short_type_name("a::Tick<alloc::vec::Vec<b::c::D>, [u8; 4]>"),
+            "Tick<Vec<D>, [u8; 4]>"
+        );
+        assert_eq!(short_type_name("u64"), "u64");
     }
 
     #[test]
