@@ -1,0 +1,395 @@
+//! Round-trip latency between two processes, beside the physical floor and the OS baselines,
+//! in one run. `cargo bench --bench latency` (add a filter such as `-- floor` to run fewer).
+//!
+//! Every benchmark spawns its peer once (this binary re-executed with `SHMCHAN_BENCH_PEER`),
+//! then times `iters` round trips with `iter_custom`:
+//!
+//! - `floor`: two raw atomics on separate cache lines of one shared page, busy-polled;
+//! - `shmchan/default`, `shmchan/spin`, `shmchan/park`: two SPSC channels (ping, pong);
+//! - `futex`: the floor of the parking path, two futex words;
+//! - `unix_socket`, `pipe`: the kernel baselines;
+//! - `shmchan_payload/{64,1024,4096}`: larger messages.
+
+// The floor and the futex baseline are raw atomics by definition; the loom seam is for the
+// crate's own code.
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group};
+use shmchan::{Options, Pod, WaitStrategy, spsc};
+
+const PEER: &str = "SHMCHAN_BENCH_PEER";
+/// Written to the futex benchmark's ping word to stop the peer.
+const STOP: u32 = u32::MAX;
+
+fn main() {
+    if let Ok(spec) = std::env::var(PEER) {
+        peer(&spec);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .sample_size(30)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
+    targets = rtt
+}
+
+fn rtt(c: &mut Criterion) {
+    let mut g = c.benchmark_group("rtt_8B");
+    g.bench_function("floor", |b| {
+        let shm = SharedPage::new("floor");
+        let _peer = Peer::spawn(&format!("floor {}", shm.path));
+        let (ping, pong) = (shm.word(0), shm.word(16));
+        let mut seq = 0u64;
+        b.iter_custom(|iters| {
+            let t0 = Instant::now();
+            for _ in 0..iters {
+                seq += 1;
+                ping.store(seq, Ordering::Release);
+                while pong.load(Ordering::Acquire) != seq {
+                    std::hint::spin_loop();
+                }
+            }
+            t0.elapsed()
+        });
+        ping.store(u64::MAX, Ordering::Release);
+    });
+    for (label, wait) in [
+        ("shmchan_default", WaitStrategy::default()),
+        ("shmchan_spin", WaitStrategy::Spin),
+        ("shmchan_park", WaitStrategy::Park),
+    ] {
+        g.bench_function(label, |b| shmchan_rtt::<u64>(b, wait, 0));
+    }
+    g.bench_function("futex", |b| {
+        let shm = SharedPage::new("futex");
+        let _peer = Peer::spawn(&format!("futex {}", shm.path));
+        let (ping, pong) = (shm.word32(0), shm.word32(32));
+        let mut seq = 0u32;
+        b.iter_custom(|iters| {
+            let t0 = Instant::now();
+            for _ in 0..iters {
+                seq = seq.wrapping_add(1);
+                ping.store(seq, Ordering::Release);
+                futex_wake(ping);
+                wait_for(pong, seq);
+            }
+            t0.elapsed()
+        });
+        ping.store(STOP, Ordering::Release);
+        futex_wake(ping);
+    });
+    g.bench_function("unix_socket", |b| {
+        let path = std::env::temp_dir().join(format!("shmchan-bench-{}.sock", std::process::id()));
+        let listener = UnixListener::bind(&path).unwrap();
+        let _peer = Peer::spawn(&format!("uds {}", path.display()));
+        let (mut s, _) = listener.accept().unwrap();
+        let _ = std::fs::remove_file(&path);
+        let mut buf = [0u8; 8];
+        b.iter_custom(|iters| {
+            let t0 = Instant::now();
+            for i in 0..iters {
+                s.write_all(&i.to_le_bytes()).unwrap();
+                s.read_exact(&mut buf).unwrap();
+            }
+            t0.elapsed()
+        });
+    });
+    g.bench_function("pipe", |b| {
+        let dir = std::env::temp_dir().join(format!("shmchan-bench-fifo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (a, z) = (dir.join("ping"), dir.join("pong"));
+        for p in [&a, &z] {
+            let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+            // SAFETY: plain mkfifo on a path we own.
+            assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        }
+        let _peer = Peer::spawn(&format!("pipe {}", dir.display()));
+        let mut tx = std::fs::OpenOptions::new().write(true).open(&a).unwrap();
+        let mut rx = std::fs::File::open(&z).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut buf = [0u8; 8];
+        b.iter_custom(|iters| {
+            let t0 = Instant::now();
+            for i in 0..iters {
+                tx.write_all(&i.to_le_bytes()).unwrap();
+                rx.read_exact(&mut buf).unwrap();
+            }
+            t0.elapsed()
+        });
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("rtt_payload");
+    g.bench_function("shmchan_64B", |b| {
+        shmchan_rtt::<[u8; 64]>(b, WaitStrategy::default(), 64)
+    });
+    g.bench_function("shmchan_1KiB", |b| {
+        shmchan_rtt::<[u8; 1024]>(b, WaitStrategy::default(), 1024)
+    });
+    g.bench_function("shmchan_4KiB", |b| {
+        shmchan_rtt::<[u8; 4096]>(b, WaitStrategy::default(), 4096)
+    });
+    g.finish();
+}
+
+/// Round trips over two SPSC channels with a peer echoing `T` (`size` selects the peer's type).
+fn shmchan_rtt<T: Pod>(b: &mut criterion::Bencher<'_>, wait: WaitStrategy, size: usize) {
+    let base = format!("shmchan-bench-{}-{}", std::process::id(), unique());
+    let opts = Options::new().capacity(64).wait_strategy(wait);
+    let ping = spsc::Sender::<T>::create(&format!("{base}-ping"), &opts).unwrap();
+    let pong = spsc::Receiver::<T>::create(&format!("{base}-pong"), &opts).unwrap();
+    let w = match wait {
+        WaitStrategy::Spin => "spin",
+        WaitStrategy::Park => "park",
+        _ => "default",
+    };
+    let _peer = Peer::spawn(&format!("shmchan {base} {w} {size}"));
+    let msg = T::zeroed();
+    b.iter_custom(|iters| {
+        let t0 = Instant::now();
+        for _ in 0..iters {
+            ping.send(msg).unwrap();
+            pong.recv().unwrap();
+        }
+        t0.elapsed()
+    });
+}
+
+fn unique() -> u32 {
+    static N: AtomicU32 = AtomicU32::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A peer process, killed when dropped.
+struct Peer(Child);
+
+impl Peer {
+    fn spawn(spec: &str) -> Peer {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .env(PEER, spec)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Wait for the peer to say it is attached.
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "ready", "peer failed to start");
+        Peer(child)
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One page of a file in /dev/shm, mapped shared; the file is removed when dropped.
+struct SharedPage {
+    path: String,
+    map: memmap2::MmapMut,
+}
+
+impl SharedPage {
+    fn new(tag: &str) -> SharedPage {
+        let path = format!("/dev/shm/shmchan-bench-{tag}-{}", std::process::id());
+        SharedPage {
+            map: map_page(&path, true),
+            path,
+        }
+    }
+    fn word(&self, line: usize) -> &AtomicU64 {
+        atomic64(&self.map, line)
+    }
+    fn word32(&self, line: usize) -> &AtomicU32 {
+        atomic32(&self.map, line)
+    }
+}
+
+impl Drop for SharedPage {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn map_page(path: &str, create: bool) -> memmap2::MmapMut {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(create)
+        .truncate(create)
+        .open(path)
+        .unwrap();
+    if create {
+        f.set_len(4096).unwrap();
+    }
+    // SAFETY: a shared mapping of a file this benchmark owns; accessed only through atomics.
+    unsafe { memmap2::MmapMut::map_mut(&f) }.unwrap()
+}
+
+/// The `AtomicU64` at 8-byte word `i` of the page (each benchmark uses words 128 bytes apart).
+fn atomic64(map: &memmap2::MmapMut, i: usize) -> &AtomicU64 {
+    assert!(i * 8 + 8 <= map.len());
+    // SAFETY: in bounds, 8-byte aligned (page-aligned base), shared memory accessed only
+    // atomically by both processes; lives as long as the mapping borrow.
+    unsafe { &*map.as_ptr().add(i * 8).cast::<AtomicU64>() }
+}
+
+fn atomic32(map: &memmap2::MmapMut, i: usize) -> &AtomicU32 {
+    assert!(i * 4 + 4 <= map.len());
+    // SAFETY: as for `atomic64`, with 4-byte alignment.
+    unsafe { &*map.as_ptr().add(i * 4).cast::<AtomicU32>() }
+}
+
+fn futex_wake(w: &AtomicU32) {
+    // SAFETY: FUTEX_WAKE on a live, aligned word (shared: no FUTEX_PRIVATE_FLAG).
+    unsafe { libc::syscall(libc::SYS_futex, w.as_ptr(), libc::FUTEX_WAKE, 1) };
+}
+
+/// Sleep on `w` until it holds `want` (the parking path, no spinning).
+fn wait_for(w: &AtomicU32, want: u32) {
+    loop {
+        let cur = w.load(Ordering::Acquire);
+        if cur == want {
+            return;
+        }
+        // SAFETY: FUTEX_WAIT on a live, aligned word; returns at once if it changed.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                w.as_ptr(),
+                libc::FUTEX_WAIT,
+                cur,
+                std::ptr::null::<libc::timespec>(),
+            )
+        };
+    }
+}
+
+fn say_ready() {
+    println!("ready");
+    std::io::stdout().flush().unwrap();
+}
+
+/// The echoing side of every benchmark.
+fn peer(spec: &str) {
+    let parts: Vec<&str> = spec.split(' ').collect();
+    match parts[0] {
+        "floor" => {
+            let map = map_page(parts[1], false);
+            let (ping, pong) = (atomic64(&map, 0), atomic64(&map, 16));
+            say_ready();
+            let mut last = 0;
+            loop {
+                let v = ping.load(Ordering::Acquire);
+                if v == u64::MAX {
+                    return;
+                }
+                if v != last {
+                    last = v;
+                    pong.store(v, Ordering::Release);
+                } else {
+                    std::hint::spin_loop();
+                }
+            }
+        }
+        "futex" => {
+            let map = map_page(parts[1], false);
+            let (ping, pong) = (atomic32(&map, 0), atomic32(&map, 32));
+            say_ready();
+            let mut seq = 0u32;
+            loop {
+                seq = seq.wrapping_add(1);
+                loop {
+                    let cur = ping.load(Ordering::Acquire);
+                    if cur == seq {
+                        break;
+                    }
+                    if cur == STOP {
+                        return;
+                    }
+                    // SAFETY: as in `wait_for`.
+                    unsafe {
+                        libc::syscall(
+                            libc::SYS_futex,
+                            ping.as_ptr(),
+                            libc::FUTEX_WAIT,
+                            cur,
+                            std::ptr::null::<libc::timespec>(),
+                        )
+                    };
+                }
+                pong.store(seq, Ordering::Release);
+                futex_wake(pong);
+            }
+        }
+        "uds" => {
+            let mut s = UnixStream::connect(parts[1]).unwrap();
+            say_ready();
+            let mut buf = [0u8; 8];
+            while s.read_exact(&mut buf).is_ok() {
+                if s.write_all(&buf).is_err() {
+                    return;
+                }
+            }
+        }
+        "pipe" => {
+            say_ready();
+            let dir = std::path::Path::new(parts[1]);
+            let mut rx = std::fs::File::open(dir.join("ping")).unwrap();
+            let mut tx = std::fs::OpenOptions::new()
+                .write(true)
+                .open(dir.join("pong"))
+                .unwrap();
+            let mut buf = [0u8; 8];
+            while rx.read_exact(&mut buf).is_ok() {
+                if tx.write_all(&buf).is_err() {
+                    return;
+                }
+            }
+        }
+        "shmchan" => {
+            let (base, size) = (parts[1], parts[3].parse::<usize>().unwrap());
+            let wait = match parts[2] {
+                "spin" => WaitStrategy::Spin,
+                "park" => WaitStrategy::Park,
+                _ => WaitStrategy::default(),
+            };
+            match size {
+                0 => echo::<u64>(base, wait),
+                64 => echo::<[u8; 64]>(base, wait),
+                1024 => echo::<[u8; 1024]>(base, wait),
+                4096 => echo::<[u8; 4096]>(base, wait),
+                other => panic!("no payload of {other} bytes"),
+            }
+        }
+        other => panic!("unknown peer {other}"),
+    }
+}
+
+fn echo<T: Pod>(base: &str, wait: WaitStrategy) {
+    let opts = Options::new().wait_strategy(wait);
+    let ping = spsc::Receiver::<T>::open(&format!("{base}-ping"), &opts).unwrap();
+    let pong = spsc::Sender::<T>::open(&format!("{base}-pong"), &opts).unwrap();
+    say_ready();
+    while let Ok(v) = ping.recv() {
+        if pong.send(v).is_err() {
+            return;
+        }
+    }
+}
