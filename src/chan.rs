@@ -60,7 +60,12 @@ impl Chan {
     pub(crate) fn create(name: &str, opts: &Options, spec: &Spec) -> Result<Chan, Error> {
         region::validate_name(name)?;
         let geo = geometry(opts, spec)?;
-        let region = Region::create(name, &opts.backend, geo.region_len, opts.mode)?;
+        let region = match Region::create(name, &opts.backend, geo.region_len, opts.mode) {
+            Err(Error::AlreadyExists { .. }) if Self::reclaim_abandoned(name, &opts.backend) => {
+                Region::create(name, &opts.backend, geo.region_len, opts.mode)?
+            }
+            r => r?,
+        };
         Ok(Self::init(
             region,
             name,
@@ -69,6 +74,28 @@ impl Chan {
             spec.role,
             &spec.fp,
         ))
+    }
+
+    /// Remove the name if it holds a shmchan region whose every endpoint is detached or
+    /// belongs to a dead process (its handles were all killed, so nobody removed it). Returns
+    /// true if the name was removed. A region that is not ready, not shmchan's, or has a live
+    /// endpoint is left alone.
+    #[cfg(not(loom))]
+    fn reclaim_abandoned(name: &str, backend: &Backend) -> bool {
+        let Ok(region) = Region::open(name, backend, Instant::now()) else {
+            return false;
+        };
+        let hdr = region.header();
+        if !hdr.is_ready() || !hdr.looks_like_shmchan() {
+            return false;
+        }
+        let n = hdr.endpoint_count().min(crate::layout::MAX_ENDPOINTS);
+        let (live, _) = endpoint::reap_dead(hdr, 0..n);
+        if live {
+            return false;
+        }
+        region.remove_name();
+        true
     }
 
     /// Open a named channel and attach to it as `spec.role`.
@@ -248,6 +275,9 @@ impl Drop for Chan {
             return; // a forked child's copy: the parent still holds this endpoint
         }
         let hdr = self.region.header();
+        // Reap peers that died without detaching while we still hold our reference, so that
+        // if we are the last live handle our release below reaches 0 and removes the name.
+        endpoint::reap_dead(hdr, self.geo.senders().start..self.geo.receivers().end);
         if endpoint::detach(&hdr.endpoints[self.entry], self.word) {
             // Wake every sleeper so it sees the detach (each re-checks after waking).
             hdr.data_bell.wake();

@@ -160,6 +160,7 @@ pub(crate) fn role_state(hdr: &Header, range: core::ops::Range<usize>, probe: bo
         let w = e.load(Ordering::Acquire);
         match w & STATE_MASK {
             ATTACHED if probe && is_dead(w) => {
+                // The caller holds a reference, so this is never the last one.
                 reap(hdr, e, w);
                 seen = true;
             }
@@ -176,19 +177,30 @@ pub(crate) fn role_state(hdr: &Header, range: core::ops::Range<usize>, probe: bo
 }
 
 /// Mark a dead process's entry and drop the reference it held. Only the reaper whose CAS wins
-/// drops it, so racing reapers in several processes count it once.
-fn reap(hdr: &Header, e: &AtomicU64, w: u64) {
-    if e.compare_exchange(
-        w,
-        (w & !STATE_MASK) | DEAD,
-        Ordering::AcqRel,
-        Ordering::Relaxed,
-    )
-    .is_ok()
-    {
-        // The reaper holds a reference itself, so this never reaches 0 here.
-        release_ref(hdr);
+/// drops it, so racing reapers in several processes count it once. Returns true if that was
+/// the last reference (possible only for a caller that holds none itself).
+fn reap(hdr: &Header, e: &AtomicU64, w: u64) -> bool {
+    let dead = (w & !STATE_MASK) | DEAD;
+    e.compare_exchange(w, dead, Ordering::AcqRel, Ordering::Relaxed)
+        .is_ok()
+        && release_ref(hdr)
+}
+
+/// Reap every entry in `range` whose process is gone. Returns whether any entry is still
+/// attached by a live process, and whether a reap dropped the last reference.
+pub(crate) fn reap_dead(hdr: &Header, range: core::ops::Range<usize>) -> (bool, bool) {
+    let (mut live, mut last) = (false, false);
+    for e in &hdr.endpoints[range] {
+        let w = e.load(Ordering::Acquire);
+        if w & STATE_MASK == ATTACHED {
+            if is_dead(w) {
+                last |= reap(hdr, e, w);
+            } else {
+                live = true;
+            }
+        }
     }
+    (live, last)
 }
 
 /// Take a reference to the channel unless it has already been closed (refs reached 0).

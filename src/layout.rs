@@ -457,6 +457,18 @@ impl Header {
         Ok(geo)
     }
 
+    /// Magic and version match this build (whatever the kind, payload and geometry).
+    pub(crate) fn looks_like_shmchan(&self) -> bool {
+        self.id.magic.load(Ordering::Relaxed) == MAGIC
+            && self.id.version.load(Ordering::Relaxed) == VERSION
+    }
+
+    /// Entries of the endpoint table in use, as the header says (unvalidated: clamp it).
+    pub(crate) fn endpoint_count(&self) -> usize {
+        let r = Ordering::Relaxed;
+        self.id.max_senders.load(r) as usize + self.id.max_receivers.load(r) as usize
+    }
+
     /// The channel name stored in the header, if it is well-formed.
     fn name(&self) -> Option<String> {
         let len = self.id.name_len.load(Ordering::Relaxed) as usize;

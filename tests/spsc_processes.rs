@@ -294,3 +294,73 @@ fn parked_receiver_wakes_and_sleeps_cheaply() {
         assert_gone(&name, &backend);
     }
 }
+
+/// The sender is killed and the receiver is dropped without ever calling `recv`: the dropped
+/// handle reaps the dead peer, so it is the last one and removes the name.
+#[test]
+fn dropping_the_survivor_of_a_killed_peer_removes_the_name() {
+    for backend in backends() {
+        let name = unique_name("survivor");
+        let _cleanup = Cleanup(name.clone(), backend.clone());
+        let opts = Options::new().backend(backend.clone());
+        let rx = spsc::Receiver::<Msg>::create(&name, &opts).unwrap();
+        let mut child = spawn(
+            "send",
+            &name,
+            &backend,
+            &[
+                ("SHMCHAN_TEST_N", "5".into()),
+                ("SHMCHAN_TEST_HANG", "1".into()),
+            ],
+        );
+        child.expect_line("SENT", SHORT);
+        child.kill9();
+        child.reap();
+        drop(rx);
+        assert_gone(&name, &backend);
+    }
+}
+
+/// Every handle of a channel was killed, so nobody removed its name: `create` on that name
+/// reclaims it (a restarted service must not be locked out by its own crash), while a channel
+/// with a live endpoint is never taken over.
+#[test]
+fn create_reclaims_a_channel_whose_handles_were_all_killed() {
+    for backend in backends() {
+        let name = unique_name("reclaim");
+        let _cleanup = Cleanup(name.clone(), backend.clone());
+        let opts = Options::new().backend(backend.clone());
+        let mut child = spawn(
+            "send",
+            &name,
+            &backend,
+            &[
+                ("SHMCHAN_TEST_CREATE", "1".into()),
+                ("SHMCHAN_TEST_HANG", "1".into()),
+            ],
+        );
+        child.expect_line("SENT", SHORT);
+        // Alive: not reclaimed.
+        let err = spsc::Receiver::<Msg>::create(&name, &opts).unwrap_err();
+        assert!(
+            matches!(err, shmchan::Error::AlreadyExists { .. }),
+            "{backend}: {err:?}"
+        );
+        child.kill9();
+        child.reap();
+        assert!(
+            common::exists(&name, &backend),
+            "a killed process removes nothing"
+        );
+        let rx = spsc::Receiver::<Msg>::create(&name, &opts).unwrap();
+        let tx = spsc::Sender::<Msg>::open(&name, &opts).unwrap();
+        tx.send(Msg::new(1)).unwrap();
+        assert_eq!(
+            rx.recv().unwrap(),
+            Msg::new(1),
+            "{backend}: the new channel works"
+        );
+        drop((tx, rx));
+        assert_gone(&name, &backend);
+    }
+}
