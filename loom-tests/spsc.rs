@@ -1,4 +1,7 @@
-//! loom models of the SPSC ring and its doorbell, running the production code.
+//! loom models of the SPSC ring, the futex doorbell, disconnection and the header handshake,
+//! running the production code (`src/sync.rs` swaps in loom's atomics, the heap region stands
+//! in for shared memory, and the futex is modelled with loom's mutex and condition variable, so
+//! a lost wake-up is a deadlock loom reports).
 //!
 //! Run with:
 //! `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test --release --test loom_spsc
@@ -8,10 +11,11 @@
 use loom::thread;
 use shmchan::{TryRecvError, TrySendError, spsc};
 
-/// FIFO order, no loss, no duplication, wrap-around at capacity 1 and 2, disconnect seen after
-/// the last message; the receiver blocks (doorbell) and must be woken.
+/// FIFO order, no loss or duplication, wrap-around at capacity 1 and 2, and the disconnect seen
+/// only after the last message. The receiver blocks on an empty ring and the sender on a full
+/// one, so both doorbells must wake their sleeper (a lost wake-up is a loom deadlock).
 #[test]
-fn blocking_fifo_and_disconnect() {
+fn blocking_fifo_both_directions_and_disconnect_after_last() {
     for cap in [1usize, 2] {
         loom::model(move || {
             let (tx, rx) = spsc::channel::<u32>(cap).unwrap();
@@ -29,8 +33,8 @@ fn blocking_fifo_and_disconnect() {
     }
 }
 
-/// `try_` results agree with the ring: `Full` only when `capacity` messages are in flight,
-/// `Empty` only when none is, and nothing is lost across wrap-around.
+/// `try_` results agree with the ring: `Full` only with `capacity` messages in flight, `Empty`
+/// only with none, `Disconnected` only after the sender left and the ring drained.
 #[test]
 fn try_results_consistent() {
     loom::model(|| {
@@ -40,20 +44,67 @@ fn try_results_consistent() {
             while sent < 2 {
                 match tx.try_send(sent) {
                     Ok(()) => sent += 1,
-                    Err(TrySendError::Full(_)) => loom::thread::yield_now(),
+                    Err(TrySendError::Full(_)) => {
+                        assert!(tx.is_full() || tx.len() < 1, "Full with room");
+                        thread::yield_now()
+                    }
                     Err(TrySendError::Disconnected(_)) => panic!("receiver is alive"),
                 }
             }
         });
         let mut got = Vec::new();
-        while got.len() < 2 {
+        loop {
             match rx.try_recv() {
                 Ok(v) => got.push(v),
-                Err(TryRecvError::Empty) => loom::thread::yield_now(),
+                Err(TryRecvError::Empty) => thread::yield_now(),
                 Err(TryRecvError::Disconnected) => break,
             }
         }
-        assert_eq!(got, [0, 1]);
+        assert_eq!(
+            got,
+            [0, 1],
+            "every message once, in order, before Disconnected"
+        );
         t.join().unwrap();
+    });
+}
+
+/// A receiver asleep on an empty ring is woken by the sender's drop.
+#[test]
+fn sender_drop_wakes_sleeping_receiver() {
+    loom::model(|| {
+        let (tx, rx) = spsc::channel::<u32>(1).unwrap();
+        let t = thread::spawn(move || drop(tx));
+        assert!(rx.recv().is_err());
+        t.join().unwrap();
+    });
+}
+
+/// A sender asleep on a full ring is woken by the receiver's drop and gets its value back.
+#[test]
+fn receiver_drop_wakes_sleeping_sender() {
+    loom::model(|| {
+        let (tx, rx) = spsc::channel::<u32>(1).unwrap();
+        tx.send(1).unwrap();
+        let t = thread::spawn(move || drop(rx));
+        assert_eq!(tx.send(2).unwrap_err().into_inner(), 2);
+        t.join().unwrap();
+    });
+}
+
+/// An opener racing the creator never reads an unready header: it waits for "ready", then
+/// validates what the creator wrote (a stale read would fail validation), and the channel works.
+#[test]
+fn opener_racing_creator_sees_a_complete_header() {
+    loom::model(|| {
+        let (create, open) = spsc::loom_racing_pair::<u32>(2);
+        let opener = thread::spawn(move || {
+            let rx = open().expect("the opener must see the header the creator published");
+            assert_eq!(rx.capacity(), 2);
+            rx.recv()
+        });
+        let tx = create();
+        tx.send(7).unwrap();
+        assert_eq!(opener.join().unwrap(), Ok(7));
     });
 }

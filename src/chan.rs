@@ -139,6 +139,19 @@ impl Chan {
         Ok((first, second))
     }
 
+    /// A heap region for an in-process creator and opener that run concurrently (the loom
+    /// handshake model): the first region goes to [`Chan::init`], the second to [`Chan::join`].
+    #[cfg(loom)]
+    pub(crate) fn heap_racing(
+        capacity: usize,
+        spec: &Spec,
+    ) -> Result<(Region, Region, Geometry), Error> {
+        let geo = geometry(&Options::new().capacity(capacity), spec)?;
+        let region = Region::heap(&geo);
+        let other = region.share_heap().expect("a heap region can be shared");
+        Ok((region, other, geo))
+    }
+
     /// Initialise a fresh zeroed region as the creator, attached as `role`, and publish it.
     pub(crate) fn init(
         region: Region,
@@ -179,10 +192,9 @@ impl Chan {
                 });
             }
             spins += 1;
-            if spins < 100 {
+            if cfg!(loom) || spins < 100 {
                 crate::sync::yield_now();
             } else {
-                #[cfg(not(loom))]
                 std::thread::sleep(Duration::from_millis(1));
             }
         }

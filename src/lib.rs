@@ -45,6 +45,8 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
+// Under loom the OS backends compile out, leaving some of their helpers unused.
+#![cfg_attr(loom, allow(unused_imports, dead_code))]
 
 #[cfg(not(target_os = "linux"))]
 compile_error!("shmchan supports Linux only (futex, /dev/shm, /proc)");

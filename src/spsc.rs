@@ -68,6 +68,31 @@ pub fn channel<T: Pod>(capacity: usize) -> Result<(Sender<T>, Receiver<T>), Erro
     Ok((Sender::from_chan(a, wait)?, Receiver::from_chan(b, wait)?))
 }
 
+/// For the loom handshake model: a creator (returns the sender) and an opener (waits for the
+/// header, validates it, returns the receiver) over one heap region, to run on two threads.
+#[cfg(loom)]
+#[doc(hidden)]
+#[allow(clippy::type_complexity)]
+pub fn loom_racing_pair<T: Pod>(
+    capacity: usize,
+) -> (
+    impl FnOnce() -> Sender<T> + Send,
+    impl FnOnce() -> Result<Receiver<T>, Error> + Send,
+) {
+    let tx_spec = spec::<T>(Role::Sender);
+    let (a, b, geo) = Chan::heap_racing(capacity, &tx_spec).unwrap();
+    let create = move || {
+        let chan = Chan::init(a, "loom", None, geo, Role::Sender, &tx_spec.fp);
+        Sender::from_chan(chan, WaitStrategy::Park).unwrap()
+    };
+    let open = move || {
+        let far = Instant::now() + Duration::from_secs(3600);
+        let chan = Chan::join(b, "loom", None, &spec::<T>(Role::Receiver), far)?;
+        Receiver::from_chan(chan, WaitStrategy::Park)
+    };
+    (create, open)
+}
+
 /// The sending end of an SPSC channel.
 ///
 /// `Send` but not `Sync`: one thread sends at a time. Dropping it disconnects the channel:

@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""Show that the loom models can fail: weaken one ordering, fence or re-check at a time in a
+scratch copy of the crate, run the loom suite, and report which model caught it.
+
+    python3 loom-tests/mutants.py            # every mutant (~30 s each)
+    python3 loom-tests/mutants.py 3 5        # only mutants 3 and 5
+
+Nothing here changes the committed code: each mutant is applied to a copy under /tmp.
+Exit status 1 if any mutant survives (no model failed).
+"""
+import os, re, shutil, subprocess, sys, tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# (file, description, regex, replacement)
+MUTANTS = [
+    ("src/ring/spsc.rs", "push: tail store Release -> Relaxed (publish)",
+     r"hdr\.tail\.store\(tail\.wrapping_add\(1\), Ordering::Release\)",
+     "hdr.tail.store(tail.wrapping_add(1), Ordering::Relaxed)"),
+    ("src/ring/spsc.rs", "pop: tail load Acquire -> Relaxed (publish)",
+     r"let tail = hdr\.tail\.load\(Ordering::Acquire\);\n(\s+)let avail",
+     r"let tail = hdr.tail.load(Ordering::Relaxed);\n\1let avail"),
+    ("src/ring/spsc.rs", "pop: head store Release -> Relaxed (slot-free)",
+     r"hdr\.head\.store\(head\.wrapping_add\(1\), Ordering::Release\)",
+     "hdr.head.store(head.wrapping_add(1), Ordering::Relaxed)"),
+    ("src/ring/spsc.rs", "push: head load Acquire -> Relaxed (slot-free)",
+     r"let head = hdr\.head\.load\(Ordering::Acquire\);\n(\s+)let used",
+     r"let head = hdr.head.load(Ordering::Relaxed);\n\1let used"),
+    ("src/wait.rs", "notify: drop the SeqCst fence between publish and the waiters load",
+     r"(pub\(crate\) fn notify\(&self\) \{.*?)fence\(Ordering::SeqCst\);",
+     r"\1"),
+    ("src/wait.rs", "prepare: drop the SeqCst fence between registering and the re-check",
+     r"(fn prepare\(&self\) -> u32 \{.*?)fence\(Ordering::SeqCst\);",
+     r"\1"),
+    ("src/wait.rs", "wait loop: skip the re-check (register only after the last check)",
+     r"let seq = bell\.prepare\(\);\n(\s+)match attempt\(probe_due\(now\)\) \{\n(\s+)Poll::Ready\(r\) => \{\n\s+bell\.cancel\(\);\n",
+     r"match attempt(probe_due(now)) {\n\2Poll::Ready(r) => {\n"),
+    ("src/layout.rs", "publish: ready store Release -> Relaxed (handshake)",
+     r"self\.id\.init\.store\(READY, Ordering::Release\)",
+     "self.id.init.store(READY, Ordering::Relaxed)"),
+    ("src/layout.rs", "is_ready: ready load Acquire -> Relaxed (handshake)",
+     r"self\.id\.init\.load\(Ordering::Acquire\) == READY",
+     "self.id.init.load(Ordering::Relaxed) == READY"),
+    ("src/endpoint.rs", "role_state: endpoint load Acquire -> Relaxed (disconnect after last)",
+     r"(pub\(crate\) fn role_state.*?let w = e\.load\()Ordering::Acquire",
+     r"\1Ordering::Relaxed"),
+    # Expected to survive: the SeqCst fence in `notify`, after the sender's last publish, is
+    # also a release fence, so an Acquire load that sees DETACHED synchronises with it even
+    # when the detach CAS itself is Relaxed. The detach keeps its Release all the same.
+    ("src/endpoint.rs", "detach: CAS AcqRel -> Relaxed [benign: notify's fence orders it]",
+     r"(pub\(crate\) fn detach.*?compare_exchange\(\s*word,.*?)Ordering::AcqRel",
+     r"\1Ordering::Relaxed"),
+]
+BENIGN = {len(MUTANTS) - 1}
+
+
+def apply(tree, i):
+    path, _, pat, rep = MUTANTS[i]
+    f = os.path.join(tree, path)
+    src = open(f).read()
+    out, n = re.subn(pat, rep, src, count=1, flags=re.S)
+    if n != 1:
+        sys.exit(f"mutant {i}: pattern not found in {path}; update loom-tests/mutants.py")
+    if i == 6:  # the skipped re-check also needs the registration moved before the sleep
+        out, n = re.subn(r"(Poll::Pending => \{\n)(\s+)(let mut nap)",
+                         r"\1\2let seq = bell.prepare();\n\2\3", out, count=1)
+        assert n == 1
+    open(f, "w").write(out)
+
+
+def main():
+    which = [int(a) for a in sys.argv[1:]] or range(len(MUTANTS))
+    env = dict(os.environ, RUSTFLAGS="--cfg loom", LOOM_MAX_PREEMPTIONS="2",
+               CARGO_TARGET_DIR=os.path.join(ROOT, "target-loom-mutants"))
+    survived = []
+    for i in which:
+        tree = tempfile.mkdtemp(prefix="shmchan-mutant-")
+        try:
+            for item in ["Cargo.toml", "Cargo.lock", "src", "loom-tests", "clippy.toml"]:
+                s = os.path.join(ROOT, item)
+                (shutil.copytree if os.path.isdir(s) else shutil.copy)(s, os.path.join(tree, item))
+            # Only the loom test target is needed.
+            toml = open(os.path.join(tree, "Cargo.toml")).read()
+            toml = re.sub(r"\n\[\[bench\]\][^\[]*", "\n", toml)
+            open(os.path.join(tree, "Cargo.toml"), "w").write(toml)
+            apply(tree, i)
+            r = subprocess.run(["cargo", "test", "--release", "--test", "loom_spsc"],
+                               cwd=tree, env=env, capture_output=True, text=True, timeout=1200)
+            failed = re.findall(r"^test (\S+) \.\.\. FAILED", r.stdout, re.M)
+            # A model that panics (a deadlock, a causality violation) can abort the whole
+            # binary while unwinding, before libtest prints FAILED: take the panicking thread.
+            failed += [t for t in re.findall(r"^thread '([^']+)' \(\d+\) panicked", r.stdout + r.stderr, re.M)
+                       if t not in failed and t != "main"]
+            failed = list(dict.fromkeys(failed))
+            build_err = r.returncode != 0 and not failed
+            verdict = ("BUILD ERROR" if build_err else
+                       f"caught by {', '.join(failed)}" if failed else "SURVIVED")
+            if build_err:
+                print(r.stderr[-2000:])
+            if not failed and i not in BENIGN:
+                survived.append(i)
+            if i in BENIGN:
+                verdict += " (expected)" if not failed else " (unexpected: thought benign)"
+            print(f"[{i}] {MUTANTS[i][0]}: {MUTANTS[i][1]}\n     -> {verdict}", flush=True)
+            log = os.path.join(tempfile.gettempdir(), f"shmchan-mutant-{i}.log")
+            open(log, "w").write(r.stdout + r.stderr)
+            why = [m for m in re.findall(r"panicked at [^\n]*\n([^\n]*)", r.stdout + r.stderr)
+                   if "destructor" not in m]
+            if why:
+                print(f"        first panic: {why[0][:200]}  (full log: {log})", flush=True)
+        finally:
+            shutil.rmtree(tree, ignore_errors=True)
+    sys.exit(1 if survived else 0)
+
+
+if __name__ == "__main__":
+    main()
