@@ -2,7 +2,6 @@
 //! endpoint it holds, the reference it counts, and removing the name when the last handle
 //! leaves. `spsc` (and later `mpmc`) build their handles on [`Chan`].
 
-use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use crate::endpoint::{self, RoleState};
@@ -10,6 +9,7 @@ use crate::error::Error;
 use crate::layout::{Fingerprint, Geometry, Header, Kind};
 use crate::options::{Backend, Options};
 use crate::region::{self, Region};
+use crate::sync::{AtomicU64, Ordering};
 use crate::wait::PROBE_INTERVAL;
 
 /// Which side of the channel a handle is.
@@ -50,8 +50,10 @@ pub(crate) struct Chan {
     pid: u32,
     pub(crate) name: String,
     pub(crate) backend: Option<Backend>,
-    /// When the peers were last checked for death (see [`Chan::probe_due`]).
-    last_probe: Cell<Instant>,
+    /// When the peers were last checked for death, in nanoseconds since `created` (see
+    /// [`Chan::probe_due`]). Atomic so that MPMC handles can be shared between threads.
+    last_probe: AtomicU64,
+    created: Instant,
 }
 
 impl Chan {
@@ -163,7 +165,10 @@ impl Chan {
     ) -> Chan {
         let hdr = region.header();
         hdr.write_identity(name, fp, &geo);
-        hdr.refs.store(1, crate::sync::Ordering::Relaxed); // published by `publish`
+        hdr.refs.store(1, Ordering::Relaxed); // published by `publish`
+        if geo.kind == Kind::Mpmc {
+            crate::ring::mpmc::init(&crate::ring::Slots::new(&region, &geo), geo.capacity);
+        }
         let word = endpoint::my_word();
         let entry = endpoint::attach(hdr, range(&geo, role), word)
             .expect("a fresh region has free endpoint entries");
@@ -247,7 +252,8 @@ impl Chan {
             pid: std::process::id(),
             name: name.to_owned(),
             backend,
-            last_probe: Cell::new(Instant::now()),
+            last_probe: AtomicU64::new(0),
+            created: Instant::now(),
         }
     }
 
@@ -269,15 +275,28 @@ impl Chan {
         endpoint::role_state(self.header(), range(&self.geo, other), probe)
     }
 
+    /// Our index in the endpoint table.
+    pub(crate) fn entry(&self) -> usize {
+        self.entry
+    }
+
+    /// May the slots held by endpoint `o` be repaired (see [`endpoint::owner_gone`])?
+    pub(crate) fn owner_gone(&self, o: usize, probe: bool) -> bool {
+        let used = self.geo.senders().start..self.geo.receivers().end;
+        endpoint::owner_gone(self.header(), used, o, probe)
+    }
+
     /// True at most once per [`PROBE_INTERVAL`]: time to look for dead peers (for the `try_`
     /// calls, which have no wait loop to pace them).
     pub(crate) fn probe_due(&self) -> bool {
-        let now = Instant::now();
-        let due = now.duration_since(self.last_probe.get()) >= PROBE_INTERVAL;
-        if due {
-            self.last_probe.set(now);
-        }
-        due
+        let now = self.created.elapsed().as_nanos() as u64;
+        let last = self.last_probe.load(Ordering::Relaxed);
+        // Relaxed: a timestamp for pacing only; the CAS lets one of several threads probe.
+        now.saturating_sub(last) >= PROBE_INTERVAL.as_nanos() as u64
+            && self
+                .last_probe
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
     }
 }
 

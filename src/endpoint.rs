@@ -225,3 +225,29 @@ pub(crate) fn release_ref(hdr: &Header) -> bool {
     // AcqRel: the last one out sees every other handle's release before removing the name.
     hdr.refs.fetch_sub(1, Ordering::AcqRel) == 1
 }
+
+/// May the slots that endpoint `o` holds be repaired? True if `o` is outside the channel's
+/// table (a corrupt stamp), detached (a detached endpoint has no operation in flight, so a slot
+/// it holds can only be left from corruption), reaped as dead, or, when `probe` is set, still
+/// marked attached but its process is gone (it is then reaped).
+pub(crate) fn owner_gone(
+    hdr: &Header,
+    used: core::ops::Range<usize>,
+    o: usize,
+    probe: bool,
+) -> bool {
+    if !used.contains(&o) {
+        return true;
+    }
+    let e = &hdr.endpoints[o];
+    let w = e.load(Ordering::Acquire);
+    if w & STATE_MASK != ATTACHED {
+        return true;
+    }
+    if probe && is_dead(w) {
+        // The caller holds a reference, so this is never the last one.
+        reap(hdr, e, w);
+        return true;
+    }
+    false
+}

@@ -200,6 +200,8 @@ pub(crate) struct Geometry {
     pub(crate) capacity: u64,
     /// Bytes from one slot to the next.
     pub(crate) stride: usize,
+    /// Offset of the payload inside a slot (MPMC slots start with their 8-byte stamp).
+    pub(crate) payload_offset: usize,
     /// Offset of slot 0 from the start of the region.
     pub(crate) slots_offset: usize,
     /// Bytes the region must have.
@@ -242,7 +244,15 @@ impl Geometry {
                  and together at most {MAX_ENDPOINTS}"
             ));
         }
-        let stride = fp.size as usize;
+        // SPSC slots are the payload alone; MPMC slots are an 8-byte stamp, then the payload.
+        let (payload_offset, stride) = match kind {
+            Kind::Spsc => (0, fp.size as usize),
+            Kind::Mpmc => {
+                let a = (fp.align as usize).max(8);
+                let off = 8usize.next_multiple_of(a);
+                (off, (off + fp.size as usize).next_multiple_of(a))
+            }
+        };
         let align = (fp.align as usize).max(LINE);
         let slots_offset = size_of::<Header>().next_multiple_of(align);
         let page = 4096;
@@ -256,6 +266,7 @@ impl Geometry {
             kind,
             capacity,
             stride,
+            payload_offset,
             slots_offset,
             region_len: region_len as usize,
             max_senders,

@@ -27,10 +27,11 @@ use crate::endpoint::RoleState;
 use crate::error::{
     Error, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
 };
+use crate::handle;
 use crate::layout::{Fingerprint, Kind};
 use crate::options::{Options, WaitStrategy};
 use crate::ring::{Slots, spsc as ring};
-use crate::wait::{Poll, wait_until};
+use crate::wait::Poll;
 
 fn spec<T>(role: Role) -> Spec {
     Spec {
@@ -176,25 +177,11 @@ impl<T: Pod> Sender<T> {
     /// One attempt: `Ready` when sent or disconnected, `Pending` when full.
     #[inline]
     fn poll(&self, value: T, probe: bool) -> Poll<Result<(), T>> {
-        let hdr = self.chan.header();
-        // One Acquire load of the receiver's endpoint entry (a line nobody writes while both
-        // sides live): a receiver that dropped its handle is seen at once.
-        if self.chan.peers(false) == RoleState::Gone {
-            return Poll::Ready(Err(value));
-        }
-        // SAFETY: this handle is the channel's only sender (the endpoint table admits one), and
-        // `T` is the payload type the geometry was validated for.
-        match unsafe { self.ring.push(hdr, &self.slots, value) } {
-            Ok(()) => Poll::Ready(Ok(())),
-            Err(ring::Error::Broken) => Poll::Ready(Err(value)),
-            Err(ring::Error::WouldBlock) => {
-                if probe && self.chan.peers(true) == RoleState::Gone {
-                    Poll::Ready(Err(value))
-                } else {
-                    Poll::Pending
-                }
-            }
-        }
+        handle::poll_send(&self.chan, value, probe, |_| {
+            // SAFETY: this handle is the channel's only sender (the endpoint table admits
+            // one), and `T` is the payload type the geometry was validated for.
+            unsafe { self.ring.push(self.chan.header(), &self.slots, value) }
+        })
     }
 
     /// Send without waiting.
@@ -211,15 +198,7 @@ impl<T: Pod> Sender<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
-        match self.poll(value, false) {
-            Poll::Ready(Ok(())) => Ok(()),
-            Poll::Ready(Err(v)) => Err(TrySendError::Disconnected(v)),
-            Poll::Pending => match self.poll(value, self.chan.probe_due()) {
-                Poll::Ready(Ok(())) => Ok(()),
-                Poll::Ready(Err(v)) => Err(TrySendError::Disconnected(v)),
-                Poll::Pending => Err(TrySendError::Full(value)),
-            },
-        }
+        handle::try_send(&self.chan, value, |v, probe| self.poll(v, probe))
     }
 
     /// Send, waiting for room as long as it takes.
@@ -263,12 +242,9 @@ impl<T: Pod> Sender<T> {
         value: T,
         deadline: Option<Instant>,
     ) -> Result<(), SendTimeoutError<T>> {
-        let bell = &self.chan.header().space_bell;
-        match wait_until(bell, self.wait, deadline, |probe| self.poll(value, probe)) {
-            Some(Ok(())) => Ok(()),
-            Some(Err(v)) => Err(SendTimeoutError::Disconnected(v)),
-            None => Err(SendTimeoutError::Timeout(value)),
-        }
+        handle::send_deadline(&self.chan, self.wait, value, deadline, |v, p| {
+            self.poll(v, p)
+        })
     }
 
     /// Messages in the ring now (a snapshot; the receiver may be taking them).
@@ -356,26 +332,11 @@ impl<T: Pod> Receiver<T> {
     /// One attempt: `Ready` with a value or a disconnect, `Pending` when empty.
     #[inline]
     fn poll(&self, probe: bool) -> Poll<Result<T, ()>> {
-        let hdr = self.chan.header();
-        // SAFETY: this handle is the channel's only receiver (the endpoint table admits one),
-        // and `T` is the payload type the geometry was validated for.
-        match unsafe { self.ring.pop(hdr, &self.slots) } {
-            Ok(v) => Poll::Ready(Ok(v)),
-            Err(ring::Error::Broken) => Poll::Ready(Err(())),
-            Err(ring::Error::WouldBlock) => {
-                if self.chan.peers(probe) != RoleState::Gone {
-                    return Poll::Pending;
-                }
-                // The sender is gone, but what it published before leaving is still ours:
-                // its detach (Release) happened after its last publish, and `peers` read the
-                // entry with Acquire, so one more pop sees everything.
-                // SAFETY: as above.
-                match unsafe { self.ring.pop(hdr, &self.slots) } {
-                    Ok(v) => Poll::Ready(Ok(v)),
-                    Err(_) => Poll::Ready(Err(())),
-                }
-            }
-        }
+        handle::poll_recv(&self.chan, probe, |_| {
+            // SAFETY: this handle is the channel's only receiver (the endpoint table admits
+            // one), and `T` is the payload type the geometry was validated for.
+            unsafe { self.ring.pop(self.chan.header(), &self.slots) }
+        })
     }
 
     /// Receive without waiting.
@@ -394,14 +355,7 @@ impl<T: Pod> Receiver<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn try_recv(&self) -> Result<T, TryRecvError> {
-        match self.poll(false) {
-            Poll::Ready(r) => r.map_err(|()| TryRecvError::Disconnected),
-            Poll::Pending if self.chan.probe_due() => match self.poll(true) {
-                Poll::Ready(r) => r.map_err(|()| TryRecvError::Disconnected),
-                Poll::Pending => Err(TryRecvError::Empty),
-            },
-            Poll::Pending => Err(TryRecvError::Empty),
-        }
+        handle::try_recv(&self.chan, |probe| self.poll(probe))
     }
 
     /// Receive, waiting as long as it takes.
@@ -439,11 +393,7 @@ impl<T: Pod> Receiver<T> {
     }
 
     fn recv_deadline(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
-        let bell = &self.chan.header().data_bell;
-        match wait_until(bell, self.wait, deadline, |probe| self.poll(probe)) {
-            Some(r) => r.map_err(|()| RecvTimeoutError::Disconnected),
-            None => Err(RecvTimeoutError::Timeout),
-        }
+        handle::recv_deadline(&self.chan, self.wait, deadline, |probe| self.poll(probe))
     }
 
     /// Messages waiting in the ring now.

@@ -14,6 +14,9 @@ pub(crate) struct HeapBlock {
     header: Box<crate::layout::Header>,
     #[cfg(loom)]
     tracks: Box<[crate::sync::SlotTrack]>,
+    /// MPMC slot stamps (loom atomics cannot live in the slot bytes).
+    #[cfg(loom)]
+    stamps: Box<[crate::sync::AtomicU64]>,
 }
 
 // SAFETY: the block owns its allocation; concurrent access to the bytes is governed by the
@@ -38,6 +41,10 @@ impl HeapBlock {
             header: Box::new(crate::layout::Header::zeroed()),
             #[cfg(loom)]
             tracks: (0..geo.capacity).map(|_| Default::default()).collect(),
+            #[cfg(loom)]
+            stamps: (0..geo.capacity)
+                .map(|_| crate::sync::AtomicU64::new(0))
+                .collect(),
         }
     }
 
@@ -63,6 +70,11 @@ impl HeapBlock {
     #[cfg(loom)]
     pub(crate) fn track(&self, i: usize) -> &crate::sync::SlotTrack {
         &self.tracks[i]
+    }
+
+    #[cfg(loom)]
+    pub(crate) fn stamp(&self, i: usize) -> &crate::sync::AtomicU64 {
+        &self.stamps[i]
     }
 }
 

@@ -206,6 +206,14 @@ impl Region {
         }
     }
 
+    /// The stamp of MPMC slot `i` (loom only; in production it is the slot's first word).
+    #[cfg(loom)]
+    pub(crate) fn slot_stamp(&self, i: usize) -> &crate::sync::AtomicU64 {
+        match &self.owner {
+            Owner::Heap(block) => block.stamp(i),
+        }
+    }
+
     /// Causality tracking for slot `i` (loom only).
     #[cfg(loom)]
     pub(crate) fn slot_track(&self, i: usize) -> &crate::sync::SlotTrack {

@@ -1,6 +1,7 @@
 //! The ring algorithms, over a header reference and a slot pointer. They never learn where the
 //! memory came from, so loom runs exactly this code on a heap region.
 
+pub(crate) mod mpmc;
 pub(crate) mod spsc;
 
 use std::ptr::NonNull;
@@ -15,9 +16,13 @@ pub(crate) struct Slots {
     /// Slot 0; slots `0..=mask` at `stride` bytes apart lie inside the region.
     base: NonNull<u8>,
     stride: usize,
+    /// Offset of the payload in a slot (after the MPMC stamp; 0 for SPSC).
+    payload_offset: usize,
     mask: u64,
     #[cfg(loom)]
     tracks: NonNull<crate::sync::SlotTrack>,
+    #[cfg(loom)]
+    stamps: NonNull<crate::sync::AtomicU64>,
 }
 
 // SAFETY: `Slots` is an address range inside a region that the owning handle keeps alive; all
@@ -33,9 +38,37 @@ impl Slots {
         Slots {
             base: region.slots(geo),
             stride: geo.stride,
+            payload_offset: geo.payload_offset,
             mask: geo.capacity - 1,
             #[cfg(loom)]
             tracks: NonNull::from(region.slot_track(0)),
+            #[cfg(loom)]
+            stamps: NonNull::from(region.slot_stamp(0)),
+        }
+    }
+
+    /// The stamp of the slot for position `pos` (MPMC only: its slots start with one).
+    #[inline(always)]
+    pub(crate) fn stamp(&self, pos: u64) -> &crate::sync::AtomicU64 {
+        let i = (pos & self.mask) as usize;
+        #[cfg(loom)]
+        {
+            // SAFETY: the heap region holds `capacity` stamps in a row and outlives `self`.
+            unsafe { &*self.stamps.as_ptr().add(i) }
+        }
+        #[cfg(not(loom))]
+        {
+            debug_assert!(self.payload_offset >= 8, "only MPMC slots have stamps");
+            // SAFETY: the slot is in bounds (see `slot`), starts 8-byte aligned (base is
+            // 128-aligned and an MPMC stride is a multiple of 8), and its first 8 bytes are the
+            // stamp, accessed only atomically by every process. `AtomicU64` accepts any bits.
+            unsafe {
+                &*self
+                    .base
+                    .as_ptr()
+                    .add(i * self.stride)
+                    .cast::<crate::sync::AtomicU64>()
+            }
         }
     }
 
@@ -44,9 +77,13 @@ impl Slots {
     #[inline(always)]
     fn slot(&self, pos: u64) -> *mut u8 {
         let i = (pos & self.mask) as usize;
-        // SAFETY: `i <= mask < capacity`, so `i * stride` is inside the slot array (see the
-        // field's invariant) and cannot overflow.
-        unsafe { self.base.as_ptr().add(i * self.stride) }
+        // SAFETY: `i <= mask < capacity`, so `i * stride + payload_offset` (the payload lies
+        // within the stride) is inside the slot array (see the field's invariant).
+        unsafe {
+            self.base
+                .as_ptr()
+                .add(i * self.stride + self.payload_offset)
+        }
     }
 
     #[inline(always)]

@@ -371,6 +371,51 @@ pub fn child_main() {
             drop(rx);
             println!("SURVIVED ok={ok} errs={errs}");
         }
+        // MPMC producer number SHMCHAN_TEST_P: send n messages whose seq is (P << 40) | i.
+        "mpmc-send" => {
+            let p = env_u64("SHMCHAN_TEST_P", 0);
+            let tx = shmchan::mpmc::Sender::<Msg>::open(&name, &opts).unwrap();
+            println!("READY");
+            for i in 0..n {
+                tx.send(Msg::new((p << 40) | i)).unwrap();
+            }
+            println!("SENT");
+            if flag("SHMCHAN_TEST_HANG") {
+                hang();
+            }
+        }
+        // MPMC consumer: receive until disconnected (or SHMCHAN_TEST_TAKE messages, then hang),
+        // checking every message is intact and each producer's messages come in order; write
+        // every seq received to SHMCHAN_TEST_OUT.
+        "mpmc-recv" => {
+            use std::io::Write;
+            let rx = shmchan::mpmc::Receiver::<Msg>::open(&name, &opts).unwrap();
+            let take = std::env::var("SHMCHAN_TEST_TAKE")
+                .ok()
+                .map(|v| v.parse::<u64>().unwrap());
+            let mut out = std::io::BufWriter::new(
+                std::fs::File::create(std::env::var("SHMCHAN_TEST_OUT").unwrap()).unwrap(),
+            );
+            println!("READY");
+            let mut last = std::collections::HashMap::<u64, u64>::new();
+            let mut got = 0u64;
+            while take.is_none_or(|t| got < t) {
+                let Ok(m) = rx.recv() else { break };
+                assert!(m.is_intact(), "torn message {m:?}");
+                let (p, i) = (m.seq >> 40, m.seq & ((1 << 40) - 1));
+                if let Some(&prev) = last.get(&p) {
+                    assert!(i > prev, "producer {p}: {i} after {prev}");
+                }
+                last.insert(p, i);
+                out.write_all(&m.seq.to_le_bytes()).unwrap();
+                got += 1;
+            }
+            out.flush().unwrap();
+            println!("GOT {got}");
+            if take.is_some() {
+                hang();
+            }
+        }
         other => panic!("unknown child role {other}"),
     }
 }

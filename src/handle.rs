@@ -1,0 +1,128 @@
+//! What the public handles of every channel kind do around their ring: one attempt at a time
+//! (`poll_send`, `poll_recv`), checked against the peers' liveness, and the `try_`, blocking
+//! and `_timeout` families built on it. `spsc` and `mpmc` supply only the ring operation.
+
+use std::time::Instant;
+
+use crate::chan::Chan;
+use crate::endpoint::RoleState;
+use crate::error::{RecvTimeoutError, SendTimeoutError, TryRecvError, TrySendError};
+use crate::options::WaitStrategy;
+use crate::ring::spsc::Error as RingError;
+use crate::wait::{Poll, wait_until};
+
+/// One send attempt. `push(probe)` tries the ring once (with `probe`, it may check slot
+/// owners' processes). `Ready(Err(value))` means disconnected.
+#[inline]
+pub(crate) fn poll_send<T>(
+    chan: &Chan,
+    value: T,
+    probe: bool,
+    push: impl FnOnce(bool) -> Result<(), RingError>,
+) -> Poll<Result<(), T>> {
+    // One Acquire load per receiver entry (a line nobody writes while they live): a receiver
+    // that dropped its handle is seen at once.
+    if chan.peers(false) == RoleState::Gone {
+        return Poll::Ready(Err(value));
+    }
+    match push(probe) {
+        Ok(()) => Poll::Ready(Ok(())),
+        Err(RingError::Broken) => Poll::Ready(Err(value)),
+        Err(RingError::WouldBlock) => {
+            if probe && chan.peers(true) == RoleState::Gone {
+                Poll::Ready(Err(value))
+            } else {
+                Poll::Pending
+            }
+        }
+    }
+}
+
+/// One receive attempt. `Ready(Err(()))` means disconnected (senders gone, ring drained).
+#[inline]
+pub(crate) fn poll_recv<T>(
+    chan: &Chan,
+    probe: bool,
+    mut pop: impl FnMut(bool) -> Result<T, RingError>,
+) -> Poll<Result<T, ()>> {
+    match pop(probe) {
+        Ok(v) => Poll::Ready(Ok(v)),
+        Err(RingError::Broken) => Poll::Ready(Err(())),
+        Err(RingError::WouldBlock) => {
+            if chan.peers(probe) != RoleState::Gone {
+                return Poll::Pending;
+            }
+            // The senders are gone, but what they published before leaving is still ours:
+            // each detach (Release) came after its last publish, and `peers` read the entries
+            // with Acquire, so another pop sees everything (and may repair the slots of dead
+            // senders, now reaped).
+            match pop(true) {
+                Ok(v) => Poll::Ready(Ok(v)),
+                Err(_) => Poll::Ready(Err(())),
+            }
+        }
+    }
+}
+
+/// `try_send` on top of a `poll(value, probe)`: probe for dead receivers at most every
+/// [`PROBE_INTERVAL`](crate::wait::PROBE_INTERVAL).
+pub(crate) fn try_send<T: Copy>(
+    chan: &Chan,
+    value: T,
+    poll: impl Fn(T, bool) -> Poll<Result<(), T>>,
+) -> Result<(), TrySendError<T>> {
+    let r = match poll(value, false) {
+        Poll::Pending if chan.probe_due() => poll(value, true),
+        r => r,
+    };
+    match r {
+        Poll::Ready(Ok(())) => Ok(()),
+        Poll::Ready(Err(v)) => Err(TrySendError::Disconnected(v)),
+        Poll::Pending => Err(TrySendError::Full(value)),
+    }
+}
+
+/// `send`/`send_timeout` on top of a `poll(value, probe)`.
+pub(crate) fn send_deadline<T: Copy>(
+    chan: &Chan,
+    wait: WaitStrategy,
+    value: T,
+    deadline: Option<Instant>,
+    poll: impl Fn(T, bool) -> Poll<Result<(), T>>,
+) -> Result<(), SendTimeoutError<T>> {
+    let bell = &chan.header().space_bell;
+    match wait_until(bell, wait, deadline, |probe| poll(value, probe)) {
+        Some(Ok(())) => Ok(()),
+        Some(Err(v)) => Err(SendTimeoutError::Disconnected(v)),
+        None => Err(SendTimeoutError::Timeout(value)),
+    }
+}
+
+/// `try_recv` on top of a `poll(probe)`.
+pub(crate) fn try_recv<T>(
+    chan: &Chan,
+    poll: impl Fn(bool) -> Poll<Result<T, ()>>,
+) -> Result<T, TryRecvError> {
+    let r = match poll(false) {
+        Poll::Pending if chan.probe_due() => poll(true),
+        r => r,
+    };
+    match r {
+        Poll::Ready(r) => r.map_err(|()| TryRecvError::Disconnected),
+        Poll::Pending => Err(TryRecvError::Empty),
+    }
+}
+
+/// `recv`/`recv_timeout` on top of a `poll(probe)`.
+pub(crate) fn recv_deadline<T>(
+    chan: &Chan,
+    wait: WaitStrategy,
+    deadline: Option<Instant>,
+    poll: impl Fn(bool) -> Poll<Result<T, ()>>,
+) -> Result<T, RecvTimeoutError> {
+    let bell = &chan.header().data_bell;
+    match wait_until(bell, wait, deadline, poll) {
+        Some(r) => r.map_err(|()| RecvTimeoutError::Disconnected),
+        None => Err(RecvTimeoutError::Timeout),
+    }
+}

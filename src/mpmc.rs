@@ -1,0 +1,473 @@
+//! Multi-producer multi-consumer channels: any number of processes attach [`Sender`]s and
+//! [`Receiver`]s to one named channel, and each message is delivered to exactly one receiver.
+//!
+//! Handles are `Clone` and `Sync`: clones share this process's endpoint, so the channel stays
+//! connected while any of them lives. A channel takes up to [`MAX_SENDERS`] sender and
+//! [`MAX_RECEIVERS`] receiver attachments over its life (one per `create`/`open`; clones are
+//! free).
+//!
+//! # Guarantees when a process dies
+//!
+//! - A producer killed between claiming a slot and publishing it loses that one message; the
+//!   others go on within about 40 ms (the slot is repaired once the producer is found dead),
+//!   and a half-written message is never delivered.
+//! - A consumer killed while copying a message out loses that message; no other message is
+//!   lost or delivered twice.
+//! - Receivers see `Disconnected` once every sender is gone (dropped or dead) and the ring is
+//!   drained; senders see it once every receiver is gone.
+//! - Per-producer order is kept: messages of one sender reach any one receiver in the order
+//!   they were sent.
+//!
+//! ```
+//! use shmchan::{mpmc, Options};
+//! # let name = format!("doc-mpmc-{}", std::process::id());
+//!
+//! let tx = mpmc::Sender::<u64>::create(&name, &Options::new().capacity(64))?;
+//! let rx = mpmc::Receiver::<u64>::open(&name, &Options::new())?; // usually other processes
+//! let tx2 = tx.clone();
+//! std::thread::spawn(move || tx2.send(1).unwrap()).join().unwrap();
+//! tx.send(2)?;
+//! let mut got = [rx.recv()?, rx.recv()?];
+//! got.sort();
+//! assert_eq!(got, [1, 2]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::Pod;
+use crate::chan::{Chan, Role, Spec};
+use crate::endpoint::RoleState;
+use crate::error::{
+    Error, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
+};
+use crate::handle;
+use crate::layout::{Fingerprint, Kind};
+use crate::options::{Options, WaitStrategy};
+use crate::ring::{Slots, mpmc as ring};
+use crate::wait::Poll;
+
+/// Most sender attachments a channel takes over its life.
+pub const MAX_SENDERS: usize = 32;
+/// Most receiver attachments a channel takes over its life.
+pub const MAX_RECEIVERS: usize = 32;
+
+fn spec<T>(role: Role) -> Spec {
+    Spec {
+        kind: Kind::Mpmc,
+        role,
+        fp: Fingerprint::of::<T>(),
+        max_senders: MAX_SENDERS as u32,
+        max_receivers: MAX_RECEIVERS as u32,
+    }
+}
+
+/// One attached endpoint, shared by a handle and its clones.
+struct Shared {
+    ring: ring::Ring,
+    slots: Slots,
+    wait: WaitStrategy,
+    chan: Chan,
+}
+
+impl Shared {
+    fn new(chan: Chan, wait: WaitStrategy) -> Arc<Shared> {
+        Arc::new(Shared {
+            ring: ring::Ring::new(chan.geo.capacity, chan.entry()),
+            slots: Slots::new(chan.region(), &chan.geo),
+            wait,
+            chan,
+        })
+    }
+
+    fn len(&self) -> usize {
+        ring::len(self.chan.header(), self.chan.geo.capacity)
+    }
+}
+
+/// Create an MPMC channel inside this process (on the heap, no name), like
+/// `crossbeam_channel::bounded`. Capacity is rounded up to a power of two.
+///
+/// # Errors
+/// [`Error::InvalidOptions`] if `capacity` is 0 or above [`Options::MAX_CAPACITY`].
+///
+/// ```
+/// let (tx, rx) = shmchan::mpmc::channel::<u32>(16)?;
+/// let workers: Vec<_> = (0..2)
+///     .map(|_| { let rx = rx.clone(); std::thread::spawn(move || rx.iter().count()) })
+///     .collect();
+/// for i in 0..100 { tx.send(i)?; }
+/// drop((tx, rx));
+/// let total: usize = workers.into_iter().map(|w| w.join().unwrap()).sum();
+/// assert_eq!(total, 100);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn channel<T: Pod>(capacity: usize) -> Result<(Sender<T>, Receiver<T>), Error> {
+    let (a, b) = Chan::heap_pair(capacity, &spec::<T>(Role::Sender))?;
+    let wait = WaitStrategy::default();
+    Ok((Sender::from_chan(a, wait), Receiver::from_chan(b, wait)))
+}
+
+/// The sending side of an MPMC channel. `Clone` (clones share this endpoint), `Send` and
+/// `Sync`.
+pub struct Sender<T: Pod> {
+    shared: Arc<Shared>,
+    _payload: PhantomData<T>,
+}
+
+/// The receiving side of an MPMC channel. `Clone` (clones share this endpoint), `Send` and
+/// `Sync`; each message goes to exactly one receiver.
+pub struct Receiver<T: Pod> {
+    shared: Arc<Shared>,
+    _payload: PhantomData<T>,
+}
+
+impl<T: Pod> Clone for Sender<T> {
+    fn clone(&self) -> Self {
+        Sender {
+            shared: self.shared.clone(),
+            _payload: PhantomData,
+        }
+    }
+}
+
+impl<T: Pod> Clone for Receiver<T> {
+    fn clone(&self) -> Self {
+        Receiver {
+            shared: self.shared.clone(),
+            _payload: PhantomData,
+        }
+    }
+}
+
+impl<T: Pod> Sender<T> {
+    /// Create the channel `name` (exclusively) and attach as a sender.
+    ///
+    /// # Errors
+    /// As [`spsc::Sender::create`](crate::spsc::Sender::create).
+    ///
+    /// ```
+    /// use shmchan::{mpmc, Options};
+    /// # let name = format!("doc-mpmc-create-{}", std::process::id());
+    /// let tx = mpmc::Sender::<u64>::create(&name, &Options::new().capacity(8))?;
+    /// assert_eq!(tx.capacity(), 8);
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    #[cfg(not(loom))]
+    pub fn create(name: &str, opts: &Options) -> Result<Self, Error> {
+        Ok(Self::from_chan(
+            Chan::create(name, opts, &spec::<T>(Role::Sender))?,
+            opts.wait,
+        ))
+    }
+
+    /// Open the existing channel `name` and attach as one more sender.
+    ///
+    /// # Errors
+    /// As [`spsc::Sender::open`](crate::spsc::Sender::open); [`Error::Incompatible`] if it is
+    /// an SPSC channel; [`Error::EndpointTaken`] after [`MAX_SENDERS`] attachments.
+    ///
+    /// ```
+    /// use shmchan::{mpmc, Options};
+    /// # let name = format!("doc-mpmc-open-{}", std::process::id());
+    /// let rx = mpmc::Receiver::<u64>::create(&name, &Options::new())?;
+    /// let (a, b) = (mpmc::Sender::<u64>::open(&name, &Options::new())?,
+    ///               mpmc::Sender::<u64>::open(&name, &Options::new())?);
+    /// a.send(1)?;
+    /// b.send(2)?;
+    /// assert_eq!(rx.len(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(not(loom))]
+    pub fn open(name: &str, opts: &Options) -> Result<Self, Error> {
+        Ok(Self::from_chan(
+            Chan::open(name, opts, &spec::<T>(Role::Sender))?,
+            opts.wait,
+        ))
+    }
+
+    fn from_chan(chan: Chan, wait: WaitStrategy) -> Self {
+        Sender {
+            shared: Shared::new(chan, wait),
+            _payload: PhantomData,
+        }
+    }
+
+    #[inline]
+    fn poll(&self, value: T, probe: bool) -> Poll<Result<(), T>> {
+        let s = &*self.shared;
+        handle::poll_send(&s.chan, value, probe, |probe| {
+            // SAFETY: `T` is the payload type the geometry was validated for, and the ring's
+            // owner index is the endpoint entry this process holds.
+            unsafe {
+                s.ring.push(s.chan.header(), &s.slots, value, |o| {
+                    s.chan.owner_gone(o, probe)
+                })
+            }
+        })
+    }
+
+    /// Send without waiting.
+    ///
+    /// # Errors
+    /// [`TrySendError::Full`] if the ring is full, [`TrySendError::Disconnected`] if every
+    /// receiver is gone, with the value.
+    pub fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
+        handle::try_send(&self.shared.chan, value, |v, probe| self.poll(v, probe))
+    }
+
+    /// Send, waiting for room as long as it takes.
+    ///
+    /// # Errors
+    /// [`SendError`] with the value if every receiver is gone.
+    pub fn send(&self, value: T) -> Result<(), SendError<T>> {
+        self.send_deadline(value, None)
+            .map_err(|e| SendError(e.into_inner()))
+    }
+
+    /// Send, waiting for room at most `timeout`.
+    ///
+    /// # Errors
+    /// [`SendTimeoutError::Timeout`] or [`SendTimeoutError::Disconnected`], with the value.
+    pub fn send_timeout(&self, value: T, timeout: Duration) -> Result<(), SendTimeoutError<T>> {
+        self.send_deadline(value, Some(Instant::now() + timeout))
+    }
+
+    fn send_deadline(
+        &self,
+        value: T,
+        deadline: Option<Instant>,
+    ) -> Result<(), SendTimeoutError<T>> {
+        let s = &*self.shared;
+        handle::send_deadline(&s.chan, s.wait, value, deadline, |v, p| self.poll(v, p))
+    }
+
+    /// Messages in the ring now (a snapshot).
+    pub fn len(&self) -> usize {
+        self.shared.len()
+    }
+
+    /// Is the ring empty now?
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Is the ring full now?
+    pub fn is_full(&self) -> bool {
+        self.len() == self.capacity()
+    }
+
+    /// How many messages the ring holds.
+    pub fn capacity(&self) -> usize {
+        self.shared.chan.geo.capacity as usize
+    }
+
+    /// Is every receiver gone? `false` before any receiver attached.
+    pub fn is_disconnected(&self) -> bool {
+        self.shared.chan.peers(true) == RoleState::Gone
+    }
+}
+
+impl<T: Pod> Receiver<T> {
+    /// Create the channel `name` (exclusively) and attach as a receiver.
+    ///
+    /// # Errors
+    /// As [`spsc::Sender::create`](crate::spsc::Sender::create).
+    #[cfg(not(loom))]
+    pub fn create(name: &str, opts: &Options) -> Result<Self, Error> {
+        Ok(Self::from_chan(
+            Chan::create(name, opts, &spec::<T>(Role::Receiver))?,
+            opts.wait,
+        ))
+    }
+
+    /// Open the existing channel `name` and attach as one more receiver.
+    ///
+    /// # Errors
+    /// As [`Sender::open`]; [`Error::EndpointTaken`] after [`MAX_RECEIVERS`] attachments.
+    #[cfg(not(loom))]
+    pub fn open(name: &str, opts: &Options) -> Result<Self, Error> {
+        Ok(Self::from_chan(
+            Chan::open(name, opts, &spec::<T>(Role::Receiver))?,
+            opts.wait,
+        ))
+    }
+
+    fn from_chan(chan: Chan, wait: WaitStrategy) -> Self {
+        Receiver {
+            shared: Shared::new(chan, wait),
+            _payload: PhantomData,
+        }
+    }
+
+    #[inline]
+    fn poll(&self, probe: bool) -> Poll<Result<T, ()>> {
+        let s = &*self.shared;
+        handle::poll_recv(&s.chan, probe, |probe| {
+            // SAFETY: as in `Sender::poll`.
+            unsafe {
+                s.ring
+                    .pop(s.chan.header(), &s.slots, |o| s.chan.owner_gone(o, probe))
+            }
+        })
+    }
+
+    /// Receive without waiting.
+    ///
+    /// # Errors
+    /// [`TryRecvError::Empty`] if nothing is ready, [`TryRecvError::Disconnected`] if the ring
+    /// is empty and every sender is gone.
+    pub fn try_recv(&self) -> Result<T, TryRecvError> {
+        handle::try_recv(&self.shared.chan, |probe| self.poll(probe))
+    }
+
+    /// Receive, waiting as long as it takes.
+    ///
+    /// # Errors
+    /// [`RecvError`] once the ring is empty and every sender is gone.
+    pub fn recv(&self) -> Result<T, RecvError> {
+        self.recv_deadline(None).map_err(|_| RecvError)
+    }
+
+    /// Receive, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`RecvTimeoutError::Timeout`] or [`RecvTimeoutError::Disconnected`].
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
+        self.recv_deadline(Some(Instant::now() + timeout))
+    }
+
+    fn recv_deadline(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
+        let s = &*self.shared;
+        handle::recv_deadline(&s.chan, s.wait, deadline, |probe| self.poll(probe))
+    }
+
+    /// Messages in the ring now (a snapshot).
+    pub fn len(&self) -> usize {
+        self.shared.len()
+    }
+
+    /// Is the ring empty now?
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Is the ring full now?
+    pub fn is_full(&self) -> bool {
+        self.len() == self.capacity()
+    }
+
+    /// How many messages the ring holds.
+    pub fn capacity(&self) -> usize {
+        self.shared.chan.geo.capacity as usize
+    }
+
+    /// Is every sender gone? `false` before any sender attached.
+    pub fn is_disconnected(&self) -> bool {
+        self.shared.chan.peers(true) == RoleState::Gone
+    }
+
+    /// A blocking iterator; it ends when every sender is gone and the ring is drained.
+    pub fn iter(&self) -> impl Iterator<Item = T> + '_ {
+        std::iter::from_fn(move || self.recv().ok())
+    }
+
+    /// An iterator over the messages ready now, without waiting.
+    pub fn try_iter(&self) -> impl Iterator<Item = T> + '_ {
+        std::iter::from_fn(move || self.try_recv().ok())
+    }
+}
+
+impl<T: Pod> fmt::Debug for Sender<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("mpmc::Sender")
+            .field("name", &self.shared.chan.name)
+            .field("backend", &self.shared.chan.backend)
+            .field("capacity", &self.capacity())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Pod> fmt::Debug for Receiver<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("mpmc::Receiver")
+            .field("name", &self.shared.chan.name)
+            .field("backend", &self.shared.chan.backend)
+            .field("capacity", &self.capacity())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::ring::mpmc::{READING, WRITING, stamp};
+    use crate::sync::Ordering;
+
+    /// Make endpoint entry `o` look like a process that died and was reaped, holding `pos`'s
+    /// slot in `state`, with both position hints past `pos`.
+    fn plant_dead_owner(s: &Shared, o: usize, pos: u64, state: u64) {
+        let hdr = s.chan.header();
+        hdr.endpoints[o].store(
+            (4_000_000u64 << 32) | crate::endpoint::DEAD,
+            Ordering::Relaxed,
+        );
+        s.slots
+            .stamp(pos)
+            .store(stamp(pos, o, state), Ordering::Relaxed);
+        hdr.tail.store(pos + 1, Ordering::Relaxed);
+        if state == READING {
+            hdr.head.store(pos + 1, Ordering::Relaxed);
+        }
+    }
+
+    /// A producer died between claiming position 0 and publishing it: the consumer repairs
+    /// the slot, skips that message (never delivering its half-written payload) and receives
+    /// the next one.
+    #[test]
+    fn slot_of_a_dead_writer_is_repaired_and_skipped() {
+        let (tx, rx) = channel::<u64>(4).unwrap();
+        plant_dead_owner(&tx.shared, 5, 0, WRITING);
+        assert_eq!(
+            rx.try_recv(),
+            Err(TryRecvError::Empty),
+            "the lost message is not delivered"
+        );
+        tx.send(7).unwrap();
+        assert_eq!(rx.recv_timeout(Duration::from_secs(1)), Ok(7));
+        // The ring keeps working across laps.
+        for i in 0..10 {
+            tx.send(i).unwrap();
+            assert_eq!(rx.recv(), Ok(i));
+        }
+    }
+
+    /// A consumer died while copying position 0 out: the producer that laps around to that
+    /// slot repairs it instead of finding the ring full forever.
+    #[test]
+    fn slot_of_a_dead_reader_is_repaired_by_the_next_lap() {
+        let (tx, rx) = channel::<u64>(4).unwrap();
+        plant_dead_owner(&tx.shared, MAX_SENDERS + 7, 0, READING);
+        for i in 1..=4 {
+            tx.try_send(i).unwrap_or_else(|e| panic!("send {i}: {e}"));
+        }
+        assert!(tx.try_send(5).unwrap_err().is_full());
+        assert_eq!(rx.try_iter().collect::<Vec<_>>(), [1, 2, 3, 4]);
+    }
+
+    /// A stamp that fits no state of the protocol makes the channel report itself broken
+    /// (disconnected), not loop or read out of bounds.
+    #[test]
+    fn impossible_stamps_disconnect() {
+        let (tx, rx) = channel::<u64>(4).unwrap();
+        // Position 0's slot claiming to hold position -1: no lap of the protocol does that.
+        tx.shared
+            .slots
+            .stamp(0)
+            .store(stamp(u64::MAX, 3, 2), Ordering::Relaxed);
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
+    }
+}

@@ -1,0 +1,269 @@
+//! A bounded multi-producer multi-consumer ring with per-slot stamps (after Vyukov), made safe
+//! against processes that die mid-operation.
+//!
+//! Every slot starts with a 64-bit stamp, changed only by CAS:
+//!
+//! ```text
+//!  63                              8 7        2 1   0
+//! +----------------------------------+----------+-----+
+//! |  lap position p (low 56 bits)    |  owner   |state|
+//! +----------------------------------+----------+-----+
+//! FREE(p)        the slot waits for the producer of position p
+//! WRITING(p, o)  endpoint o claimed position p and is copying the payload in
+//! FULL(p, o)     the payload of position p is complete
+//! READING(p, o)  endpoint o claimed position p and is copying the payload out
+//! ```
+//!
+//! A producer claims position `p` with a CAS FREE(p) -> WRITING(p, me), which records who
+//! holds the slot in the same atomic step, then publishes with a CAS WRITING(p, me) ->
+//! FULL(p, me). A consumer claims with FULL(p) -> READING(p, me) and frees the slot for the next
+//! lap with READING(p, me) -> FREE(p + capacity). The shared `tail` and `head` are only hints
+//! of the next position to try: whoever sees that a position was taken moves them forward.
+//!
+//! Crash safety: if the owner of a WRITING or READING slot is gone (its endpoint was reaped as
+//! dead, or is not attached at all), whoever finds the slot repairs it with a CAS to
+//! FREE(p + capacity): that position's message is lost, nothing else. The repair and a late
+//! publish are CASes from the same WRITING value, so they cannot both succeed, and a consumer
+//! only reads FULL slots, so a half-written payload is never delivered. A consumer killed while
+//! reading loses only the message it held.
+//!
+//! Nothing read from a stamp is trusted: the slot index is always masked, and a stamp that fits
+//! no state of the protocol makes the operation report [`Error::Broken`].
+
+use bytemuck::Pod;
+
+use super::Slots;
+use super::spsc::Error;
+use crate::layout::Header;
+use crate::sync::{AtomicU64, Ordering};
+
+pub(crate) const FREE: u64 = 0;
+pub(crate) const WRITING: u64 = 1;
+pub(crate) const FULL: u64 = 2;
+pub(crate) const READING: u64 = 3;
+const POS_BITS: u32 = 56;
+const POS_MASK: u64 = (1 << POS_BITS) - 1;
+
+/// Give up a push or pop after this many retries (another endpoint keeps winning, or a hostile
+/// peer keeps moving the hints) and report "would block"; the caller's wait loop retries.
+const RETRIES: usize = 1 << 16;
+
+pub(crate) fn stamp(pos: u64, owner: usize, state: u64) -> u64 {
+    ((pos & POS_MASK) << 8) | (((owner as u64) & 63) << 2) | state
+}
+
+/// `(position, owner, state)` of a stamp.
+fn decode(s: u64) -> (u64, usize, u64) {
+    (s >> 8, ((s >> 2) & 63) as usize, s & 3)
+}
+
+/// Signed distance from `pos` to a stamp's 56-bit position.
+fn dist(stamp_pos: u64, pos: u64) -> i64 {
+    ((stamp_pos.wrapping_sub(pos) & POS_MASK) << 8) as i64 >> 8
+}
+
+/// Initialise the stamps of a new ring: slot `i` waits for position `i`.
+pub(crate) fn init(slots: &Slots, capacity: u64) {
+    for i in 0..capacity {
+        // Relaxed: published by the header's ready flag (Release).
+        slots.stamp(i).store(stamp(i, 0, FREE), Ordering::Relaxed);
+    }
+}
+
+/// One endpoint's view of the ring.
+pub(crate) struct Ring {
+    capacity: u64,
+    /// Our endpoint index, recorded in the stamps we claim.
+    me: usize,
+}
+
+impl Ring {
+    pub(crate) fn new(capacity: u64, me: usize) -> Ring {
+        Ring { capacity, me }
+    }
+
+    /// Move a position hint from `pos` to `pos + 1` (someone took `pos`). Relaxed: the hints
+    /// carry no data; the stamps do.
+    fn advance(hint: &AtomicU64, pos: u64) {
+        let _ = hint.compare_exchange(
+            pos,
+            pos.wrapping_add(1),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Free a slot left WRITING or READING by a dead owner, for the next lap. Returns whether
+    /// this call did it (or another repairer got there first: either way, reload).
+    fn repair(&self, cell: &AtomicU64, seen: u64, lap_pos: u64) {
+        // AcqRel: Acquire so a late owner's writes are ordered before ours; Release so the
+        // producer that claims the freed slot (Acquire) sees the slot handed over.
+        let _ = cell.compare_exchange(
+            seen,
+            stamp(lap_pos.wrapping_add(self.capacity), 0, FREE),
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Push one value if there is room. `gone(o)` tells whether endpoint `o` is dead or
+    /// detached (its slots may be repaired).
+    ///
+    /// # Safety
+    /// `T` must be the payload type of the ring's geometry, and `me` an endpoint index this
+    /// process holds.
+    pub(crate) unsafe fn push<T: Pod>(
+        &self,
+        hdr: &Header,
+        slots: &Slots,
+        value: T,
+        gone: impl Fn(usize) -> bool,
+    ) -> Result<(), Error> {
+        let cap = self.capacity as i64;
+        let mut pos = hdr.tail.load(Ordering::Relaxed);
+        for _ in 0..RETRIES {
+            let cell = slots.stamp(pos);
+            // SYNC POINT (slot-free): Acquire, pairs with the consumer's Release CAS that freed
+            // the slot: its read of the old payload is done before we overwrite it.
+            let seen = cell.load(Ordering::Acquire);
+            let (sp, owner, state) = decode(seen);
+            match dist(sp, pos) {
+                0 if state == FREE => {
+                    let mine = stamp(pos, self.me, WRITING);
+                    if cell
+                        .compare_exchange(seen, mine, Ordering::Acquire, Ordering::Relaxed)
+                        .is_ok()
+                    {
+                        Self::advance(&hdr.tail, pos);
+                        // SAFETY: the CAS made this slot ours (WRITING(pos, me)); no consumer
+                        // reads it before FULL, and `T` is the geometry's payload type.
+                        unsafe { slots.write(pos, value) };
+                        // SYNC POINT (publish): Release, pairs with the consumer's Acquire CAS
+                        // FULL -> READING. If it fails, a repairer took the slot from us (we
+                        // were judged dead): the message is lost, as for a dead producer.
+                        let _ = cell.compare_exchange(
+                            mine,
+                            stamp(pos, self.me, FULL),
+                            Ordering::Release,
+                            Ordering::Relaxed,
+                        );
+                        hdr.data_bell.notify();
+                        return Ok(());
+                    }
+                }
+                // Position `pos` was claimed by someone else, or the hint is behind.
+                d if d >= 0 => Self::advance(&hdr.tail, pos),
+                // The previous lap still holds the slot: full, unless its holder died.
+                d if d == -cap => {
+                    let stuck = state == WRITING || state == READING;
+                    if stuck && owner != self.me && gone(owner) {
+                        self.repair(cell, seen, sp);
+                    } else {
+                        return Err(Error::WouldBlock);
+                    }
+                }
+                _ => return Err(Error::Broken),
+            }
+            pos = hdr.tail.load(Ordering::Relaxed);
+        }
+        Err(Error::WouldBlock)
+    }
+
+    /// Pop one value if one is ready.
+    ///
+    /// # Safety
+    /// As for [`push`](Self::push).
+    pub(crate) unsafe fn pop<T: Pod>(
+        &self,
+        hdr: &Header,
+        slots: &Slots,
+        gone: impl Fn(usize) -> bool,
+    ) -> Result<T, Error> {
+        let cap = self.capacity as i64;
+        let mut pos = hdr.head.load(Ordering::Relaxed);
+        for _ in 0..RETRIES {
+            let cell = slots.stamp(pos);
+            let seen = cell.load(Ordering::Relaxed);
+            let (sp, owner, state) = decode(seen);
+            match (dist(sp, pos), state) {
+                (0, FULL) => {
+                    let mine = stamp(pos, self.me, READING);
+                    // SYNC POINT (publish): Acquire, pairs with the producer's Release CAS
+                    // WRITING -> FULL: the payload is complete.
+                    if cell
+                        .compare_exchange(seen, mine, Ordering::Acquire, Ordering::Relaxed)
+                        .is_ok()
+                    {
+                        Self::advance(&hdr.head, pos);
+                        // SAFETY: the CAS made this slot ours (READING(pos, me)); no producer
+                        // writes it until we free it, and `T` is the payload type.
+                        let value = unsafe { slots.read(pos) };
+                        // SYNC POINT (slot-free): Release, pairs with the producer's Acquire
+                        // load of the stamp: our read is done before the slot is reused.
+                        let _ = cell.compare_exchange(
+                            mine,
+                            stamp(pos.wrapping_add(self.capacity), 0, FREE),
+                            Ordering::Release,
+                            Ordering::Relaxed,
+                        );
+                        hdr.space_bell.notify();
+                        return Ok(value);
+                    }
+                }
+                // Not produced yet.
+                (0, FREE) => return Err(Error::WouldBlock),
+                // Being written: wait, unless the writer died (then that message is lost).
+                (0, WRITING) => {
+                    if owner != self.me && gone(owner) {
+                        self.repair(cell, seen, sp);
+                    } else {
+                        return Err(Error::WouldBlock);
+                    }
+                }
+                // Another consumer has it (repair it if that consumer died), or the hint is
+                // behind: move on.
+                (0, READING) => {
+                    if owner != self.me && gone(owner) {
+                        self.repair(cell, seen, sp);
+                    }
+                    Self::advance(&hdr.head, pos);
+                }
+                (d, _) if d > 0 => Self::advance(&hdr.head, pos),
+                // The previous lap's consumer is still reading, so `pos` is not produced yet;
+                // free the slot if that consumer died.
+                (d, READING) if d == -cap => {
+                    if owner != self.me && gone(owner) {
+                        self.repair(cell, seen, sp);
+                    } else {
+                        return Err(Error::WouldBlock);
+                    }
+                }
+                _ => return Err(Error::Broken),
+            }
+            pos = hdr.head.load(Ordering::Relaxed);
+        }
+        Err(Error::WouldBlock)
+    }
+}
+
+/// Messages in the ring as the position hints say (a snapshot, clamped to the capacity).
+pub(crate) fn len(hdr: &Header, capacity: u64) -> usize {
+    let head = hdr.head.load(Ordering::Relaxed);
+    let tail = hdr.tail.load(Ordering::Relaxed);
+    tail.wrapping_sub(head).min(capacity) as usize
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamps_round_trip_and_distances_wrap() {
+        let s = stamp(12345, 17, READING);
+        assert_eq!(decode(s), (12345, 17, READING));
+        assert_eq!(dist(5, 5), 0);
+        assert_eq!(dist(3, 5), -2);
+        assert_eq!(dist(0, POS_MASK), 1, "56-bit wrap-around");
+        assert_eq!(dist(decode(stamp(u64::MAX, 0, FREE)).0, u64::MAX), 0);
+    }
+}
