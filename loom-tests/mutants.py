@@ -41,6 +41,21 @@ MUTANTS = [
     ("src/layout.rs", "is_ready: ready load Acquire -> Relaxed (handshake)",
      r"self\.id\.init\.load\(Ordering::Acquire\) == READY",
      "self.id.init.load(Ordering::Relaxed) == READY"),
+    ("src/ring/mpmc.rs", "MPMC push: claiming CAS Acquire -> Relaxed (slot-free)",
+     r"(unsafe fn push.*?compare_exchange\(seen, mine, )Ordering::Acquire",
+     r"\1Ordering::Relaxed"),
+    ("src/ring/mpmc.rs", "MPMC push: publishing CAS Release -> Relaxed (publish)",
+     r"(stamp\(pos, self\.me, FULL\),\s*)Ordering::Release",
+     r"\1Ordering::Relaxed"),
+    ("src/ring/mpmc.rs", "MPMC pop: claiming CAS Acquire -> Relaxed (publish)",
+     r"(unsafe fn pop.*?compare_exchange\(seen, mine, )Ordering::Acquire",
+     r"\1Ordering::Relaxed"),
+    ("src/ring/mpmc.rs", "MPMC pop: freeing CAS Release -> Relaxed (slot-free)",
+     r"(stamp\(pos\.wrapping_add\(self\.capacity\), 0, FREE\),\s*)Ordering::Release",
+     r"\1Ordering::Relaxed"),
+    ("src/ring/mpmc.rs", "MPMC pop: repair a WRITING slot without checking its owner is gone",
+     r"(\(0, WRITING\) => \{\s*if owner != self\.me) && gone\(owner\)",
+     r"\1"),
     ("src/endpoint.rs", "role_state: endpoint load Acquire -> Relaxed (disconnect after last)",
      r"(pub\(crate\) fn role_state.*?let w = e\.load\()Ordering::Acquire",
      r"\1Ordering::Relaxed"),
@@ -61,7 +76,7 @@ def apply(tree, i):
     out, n = re.subn(pat, rep, src, count=1, flags=re.S)
     if n != 1:
         sys.exit(f"mutant {i}: pattern not found in {path}; update loom-tests/mutants.py")
-    if i == 6:  # the skipped re-check also needs the registration moved before the sleep
+    if "skip the re-check" in MUTANTS[i][1]:  # the registration also moves before the sleep
         out, n = re.subn(r"(Poll::Pending => \{\n)(\s+)(let mut nap)",
                          r"\1\2let seq = bell.prepare();\n\2\3", out, count=1)
         assert n == 1
@@ -84,7 +99,8 @@ def main():
             toml = re.sub(r"\n\[\[bench\]\][^\[]*", "\n", toml)
             open(os.path.join(tree, "Cargo.toml"), "w").write(toml)
             apply(tree, i)
-            r = subprocess.run(["cargo", "test", "--release", "--test", "loom_spsc"],
+            r = subprocess.run(["cargo", "test", "--release", "--test", "loom_spsc",
+                                "--test", "loom_mpmc"],
                                cwd=tree, env=env, capture_output=True, text=True, timeout=1200)
             failed = re.findall(r"^test (\S+) \.\.\. FAILED", r.stdout, re.M)
             # A model that panics (a deadlock, a causality violation) can abort the whole

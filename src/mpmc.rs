@@ -50,10 +50,11 @@ use crate::options::{Options, WaitStrategy};
 use crate::ring::{Slots, mpmc as ring};
 use crate::wait::Poll;
 
-/// Most sender attachments a channel takes over its life.
-pub const MAX_SENDERS: usize = 32;
-/// Most receiver attachments a channel takes over its life.
-pub const MAX_RECEIVERS: usize = 32;
+/// Most sender attachments a channel takes over its life (32; 2 in loom models, where every
+/// entry scanned is a branch point).
+pub const MAX_SENDERS: usize = if cfg!(loom) { 2 } else { 32 };
+/// Most receiver attachments a channel takes over its life (32; 2 in loom models).
+pub const MAX_RECEIVERS: usize = if cfg!(loom) { 2 } else { 32 };
 
 fn spec<T>(role: Role) -> Spec {
     Spec {
@@ -208,6 +209,20 @@ impl<T: Pod> Sender<T> {
                 })
             }
         })
+    }
+
+    /// For the loom repair model: mark this sender's endpoint as dead while it keeps running,
+    /// so receivers may repair a slot it is still writing (the race of a repair with a late
+    /// publish).
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn loom_declare_dead(&self) {
+        let chan = &self.shared.chan;
+        let e = &chan.header().endpoints[chan.entry()];
+        e.store(
+            (e.load(crate::sync::Ordering::Relaxed) & !3) | crate::endpoint::DEAD,
+            crate::sync::Ordering::Release,
+        );
     }
 
     /// Send without waiting.

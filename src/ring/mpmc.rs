@@ -123,13 +123,15 @@ impl Ring {
         let mut pos = hdr.tail.load(Ordering::Relaxed);
         for _ in 0..RETRIES {
             let cell = slots.stamp(pos);
-            // SYNC POINT (slot-free): Acquire, pairs with the consumer's Release CAS that freed
-            // the slot: its read of the old payload is done before we overwrite it.
-            let seen = cell.load(Ordering::Acquire);
+            // Relaxed: the claiming CAS below, which reads the same value, carries the Acquire.
+            let seen = cell.load(Ordering::Relaxed);
             let (sp, owner, state) = decode(seen);
             match dist(sp, pos) {
                 0 if state == FREE => {
                     let mine = stamp(pos, self.me, WRITING);
+                    // SYNC POINT (slot-free): Acquire, pairs with the consumer's Release CAS
+                    // that freed the slot (or a repairer's AcqRel): the old payload's read is
+                    // done before we overwrite it.
                     if cell
                         .compare_exchange(seen, mine, Ordering::Acquire, Ordering::Relaxed)
                         .is_ok()
