@@ -243,6 +243,7 @@ impl Chan {
         name: &str,
         backend: Option<Backend>,
     ) -> Chan {
+        crate::wait::register_process();
         Chan {
             region,
             geo,
@@ -267,6 +268,7 @@ impl Chan {
 
     /// What the endpoints of the other role look like. With `probe`, entries whose process died
     /// are found and reaped (a system call per attached peer).
+    #[inline]
     pub(crate) fn peers(&self, probe: bool) -> RoleState {
         let other = match self.role {
             Role::Sender => Role::Receiver,

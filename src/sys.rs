@@ -244,3 +244,23 @@ pub(crate) fn page_size() -> usize {
     let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     if n > 0 { n as usize } else { 4096 }
 }
+
+/// `MEMBARRIER_CMD_GLOBAL_EXPEDITED`: a full memory barrier on every running thread of every
+/// process registered with [`MEMBARRIER_REGISTER_GLOBAL_EXPEDITED`].
+pub(crate) const MEMBARRIER_GLOBAL_EXPEDITED: libc::c_int = 1 << 1;
+/// `MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED`.
+pub(crate) const MEMBARRIER_REGISTER_GLOBAL_EXPEDITED: libc::c_int = 1 << 2;
+
+/// Issue a `membarrier` command.
+///
+/// # References
+/// `membarrier(2)`
+pub(crate) fn membarrier(cmd: libc::c_int) -> io::Result<()> {
+    // SAFETY: plain system call; the commands used take no pointers.
+    let r = unsafe { libc::syscall(libc::SYS_membarrier, cmd, 0, 0) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}

@@ -14,8 +14,19 @@
 //!
 //! The two fences guarantee that the sleeper's re-check sees the publish, or the notifier sees
 //! the registration (or both); in the second case `seq` changes after `s` was read, so
-//! `futex_wait` returns at once or is woken. When nobody sleeps, notifying costs a fence and one
-//! load of a line nobody writes.
+//! `futex_wait` returns at once or is woken.
+//!
+//! The notifier's fence is on every send and receive, and a full fence costs as much as the
+//! rest of the operation. So, as `membarrier(2)` describes, the barrier is made asymmetric:
+//! every process registers for `MEMBARRIER_CMD_GLOBAL_EXPEDITED` when it attaches, a notifier in
+//! a registered process needs only a compiler fence, and a thread about to sleep issues
+//! `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)` after its own fence, which runs a full barrier
+//! on every running thread of every registered process (one that is not running passed one when
+//! it was switched out). Either that barrier falls after the notifier's `waiters` load, and the
+//! notifier's publish was visible before the sleeper's re-check; or before it, and the sleeper's
+//! registration was visible to the load. A process whose registration fails keeps the full
+//! fence. When nobody sleeps, notifying then costs one load of a line nobody writes. (loom
+//! cannot model `membarrier`, so under loom both sides use the symmetric fences.)
 //!
 //! Sleeps are bounded (at most [`PROBE_INTERVAL`]) so that a waiter notices a peer killed with
 //! `kill -9`, which never rings the bell.
@@ -35,8 +46,12 @@ impl Doorbell {
     #[inline]
     pub(crate) fn notify(&self) {
         // SYNC POINT (doorbell): orders the caller's publish before the `waiters` load; pairs
-        // with the fence in `prepare`.
-        fence(Ordering::SeqCst);
+        // with the fence (and the membarrier) in `prepare`.
+        if asymmetric() {
+            core::sync::atomic::compiler_fence(Ordering::SeqCst);
+        } else {
+            fence(Ordering::SeqCst);
+        }
         if self.waiters.load(Ordering::Relaxed) != 0 {
             self.wake();
         }
@@ -56,8 +71,9 @@ impl Doorbell {
         let seq = self.seq.load(Ordering::Acquire);
         self.waiters.fetch_add(1, Ordering::Relaxed);
         // SYNC POINT (doorbell): orders the registration before the re-check; pairs with the
-        // fence in `notify`.
+        // fence in `notify`, or with the compiler fence there through the membarrier.
         fence(Ordering::SeqCst);
+        heavy_barrier();
         seq
     }
 
@@ -69,6 +85,35 @@ impl Doorbell {
     fn cancel(&self) {
         self.waiters.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+#[cfg(not(loom))]
+static ASYMMETRIC: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// Register this process for expedited global membarriers (once; called at every attach).
+/// Afterwards its notifiers use a compiler fence only.
+pub(crate) fn register_process() {
+    #[cfg(not(loom))]
+    ASYMMETRIC.get_or_init(|| {
+        crate::sys::membarrier(crate::sys::MEMBARRIER_REGISTER_GLOBAL_EXPEDITED).is_ok()
+    });
+}
+
+/// May this process's notifiers skip the full fence?
+#[inline(always)]
+fn asymmetric() -> bool {
+    #[cfg(not(loom))]
+    return ASYMMETRIC.get().copied().unwrap_or(false);
+    #[cfg(loom)]
+    return false;
+}
+
+/// The sleeper's side of the asymmetric barrier: a full barrier on every running thread of
+/// every registered process. Issued whatever this process's own registration gave (the
+/// notifiers that skip their fence are in registered processes).
+fn heavy_barrier() {
+    #[cfg(not(loom))]
+    let _ = crate::sys::membarrier(crate::sys::MEMBARRIER_GLOBAL_EXPEDITED);
 }
 
 /// What one attempt of a blocking operation gave.

@@ -364,3 +364,37 @@ fn create_reclaims_a_channel_whose_handles_were_all_killed() {
         assert_gone(&name, &backend);
     }
 }
+
+/// Both sides park on the futex for every message (WaitStrategy::Park), 2,000 round trips:
+/// every wake-up must arrive. A lost one costs a 40 ms nap (the liveness poll), so losing even
+/// a few percent would blow the time bound; a healthy run takes well under a second.
+#[test]
+fn park_pingpong_loses_no_wakeups() {
+    for backend in backends() {
+        let name = unique_name("parkpp");
+        let (ping, pong) = (format!("{name}-ping"), format!("{name}-pong"));
+        let _c1 = Cleanup(ping.clone(), backend.clone());
+        let _c2 = Cleanup(pong.clone(), backend.clone());
+        let opts = Options::new()
+            .backend(backend.clone())
+            .wait_strategy(shmchan::WaitStrategy::Park);
+        let tx = spsc::Sender::<Msg>::create(&ping, &opts).unwrap();
+        let rx = spsc::Receiver::<Msg>::create(&pong, &opts).unwrap();
+        let mut child = spawn("echo-park", &name, &backend, &[]);
+        child.expect_line("READY", SHORT);
+        let t0 = Instant::now();
+        for i in 0..2000 {
+            tx.send(Msg::new(i)).unwrap();
+            assert_eq!(rx.recv_timeout(SHORT), Ok(Msg::new(i)), "{backend}");
+        }
+        let took = t0.elapsed();
+        assert!(
+            took < Duration::from_secs(8),
+            "{backend}: 2000 parked round trips took {took:?}"
+        );
+        drop((tx, rx));
+        child.assert_success(SHORT);
+        assert_gone(&ping, &backend);
+        assert_gone(&pong, &backend);
+    }
+}

@@ -416,6 +416,17 @@ pub fn child_main() {
                 hang();
             }
         }
+        // Echo every message from `<name>-ping` back on `<name>-pong`, sleeping on the futex
+        // for each one (WaitStrategy::Park).
+        "echo-park" => {
+            let opts = opts.wait_strategy(shmchan::WaitStrategy::Park);
+            let rx = shmchan::spsc::Receiver::<Msg>::open(&format!("{name}-ping"), &opts).unwrap();
+            let tx = shmchan::spsc::Sender::<Msg>::open(&format!("{name}-pong"), &opts).unwrap();
+            println!("READY");
+            while let Ok(m) = rx.recv() {
+                tx.send(m).unwrap();
+            }
+        }
         other => panic!("unknown child role {other}"),
     }
 }

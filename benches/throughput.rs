@@ -1,0 +1,290 @@
+//! Streaming throughput between processes, beside in-process reference points, in one run:
+//! `cargo bench --bench throughput`.
+//!
+//! - `spsc_{8B,64B,1KiB}`: one producer process, one consumer process, shmchan SPSC;
+//! - `mpmc_1x1`, `mpmc_2x2`: producer and consumer processes on one shmchan MPMC channel;
+//! - `rtrb_8B`, `crossbeam_8B`: two threads of one process (rtrb ring, crossbeam bounded
+//!   channel), the references the cross-process numbers are held against.
+//!
+//! All rings hold 4096 messages. The parent process only coordinates: for each batch it tells
+//! every producer (over a control channel) how many messages to send, each producer ends its
+//! share with a marker, and the consumer that takes a marker acknowledges it; the batch time
+//! runs from the first command to the last acknowledgement. Peers are spawned once per
+//! benchmark.
+
+// The reference rings live in this file's threads; the loom seam is for the crate's own code.
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput, criterion_group};
+use shmchan::{Options, Pod, mpmc, spsc};
+
+const PEER: &str = "SHMCHAN_BENCH_PEER";
+const CAP: usize = 4096;
+const END: u64 = u64::MAX;
+
+fn main() {
+    if let Ok(spec) = std::env::var(PEER) {
+        peer(&spec);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .sample_size(20)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
+    targets = throughput
+}
+
+fn throughput(c: &mut Criterion) {
+    let mut g = c.benchmark_group("stream");
+    g.throughput(Throughput::Elements(1));
+    stream::<[u64; 1]>(&mut g, "spsc_8B", "spsc", 1, 1);
+    stream::<[u64; 8]>(&mut g, "spsc_64B", "spsc", 1, 1);
+    stream::<[u64; 128]>(&mut g, "spsc_1KiB", "spsc", 1, 1);
+    stream::<[u64; 1]>(&mut g, "mpmc_1x1", "mpmc", 1, 1);
+    stream::<[u64; 1]>(&mut g, "mpmc_2x2", "mpmc", 2, 2);
+
+    g.bench_function("rtrb_8B", |b| {
+        b.iter_custom(|iters| {
+            let (mut tx, mut rx) = rtrb::RingBuffer::<u64>::new(CAP);
+            let t0 = Instant::now();
+            let consumer = std::thread::spawn(move || {
+                let mut n = 0;
+                while n < iters {
+                    if rx.pop().is_ok() {
+                        n += 1;
+                    } else {
+                        std::hint::spin_loop();
+                    }
+                }
+            });
+            for i in 0..iters {
+                while tx.push(i).is_err() {
+                    std::hint::spin_loop();
+                }
+            }
+            consumer.join().unwrap();
+            t0.elapsed()
+        })
+    });
+    g.bench_function("shmchan_threads_8B", |b| {
+        b.iter_custom(|iters| {
+            let (tx, rx) = spsc::channel::<u64>(CAP).unwrap();
+            let t0 = Instant::now();
+            let consumer = std::thread::spawn(move || {
+                for _ in 0..iters {
+                    rx.recv().unwrap();
+                }
+            });
+            for i in 0..iters {
+                tx.send(i).unwrap();
+            }
+            consumer.join().unwrap();
+            t0.elapsed()
+        })
+    });
+    g.bench_function("shmchan_threads_try_8B", |b| {
+        b.iter_custom(|iters| {
+            let (tx, rx) = spsc::channel::<u64>(CAP).unwrap();
+            let t0 = Instant::now();
+            let consumer = std::thread::spawn(move || {
+                let mut n = 0;
+                while n < iters {
+                    if rx.try_recv().is_ok() {
+                        n += 1;
+                    } else {
+                        std::hint::spin_loop();
+                    }
+                }
+            });
+            for i in 0..iters {
+                while tx.try_send(i).is_err() {
+                    std::hint::spin_loop();
+                }
+            }
+            consumer.join().unwrap();
+            t0.elapsed()
+        })
+    });
+    g.bench_function("crossbeam_8B", |b| {
+        b.iter_custom(|iters| {
+            let (tx, rx) = crossbeam_channel::bounded::<u64>(CAP);
+            let t0 = Instant::now();
+            let consumer = std::thread::spawn(move || {
+                for _ in 0..iters {
+                    rx.recv().unwrap();
+                }
+            });
+            for i in 0..iters {
+                tx.send(i).unwrap();
+            }
+            consumer.join().unwrap();
+            t0.elapsed()
+        })
+    });
+    g.finish();
+}
+
+/// Peers of one benchmark, killed when dropped.
+struct Peers(Vec<Child>);
+
+impl Drop for Peers {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn spawn(spec: String) -> Child {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .env(PEER, spec)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "ready", "peer failed to start");
+    child
+}
+
+/// `producers` x `consumers` processes streaming `T` over a `kind` ("spsc" or "mpmc") channel.
+fn stream<T: Pod>(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    label: &str,
+    kind: &str,
+    producers: usize,
+    consumers: usize,
+) {
+    let words = size_of::<T>() / 8;
+    let base = format!("shmchan-tput-{}-{label}", std::process::id());
+    let opts = Options::new().capacity(CAP);
+    // The data channel is created by the first consumer; acks come back on an MPMC channel.
+    let acks = mpmc::Receiver::<u64>::create(&format!("{base}-acks"), &Options::new().capacity(64))
+        .unwrap();
+    let mut peers = Peers(Vec::new());
+    peers
+        .0
+        .push(spawn(format!("consumer {kind} {base} {words} create")));
+    for _ in 1..consumers {
+        peers
+            .0
+            .push(spawn(format!("consumer {kind} {base} {words} open")));
+    }
+    let controls: Vec<_> = (0..producers)
+        .map(|p| {
+            let ctl =
+                spsc::Sender::<u64>::create(&format!("{base}-ctl{p}"), &Options::new().capacity(4))
+                    .unwrap();
+            peers
+                .0
+                .push(spawn(format!("producer {kind} {base} {words} {p}")));
+            ctl
+        })
+        .collect();
+    let _ = &opts;
+    g.bench_function(label, |b| {
+        b.iter_custom(|iters| {
+            let share = iters.div_ceil(producers as u64).max(1);
+            let t0 = Instant::now();
+            for ctl in &controls {
+                ctl.send(share).unwrap();
+            }
+            for _ in 0..producers {
+                acks.recv().unwrap();
+            }
+            t0.elapsed()
+        })
+    });
+    drop(controls);
+    drop(peers);
+}
+
+fn say_ready() {
+    println!("ready");
+    std::io::stdout().flush().unwrap();
+}
+
+fn peer(spec: &str) {
+    let p: Vec<&str> = spec.split(' ').collect();
+    let (role, kind, base, words) = (p[0], p[1], p[2], p[3].parse::<usize>().unwrap());
+    match words {
+        1 => run::<[u64; 1]>(role, kind, base, &p[4..]),
+        8 => run::<[u64; 8]>(role, kind, base, &p[4..]),
+        128 => run::<[u64; 128]>(role, kind, base, &p[4..]),
+        w => panic!("no payload of {w} words"),
+    }
+}
+
+fn run<T: Pod>(role: &str, kind: &str, base: &str, rest: &[&str]) {
+    let data = format!("{base}-data");
+    let opts = Options::new().capacity(CAP);
+    let acks = mpmc::Sender::<u64>::open(&format!("{base}-acks"), &Options::new()).unwrap();
+    let tag = |v: &T| bytemuck::cast_slice::<T, u64>(std::slice::from_ref(v))[0];
+    match (role, kind) {
+        ("consumer", "spsc") => {
+            let rx = spsc::Receiver::<T>::create(&data, &opts).unwrap();
+            say_ready();
+            while let Ok(v) = rx.recv() {
+                if tag(&v) == END {
+                    acks.send(0).unwrap();
+                }
+            }
+        }
+        ("consumer", "mpmc") => {
+            let rx = if rest[0] == "create" {
+                mpmc::Receiver::<T>::create(&data, &opts).unwrap()
+            } else {
+                mpmc::Receiver::<T>::open(&data, &opts).unwrap()
+            };
+            say_ready();
+            while let Ok(v) = rx.recv() {
+                if tag(&v) == END {
+                    acks.send(0).unwrap();
+                }
+            }
+        }
+        ("producer", kind) => {
+            let ctl =
+                spsc::Receiver::<u64>::open(&format!("{base}-ctl{}", rest[0]), &Options::new())
+                    .unwrap();
+            let mut msg = T::zeroed();
+            let mut end = T::zeroed();
+            bytemuck::cast_slice_mut::<T, u64>(std::slice::from_mut(&mut end))[0] = END;
+            if kind == "spsc" {
+                let tx = spsc::Sender::<T>::open(&data, &opts).unwrap();
+                say_ready();
+                while let Ok(n) = ctl.recv() {
+                    for i in 0..n {
+                        bytemuck::cast_slice_mut::<T, u64>(std::slice::from_mut(&mut msg))[0] = i;
+                        tx.send(msg).unwrap();
+                    }
+                    tx.send(end).unwrap();
+                }
+            } else {
+                let tx = mpmc::Sender::<T>::open(&data, &opts).unwrap();
+                say_ready();
+                while let Ok(n) = ctl.recv() {
+                    for i in 0..n {
+                        bytemuck::cast_slice_mut::<T, u64>(std::slice::from_mut(&mut msg))[0] = i;
+                        tx.send(msg).unwrap();
+                    }
+                    tx.send(end).unwrap();
+                }
+            }
+        }
+        other => panic!("unknown peer {other:?}"),
+    }
+}
