@@ -27,7 +27,7 @@ MUTANTS = [
      r"let head = hdr\.head\.load\(Ordering::Acquire\);\n(\s+)let used",
      r"let head = hdr.head.load(Ordering::Relaxed);\n\1let used"),
     ("src/wait.rs", "notify: drop the SeqCst fence between publish and the waiters load",
-     r"(pub\(crate\) fn notify\(&self\) \{.*?)fence\(Ordering::SeqCst\);",
+     r"(pub\(crate\) fn notify\(&self\) \{.*?\} else \{\s*)fence\(Ordering::SeqCst\);",
      r"\1"),
     ("src/wait.rs", "prepare: drop the SeqCst fence between registering and the re-check",
      r"(fn prepare\(&self\) -> u32 \{.*?)fence\(Ordering::SeqCst\);",
@@ -96,7 +96,7 @@ def main():
                 (shutil.copytree if os.path.isdir(s) else shutil.copy)(s, os.path.join(tree, item))
             # Only the loom test target is needed.
             toml = open(os.path.join(tree, "Cargo.toml")).read()
-            toml = re.sub(r"\n\[\[bench\]\][^\[]*", "\n", toml)
+            toml = re.sub(r"\[\[bench\]\][^\[]*", "", toml)
             open(os.path.join(tree, "Cargo.toml"), "w").write(toml)
             apply(tree, i)
             r = subprocess.run(["cargo", "test", "--release", "--test", "loom_spsc",
