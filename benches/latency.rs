@@ -45,68 +45,75 @@ criterion_group! {
     targets = rtt
 }
 
-fn rtt(c: &mut Criterion) {
-    let mut g = c.benchmark_group("rtt_8B");
-    g.bench_function("floor", |b| {
-        let shm = SharedPage::new("floor");
-        let _peer = Peer::spawn(&format!("floor {}", shm.path));
-        let (ping, pong) = (shm.word(0), shm.word(16));
-        let mut seq = 0u64;
+type Group<'a> = criterion::BenchmarkGroup<'a, criterion::measurement::WallTime>;
+
+/// Time `iters` calls of `round_trip` (each one whole round trip).
+fn bench(g: &mut Group<'_>, label: &str, mut round_trip: impl FnMut(u64)) {
+    g.bench_function(label, |b| {
         b.iter_custom(|iters| {
             let t0 = Instant::now();
-            for _ in 0..iters {
-                seq += 1;
-                ping.store(seq, Ordering::Release);
-                while pong.load(Ordering::Acquire) != seq {
-                    std::hint::spin_loop();
-                }
+            for i in 0..iters {
+                round_trip(i);
             }
             t0.elapsed()
+        })
+    });
+}
+
+fn rtt(c: &mut Criterion) {
+    let mut g = c.benchmark_group("rtt_8B");
+    {
+        let shm = SharedPage::new("floor");
+        let peer = Peer::spawn(&format!("floor {}", shm.path));
+        let (ping, pong) = (shm.word(0), shm.word(16));
+        let mut seq = 0u64;
+        bench(&mut g, "floor", |_| {
+            seq += 1;
+            ping.store(seq, Ordering::Release);
+            while pong.load(Ordering::Acquire) != seq {
+                std::hint::spin_loop();
+            }
         });
         ping.store(u64::MAX, Ordering::Release);
-    });
+        drop(peer);
+    }
     for (label, wait) in [
         ("shmchan_default", WaitStrategy::default()),
         ("shmchan_spin", WaitStrategy::Spin),
         ("shmchan_park", WaitStrategy::Park),
     ] {
-        g.bench_function(label, |b| shmchan_rtt::<u64>(b, wait, 0));
+        shmchan_rtt::<u64>(&mut g, label, wait, 0);
     }
-    g.bench_function("futex", |b| {
+    {
         let shm = SharedPage::new("futex");
-        let _peer = Peer::spawn(&format!("futex {}", shm.path));
+        let peer = Peer::spawn(&format!("futex {}", shm.path));
         let (ping, pong) = (shm.word32(0), shm.word32(32));
         let mut seq = 0u32;
-        b.iter_custom(|iters| {
-            let t0 = Instant::now();
-            for _ in 0..iters {
-                seq = seq.wrapping_add(1);
-                ping.store(seq, Ordering::Release);
-                futex_wake(ping);
-                wait_for(pong, seq);
-            }
-            t0.elapsed()
+        bench(&mut g, "futex", |_| {
+            seq = seq.wrapping_add(1) % STOP;
+            ping.store(seq, Ordering::Release);
+            futex_wake(ping);
+            wait_for(pong, seq);
         });
         ping.store(STOP, Ordering::Release);
         futex_wake(ping);
-    });
-    g.bench_function("unix_socket", |b| {
+        drop(peer);
+    }
+    {
         let path = std::env::temp_dir().join(format!("shmchan-bench-{}.sock", std::process::id()));
         let listener = UnixListener::bind(&path).unwrap();
-        let _peer = Peer::spawn(&format!("uds {}", path.display()));
+        let peer = Peer::spawn(&format!("uds {}", path.display()));
         let (mut s, _) = listener.accept().unwrap();
         let _ = std::fs::remove_file(&path);
         let mut buf = [0u8; 8];
-        b.iter_custom(|iters| {
-            let t0 = Instant::now();
-            for i in 0..iters {
-                s.write_all(&i.to_le_bytes()).unwrap();
-                s.read_exact(&mut buf).unwrap();
-            }
-            t0.elapsed()
+        bench(&mut g, "unix_socket", |i| {
+            s.write_all(&i.to_le_bytes()).unwrap();
+            s.read_exact(&mut buf).unwrap();
         });
-    });
-    g.bench_function("pipe", |b| {
+        drop(s);
+        drop(peer);
+    }
+    {
         let dir = std::env::temp_dir().join(format!("shmchan-bench-fifo-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let (a, z) = (dir.join("ping"), dir.join("pong"));
@@ -115,37 +122,30 @@ fn rtt(c: &mut Criterion) {
             // SAFETY: plain mkfifo on a path we own.
             assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
         }
-        let _peer = Peer::spawn(&format!("pipe {}", dir.display()));
+        let peer = Peer::spawn(&format!("pipe {}", dir.display()));
         let mut tx = std::fs::OpenOptions::new().write(true).open(&a).unwrap();
         let mut rx = std::fs::File::open(&z).unwrap();
         let _ = std::fs::remove_dir_all(&dir);
         let mut buf = [0u8; 8];
-        b.iter_custom(|iters| {
-            let t0 = Instant::now();
-            for i in 0..iters {
-                tx.write_all(&i.to_le_bytes()).unwrap();
-                rx.read_exact(&mut buf).unwrap();
-            }
-            t0.elapsed()
+        bench(&mut g, "pipe", |i| {
+            tx.write_all(&i.to_le_bytes()).unwrap();
+            rx.read_exact(&mut buf).unwrap();
         });
-    });
+        drop((tx, rx));
+        drop(peer);
+    }
     g.finish();
 
     let mut g = c.benchmark_group("rtt_payload");
-    g.bench_function("shmchan_64B", |b| {
-        shmchan_rtt::<[u8; 64]>(b, WaitStrategy::default(), 64)
-    });
-    g.bench_function("shmchan_1KiB", |b| {
-        shmchan_rtt::<[u8; 1024]>(b, WaitStrategy::default(), 1024)
-    });
-    g.bench_function("shmchan_4KiB", |b| {
-        shmchan_rtt::<[u8; 4096]>(b, WaitStrategy::default(), 4096)
-    });
+    let wait = WaitStrategy::default();
+    shmchan_rtt::<[u8; 64]>(&mut g, "shmchan_64B", wait, 64);
+    shmchan_rtt::<[u8; 1024]>(&mut g, "shmchan_1KiB", wait, 1024);
+    shmchan_rtt::<[u8; 4096]>(&mut g, "shmchan_4KiB", wait, 4096);
     g.finish();
 }
 
 /// Round trips over two SPSC channels with a peer echoing `T` (`size` selects the peer's type).
-fn shmchan_rtt<T: Pod>(b: &mut criterion::Bencher<'_>, wait: WaitStrategy, size: usize) {
+fn shmchan_rtt<T: Pod>(g: &mut Group<'_>, label: &str, wait: WaitStrategy, size: usize) {
     let base = format!("shmchan-bench-{}-{}", std::process::id(), unique());
     let opts = Options::new().capacity(64).wait_strategy(wait);
     let ping = spsc::Sender::<T>::create(&format!("{base}-ping"), &opts).unwrap();
@@ -155,16 +155,14 @@ fn shmchan_rtt<T: Pod>(b: &mut criterion::Bencher<'_>, wait: WaitStrategy, size:
         WaitStrategy::Park => "park",
         _ => "default",
     };
-    let _peer = Peer::spawn(&format!("shmchan {base} {w} {size}"));
+    let peer = Peer::spawn(&format!("shmchan {base} {w} {size}"));
     let msg = T::zeroed();
-    b.iter_custom(|iters| {
-        let t0 = Instant::now();
-        for _ in 0..iters {
-            ping.send(msg).unwrap();
-            pong.recv().unwrap();
-        }
-        t0.elapsed()
+    bench(g, label, |_| {
+        ping.send(msg).unwrap();
+        pong.recv().unwrap();
     });
+    drop((ping, pong)); // the peer sees Disconnected and exits
+    drop(peer);
 }
 
 fn unique() -> u32 {
@@ -193,7 +191,13 @@ impl Peer {
 }
 
 impl Drop for Peer {
+    /// Give the peer up to 10 s to exit on its own (its channel or socket was closed first, so
+    /// it detaches cleanly), then kill it.
     fn drop(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline && matches!(self.0.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }

@@ -134,12 +134,18 @@ fn throughput(c: &mut Criterion) {
     g.finish();
 }
 
-/// Peers of one benchmark, killed when dropped.
+/// Peers of one benchmark. Dropped after the channels that drive them: they then see
+/// `Disconnected` and exit on their own (detaching, so every region name is removed); any peer
+/// still running after 10 s is killed.
 struct Peers(Vec<Child>);
 
 impl Drop for Peers {
     fn drop(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
         for c in &mut self.0 {
+            while Instant::now() < deadline && matches!(c.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -170,7 +176,6 @@ fn stream<T: Pod>(
 ) {
     let words = size_of::<T>() / 8;
     let base = format!("shmchan-tput-{}-{label}", std::process::id());
-    let opts = Options::new().capacity(CAP);
     // The data channel is created by the first consumer; acks come back on an MPMC channel.
     let acks = mpmc::Receiver::<u64>::create(&format!("{base}-acks"), &Options::new().capacity(64))
         .unwrap();
@@ -194,7 +199,6 @@ fn stream<T: Pod>(
             ctl
         })
         .collect();
-    let _ = &opts;
     g.bench_function(label, |b| {
         b.iter_custom(|iters| {
             let share = iters.div_ceil(producers as u64).max(1);
@@ -208,8 +212,9 @@ fn stream<T: Pod>(
             t0.elapsed()
         })
     });
-    drop(controls);
+    drop(controls); // producers stop, then consumers see Disconnected
     drop(peers);
+    drop(acks);
 }
 
 fn say_ready() {

@@ -55,7 +55,25 @@ fn my_identity() -> (u32, u64) {
 /// Start time of `pid` in clock ticks since boot, and whether it is a zombie.
 #[cfg(not(loom))]
 fn stat(pid: u32) -> std::io::Result<(u64, bool)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    use std::io::{Read, Write};
+    // No allocation: this runs on the empty/full paths of send and receive. The path goes
+    // into a stack buffer (std turns a short path into a C string on the stack too), the file
+    // into another (the line is a few hundred bytes; the fields we need come well before 1 KiB).
+    let mut path = [0u8; 32];
+    let mut w = &mut path[..];
+    write!(w, "/proc/{pid}/stat")?;
+    let left = w.len();
+    let path = std::str::from_utf8(&path[..path.len() - left]).map_err(std::io::Error::other)?;
+    let mut buf = [0u8; 1024];
+    let mut file = std::fs::File::open(path)?;
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    let text = std::str::from_utf8(&buf[..n]).unwrap_or("");
     // The command name (field 2) is in parentheses and may contain anything: parse after the
     // last ')'. Then: state (field 3) ... starttime (field 22), i.e. index 19 after the state.
     let rest = text

@@ -1,0 +1,98 @@
+//! The send and receive paths allocate nothing: a counting global allocator sees no
+//! allocation on this thread while 100k messages go through SPSC and MPMC channels (in-process
+//! and over POSIX shared memory), including the `try_`, blocking and `_timeout` calls.
+
+// The counter is this test's own instrument, not crate code checked by loom.
+#![allow(clippy::disallowed_types)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::time::Duration;
+
+use shmchan::{Options, mpmc, spsc};
+
+struct Counting;
+
+thread_local! {
+    static ALLOCS: Cell<u64> = const { Cell::new(0) };
+}
+
+// SAFETY: forwards every call to the system allocator unchanged; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
+        // SAFETY: same contract as ours.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Allocations made on this thread while running `f`.
+fn allocations(f: impl FnOnce()) -> u64 {
+    let before = ALLOCS.with(Cell::get);
+    f();
+    ALLOCS.with(Cell::get) - before
+}
+
+const N: u64 = 100_000;
+
+#[test]
+fn spsc_in_process_sends_and_receives_without_allocating() {
+    let (tx, rx) = spsc::channel::<[u64; 4]>(64).unwrap();
+    let n = allocations(|| {
+        for i in 0..N {
+            tx.try_send([i; 4]).unwrap();
+            assert_eq!(rx.try_recv(), Ok([i; 4]));
+            tx.send([i; 4]).unwrap();
+            assert_eq!(rx.recv(), Ok([i; 4]));
+            tx.send_timeout([i; 4], Duration::from_secs(1)).unwrap();
+            assert_eq!(rx.recv_timeout(Duration::from_secs(1)), Ok([i; 4]));
+        }
+        // The empty and full paths too.
+        assert!(rx.try_recv().is_err());
+        assert!(rx.recv_timeout(Duration::from_millis(1)).is_err());
+    });
+    assert_eq!(n, 0, "allocations on the SPSC hot path");
+}
+
+#[test]
+fn spsc_shared_memory_without_allocating() {
+    let name = format!("shmchan-test-noalloc-{}", std::process::id());
+    let tx = spsc::Sender::<u64>::create(&name, &Options::new().capacity(64)).unwrap();
+    let rx = spsc::Receiver::<u64>::open(&name, &Options::new()).unwrap();
+    let n = allocations(|| {
+        for i in 0..N {
+            tx.send(i).unwrap();
+            assert_eq!(rx.recv(), Ok(i));
+        }
+    });
+    assert_eq!(n, 0, "allocations on the SPSC hot path over shared memory");
+}
+
+#[test]
+fn mpmc_sends_and_receives_without_allocating() {
+    let (tx, rx) = mpmc::channel::<u64>(64).unwrap();
+    let name = format!("shmchan-test-noalloc-mpmc-{}", std::process::id());
+    let stx = mpmc::Sender::<u64>::create(&name, &Options::new().capacity(64)).unwrap();
+    let srx = mpmc::Receiver::<u64>::open(&name, &Options::new()).unwrap();
+    let n = allocations(|| {
+        for i in 0..N {
+            tx.try_send(i).unwrap();
+            assert_eq!(rx.try_recv(), Ok(i));
+            stx.send(i).unwrap();
+            assert_eq!(srx.recv_timeout(Duration::from_secs(1)), Ok(i));
+        }
+    });
+    assert_eq!(n, 0, "allocations on the MPMC hot path");
+}
