@@ -3,8 +3,9 @@
 //!
 //! - `spsc_{8B,64B,1KiB}`: one producer process, one consumer process, shmchan SPSC;
 //! - `mpmc_1x1`, `mpmc_2x2`: producer and consumer processes on one shmchan MPMC channel;
-//! - `rtrb_8B`, `crossbeam_8B`: two threads of one process (rtrb ring, crossbeam bounded
-//!   channel), the references the cross-process numbers are held against.
+//! - `rtrb_8B`, `crossbeam_8B`, `shmchan_threads_8B`: two threads of one process (rtrb ring,
+//!   crossbeam bounded channel, shmchan's in-process SPSC), the references the cross-process
+//!   numbers are held against.
 //!
 //! All rings hold 4096 messages. The parent process only coordinates: for each batch it tells
 //! every producer (over a control channel) how many messages to send, each producer ends its
@@ -87,29 +88,6 @@ fn throughput(c: &mut Criterion) {
             });
             for i in 0..iters {
                 tx.send(i).unwrap();
-            }
-            consumer.join().unwrap();
-            t0.elapsed()
-        })
-    });
-    g.bench_function("shmchan_threads_try_8B", |b| {
-        b.iter_custom(|iters| {
-            let (tx, rx) = spsc::channel::<u64>(CAP).unwrap();
-            let t0 = Instant::now();
-            let consumer = std::thread::spawn(move || {
-                let mut n = 0;
-                while n < iters {
-                    if rx.try_recv().is_ok() {
-                        n += 1;
-                    } else {
-                        std::hint::spin_loop();
-                    }
-                }
-            });
-            for i in 0..iters {
-                while tx.try_send(i).is_err() {
-                    std::hint::spin_loop();
-                }
             }
             consumer.join().unwrap();
             t0.elapsed()

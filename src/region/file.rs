@@ -42,14 +42,7 @@ impl MappedFile {
             mode as libc::mode_t,
         )
         .map_err(|e| err("create (open O_CREAT|O_EXCL)", e))?;
-        let setup = || -> Result<(memmap2::MmapRaw, NonNull<u8>), Error> {
-            sys::fchmod(fd.as_fd(), mode as libc::mode_t).map_err(|e| err("fchmod", e))?;
-            sys::ftruncate(fd.as_fd(), len as u64).map_err(|e| err("ftruncate", e))?;
-            sys::posix_fallocate(fd.as_fd(), len as u64)
-                .map_err(|e| err("posix_fallocate (reserving the region's space)", e))?;
-            map_fd(&fd, len).map_err(|e| err("mmap", e))
-        };
-        match setup() {
+        match super::size_and_map(&fd, len, mode, err) {
             Ok((map, base)) => Ok(MappedFile {
                 map,
                 base,

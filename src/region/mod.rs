@@ -250,6 +250,24 @@ fn os_error(op: &'static str, name: &str, backend: Backend, e: std::io::Error) -
     }
 }
 
+/// Finish a file or POSIX object just created exclusively: set its mode exactly (the umask
+/// applied at creation), give it `len` bytes, reserve them (so a full filesystem is an error
+/// now rather than a SIGBUS later) and map them. The caller removes the name if this fails.
+#[cfg(not(loom))]
+fn size_and_map(
+    fd: &std::os::fd::OwnedFd,
+    len: usize,
+    mode: u32,
+    err: impl Fn(&'static str, std::io::Error) -> Error,
+) -> Result<(memmap2::MmapRaw, NonNull<u8>), Error> {
+    use std::os::fd::AsFd;
+    crate::sys::fchmod(fd.as_fd(), mode as libc::mode_t).map_err(|e| err("fchmod", e))?;
+    crate::sys::ftruncate(fd.as_fd(), len as u64).map_err(|e| err("ftruncate", e))?;
+    crate::sys::posix_fallocate(fd.as_fd(), len as u64)
+        .map_err(|e| err("posix_fallocate (reserving the region's memory)", e))?;
+    map_fd(fd, len).map_err(|e| err("mmap", e))
+}
+
 /// Map `len` bytes of `fd` shared and read-write, pre-faulting the pages.
 #[cfg(not(loom))]
 fn map_fd(

@@ -1,7 +1,7 @@
 //! POSIX shared memory objects: `shm_open` on `/dev/shm`, `mmap(MAP_SHARED)`, `shm_unlink`.
 
 use std::ffi::CString;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::ptr::NonNull;
 use std::time::Instant;
 
@@ -38,14 +38,7 @@ impl PosixShm {
         )
         .map_err(|e| err("shm_open (create)", e))?;
         // From here on the name exists: remove it again if anything fails.
-        let setup = || -> Result<(memmap2::MmapRaw, NonNull<u8>), Error> {
-            sys::fchmod(fd.as_fd(), mode as libc::mode_t).map_err(|e| err("fchmod", e))?;
-            sys::ftruncate(fd.as_fd(), len as u64).map_err(|e| err("ftruncate", e))?;
-            sys::posix_fallocate(fd.as_fd(), len as u64)
-                .map_err(|e| err("posix_fallocate (reserving the region's memory)", e))?;
-            map_fd(&fd, len).map_err(|e| err("mmap", e))
-        };
-        match setup() {
+        match super::size_and_map(&fd, len, mode, err) {
             Ok((map, base)) => Ok(PosixShm {
                 map,
                 base,
