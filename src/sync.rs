@@ -22,7 +22,12 @@ macro_rules! atomic {
         pub(crate) struct $name(imp::$name);
 
         impl $name {
+            #[cfg(not(loom))]
             #[allow(dead_code)] // production headers are zeroed memory, never constructed
+            pub(crate) const fn new(v: $int) -> Self {
+                $name(imp::$name::new(v))
+            }
+            #[cfg(loom)]
             pub(crate) fn new(v: $int) -> Self {
                 $name(imp::$name::new(v))
             }

@@ -87,23 +87,46 @@ impl Doorbell {
     }
 }
 
+/// This process's membarrier registration: [`UNREGISTERED`], [`REGISTERED`] or [`REFUSED`].
+/// Process-private (it is a static, not shared memory); Relaxed is enough because the kernel's
+/// registration, not this flag, is what the barrier relies on, and the flag is only set after
+/// the registration call returned.
 #[cfg(not(loom))]
-static ASYMMETRIC: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+static MEMBARRIER: crate::sync::AtomicU32 = crate::sync::AtomicU32::new(UNREGISTERED);
+#[cfg(not(loom))]
+const UNREGISTERED: u32 = 0;
+#[cfg(not(loom))]
+const REGISTERED: u32 = 1;
+#[cfg(not(loom))]
+const REFUSED: u32 = 2;
 
-/// Register this process for expedited global membarriers (once; called at every attach).
-/// Afterwards its notifiers use a compiler fence only.
+/// Register this process for expedited global membarriers (called at every attach; registers
+/// once per process). Afterwards its notifiers use a compiler fence only.
+///
+/// A forked child is not registered (the kernel resets it with the new address space) but
+/// inherits this flag, so a fork handler resets the flag; the child's next attach registers.
 pub(crate) fn register_process() {
     #[cfg(not(loom))]
-    ASYMMETRIC.get_or_init(|| {
-        crate::sys::membarrier(crate::sys::MEMBARRIER_REGISTER_GLOBAL_EXPEDITED).is_ok()
-    });
+    if MEMBARRIER.load(Ordering::Relaxed) == UNREGISTERED {
+        extern "C" fn forked_child() {
+            MEMBARRIER.store(UNREGISTERED, Ordering::Relaxed);
+        }
+        static AT_FORK: std::sync::Once = std::sync::Once::new();
+        // SAFETY: registers a handler that only stores to a static atomic, which is
+        // async-signal-safe as a fork child handler must be.
+        AT_FORK.call_once(|| unsafe {
+            libc::pthread_atfork(None, None, Some(forked_child));
+        });
+        let ok = crate::sys::membarrier(crate::sys::MEMBARRIER_REGISTER_GLOBAL_EXPEDITED).is_ok();
+        MEMBARRIER.store(if ok { REGISTERED } else { REFUSED }, Ordering::Relaxed);
+    }
 }
 
 /// May this process's notifiers skip the full fence?
 #[inline(always)]
 fn asymmetric() -> bool {
     #[cfg(not(loom))]
-    return ASYMMETRIC.get().copied().unwrap_or(false);
+    return MEMBARRIER.load(Ordering::Relaxed) == REGISTERED;
     #[cfg(loom)]
     return false;
 }
