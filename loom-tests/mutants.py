@@ -14,15 +14,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # (file, description, regex, replacement)
 MUTANTS = [
-    ("src/ring/spsc.rs", "push: tail store Release -> Relaxed (publish)",
-     r"hdr\.tail\.store\(tail\.wrapping_add\(1\), Ordering::Release\)",
-     "hdr.tail.store(tail.wrapping_add(1), Ordering::Relaxed)"),
-    ("src/ring/spsc.rs", "pop: tail load Acquire -> Relaxed (publish)",
-     r"let tail = hdr\.tail\.load\(Ordering::Acquire\);\n(\s+)let avail",
-     r"let tail = hdr.tail.load(Ordering::Relaxed);\n\1let avail"),
+    ("src/ring/spsc.rs", "push: stamp store Release -> Relaxed (publish)",
+     r"slots\.stamp\(tail\)\.store\(next, Ordering::Release\)",
+     "slots.stamp(tail).store(next, Ordering::Relaxed)"),
+    ("src/ring/spsc.rs", "pop: stamp load Acquire -> Relaxed (publish)",
+     r"slots\.stamp\(head\)\.load\(Ordering::Acquire\)",
+     "slots.stamp(head).load(Ordering::Relaxed)"),
     ("src/ring/spsc.rs", "pop: head store Release -> Relaxed (slot-free)",
-     r"hdr\.head\.store\(head\.wrapping_add\(1\), Ordering::Release\)",
-     "hdr.head.store(head.wrapping_add(1), Ordering::Relaxed)"),
+     r"hdr\.head\.store\(next, Ordering::Release\)",
+     "hdr.head.store(next, Ordering::Relaxed)"),
     ("src/ring/spsc.rs", "push: head load Acquire -> Relaxed (slot-free)",
      r"let head = hdr\.head\.load\(Ordering::Acquire\);\n(\s+)let used",
      r"let head = hdr.head.load(Ordering::Relaxed);\n\1let used"),

@@ -200,7 +200,7 @@ pub(crate) struct Geometry {
     pub(crate) capacity: u64,
     /// Bytes from one slot to the next.
     pub(crate) stride: usize,
-    /// Offset of the payload inside a slot (MPMC slots start with their 8-byte stamp).
+    /// Offset of the payload inside a slot (slots start with their 8-byte stamp).
     pub(crate) payload_offset: usize,
     /// Offset of slot 0 from the start of the region.
     pub(crate) slots_offset: usize,
@@ -244,15 +244,11 @@ impl Geometry {
                  and together at most {MAX_ENDPOINTS}"
             ));
         }
-        // SPSC slots are the payload alone; MPMC slots are an 8-byte stamp, then the payload.
-        let (payload_offset, stride) = match kind {
-            Kind::Spsc => (0, fp.size as usize),
-            Kind::Mpmc => {
-                let a = (fp.align as usize).max(8);
-                let off = 8usize.next_multiple_of(a);
-                (off, (off + fp.size as usize).next_multiple_of(a))
-            }
-        };
+        // Every slot is an 8-byte stamp, then the payload (aligned for it): the reader polls
+        // the stamp, so the signal and the data travel in one cache line.
+        let a = (fp.align as usize).max(8);
+        let payload_offset = 8usize.next_multiple_of(a);
+        let stride = (payload_offset + fp.size as usize).next_multiple_of(a);
         let align = (fp.align as usize).max(LINE);
         let slots_offset = size_of::<Header>().next_multiple_of(align);
         let page = 4096;
@@ -506,10 +502,12 @@ mod tests {
         let fp = Fingerprint::of::<u64>();
         let g = Geometry::new(Kind::Spsc, &fp, 1000, 1, 1).unwrap();
         assert_eq!(g.capacity, 1024);
-        assert_eq!(g.stride, 8);
+        assert_eq!((g.payload_offset, g.stride), (8, 16), "stamp, then payload");
         assert_eq!(g.slots_offset, size_of::<Header>());
         assert_eq!(g.region_len % 4096, 0);
-        assert!(g.region_len >= g.slots_offset + 8 * 1024);
+        assert!(g.region_len >= g.slots_offset + 16 * 1024);
+        let g = Geometry::new(Kind::Spsc, &Fingerprint::of::<[u8; 3]>(), 4, 1, 1).unwrap();
+        assert_eq!((g.payload_offset, g.stride), (8, 16));
         assert!(Geometry::new(Kind::Spsc, &fp, 0, 1, 1).is_err());
         assert!(Geometry::new(Kind::Spsc, &fp, u64::MAX, 1, 1).is_err());
     }

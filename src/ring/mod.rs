@@ -16,7 +16,7 @@ pub(crate) struct Slots {
     /// Slot 0; slots `0..=mask` at `stride` bytes apart lie inside the region.
     base: NonNull<u8>,
     stride: usize,
-    /// Offset of the payload in a slot (after the MPMC stamp; 0 for SPSC).
+    /// Offset of the payload in a slot (after its 8-byte stamp).
     payload_offset: usize,
     mask: u64,
     #[cfg(loom)]
@@ -47,7 +47,7 @@ impl Slots {
         }
     }
 
-    /// The stamp of the slot for position `pos` (MPMC only: its slots start with one).
+    /// The stamp of the slot for position `pos` (every slot starts with one).
     #[inline(always)]
     pub(crate) fn stamp(&self, pos: u64) -> &crate::sync::AtomicU64 {
         let i = (pos & self.mask) as usize;
@@ -58,10 +58,9 @@ impl Slots {
         }
         #[cfg(not(loom))]
         {
-            debug_assert!(self.payload_offset >= 8, "only MPMC slots have stamps");
             // SAFETY: the slot is in bounds (see `slot`), starts 8-byte aligned (base is
-            // 128-aligned and an MPMC stride is a multiple of 8), and its first 8 bytes are the
-            // stamp, accessed only atomically by every process. `AtomicU64` accepts any bits.
+            // 128-aligned and a stride is a multiple of 8), and its first 8 bytes are the stamp,
+            // accessed only atomically by every process. `AtomicU64` accepts any bits.
             unsafe {
                 &*self
                     .base

@@ -1,12 +1,20 @@
-//! Lamport's single-producer single-consumer ring with cached indices (as in rtrb).
+//! Lamport's single-producer single-consumer ring with a cached index (as in rtrb), whose slots
+//! carry their own "published" stamp.
 //!
 //! Positions are `u64`s that only grow; the slot for position `p` is `p & mask`. The producer
-//! owns `tail` and reads `head`; the consumer owns `head` and reads `tail`. Each keeps its own
-//! position in private memory (what is in shared memory is only ever written by it, never read
-//! back) and a private copy of the other's, refreshed only when the ring looks full or empty.
+//! owns `tail` and reads `head` (through a private cached copy, refreshed only when the ring
+//! looks full); the consumer owns `head`. Each keeps its own position in private memory: what is
+//! in shared memory is only ever written by it, never read back.
+//!
+//! The consumer does not read `tail`: each slot starts with a stamp that the producer sets to
+//! `p + 1` after writing the payload of position `p`, and the consumer polls the stamp of the
+//! slot it wants. Stamp and payload share a cache line, so a message costs the consumer one line
+//! transfer instead of two (the index's, then the slot's). `tail` is kept for `len` and checks.
 //!
 //! Positions read from the peer are checked: `0 <= tail - head <= capacity` must hold, or the
-//! ring is [`Broken`](Error::Broken) and the handle reports the peer as disconnected.
+//! ring is [`Broken`](Error::Broken) and the handle reports the peer as disconnected. A stamp
+//! can at worst make the consumer read a slot early: the payload is `Pod`, so that is an odd
+//! value, never undefined behaviour.
 
 use std::cell::Cell;
 
@@ -37,11 +45,8 @@ pub(crate) struct Producer {
 
 /// The consumer's private state.
 pub(crate) struct Consumer {
-    capacity: u64,
     /// Our position: the next slot to read.
     head: Cell<u64>,
-    /// The producer's position, as last read.
-    tail_cache: Cell<u64>,
 }
 
 /// Load both positions, checking they make sense together.
@@ -99,10 +104,13 @@ impl Producer {
         // SAFETY: `tail - head < capacity`, so the slot at `tail` is not one the consumer may
         // still read; we are the only producer (this function's contract).
         unsafe { slots.write(tail, value) };
-        // SYNC POINT (publish): Release, pairs with the consumer's Acquire load of `tail` in
-        // `pop`: the slot write above is visible before the new position.
-        hdr.tail.store(tail.wrapping_add(1), Ordering::Release);
-        self.tail.set(tail.wrapping_add(1));
+        let next = tail.wrapping_add(1);
+        // SYNC POINT (publish): Release, pairs with the consumer's Acquire load of the stamp in
+        // `pop`: the payload written above is visible before the stamp says so.
+        slots.stamp(tail).store(next, Ordering::Release);
+        // For `len` and for openers' checks only; nobody waits on it.
+        hdr.tail.store(next, Ordering::Release);
+        self.tail.set(next);
         hdr.data_bell.notify();
         Ok(())
     }
@@ -111,11 +119,9 @@ impl Producer {
 impl Consumer {
     /// Take over the consumer side at the current shared positions.
     pub(crate) fn new(hdr: &Header, capacity: u64) -> Result<Consumer, Error> {
-        let (head, tail) = positions(hdr, capacity)?;
+        let (head, _) = positions(hdr, capacity)?;
         Ok(Consumer {
-            capacity,
             head: Cell::new(head),
-            tail_cache: Cell::new(tail),
         })
     }
 
@@ -127,26 +133,20 @@ impl Consumer {
     #[inline]
     pub(crate) unsafe fn pop<T: Pod>(&self, hdr: &Header, slots: &Slots) -> Result<T, Error> {
         let head = self.head.get();
-        if head == self.tail_cache.get() {
-            // SYNC POINT (publish): Acquire, pairs with the producer's Release store of `tail`
-            // in `push`.
-            let tail = hdr.tail.load(Ordering::Acquire);
-            let avail = tail.wrapping_sub(head);
-            if avail > self.capacity {
-                return Err(Error::Broken);
-            }
-            self.tail_cache.set(tail);
-            if avail == 0 {
-                return Err(Error::WouldBlock);
-            }
+        let next = head.wrapping_add(1);
+        // SYNC POINT (publish): Acquire, pairs with the producer's Release store of the stamp
+        // in `push`.
+        if slots.stamp(head).load(Ordering::Acquire) != next {
+            return Err(Error::WouldBlock);
         }
-        // SAFETY: `head < tail`, so the producer published this slot and will not overwrite it
-        // until we move `head` past it; we are the only consumer (this function's contract).
+        // SAFETY: the stamp says the producer published position `head` in this slot, and it
+        // will not overwrite it until we move `head` past it; we are the only consumer (this
+        // function's contract).
         let value = unsafe { slots.read(head) };
         // SYNC POINT (slot-free): Release, pairs with the producer's Acquire load of `head` in
         // `push`: our read of the slot happens before the producer reuses it.
-        hdr.head.store(head.wrapping_add(1), Ordering::Release);
-        self.head.set(head.wrapping_add(1));
+        hdr.head.store(next, Ordering::Release);
+        self.head.set(next);
         hdr.space_bell.notify();
         Ok(value)
     }
