@@ -14,16 +14,17 @@
 // crate's own code.
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use common::{PEER, Peer, say_ready};
 use criterion::{Criterion, criterion_group};
 use shmchan::{Options, Pod, WaitStrategy, spsc};
 
-const PEER: &str = "SHMCHAN_BENCH_PEER";
 /// Written to the futex benchmark's ping word to stop the peer.
 const STOP: u32 = u32::MAX;
 
@@ -170,39 +171,6 @@ fn unique() -> u32 {
     N.fetch_add(1, Ordering::Relaxed)
 }
 
-/// A peer process, killed when dropped.
-struct Peer(Child);
-
-impl Peer {
-    fn spawn(spec: &str) -> Peer {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .env(PEER, spec)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // Wait for the peer to say it is attached.
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert_eq!(line.trim(), "ready", "peer failed to start");
-        Peer(child)
-    }
-}
-
-impl Drop for Peer {
-    /// Give the peer up to 10 s to exit on its own (its channel or socket was closed first, so
-    /// it detaches cleanly), then kill it.
-    fn drop(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline && matches!(self.0.try_wait(), Ok(None)) {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// One page of a file in /dev/shm, mapped shared; the file is removed when dropped.
 struct SharedPage {
     path: String,
@@ -283,11 +251,6 @@ fn wait_for(w: &AtomicU32, want: u32) {
             )
         };
     }
-}
-
-fn say_ready() {
-    println!("ready");
-    std::io::stdout().flush().unwrap();
 }
 
 /// The echoing side of every benchmark.

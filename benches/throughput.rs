@@ -16,14 +16,14 @@
 // The reference rings live in this file's threads; the loom seam is for the crate's own code.
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::{PEER, Peer, say_ready};
 use criterion::{Criterion, Throughput, criterion_group};
 use shmchan::{Options, Pod, mpmc, spsc};
 
-const PEER: &str = "SHMCHAN_BENCH_PEER";
 const CAP: usize = 4096;
 const END: u64 = u64::MAX;
 
@@ -112,38 +112,6 @@ fn throughput(c: &mut Criterion) {
     g.finish();
 }
 
-/// Peers of one benchmark. Dropped after the channels that drive them: they then see
-/// `Disconnected` and exit on their own (detaching, so every region name is removed); any peer
-/// still running after 10 s is killed.
-struct Peers(Vec<Child>);
-
-impl Drop for Peers {
-    fn drop(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        for c in &mut self.0 {
-            while Instant::now() < deadline && matches!(c.try_wait(), Ok(None)) {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn spawn(spec: String) -> Child {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .env(PEER, spec)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line.trim(), "ready", "peer failed to start");
-    child
-}
-
 /// `producers` x `consumers` processes streaming `T` over a `kind` ("spsc" or "mpmc") channel.
 fn stream<T: Pod>(
     g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
@@ -157,23 +125,19 @@ fn stream<T: Pod>(
     // The data channel is created by the first consumer; acks come back on an MPMC channel.
     let acks = mpmc::Receiver::<u64>::create(&format!("{base}-acks"), &Options::new().capacity(64))
         .unwrap();
-    let mut peers = Peers(Vec::new());
-    peers
-        .0
-        .push(spawn(format!("consumer {kind} {base} {words} create")));
+    let mut peers = Vec::new();
+    peers.push(Peer::spawn(&format!(
+        "consumer {kind} {base} {words} create"
+    )));
     for _ in 1..consumers {
-        peers
-            .0
-            .push(spawn(format!("consumer {kind} {base} {words} open")));
+        peers.push(Peer::spawn(&format!("consumer {kind} {base} {words} open")));
     }
     let controls: Vec<_> = (0..producers)
         .map(|p| {
             let ctl =
                 spsc::Sender::<u64>::create(&format!("{base}-ctl{p}"), &Options::new().capacity(4))
                     .unwrap();
-            peers
-                .0
-                .push(spawn(format!("producer {kind} {base} {words} {p}")));
+            peers.push(Peer::spawn(&format!("producer {kind} {base} {words} {p}")));
             ctl
         })
         .collect();
@@ -193,11 +157,6 @@ fn stream<T: Pod>(
     drop(controls); // producers stop, then consumers see Disconnected
     drop(peers);
     drop(acks);
-}
-
-fn say_ready() {
-    println!("ready");
-    std::io::stdout().flush().unwrap();
 }
 
 fn peer(spec: &str) {

@@ -44,10 +44,7 @@ fn try_results_consistent() {
             while sent < 2 {
                 match tx.try_send(sent) {
                     Ok(()) => sent += 1,
-                    Err(TrySendError::Full(_)) => {
-                        assert!(tx.is_full() || tx.len() < 1, "Full with room");
-                        thread::yield_now()
-                    }
+                    Err(TrySendError::Full(_)) => thread::yield_now(),
                     Err(TrySendError::Disconnected(_)) => panic!("receiver is alive"),
                 }
             }

@@ -20,6 +20,13 @@ pub(crate) enum Role {
 }
 
 impl Role {
+    fn other(self) -> Role {
+        match self {
+            Role::Sender => Role::Receiver,
+            Role::Receiver => Role::Sender,
+        }
+    }
+
     fn as_str(self) -> &'static str {
         match self {
             Role::Sender => "sender",
@@ -92,8 +99,7 @@ impl Chan {
             return false;
         }
         let n = hdr.endpoint_count().min(crate::layout::MAX_ENDPOINTS);
-        let (live, _) = endpoint::reap_dead(hdr, 0..n);
-        if live {
+        if endpoint::reap_dead(hdr, 0..n) {
             return false;
         }
         region.remove_name();
@@ -105,22 +111,17 @@ impl Chan {
     pub(crate) fn open(name: &str, opts: &Options, spec: &Spec) -> Result<Chan, Error> {
         region::validate_name(name)?;
         let deadline = Instant::now() + opts.open_timeout;
-        let region = Region::open(name, &opts.backend, deadline).map_err(|e| match e {
+        // Region and header both wait until `deadline`; report the whole timeout.
+        let waited = |e| match e {
             Error::NotReady { name, backend, .. } => Error::NotReady {
                 name,
                 backend,
                 waited: opts.open_timeout,
             },
             e => e,
-        })?;
-        Self::join(region, name, Some(opts.backend.clone()), spec, deadline).map_err(|e| match e {
-            Error::NotReady { name, backend, .. } => Error::NotReady {
-                name,
-                backend,
-                waited: opts.open_timeout,
-            },
-            e => e,
-        })
+        };
+        let region = Region::open(name, &opts.backend, deadline).map_err(waited)?;
+        Self::join(region, name, Some(opts.backend.clone()), spec, deadline).map_err(waited)
     }
 
     /// An in-process channel on the heap: the creator's end and the other end.
@@ -131,10 +132,7 @@ impl Chan {
         let other = region.share_heap().expect("a heap region can be shared");
         let first = Self::init(region, "(in-process)", None, geo, spec.role, &spec.fp);
         let other_spec = Spec {
-            role: match spec.role {
-                Role::Sender => Role::Receiver,
-                Role::Receiver => Role::Sender,
-            },
+            role: spec.role.other(),
             ..*spec
         };
         let second = Self::join(other, "(in-process)", None, &other_spec, Instant::now())?;
@@ -270,11 +268,7 @@ impl Chan {
     /// are found and reaped (a system call per attached peer).
     #[inline]
     pub(crate) fn peers(&self, probe: bool) -> RoleState {
-        let other = match self.role {
-            Role::Sender => Role::Receiver,
-            Role::Receiver => Role::Sender,
-        };
-        endpoint::role_state(self.header(), range(&self.geo, other), probe)
+        endpoint::role_state(self.header(), range(&self.geo, self.role.other()), probe)
     }
 
     /// Our index in the endpoint table.

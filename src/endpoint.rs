@@ -196,60 +196,61 @@ pub(crate) fn role_state(hdr: &Header, range: core::ops::Range<usize>, probe: bo
 #[cold]
 #[inline(never)]
 fn role_state_probed(hdr: &Header, range: core::ops::Range<usize>) -> RoleState {
-    let mut seen = false;
+    // The caller holds a reference, so no reap here drops the last one.
+    reap_dead(hdr, range.clone());
+    role_state(hdr, range, false)
+}
+
+/// Mark a dead process's entry and drop the reference it held. Only the reaper whose CAS wins
+/// drops it, so racing reapers in several processes count it once.
+fn reap(hdr: &Header, e: &AtomicU64, w: u64) {
+    let dead = (w & !STATE_MASK) | DEAD;
+    // AcqRel: as for `detach`, a peer that reads DEAD with Acquire sees what the reaper saw.
+    if e.compare_exchange(w, dead, Ordering::AcqRel, Ordering::Relaxed)
+        .is_ok()
+    {
+        release_ref(hdr);
+    }
+}
+
+/// Mark an entry DEAD although its process lives on (the loom repair model).
+#[cfg(loom)]
+pub(crate) fn declare_dead(e: &AtomicU64) {
+    // Release: as for `detach`.
+    e.store(
+        (e.load(Ordering::Relaxed) & !STATE_MASK) | DEAD,
+        Ordering::Release,
+    );
+}
+
+/// Reap every entry in `range` whose process is gone; returns whether any entry is still
+/// attached by a live process.
+pub(crate) fn reap_dead(hdr: &Header, range: core::ops::Range<usize>) -> bool {
     let mut live = false;
     for e in &hdr.endpoints[range] {
         // SYNC POINT (endpoint): Acquire, pairs with `detach`'s Release.
         let w = e.load(Ordering::Acquire);
-        if w & STATE_MASK == ATTACHED && !is_dead(w) {
-            live = true;
-        } else if w & STATE_MASK == ATTACHED {
-            // The caller holds a reference, so this is never the last one.
-            reap(hdr, e, w);
-        }
-        seen |= w != 0;
-    }
-    match (live, seen) {
-        (true, _) => RoleState::Live,
-        (false, true) => RoleState::Gone,
-        (false, false) => RoleState::NeverAttached,
-    }
-}
-
-/// Mark a dead process's entry and drop the reference it held. Only the reaper whose CAS wins
-/// drops it, so racing reapers in several processes count it once. Returns true if that was
-/// the last reference (possible only for a caller that holds none itself).
-fn reap(hdr: &Header, e: &AtomicU64, w: u64) -> bool {
-    let dead = (w & !STATE_MASK) | DEAD;
-    e.compare_exchange(w, dead, Ordering::AcqRel, Ordering::Relaxed)
-        .is_ok()
-        && release_ref(hdr)
-}
-
-/// Reap every entry in `range` whose process is gone. Returns whether any entry is still
-/// attached by a live process, and whether a reap dropped the last reference.
-pub(crate) fn reap_dead(hdr: &Header, range: core::ops::Range<usize>) -> (bool, bool) {
-    let (mut live, mut last) = (false, false);
-    for e in &hdr.endpoints[range] {
-        let w = e.load(Ordering::Acquire);
         if w & STATE_MASK == ATTACHED {
             if is_dead(w) {
-                last |= reap(hdr, e, w);
+                reap(hdr, e, w);
             } else {
                 live = true;
             }
         }
     }
-    (live, last)
+    live
 }
 
 /// Take a reference to the channel unless it has already been closed (refs reached 0).
 pub(crate) fn acquire_ref(hdr: &Header) -> bool {
+    // Relaxed: only a first guess for the CAS below, which checks it.
     let mut cur = hdr.refs.load(Ordering::Relaxed);
     loop {
         if cur == 0 {
             return false;
         }
+        // Acquire: the new handle sees what handles that detached before it wrote (their
+        // Release in `release_ref`). The header itself is published by the ready flag.
         match hdr
             .refs
             .compare_exchange_weak(cur, cur + 1, Ordering::Acquire, Ordering::Relaxed)
@@ -285,7 +286,6 @@ pub(crate) fn owner_gone(
         return true;
     }
     if probe && is_dead(w) {
-        // The caller holds a reference, so this is never the last one.
         reap(hdr, e, w);
         return true;
     }

@@ -126,3 +126,53 @@ pub(crate) fn recv_deadline<T>(
         None => Err(RecvTimeoutError::Timeout),
     }
 }
+
+/// The read-only queries every handle has, for an `impl` block whose type has a
+/// `fn chan(&self) -> &Chan`. `$peer` names the other side ("sender" or "receiver").
+macro_rules! queries {
+    ($peer:literal) => {
+        /// Messages in the ring now (a snapshot: the other side may be adding or taking some).
+        pub fn len(&self) -> usize {
+            crate::ring::len(self.chan().header(), self.chan().geo.capacity)
+        }
+
+        /// Is the ring empty now?
+        pub fn is_empty(&self) -> bool {
+            self.len() == 0
+        }
+
+        /// Is the ring full now?
+        pub fn is_full(&self) -> bool {
+            self.len() == self.capacity()
+        }
+
+        /// How many messages the ring holds (the requested capacity rounded up to a power of
+        /// two).
+        pub fn capacity(&self) -> usize {
+            self.chan().geo.capacity as usize
+        }
+
+        #[doc = concat!("Is every ", $peer, " gone (dropped, or its process died)? `false` \
+                         before any ", $peer, " has attached.")]
+        pub fn is_disconnected(&self) -> bool {
+            self.chan().peers(true) == crate::endpoint::RoleState::Gone
+        }
+    };
+}
+pub(crate) use queries;
+
+/// A `Debug` that names the channel and does not require `T: Debug`.
+macro_rules! debug_impl {
+    ($ty:ident, $label:literal) => {
+        impl<T: crate::Pod> std::fmt::Debug for $ty<T> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct($label)
+                    .field("name", &self.chan().name)
+                    .field("backend", &self.chan().backend)
+                    .field("capacity", &self.capacity())
+                    .finish_non_exhaustive()
+            }
+        }
+    };
+}
+pub(crate) use debug_impl;

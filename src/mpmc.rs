@@ -33,14 +33,12 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::Pod;
 use crate::chan::{Chan, Role, Spec};
-use crate::endpoint::RoleState;
 use crate::error::{
     Error, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
 };
@@ -82,10 +80,6 @@ impl Shared {
             wait,
             chan,
         })
-    }
-
-    fn len(&self) -> usize {
-        ring::len(self.chan.header(), self.chan.geo.capacity)
     }
 }
 
@@ -218,11 +212,7 @@ impl<T: Pod> Sender<T> {
     #[doc(hidden)]
     pub fn loom_declare_dead(&self) {
         let chan = &self.shared.chan;
-        let e = &chan.header().endpoints[chan.entry()];
-        e.store(
-            (e.load(crate::sync::Ordering::Relaxed) & !3) | crate::endpoint::DEAD,
-            crate::sync::Ordering::Release,
-        );
+        crate::endpoint::declare_dead(&chan.header().endpoints[chan.entry()]);
     }
 
     /// Send without waiting.
@@ -260,30 +250,11 @@ impl<T: Pod> Sender<T> {
         handle::send_deadline(&s.chan, s.wait, value, deadline, |v, p| self.poll(v, p))
     }
 
-    /// Messages in the ring now (a snapshot).
-    pub fn len(&self) -> usize {
-        self.shared.len()
+    fn chan(&self) -> &Chan {
+        &self.shared.chan
     }
 
-    /// Is the ring empty now?
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Is the ring full now?
-    pub fn is_full(&self) -> bool {
-        self.len() == self.capacity()
-    }
-
-    /// How many messages the ring holds.
-    pub fn capacity(&self) -> usize {
-        self.shared.chan.geo.capacity as usize
-    }
-
-    /// Is every receiver gone? `false` before any receiver attached.
-    pub fn is_disconnected(&self) -> bool {
-        self.shared.chan.peers(true) == RoleState::Gone
-    }
+    crate::handle::queries!("receiver");
 }
 
 impl<T: Pod> Receiver<T> {
@@ -360,30 +331,11 @@ impl<T: Pod> Receiver<T> {
         handle::recv_deadline(&s.chan, s.wait, deadline, |probe| self.poll(probe))
     }
 
-    /// Messages in the ring now (a snapshot).
-    pub fn len(&self) -> usize {
-        self.shared.len()
+    fn chan(&self) -> &Chan {
+        &self.shared.chan
     }
 
-    /// Is the ring empty now?
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Is the ring full now?
-    pub fn is_full(&self) -> bool {
-        self.len() == self.capacity()
-    }
-
-    /// How many messages the ring holds.
-    pub fn capacity(&self) -> usize {
-        self.shared.chan.geo.capacity as usize
-    }
-
-    /// Is every sender gone? `false` before any sender attached.
-    pub fn is_disconnected(&self) -> bool {
-        self.shared.chan.peers(true) == RoleState::Gone
-    }
+    crate::handle::queries!("sender");
 
     /// A blocking iterator; it ends when every sender is gone and the ring is drained.
     pub fn iter(&self) -> impl Iterator<Item = T> + '_ {
@@ -396,25 +348,8 @@ impl<T: Pod> Receiver<T> {
     }
 }
 
-impl<T: Pod> fmt::Debug for Sender<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("mpmc::Sender")
-            .field("name", &self.shared.chan.name)
-            .field("backend", &self.shared.chan.backend)
-            .field("capacity", &self.capacity())
-            .finish_non_exhaustive()
-    }
-}
-
-impl<T: Pod> fmt::Debug for Receiver<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("mpmc::Receiver")
-            .field("name", &self.shared.chan.name)
-            .field("backend", &self.shared.chan.backend)
-            .field("capacity", &self.capacity())
-            .finish_non_exhaustive()
-    }
-}
+crate::handle::debug_impl!(Sender, "mpmc::Sender");
+crate::handle::debug_impl!(Receiver, "mpmc::Receiver");
 
 #[cfg(all(test, not(loom)))]
 mod tests {

@@ -17,13 +17,11 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::fmt;
 use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
 use crate::Pod;
 use crate::chan::{Chan, Role, Spec};
-use crate::endpoint::RoleState;
 use crate::error::{
     Error, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
 };
@@ -247,31 +245,11 @@ impl<T: Pod> Sender<T> {
         })
     }
 
-    /// Messages in the ring now (a snapshot; the receiver may be taking them).
-    pub fn len(&self) -> usize {
-        ring::len(self.chan.header(), self.chan.geo.capacity)
+    fn chan(&self) -> &Chan {
+        &self.chan
     }
 
-    /// Is the ring empty now?
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Is the ring full now?
-    pub fn is_full(&self) -> bool {
-        self.len() == self.capacity()
-    }
-
-    /// How many messages the ring holds (the requested capacity rounded up to a power of two).
-    pub fn capacity(&self) -> usize {
-        self.chan.geo.capacity as usize
-    }
-
-    /// Has the receiver gone away (dropped, or its process died)? Before a receiver has
-    /// attached this is `false`.
-    pub fn is_disconnected(&self) -> bool {
-        self.chan.peers(true) == RoleState::Gone
-    }
+    crate::handle::queries!("receiver");
 }
 
 impl<T: Pod> Receiver<T> {
@@ -396,31 +374,11 @@ impl<T: Pod> Receiver<T> {
         handle::recv_deadline(&self.chan, self.wait, deadline, |probe| self.poll(probe))
     }
 
-    /// Messages waiting in the ring now.
-    pub fn len(&self) -> usize {
-        ring::len(self.chan.header(), self.chan.geo.capacity)
+    fn chan(&self) -> &Chan {
+        &self.chan
     }
 
-    /// Is the ring empty now?
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Is the ring full now?
-    pub fn is_full(&self) -> bool {
-        self.len() == self.capacity()
-    }
-
-    /// How many messages the ring holds (the requested capacity rounded up to a power of two).
-    pub fn capacity(&self) -> usize {
-        self.chan.geo.capacity as usize
-    }
-
-    /// Has the sender gone away (dropped, or its process died)? Messages it sent may still be
-    /// waiting. Before a sender has attached this is `false`.
-    pub fn is_disconnected(&self) -> bool {
-        self.chan.peers(true) == RoleState::Gone
-    }
+    crate::handle::queries!("sender");
 
     /// A blocking iterator over received messages; it ends when the sender is gone and the
     /// ring is drained.
@@ -442,22 +400,5 @@ impl<T: Pod> Receiver<T> {
     }
 }
 
-impl<T: Pod> fmt::Debug for Sender<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("spsc::Sender")
-            .field("name", &self.chan.name)
-            .field("backend", &self.chan.backend)
-            .field("capacity", &self.capacity())
-            .finish_non_exhaustive()
-    }
-}
-
-impl<T: Pod> fmt::Debug for Receiver<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("spsc::Receiver")
-            .field("name", &self.chan.name)
-            .field("backend", &self.chan.backend)
-            .field("capacity", &self.capacity())
-            .finish_non_exhaustive()
-    }
-}
+crate::handle::debug_impl!(Sender, "spsc::Sender");
+crate::handle::debug_impl!(Receiver, "spsc::Receiver");

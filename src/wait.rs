@@ -68,7 +68,10 @@ impl Doorbell {
     /// Register as a sleeper. The caller then re-checks its condition and either calls
     /// [`sleep`](Self::sleep) with the returned value or [`cancel`](Self::cancel).
     fn prepare(&self) -> u32 {
+        // Acquire: pairs with `wake`'s Release; reading a newer `seq` means seeing the publish
+        // that came before it.
         let seq = self.seq.load(Ordering::Acquire);
+        // Relaxed: the fence below orders it before the re-check.
         self.waiters.fetch_add(1, Ordering::Relaxed);
         // SYNC POINT (doorbell): orders the registration before the re-check; pairs with the
         // fence in `notify`, or with the compiler fence there through the membarrier.
@@ -83,6 +86,7 @@ impl Doorbell {
     }
 
     fn cancel(&self) {
+        // Relaxed: a notifier that reads a stale count only makes one spurious wake.
         self.waiters.fetch_sub(1, Ordering::Relaxed);
     }
 }

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::io::Write;
 use std::time::Duration;
 
 use common::{Cleanup, Msg, assert_gone, backends, exists, unique_name};
@@ -416,5 +415,4 @@ fn full_dev_shm_is_an_error_not_a_sigbus() {
         !exists(&name, &Backend::Posix),
         "a failed create leaves nothing behind"
     );
-    let _ = std::io::stdout().flush();
 }

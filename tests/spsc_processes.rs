@@ -185,6 +185,10 @@ fn killed_sender_is_disconnected_after_drain() {
             "{backend}: took {:?}",
             t0.elapsed()
         );
+        eprintln!(
+            "{backend}: drained and saw the kill -9 after {:?}",
+            t0.elapsed()
+        );
         child.reap();
         drop(rx);
         assert_gone(&name, &backend);
@@ -284,6 +288,7 @@ fn parked_receiver_wakes_and_sleeps_cheaply() {
         let report = child.expect_line("CPU_US", SHORT);
         child.assert_success(SHORT);
         let cpu_us: u64 = report.split_whitespace().next().unwrap().parse().unwrap();
+        eprintln!("{backend}: receiver blocked in recv: CPU_US {report}");
         // Blocked for ~1 s; spinning would cost ~1,000,000 µs. Waking every 40 ms to look for
         // a dead peer costs a few hundred µs. Allow a generous 100 ms.
         assert!(
@@ -388,6 +393,7 @@ fn park_pingpong_loses_no_wakeups() {
             assert_eq!(rx.recv_timeout(SHORT), Ok(Msg::new(i)), "{backend}");
         }
         let took = t0.elapsed();
+        eprintln!("{backend}: 2000 parked round trips took {took:?}");
         assert!(
             took < Duration::from_secs(8),
             "{backend}: 2000 parked round trips took {took:?}"

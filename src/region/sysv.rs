@@ -68,9 +68,10 @@ impl SysVShm {
     fn reserve(&self) {
         let page = sys::page_size();
         for off in (page..self.len).step_by(page) {
-            // SAFETY: `off < len`, inside the attached segment, which nobody else can have
-            // attached yet in a meaningful way (the header is not ready); writing the zero it
-            // already holds changes nothing but allocates the page.
+            // SAFETY: `page <= off < len`, so the byte is inside the segment this process just
+            // attached, and outside the header page. No peer reads slot bytes before the header
+            // is published (and ours is not yet), so this write races with nothing. It stores
+            // the zero the new segment already holds: it only makes the kernel allocate the page.
             unsafe { self.base.as_ptr().add(off).write_volatile(0) };
         }
     }

@@ -8,8 +8,18 @@ use std::ptr::NonNull;
 
 use bytemuck::Pod;
 
-use crate::layout::Geometry;
+use crate::layout::{Geometry, Header};
 use crate::region::Region;
+use crate::sync::Ordering;
+
+/// Messages in a ring as its shared positions say: a snapshot, clamped to the capacity so that
+/// positions a peer corrupted cannot make it larger.
+pub(crate) fn len(hdr: &Header, capacity: u64) -> usize {
+    // Relaxed: a snapshot; nothing is read on the strength of it.
+    let head = hdr.head.load(Ordering::Relaxed);
+    let tail = hdr.tail.load(Ordering::Relaxed);
+    tail.wrapping_sub(head).min(capacity) as usize
+}
 
 /// Where the slots are, from process-private validated geometry only.
 pub(crate) struct Slots {

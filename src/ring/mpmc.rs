@@ -248,13 +248,6 @@ impl Ring {
     }
 }
 
-/// Messages in the ring as the position hints say (a snapshot, clamped to the capacity).
-pub(crate) fn len(hdr: &Header, capacity: u64) -> usize {
-    let head = hdr.head.load(Ordering::Relaxed);
-    let tail = hdr.tail.load(Ordering::Relaxed);
-    tail.wrapping_sub(head).min(capacity) as usize
-}
-
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;

@@ -59,11 +59,6 @@ fn positions(hdr: &Header, capacity: u64) -> Result<(u64, u64), Error> {
     Ok((head, tail))
 }
 
-/// Messages in the ring as seen by either side (for `len`); 0 if the positions are corrupt.
-pub(crate) fn len(hdr: &Header, capacity: u64) -> usize {
-    positions(hdr, capacity).map_or(0, |(h, t)| (t - h) as usize)
-}
-
 impl Producer {
     /// Take over the producer side at the current shared positions.
     pub(crate) fn new(hdr: &Header, capacity: u64) -> Result<Producer, Error> {
