@@ -228,6 +228,7 @@ impl<T: Pod> Sender<T> {
     ///
     /// # Errors
     /// [`SendError`] with the value if every receiver is gone.
+    #[inline]
     pub fn send(&self, value: T) -> Result<(), SendError<T>> {
         self.send_deadline(value, None)
             .map_err(|e| SendError(e.into_inner()))
@@ -241,6 +242,7 @@ impl<T: Pod> Sender<T> {
         self.send_deadline(value, Some(Instant::now() + timeout))
     }
 
+    #[inline]
     fn send_deadline(
         &self,
         value: T,
@@ -314,6 +316,7 @@ impl<T: Pod> Receiver<T> {
     ///
     /// # Errors
     /// [`RecvError`] once the ring is empty and every sender is gone.
+    #[inline]
     pub fn recv(&self) -> Result<T, RecvError> {
         self.recv_deadline(None).map_err(|_| RecvError)
     }
@@ -326,6 +329,7 @@ impl<T: Pod> Receiver<T> {
         self.recv_deadline(Some(Instant::now() + timeout))
     }
 
+    #[inline]
     fn recv_deadline(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
         let s = &*self.shared;
         handle::recv_deadline(&s.chan, s.wait, deadline, |probe| self.poll(probe))

@@ -211,6 +211,7 @@ impl<T: Pod> Sender<T> {
     /// t.join().unwrap();
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    #[inline]
     pub fn send(&self, value: T) -> Result<(), SendError<T>> {
         self.send_deadline(value, None)
             .map_err(|e| SendError(e.into_inner()))
@@ -235,6 +236,7 @@ impl<T: Pod> Sender<T> {
         self.send_deadline(value, Some(Instant::now() + timeout))
     }
 
+    #[inline]
     fn send_deadline(
         &self,
         value: T,
@@ -349,6 +351,7 @@ impl<T: Pod> Receiver<T> {
     /// assert!(rx.recv().is_err());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    #[inline]
     pub fn recv(&self) -> Result<T, RecvError> {
         self.recv_deadline(None).map_err(|_| RecvError)
     }
@@ -370,6 +373,7 @@ impl<T: Pod> Receiver<T> {
         self.recv_deadline(Some(Instant::now() + timeout))
     }
 
+    #[inline]
     fn recv_deadline(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
         handle::recv_deadline(&self.chan, self.wait, deadline, |probe| self.poll(probe))
     }

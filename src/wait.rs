@@ -152,16 +152,15 @@ pub(crate) enum Poll<R> {
 /// Repeat `attempt` until it is ready or `deadline` passes (`None` on timeout), waiting between
 /// tries as `strategy` says and sleeping on `bell`. `attempt(probe)` must try the operation
 /// once; when `probe` is true it should also check that the peers are alive (a system call,
-/// asked for at most every [`PROBE_INTERVAL`]).
+/// asked for at most every [`PROBE_INTERVAL`]). The caller has just tried once and found the
+/// operation pending (the first try is the fast path, inlined in the caller).
+#[inline(never)]
 pub(crate) fn wait_until<R>(
     bell: &Doorbell,
     strategy: WaitStrategy,
     deadline: Option<Instant>,
     mut attempt: impl FnMut(bool) -> Poll<R>,
 ) -> Option<R> {
-    if let Poll::Ready(r) = attempt(false) {
-        return Some(r);
-    }
     let start = Instant::now();
     let mut last_probe = start;
     let mut probe_due = |now: Instant| {
