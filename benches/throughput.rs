@@ -2,10 +2,12 @@
 //! `cargo bench --bench throughput`.
 //!
 //! - `spsc_{8B,64B,1KiB}`: one producer process, one consumer process, shmchan SPSC;
+//! - `spsc_8B_batch64`: the same with `send_slice`/`recv_slice` of up to 64 messages;
 //! - `mpmc_1x1`, `mpmc_2x2`: producer and consumer processes on one shmchan MPMC channel;
 //! - `rtrb_8B`, `crossbeam_8B`, `shmchan_threads_8B`: two threads of one process (rtrb ring,
 //!   crossbeam bounded channel, shmchan's in-process SPSC), the references the cross-process
-//!   numbers are held against.
+//!   numbers are held against; `rtrb_8B_batch64` is rtrb with chunks of up to 64, the
+//!   reference for the batched run.
 //!
 //! All rings hold 4096 messages. The parent process only coordinates: for each batch it tells
 //! every producer (over a control channel) how many messages to send, each producer ends its
@@ -26,6 +28,8 @@ use shmchan::{Options, Pod, mpmc, spsc};
 
 const CAP: usize = 4096;
 const END: u64 = u64::MAX;
+/// Messages per `send_slice`/`recv_slice` in the batch benchmarks.
+const BATCH: usize = 64;
 
 fn main() {
     if let Ok(spec) = std::env::var(PEER) {
@@ -51,6 +55,7 @@ fn throughput(c: &mut Criterion) {
     stream::<[u64; 1]>(&mut g, "spsc_8B", "spsc", 1, 1);
     stream::<[u64; 8]>(&mut g, "spsc_64B", "spsc", 1, 1);
     stream::<[u64; 128]>(&mut g, "spsc_1KiB", "spsc", 1, 1);
+    stream::<[u64; 1]>(&mut g, "spsc_8B_batch64", "spsc-batch", 1, 1);
     stream::<[u64; 1]>(&mut g, "mpmc_1x1", "mpmc", 1, 1);
     stream::<[u64; 1]>(&mut g, "mpmc_2x2", "mpmc", 2, 2);
 
@@ -72,6 +77,42 @@ fn throughput(c: &mut Criterion) {
                 while tx.push(i).is_err() {
                     std::hint::spin_loop();
                 }
+            }
+            consumer.join().unwrap();
+            t0.elapsed()
+        })
+    });
+    g.bench_function("rtrb_8B_batch64", |b| {
+        b.iter_custom(|iters| {
+            let (mut tx, mut rx) = rtrb::RingBuffer::<u64>::new(CAP);
+            let t0 = Instant::now();
+            let consumer = std::thread::spawn(move || {
+                let mut n = 0;
+                while n < iters {
+                    let k = rx.slots().min(BATCH);
+                    if k == 0 {
+                        std::hint::spin_loop();
+                        continue;
+                    }
+                    let chunk = rx.read_chunk(k).unwrap();
+                    // Look at every message, as the shmchan consumers do (for the marker).
+                    let (a, b) = chunk.as_slices();
+                    let ends = a.iter().chain(b).filter(|&&v| v == END).count();
+                    std::hint::black_box(ends);
+                    chunk.commit_all();
+                    n += k as u64;
+                }
+            });
+            let mut i = 0;
+            while i < iters {
+                let k = tx.slots().min(BATCH).min((iters - i) as usize);
+                if k == 0 {
+                    std::hint::spin_loop();
+                    continue;
+                }
+                let chunk = tx.write_chunk_uninit(k).unwrap();
+                chunk.fill_from_iter(i..);
+                i += k as u64;
             }
             consumer.join().unwrap();
             t0.elapsed()
@@ -185,6 +226,18 @@ fn run<T: Pod>(role: &str, kind: &str, base: &str, rest: &[&str]) {
                 }
             }
         }
+        ("consumer", "spsc-batch") => {
+            let rx = spsc::Receiver::<T>::create(&data, &opts).unwrap();
+            say_ready();
+            let mut buf = vec![T::zeroed(); BATCH];
+            while let Ok(n) = rx.recv_slice(&mut buf) {
+                for v in &buf[..n] {
+                    if tag(v) == END {
+                        acks.send(0).unwrap();
+                    }
+                }
+            }
+        }
         ("consumer", "mpmc") => {
             let rx = if rest[0] == "create" {
                 mpmc::Receiver::<T>::create(&data, &opts).unwrap()
@@ -205,7 +258,24 @@ fn run<T: Pod>(role: &str, kind: &str, base: &str, rest: &[&str]) {
             let mut msg = T::zeroed();
             let mut end = T::zeroed();
             bytemuck::cast_slice_mut::<T, u64>(std::slice::from_mut(&mut end))[0] = END;
-            if kind == "spsc" {
+            if kind == "spsc-batch" {
+                let tx = spsc::Sender::<T>::open(&data, &opts).unwrap();
+                let mut batch = [T::zeroed(); BATCH];
+                say_ready();
+                while let Ok(n) = ctl.recv() {
+                    let mut i = 0;
+                    while i < n {
+                        let k = (n - i).min(BATCH as u64) as usize;
+                        for (j, m) in batch[..k].iter_mut().enumerate() {
+                            bytemuck::cast_slice_mut::<T, u64>(std::slice::from_mut(m))[0] =
+                                i + j as u64;
+                        }
+                        tx.send_slice(&batch[..k]).unwrap();
+                        i += k as u64;
+                    }
+                    tx.send(end).unwrap();
+                }
+            } else if kind == "spsc" {
                 let tx = spsc::Sender::<T>::open(&data, &opts).unwrap();
                 say_ready();
                 while let Ok(n) = ctl.recv() {

@@ -33,6 +33,35 @@ fn blocking_fifo_both_directions_and_disconnect_after_last() {
     }
 }
 
+/// Batches: a 3-message `send_slice` through a ring of 2 (so it publishes in at least two
+/// parts, waiting for room in between) against a receiver taking 2-message `recv_slice`s and
+/// then single `recv`s: every message once, in order, the disconnect after the last. The
+/// per-slot stamps of a batch and its single position/doorbell update are what is checked.
+#[test]
+fn batches_fifo_and_disconnect_after_last() {
+    loom::model(|| {
+        let (tx, rx) = spsc::channel::<u32>(2).unwrap();
+        let t = thread::spawn(move || {
+            tx.send_slice(&[0, 1, 2]).unwrap();
+        });
+        let mut got = Vec::new();
+        let mut buf = [u32::MAX; 2];
+        while got.len() < 2 {
+            let n = rx.recv_slice(&mut buf).unwrap();
+            got.extend_from_slice(&buf[..n]);
+        }
+        while let Ok(v) = rx.recv() {
+            got.push(v);
+        }
+        assert_eq!(
+            got,
+            [0, 1, 2],
+            "every message once, in order, before Disconnected"
+        );
+        t.join().unwrap();
+    });
+}
+
 /// `try_` results agree with the ring: `Full` only with `capacity` messages in flight, `Empty`
 /// only with none, `Disconnected` only after the sender left and the ring drained.
 #[test]

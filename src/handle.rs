@@ -12,21 +12,22 @@ use crate::ring::spsc::Error as RingError;
 use crate::wait::{Poll, wait_until};
 
 /// One send attempt. `push(probe)` tries the ring once (with `probe`, it may check slot
-/// owners' processes). `Ready(Err(value))` means disconnected.
+/// owners' processes) and gives what a success returns (`()`, or a count for a slice).
+/// `Ready(Err(value))` means disconnected: `value` is what to hand back to the caller.
 #[inline]
-pub(crate) fn poll_send<T>(
+pub(crate) fn poll_send<T, R>(
     chan: &Chan,
     value: T,
     probe: bool,
-    push: impl FnOnce(bool) -> Result<(), RingError>,
-) -> Poll<Result<(), T>> {
+    push: impl FnOnce(bool) -> Result<R, RingError>,
+) -> Poll<Result<R, T>> {
     // One Acquire load per receiver entry (a line nobody writes while they live): a receiver
     // that dropped its handle is seen at once.
     if chan.peers(false) == RoleState::Gone {
         return Poll::Ready(Err(value));
     }
     match push(probe) {
-        Ok(()) => Poll::Ready(Ok(())),
+        Ok(r) => Poll::Ready(Ok(r)),
         Err(RingError::Broken) => Poll::Ready(Err(value)),
         Err(RingError::WouldBlock) => {
             if probe && chan.peers(true) == RoleState::Gone {
@@ -66,17 +67,17 @@ pub(crate) fn poll_recv<T>(
 
 /// `try_send` on top of a `poll(value, probe)`: probe for dead receivers at most every
 /// [`PROBE_INTERVAL`](crate::wait::PROBE_INTERVAL).
-pub(crate) fn try_send<T: Copy>(
+pub(crate) fn try_send<T: Copy, R>(
     chan: &Chan,
     value: T,
-    poll: impl Fn(T, bool) -> Poll<Result<(), T>>,
-) -> Result<(), TrySendError<T>> {
+    poll: impl Fn(T, bool) -> Poll<Result<R, T>>,
+) -> Result<R, TrySendError<T>> {
     let r = match poll(value, false) {
         Poll::Pending if chan.probe_due() => poll(value, true),
         r => r,
     };
     match r {
-        Poll::Ready(Ok(())) => Ok(()),
+        Poll::Ready(Ok(r)) => Ok(r),
         Poll::Ready(Err(v)) => Err(TrySendError::Disconnected(v)),
         Poll::Pending => Err(TrySendError::Full(value)),
     }
@@ -87,13 +88,13 @@ pub(crate) fn try_send<T: Copy>(
 /// third of the streaming rate: its register spills queue in the store buffer behind the
 /// slot's store while that line is on its way back from the consumer.)
 #[inline(always)]
-pub(crate) fn send_deadline<T: Copy>(
+pub(crate) fn send_deadline<T: Copy, R>(
     chan: &Chan,
     wait: WaitStrategy,
     value: T,
     deadline: Option<Instant>,
-    poll: impl Fn(T, bool) -> Poll<Result<(), T>>,
-) -> Result<(), SendTimeoutError<T>> {
+    poll: impl Fn(T, bool) -> Poll<Result<R, T>>,
+) -> Result<R, SendTimeoutError<T>> {
     let r = match poll(value, false) {
         Poll::Ready(r) => Some(r),
         Poll::Pending => {
@@ -102,7 +103,7 @@ pub(crate) fn send_deadline<T: Copy>(
         }
     };
     match r {
-        Some(Ok(())) => Ok(()),
+        Some(Ok(r)) => Ok(r),
         Some(Err(v)) => Err(SendTimeoutError::Disconnected(v)),
         None => Err(SendTimeoutError::Timeout(value)),
     }
@@ -111,7 +112,7 @@ pub(crate) fn send_deadline<T: Copy>(
 /// `try_recv` on top of a `poll(probe)`.
 pub(crate) fn try_recv<T>(
     chan: &Chan,
-    poll: impl Fn(bool) -> Poll<Result<T, ()>>,
+    mut poll: impl FnMut(bool) -> Poll<Result<T, ()>>,
 ) -> Result<T, TryRecvError> {
     let r = match poll(false) {
         Poll::Pending if chan.probe_due() => poll(true),
@@ -130,7 +131,7 @@ pub(crate) fn recv_deadline<T>(
     chan: &Chan,
     wait: WaitStrategy,
     deadline: Option<Instant>,
-    poll: impl Fn(bool) -> Poll<Result<T, ()>>,
+    mut poll: impl FnMut(bool) -> Poll<Result<T, ()>>,
 ) -> Result<T, RecvTimeoutError> {
     let r = match poll(false) {
         Poll::Ready(r) => Some(r),

@@ -1,6 +1,6 @@
 //! The send and receive paths allocate nothing: a counting global allocator sees no
 //! allocation on this thread while 100k messages go through SPSC and MPMC channels (in-process
-//! and over POSIX shared memory), including the `try_`, blocking and `_timeout` calls.
+//! and over POSIX shared memory), including the `try_`, blocking, `_timeout` and batch calls.
 
 // The counter is this test's own instrument, not crate code checked by loom.
 #![allow(clippy::disallowed_types)]
@@ -59,9 +59,26 @@ fn spsc_in_process_sends_and_receives_without_allocating() {
             tx.send_timeout([i; 4], Duration::from_secs(1)).unwrap();
             assert_eq!(rx.recv_timeout(Duration::from_secs(1)), Ok([i; 4]));
         }
+        // Batches: whole, cut short by a full ring, and of one message.
+        let batch = [[7u64; 4]; 48];
+        let mut buf = [[0u64; 4]; 64];
+        for _ in 0..N / 64 {
+            tx.send_slice(&batch).unwrap();
+            assert_eq!(tx.try_send_slice(&batch), Ok(16));
+            assert_eq!(rx.recv_slice(&mut buf[..40]), Ok(40));
+            assert_eq!(rx.try_recv_slice(&mut buf), Ok(24));
+            tx.send([1; 4]).unwrap();
+            let wait = Duration::from_secs(1);
+            assert_eq!(rx.recv_slice_timeout(&mut buf, wait), Ok(1));
+        }
         // The empty and full paths too.
         assert!(rx.try_recv().is_err());
         assert!(rx.recv_timeout(Duration::from_millis(1)).is_err());
+        assert!(rx.try_recv_slice(&mut buf).is_err());
+        assert!(
+            rx.recv_slice_timeout(&mut buf, Duration::from_millis(1))
+                .is_err()
+        );
     });
     assert_eq!(n, 0, "allocations on the SPSC hot path");
 }

@@ -109,6 +109,52 @@ impl Producer {
         hdr.data_bell.notify();
         Ok(())
     }
+    /// Push as many of `values` as there is room for (a prefix), publishing each slot's stamp
+    /// as in [`push`](Self::push) but `tail` and the doorbell once for the batch. Returns how
+    /// many were pushed; `WouldBlock` if none could be (and `values` is not empty).
+    ///
+    /// # Safety
+    /// As for [`push`](Self::push).
+    #[inline]
+    pub(crate) unsafe fn push_slice<T: Pod>(
+        &self,
+        hdr: &Header,
+        slots: &Slots,
+        values: &[T],
+    ) -> Result<usize, Error> {
+        let tail = self.tail.get();
+        let mut free = self.capacity - tail.wrapping_sub(self.head_cache.get());
+        if free < values.len() as u64 {
+            // SYNC POINT (slot-free): as in `push`.
+            let head = hdr.head.load(Ordering::Acquire);
+            let used = tail.wrapping_sub(head);
+            if used > self.capacity {
+                return Err(Error::Broken);
+            }
+            self.head_cache.set(head);
+            free = self.capacity - used;
+        }
+        let n = (values.len() as u64).min(free);
+        if n == 0 {
+            return Err(Error::WouldBlock);
+        }
+        let mut pos = tail;
+        for &value in &values[..n as usize] {
+            // SAFETY: `pos - head < capacity` for every `pos` in `tail..tail + n`, so none of
+            // these slots is one the consumer may still read; we are the only producer.
+            unsafe { slots.write(pos, value) };
+            pos = pos.wrapping_add(1);
+            // SYNC POINT (publish): as in `push`; the consumer may take each message as soon
+            // as its own stamp is set.
+            slots
+                .stamp(pos.wrapping_sub(1))
+                .store(pos, Ordering::Release);
+        }
+        hdr.tail.store(pos, Ordering::Release);
+        self.tail.set(pos);
+        hdr.data_bell.notify();
+        Ok(n as usize)
+    }
 }
 
 impl Consumer {
@@ -144,5 +190,43 @@ impl Consumer {
         self.head.set(next);
         hdr.space_bell.notify();
         Ok(value)
+    }
+
+    /// Pop up to `buf.len()` values into `buf`, the published run starting at our position,
+    /// then free their slots with one store of `head` and one doorbell. Returns how many;
+    /// `WouldBlock` if none (and `buf` is not empty).
+    ///
+    /// # Safety
+    /// As for [`pop`](Self::pop).
+    #[inline]
+    pub(crate) unsafe fn pop_slice<T: Pod>(
+        &self,
+        hdr: &Header,
+        slots: &Slots,
+        buf: &mut [T],
+    ) -> Result<usize, Error> {
+        let head = self.head.get();
+        let mut pos = head;
+        let mut n = 0;
+        for out in buf.iter_mut() {
+            let next = pos.wrapping_add(1);
+            // SYNC POINT (publish): as in `pop`.
+            if slots.stamp(pos).load(Ordering::Acquire) != next {
+                break;
+            }
+            // SAFETY: as in `pop`, for position `pos`: published, and not reused until `head`
+            // moves past it, which happens only below.
+            *out = unsafe { slots.read(pos) };
+            pos = next;
+            n += 1;
+        }
+        if n == 0 {
+            return Err(Error::WouldBlock);
+        }
+        // SYNC POINT (slot-free): as in `pop`, for every slot read above.
+        hdr.head.store(pos, Ordering::Release);
+        self.head.set(pos);
+        hdr.space_bell.notify();
+        Ok(n)
     }
 }

@@ -280,6 +280,10 @@ pub fn cpu_time() -> Duration {
 }
 
 /// The child side. Does nothing unless started by [`spawn`].
+/// Batch sizes the slice tests cycle through: single messages, odd sizes, more than a ring
+/// of 256 holds.
+pub const BATCH_SIZES: [usize; 6] = [1, 7, 64, 300, 13, 1000];
+
 pub fn child_main() {
     let Ok(role) = std::env::var("SHMCHAN_TEST_ROLE") else {
         return;
@@ -306,6 +310,23 @@ pub fn child_main() {
             if flag("SHMCHAN_TEST_HANG") {
                 hang();
             }
+        }
+        // Open the sender and send 0..n with `send_slice`, in batches of varying sizes (some
+        // larger than the ring), then exit.
+        "send-slices" => {
+            let tx = shmchan::spsc::Sender::<Msg>::open(&name, &opts).unwrap();
+            println!("READY");
+            let all: Vec<Msg> = (0..n).map(Msg::new).collect();
+            let mut sent = 0;
+            for size in BATCH_SIZES.iter().cycle() {
+                let end = (sent + size).min(all.len());
+                tx.send_slice(&all[sent..end]).unwrap();
+                sent = end;
+                if sent == all.len() {
+                    break;
+                }
+            }
+            println!("SENT");
         }
         // Receive until disconnected; every message intact and in order, n of them.
         "recv" => {
