@@ -12,13 +12,14 @@ use crate::layout::{Geometry, Header};
 use crate::region::Region;
 use crate::sync::Ordering;
 
-/// Messages in a ring as its shared positions say: a snapshot, clamped to the capacity so that
-/// positions a peer corrupted cannot make it larger.
+/// Messages in a ring as its shared positions say: a snapshot, clamped to `0..=capacity` so
+/// that positions a peer corrupted cannot make it larger, nor MPMC hints that a racing store
+/// moved back make it negative.
 pub(crate) fn len(hdr: &Header, capacity: u64) -> usize {
     // Relaxed: a snapshot; nothing is read on the strength of it.
     let head = hdr.head.load(Ordering::Relaxed);
     let tail = hdr.tail.load(Ordering::Relaxed);
-    tail.wrapping_sub(head).min(capacity) as usize
+    (tail.wrapping_sub(head) as i64).clamp(0, capacity as i64) as usize
 }
 
 /// Where the slots are, from process-private validated geometry only.
