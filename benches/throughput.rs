@@ -7,7 +7,8 @@
 //! - `rtrb_8B`, `crossbeam_8B`, `shmchan_threads_8B`: two threads of one process (rtrb ring,
 //!   crossbeam bounded channel, shmchan's in-process SPSC), the references the cross-process
 //!   numbers are held against; `rtrb_8B_batch64` is rtrb with chunks of up to 64, the
-//!   reference for the batched run.
+//!   reference for the batched run; `vyukov_8B` is the textbook bounded MPMC queue (one CAS per
+//!   message per side), the in-process reference for `mpmc_1x1`.
 //!
 //! All rings hold 4096 messages. The parent process only coordinates: for each batch it tells
 //! every producer (over a control channel) how many messages to send, each producer ends its
@@ -129,6 +130,27 @@ fn throughput(c: &mut Criterion) {
             });
             for i in 0..iters {
                 tx.send(i).unwrap();
+            }
+            consumer.join().unwrap();
+            t0.elapsed()
+        })
+    });
+    g.bench_function("vyukov_8B", |b| {
+        b.iter_custom(|iters| {
+            let q = std::sync::Arc::new(vyukov::Queue::new(CAP));
+            let rq = q.clone();
+            let t0 = Instant::now();
+            let consumer = std::thread::spawn(move || {
+                for _ in 0..iters {
+                    while rq.pop().is_none() {
+                        std::hint::spin_loop();
+                    }
+                }
+            });
+            for i in 0..iters {
+                while !q.push(i) {
+                    std::hint::spin_loop();
+                }
             }
             consumer.join().unwrap();
             t0.elapsed()
@@ -298,5 +320,81 @@ fn run<T: Pod>(role: &str, kind: &str, base: &str, rest: &[&str]) {
             }
         }
         other => panic!("unknown peer {other:?}"),
+    }
+}
+
+/// The textbook bounded MPMC queue (Vyukov's, as in crossbeam's `ArrayQueue`): a CAS on the
+/// shared position to claim, a Release store of the slot's stamp to publish. The in-process
+/// reference for what one CAS per message per side costs on this machine.
+mod vyukov {
+    use crossbeam_utils::CachePadded;
+    use std::sync::atomic::{AtomicU64, Ordering::*};
+
+    pub struct Queue {
+        slots: Box<[(AtomicU64, AtomicU64)]>,
+        head: CachePadded<AtomicU64>,
+        tail: CachePadded<AtomicU64>,
+    }
+
+    impl Queue {
+        pub fn new(cap: usize) -> Queue {
+            assert!(cap.is_power_of_two());
+            let slots = (0..cap as u64)
+                .map(|i| (AtomicU64::new(i), AtomicU64::new(0)))
+                .collect();
+            Queue {
+                slots,
+                head: CachePadded::new(AtomicU64::new(0)),
+                tail: CachePadded::new(AtomicU64::new(0)),
+            }
+        }
+
+        fn slot(&self, pos: u64) -> &(AtomicU64, AtomicU64) {
+            &self.slots[pos as usize & (self.slots.len() - 1)]
+        }
+
+        pub fn push(&self, v: u64) -> bool {
+            let mut t = self.tail.load(Relaxed);
+            loop {
+                let (stamp, val) = self.slot(t);
+                let s = stamp.load(Acquire);
+                if s == t {
+                    match self.tail.compare_exchange_weak(t, t + 1, Relaxed, Relaxed) {
+                        Ok(_) => {
+                            val.store(v, Relaxed);
+                            stamp.store(t + 1, Release);
+                            return true;
+                        }
+                        Err(x) => t = x,
+                    }
+                } else if s.wrapping_add(self.slots.len() as u64) == t + 1 {
+                    return false; // full
+                } else {
+                    t = self.tail.load(Relaxed);
+                }
+            }
+        }
+
+        pub fn pop(&self) -> Option<u64> {
+            let mut h = self.head.load(Relaxed);
+            loop {
+                let (stamp, val) = self.slot(h);
+                let s = stamp.load(Acquire);
+                if s == h + 1 {
+                    match self.head.compare_exchange_weak(h, h + 1, Relaxed, Relaxed) {
+                        Ok(_) => {
+                            let v = val.load(Relaxed);
+                            stamp.store(h + self.slots.len() as u64, Release);
+                            return Some(v);
+                        }
+                        Err(x) => h = x,
+                    }
+                } else if s == h {
+                    return None; // empty
+                } else {
+                    h = self.head.load(Relaxed);
+                }
+            }
+        }
     }
 }
