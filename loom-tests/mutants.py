@@ -2,7 +2,7 @@
 """Show that the loom models can fail: weaken one ordering, fence or re-check at a time in a
 scratch copy of the crate, run the loom suite, and report which model caught it.
 
-    python3 loom-tests/mutants.py            # every mutant (~30 s each)
+    python3 loom-tests/mutants.py            # every mutant (~40 s each)
     python3 loom-tests/mutants.py 3 5        # only mutants 3 and 5
 
 Nothing here changes the committed code: each mutant is applied to a copy under /tmp.
@@ -27,8 +27,8 @@ MUTANTS = [
      r"let head = hdr\.head\.load\(Ordering::Acquire\);\n(\s+)let used",
      r"let head = hdr.head.load(Ordering::Relaxed);\n\1let used"),
     ("src/ring/spsc.rs", "push_slice: stamp store Release -> Relaxed (publish, batch)",
-     r"slots\.stamp\(pos\.wrapping_sub\(1\)\)\.store\(pos, Ordering::Release\)",
-     "slots.stamp(pos.wrapping_sub(1)).store(pos, Ordering::Relaxed)"),
+     r"slots\.stamp\(pos\)\.store\(next, Ordering::Release\)",
+     "slots.stamp(pos).store(next, Ordering::Relaxed)"),
     ("src/ring/spsc.rs", "pop_slice: head store Release -> Relaxed (slot-free, batch)",
      r"hdr\.head\.store\(pos, Ordering::Release\)",
      "hdr.head.store(pos, Ordering::Relaxed)"),

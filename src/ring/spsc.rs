@@ -143,12 +143,11 @@ impl Producer {
             // SAFETY: `pos - head < capacity` for every `pos` in `tail..tail + n`, so none of
             // these slots is one the consumer may still read; we are the only producer.
             unsafe { slots.write(pos, value) };
-            pos = pos.wrapping_add(1);
+            let next = pos.wrapping_add(1);
             // SYNC POINT (publish): as in `push`; the consumer may take each message as soon
             // as its own stamp is set.
-            slots
-                .stamp(pos.wrapping_sub(1))
-                .store(pos, Ordering::Release);
+            slots.stamp(pos).store(next, Ordering::Release);
+            pos = next;
         }
         hdr.tail.store(pos, Ordering::Release);
         self.tail.set(pos);
