@@ -62,117 +62,118 @@ fn throughput(c: &mut Criterion) {
 
     g.bench_function("rtrb_8B", |b| {
         b.iter_custom(|iters| {
-            let (mut tx, mut rx) = rtrb::RingBuffer::<u64>::new(CAP);
-            let t0 = Instant::now();
-            let consumer = std::thread::spawn(move || {
-                let mut n = 0;
-                while n < iters {
-                    if rx.pop().is_ok() {
-                        n += 1;
-                    } else {
-                        std::hint::spin_loop();
+            two_threads(
+                rtrb::RingBuffer::<u64>::new(CAP),
+                |mut tx| {
+                    for i in 0..iters {
+                        while tx.push(i).is_err() {
+                            std::hint::spin_loop();
+                        }
                     }
-                }
-            });
-            for i in 0..iters {
-                while tx.push(i).is_err() {
-                    std::hint::spin_loop();
-                }
-            }
-            consumer.join().unwrap();
-            t0.elapsed()
+                },
+                move |mut rx| {
+                    let mut n = 0;
+                    while n < iters {
+                        if rx.pop().is_ok() {
+                            n += 1;
+                        } else {
+                            std::hint::spin_loop();
+                        }
+                    }
+                },
+            )
         })
     });
     g.bench_function("rtrb_8B_batch64", |b| {
         b.iter_custom(|iters| {
-            let (mut tx, mut rx) = rtrb::RingBuffer::<u64>::new(CAP);
-            let t0 = Instant::now();
-            let consumer = std::thread::spawn(move || {
-                let mut n = 0;
-                while n < iters {
-                    let k = rx.slots().min(BATCH);
-                    if k == 0 {
-                        std::hint::spin_loop();
-                        continue;
+            two_threads(
+                rtrb::RingBuffer::<u64>::new(CAP),
+                |mut tx| {
+                    let mut i = 0;
+                    while i < iters {
+                        let k = tx.slots().min(BATCH).min((iters - i) as usize);
+                        if k == 0 {
+                            std::hint::spin_loop();
+                            continue;
+                        }
+                        tx.write_chunk_uninit(k).unwrap().fill_from_iter(i..);
+                        i += k as u64;
                     }
-                    let chunk = rx.read_chunk(k).unwrap();
-                    // Look at every message, as the shmchan consumers do (for the marker).
-                    let (a, b) = chunk.as_slices();
-                    let ends = a.iter().chain(b).filter(|&&v| v == END).count();
-                    std::hint::black_box(ends);
-                    chunk.commit_all();
-                    n += k as u64;
-                }
-            });
-            let mut i = 0;
-            while i < iters {
-                let k = tx.slots().min(BATCH).min((iters - i) as usize);
-                if k == 0 {
-                    std::hint::spin_loop();
-                    continue;
-                }
-                let chunk = tx.write_chunk_uninit(k).unwrap();
-                chunk.fill_from_iter(i..);
-                i += k as u64;
-            }
-            consumer.join().unwrap();
-            t0.elapsed()
+                },
+                move |mut rx| {
+                    let mut n = 0;
+                    while n < iters {
+                        let k = rx.slots().min(BATCH);
+                        if k == 0 {
+                            std::hint::spin_loop();
+                            continue;
+                        }
+                        let chunk = rx.read_chunk(k).unwrap();
+                        // Look at every message, as the shmchan consumers do (for the marker).
+                        let (a, b) = chunk.as_slices();
+                        std::hint::black_box(a.iter().chain(b).filter(|&&v| v == END).count());
+                        chunk.commit_all();
+                        n += k as u64;
+                    }
+                },
+            )
         })
     });
     g.bench_function("shmchan_threads_8B", |b| {
         b.iter_custom(|iters| {
-            let (tx, rx) = spsc::channel::<u64>(CAP).unwrap();
-            let t0 = Instant::now();
-            let consumer = std::thread::spawn(move || {
-                for _ in 0..iters {
-                    rx.recv().unwrap();
-                }
-            });
-            for i in 0..iters {
-                tx.send(i).unwrap();
-            }
-            consumer.join().unwrap();
-            t0.elapsed()
+            two_threads(
+                spsc::channel::<u64>(CAP).unwrap(),
+                |tx| (0..iters).for_each(|i| tx.send(i).unwrap()),
+                move |rx| (0..iters).for_each(|_| _ = rx.recv().unwrap()),
+            )
         })
     });
     g.bench_function("vyukov_8B", |b| {
         b.iter_custom(|iters| {
             let q = std::sync::Arc::new(vyukov::Queue::new(CAP));
-            let rq = q.clone();
-            let t0 = Instant::now();
-            let consumer = std::thread::spawn(move || {
-                for _ in 0..iters {
-                    while rq.pop().is_none() {
-                        std::hint::spin_loop();
+            two_threads(
+                (q.clone(), q),
+                |q| {
+                    for i in 0..iters {
+                        while !q.push(i) {
+                            std::hint::spin_loop();
+                        }
                     }
-                }
-            });
-            for i in 0..iters {
-                while !q.push(i) {
-                    std::hint::spin_loop();
-                }
-            }
-            consumer.join().unwrap();
-            t0.elapsed()
+                },
+                move |q| {
+                    for _ in 0..iters {
+                        while q.pop().is_none() {
+                            std::hint::spin_loop();
+                        }
+                    }
+                },
+            )
         })
     });
     g.bench_function("crossbeam_8B", |b| {
         b.iter_custom(|iters| {
-            let (tx, rx) = crossbeam_channel::bounded::<u64>(CAP);
-            let t0 = Instant::now();
-            let consumer = std::thread::spawn(move || {
-                for _ in 0..iters {
-                    rx.recv().unwrap();
-                }
-            });
-            for i in 0..iters {
-                tx.send(i).unwrap();
-            }
-            consumer.join().unwrap();
-            t0.elapsed()
+            two_threads(
+                crossbeam_channel::bounded::<u64>(CAP),
+                |tx| (0..iters).for_each(|i| tx.send(i).unwrap()),
+                move |rx| (0..iters).for_each(|_| _ = rx.recv().unwrap()),
+            )
         })
     });
     g.finish();
+}
+
+/// Time `produce(p)` on this thread against `consume(c)` on a second one, from before the
+/// second thread starts until it has finished.
+fn two_threads<P, C: Send + 'static>(
+    (p, c): (P, C),
+    produce: impl FnOnce(P),
+    consume: impl FnOnce(C) + Send + 'static,
+) -> Duration {
+    let t0 = Instant::now();
+    let consumer = std::thread::spawn(move || consume(c));
+    produce(p);
+    consumer.join().unwrap();
+    t0.elapsed()
 }
 
 /// `producers` x `consumers` processes streaming `T` over a `kind` ("spsc" or "mpmc") channel.
