@@ -1,7 +1,8 @@
 //! A hostile or broken peer: another mapping writes random bytes over a live region (header
 //! included) while a receiver in a child process keeps calling `try_recv`, `recv_timeout`,
-//! `len`, and finally drops its handle. The child must survive: errors and odd values are fine,
-//! a crash (SIGSEGV, SIGBUS) or a hang is not.
+//! their batch forms, `len`, and finally drops its handle, and the sender in this process keeps
+//! trying to send single messages and batches. Both must survive: errors and odd values are
+//! fine, a crash (SIGSEGV, SIGBUS) or a hang is not.
 
 mod common;
 
@@ -103,6 +104,7 @@ fn random_writes_over_a_live_region_do_not_crash_the_receiver() {
             seed ^= seed << 17;
             seed
         };
+        let batch: Vec<Msg> = (0..8).map(Msg::new).collect();
         let until = Instant::now() + Duration::from_millis(1500);
         let words = map.len / 8;
         let mut writes = 0u64;
@@ -120,6 +122,9 @@ fn random_writes_over_a_live_region_do_not_crash_the_receiver() {
                 map.write_u64(word * 8, v);
                 writes += 1;
             }
+            // Our sender faces the same garbage (the receiver's position, the endpoints).
+            let _ = tx.try_send_slice(&batch);
+            let _ = tx.try_send(Msg::new(0));
         }
         let line = child.expect_line("SURVIVED", Duration::from_secs(20));
         child.assert_success(Duration::from_secs(10));

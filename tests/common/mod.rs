@@ -386,6 +386,15 @@ pub fn child_main() {
                     Ok(_) => ok += 1,
                     Err(_) => errs += 1,
                 }
+                let mut buf = [Msg::new(0); 16];
+                match rx.try_recv_slice(&mut buf) {
+                    Ok(n) => ok += n as u64,
+                    Err(_) => errs += 1,
+                }
+                match rx.recv_slice_timeout(&mut buf, Duration::from_micros(200)) {
+                    Ok(n) => ok += n as u64,
+                    Err(_) => errs += 1,
+                }
             }
             // Dropping reads the (garbage) endpoint table and refcount too: it must survive
             // that as well. The parent removes the name whatever the refcount says.
