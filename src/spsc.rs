@@ -8,7 +8,8 @@
 //!
 //! For streams, [`Sender::send_slice`] / [`Receiver::recv_slice`] (and their `try_` and
 //! `_timeout` forms) move many messages per call: the position and the doorbell are updated
-//! once per batch, which is several times cheaper per message than single calls.
+//! once per batch (8-byte messages between two processes: about 300 M/s in batches of 64
+//! against 240 M/s one by one, `cargo bench --bench throughput`).
 //!
 //! ```
 //! use shmchan::{spsc, Options};

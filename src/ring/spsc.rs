@@ -109,6 +109,7 @@ impl Producer {
         hdr.data_bell.notify();
         Ok(())
     }
+
     /// Push as many of `values` as there is room for (a prefix), publishing each slot's stamp
     /// as in [`push`](Self::push) but `tail` and the doorbell once for the batch. Returns how
     /// many were pushed; `WouldBlock` if none could be (and `values` is not empty).
