@@ -497,10 +497,23 @@ impl<T: Pod> Receiver<T> {
 
     /// Wait until at least one message is there, then receive as many as are available, at
     /// most `buf.len()`, into the start of `buf`; returns how many (at least 1 unless `buf` is
-    /// empty). See [`Sender::send_slice`] for an example.
+    /// empty).
     ///
     /// # Errors
     /// [`RecvError`] once the ring is empty and the sender is gone.
+    ///
+    /// ```
+    /// let (tx, rx) = shmchan::spsc::channel::<u32>(8)?;
+    /// let t = std::thread::spawn(move || tx.send_slice(&[7, 8, 9]).unwrap());
+    /// let mut buf = [0; 8];
+    /// let mut got = Vec::new();
+    /// while let Ok(n) = rx.recv_slice(&mut buf) {
+    ///     got.extend_from_slice(&buf[..n]); // in as many batches as the timing gives
+    /// }
+    /// t.join().unwrap();
+    /// assert_eq!(got, [7, 8, 9]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn recv_slice(&self, buf: &mut [T]) -> Result<usize, RecvError> {
         self.recv_slice_deadline(buf, None).map_err(|_| RecvError)
     }
