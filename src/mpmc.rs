@@ -10,7 +10,7 @@
 //!
 //! Every message takes locked instructions (a CAS to claim its slot and one to publish it, the
 //! same to take it), so MPMC streams at the rate of in-process MPMC queues, several times below
-//! [`spsc`](crate::spsc): on our 2-core test machine about 25-35 M messages/s between one
+//! [`spsc`](crate::spsc): on our 2-core test machine 23-36 M messages/s between one
 //! producer and one consumer process, against about 240 M/s for SPSC
 //! (`cargo bench --bench throughput`). With one producer and one consumer, use SPSC.
 //!
