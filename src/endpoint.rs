@@ -281,6 +281,8 @@ pub(crate) fn owner_gone(
         return true;
     }
     let e = &hdr.endpoints[o];
+    // SYNC POINT (endpoint): Acquire, pairs with `detach`'s and `reap`'s Release: a repair
+    // decided on a DETACHED or DEAD entry comes after what the owner (or its reaper) did.
     let w = e.load(Ordering::Acquire);
     if w & STATE_MASK != ATTACHED {
         return true;

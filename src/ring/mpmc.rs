@@ -94,17 +94,30 @@ impl Ring {
         hint.store(pos.wrapping_add(1), Ordering::Relaxed);
     }
 
-    /// Free a slot left WRITING or READING by a dead owner, for the next lap. Returns whether
-    /// this call did it (or another repairer got there first: either way, reload).
-    fn repair(&self, cell: &AtomicU64, seen: u64, lap_pos: u64) {
-        // AcqRel: Acquire so a late owner's writes are ordered before ours; Release so the
-        // producer that claims the freed slot (Acquire) sees the slot handed over.
-        let _ = cell.compare_exchange(
-            seen,
-            stamp(lap_pos.wrapping_add(self.capacity), 0, FREE),
-            Ordering::AcqRel,
-            Ordering::Relaxed,
-        );
+    /// Free a slot that `owner` left WRITING or READING, for the next lap, if `owner` is
+    /// another endpoint and `gone`. Returns whether it was (the caller then reloads the stamp,
+    /// whichever repairer's CAS won); otherwise the holder may still finish and the caller
+    /// waits.
+    fn repair_if_gone(
+        &self,
+        cell: &AtomicU64,
+        seen: u64,
+        owner: usize,
+        gone: &impl Fn(usize) -> bool,
+    ) -> bool {
+        let repairable = owner != self.me && gone(owner);
+        if repairable {
+            let lap_pos = decode(seen).0;
+            // AcqRel: Acquire so a late owner's writes are ordered before ours; Release so the
+            // producer that claims the freed slot (Acquire) sees the slot handed over.
+            let _ = cell.compare_exchange(
+                seen,
+                stamp(lap_pos.wrapping_add(self.capacity), 0, FREE),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            );
+        }
+        repairable
     }
 
     /// Push one value if there is room. `gone(o)` tells whether endpoint `o` is dead or
@@ -159,9 +172,7 @@ impl Ring {
                 // The previous lap still holds the slot: full, unless its holder died.
                 d if d == -cap => {
                     let stuck = state == WRITING || state == READING;
-                    if stuck && owner != self.me && gone(owner) {
-                        self.repair(cell, seen, sp);
-                    } else {
+                    if !(stuck && self.repair_if_gone(cell, seen, owner, &gone)) {
                         return Err(Error::WouldBlock);
                     }
                 }
@@ -217,27 +228,21 @@ impl Ring {
                 (0, FREE) => return Err(Error::WouldBlock),
                 // Being written: wait, unless the writer died (then that message is lost).
                 (0, WRITING) => {
-                    if owner != self.me && gone(owner) {
-                        self.repair(cell, seen, sp);
-                    } else {
+                    if !self.repair_if_gone(cell, seen, owner, &gone) {
                         return Err(Error::WouldBlock);
                     }
                 }
                 // Another consumer has it (repair it if that consumer died), or the hint is
                 // behind: move on.
                 (0, READING) => {
-                    if owner != self.me && gone(owner) {
-                        self.repair(cell, seen, sp);
-                    }
+                    self.repair_if_gone(cell, seen, owner, &gone);
                     Self::advance(&hdr.head, pos);
                 }
                 (d, _) if d > 0 => Self::advance(&hdr.head, pos),
                 // The previous lap's consumer is still reading, so `pos` is not produced yet;
                 // free the slot if that consumer died.
                 (d, READING) if d == -cap => {
-                    if owner != self.me && gone(owner) {
-                        self.repair(cell, seen, sp);
-                    } else {
+                    if !self.repair_if_gone(cell, seen, owner, &gone) {
                         return Err(Error::WouldBlock);
                     }
                 }

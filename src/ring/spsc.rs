@@ -51,6 +51,8 @@ pub(crate) struct Consumer {
 
 /// Load both positions, checking they make sense together.
 fn positions(hdr: &Header, capacity: u64) -> Result<(u64, u64), Error> {
+    // Acquire: pair with the Release stores of `head` (in `pop`) and `tail` (in `push`), so
+    // a handle taking over a side starts from slots its predecessor had finished with.
     let head = hdr.head.load(Ordering::Acquire);
     let tail = hdr.tail.load(Ordering::Acquire);
     if tail.wrapping_sub(head) > capacity {
@@ -70,6 +72,25 @@ impl Producer {
         })
     }
 
+    /// How many slots are free for a producer at `tail`, reading the consumer's position only
+    /// when the cached one shows fewer than `want`.
+    #[inline(always)]
+    fn room(&self, hdr: &Header, tail: u64, want: u64) -> Result<u64, Error> {
+        let free = self.capacity - tail.wrapping_sub(self.head_cache.get());
+        if free >= want {
+            return Ok(free);
+        }
+        // SYNC POINT (slot-free): Acquire, pairs with the consumer's Release store of `head` in
+        // `pop`/`pop_slice`: its reads of the slots we are about to overwrite are finished.
+        let head = hdr.head.load(Ordering::Acquire);
+        let used = tail.wrapping_sub(head);
+        if used > self.capacity {
+            return Err(Error::Broken);
+        }
+        self.head_cache.set(head);
+        Ok(self.capacity - used)
+    }
+
     /// Push one value if there is room.
     ///
     /// # Safety
@@ -83,18 +104,8 @@ impl Producer {
         value: T,
     ) -> Result<(), Error> {
         let tail = self.tail.get();
-        if tail.wrapping_sub(self.head_cache.get()) >= self.capacity {
-            // SYNC POINT (slot-free): Acquire, pairs with the consumer's Release store of
-            // `head` in `pop`: its read of the slot we are about to overwrite is finished.
-            let head = hdr.head.load(Ordering::Acquire);
-            let used = tail.wrapping_sub(head);
-            if used > self.capacity {
-                return Err(Error::Broken);
-            }
-            self.head_cache.set(head);
-            if used == self.capacity {
-                return Err(Error::WouldBlock);
-            }
+        if self.room(hdr, tail, 1)? == 0 {
+            return Err(Error::WouldBlock);
         }
         // SAFETY: `tail - head < capacity`, so the slot at `tail` is not one the consumer may
         // still read; we are the only producer (this function's contract).
@@ -103,7 +114,9 @@ impl Producer {
         // SYNC POINT (publish): Release, pairs with the consumer's Acquire load of the stamp in
         // `pop`: the payload written above is visible before the stamp says so.
         slots.stamp(tail).store(next, Ordering::Release);
-        // For `len` and for openers' checks only; nobody waits on it.
+        // For `len` and for openers' checks only; the consumer follows the stamps. Release:
+        // pairs with the Acquire in `positions`, so a handle that reads this `tail` when taking
+        // over the ring also sees the slots below it written.
         hdr.tail.store(next, Ordering::Release);
         self.tail.set(next);
         hdr.data_bell.notify();
@@ -124,18 +137,8 @@ impl Producer {
         values: &[T],
     ) -> Result<usize, Error> {
         let tail = self.tail.get();
-        let mut free = self.capacity - tail.wrapping_sub(self.head_cache.get());
-        if free < values.len() as u64 {
-            // SYNC POINT (slot-free): as in `push`.
-            let head = hdr.head.load(Ordering::Acquire);
-            let used = tail.wrapping_sub(head);
-            if used > self.capacity {
-                return Err(Error::Broken);
-            }
-            self.head_cache.set(head);
-            free = self.capacity - used;
-        }
-        let n = (values.len() as u64).min(free);
+        let want = values.len() as u64;
+        let n = want.min(self.room(hdr, tail, want)?);
         if n == 0 {
             return Err(Error::WouldBlock);
         }
@@ -150,6 +153,7 @@ impl Producer {
             slots.stamp(pos).store(next, Ordering::Release);
             pos = next;
         }
+        // As in `push`.
         hdr.tail.store(pos, Ordering::Release);
         self.tail.set(pos);
         hdr.data_bell.notify();
