@@ -1,14 +1,27 @@
 //! What every channel handle does regardless of algorithm: the create/open handshake, the
-//! endpoint it holds, the reference it counts, and removing the name when the last handle
-//! leaves. `spsc` (and later `mpmc`) build their handles on [`Chan`].
+//! endpoint it holds, and closing the channel (and removing its name) when the last endpoint
+//! leaves. `spsc` and `mpmc` build their handles on [`Chan`].
+//!
+//! Every decision about a channel's life is taken under its gate (`region/lock.rs`):
+//!
+//! - `create` makes the object exclusively and holds its gate until the header is published,
+//!   so an opener never sees a half-made channel as anything but "not yet".
+//! - `open` validates the header, checks the channel is not closed, and claims its endpoint
+//!   under the gate.
+//! - The last endpoint out (found by asking the kernel about every other one), a `create` that
+//!   finds the name held by an abandoned channel, and [`remove`] mark the channel closed and
+//!   remove its name under the gate, after checking the name still refers to that object.
+//!
+//! So exactly one of any number of concurrent creators succeeds, nobody joins a channel that is
+//! being closed, and no name is ever removed once it refers to another object.
 
 use std::time::{Duration, Instant};
 
 use crate::endpoint::{self, RoleState};
 use crate::error::Error;
-use crate::layout::{Fingerprint, Geometry, Header, Kind};
+use crate::layout::{CLOSED, Fingerprint, Geometry, Header, Kind, MAGIC, OPEN, VERSION};
 use crate::options::{Backend, Options};
-use crate::region::{self, Region};
+use crate::region::{self, Gate, Region};
 use crate::sync::{AtomicU64, Ordering};
 use crate::wait::PROBE_INTERVAL;
 
@@ -53,8 +66,9 @@ pub(crate) struct Chan {
     entry: usize,
     /// The word we wrote there.
     word: u64,
-    /// The process that attached (a forked child's copy of the handle must not detach it).
-    pid: u32,
+    /// The fork generation this handle was made in: a forked child's copy of it refuses every
+    /// operation and detaches nothing (`fork.rs`).
+    generation: u32,
     pub(crate) name: String,
     pub(crate) backend: Option<Backend>,
     /// When the peers were last checked for death, in nanoseconds since `created` (see
@@ -63,144 +77,247 @@ pub(crate) struct Chan {
     created: Instant,
 }
 
+/// `now + timeout`, or `None` (no deadline) if that is beyond what `Instant` can hold: a
+/// timeout of `Duration::MAX` means "forever", not a panic.
+pub(crate) fn deadline_after(timeout: Duration) -> Option<Instant> {
+    Instant::now().checked_add(timeout)
+}
+
+/// The fork generation of this process (see `fork.rs`; always 0 under loom).
+#[inline(always)]
+fn generation() -> u32 {
+    #[cfg(not(loom))]
+    return crate::fork::generation();
+    #[cfg(loom)]
+    return 0;
+}
+
+/// How many times `create` tries again when the name it found was removed under it by a
+/// racing reclaimer or closer.
+#[cfg(not(loom))]
+const CREATE_TRIES: usize = 64;
+
+/// How long a dropped handle waits for the gate to close the channel (another process holds
+/// it only for a few system calls, unless it is stopped); past that the channel is left for
+/// the next `create` of its name (or `shmchan gc`) to reclaim.
+#[cfg(not(loom))]
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
+
+/// What `create` (or [`remove`]) found under a name it wanted, judged under its gate.
+#[cfg(not(loom))]
+#[derive(Debug, PartialEq, Eq)]
+enum Found {
+    /// Not a shmchan channel of this layout (another program's object, another version).
+    Foreign(String),
+    /// A creator died before publishing the header (we hold the gate it would hold).
+    HalfMade,
+    /// Closed by its last endpoint, whose process was not permitted to remove the name.
+    Closed,
+    /// Every endpoint that ever attached is gone (detached, or its process dead).
+    Abandoned,
+    /// Some endpoint is alive.
+    Live(String),
+}
+
 impl Chan {
     /// Create a named channel and attach to it as `spec.role`.
     #[cfg(not(loom))]
     pub(crate) fn create(name: &str, opts: &Options, spec: &Spec) -> Result<Chan, Error> {
         region::validate_name(name)?;
         let geo = geometry(opts, spec)?;
-        let region = match Region::create(name, &opts.backend, geo.region_len, opts.mode) {
-            Err(Error::AlreadyExists { .. }) if Self::reclaim_abandoned(name, &opts.backend) => {
-                Region::create(name, &opts.backend, geo.region_len, opts.mode)?
+        let backend = &opts.backend;
+        for _ in 0..CREATE_TRIES {
+            let deadline = deadline_after(opts.open_timeout);
+            match Region::create(name, backend, geo.region_len, opts.mode, deadline) {
+                Ok((region, gate)) => {
+                    return Self::init(region, gate, name, Some(backend.clone()), geo, spec);
+                }
+                Err(Error::AlreadyExists { .. }) => {
+                    if let Some(chan) = Self::reclaim(name, opts, geo, spec)? {
+                        return Ok(chan);
+                    }
+                }
+                Err(e) => return Err(e),
             }
-            r => r?,
-        };
-        Ok(Self::init(
-            region,
-            name,
-            Some(opts.backend.clone()),
-            geo,
-            spec.role,
-            &spec.fp,
-        ))
+        }
+        Err(Error::AlreadyExists {
+            name: name.to_owned(),
+            backend: backend.clone(),
+        })
     }
 
-    /// Remove the name if it holds a shmchan region whose every endpoint is detached or
-    /// belongs to a dead process (its handles were all killed, so nobody removed it). Returns
-    /// true if the name was removed. A region that is not ready, not shmchan's, or has a live
-    /// endpoint is left alone.
+    /// The name exists: if it holds a channel nobody uses any more (abandoned, closed, or whose
+    /// creator died), remove the name (`Ok(None)`: try to create again) or, where this process
+    /// may not remove it, initialise the object anew for us (`Ok(Some(chan))`). A live channel
+    /// or another program's object is never touched (`Err(AlreadyExists)`).
     #[cfg(not(loom))]
-    fn reclaim_abandoned(name: &str, backend: &Backend) -> bool {
-        let Ok(region) = Region::open(name, backend, Instant::now()) else {
-            return false;
+    fn reclaim(
+        name: &str,
+        opts: &Options,
+        geo: Geometry,
+        spec: &Spec,
+    ) -> Result<Option<Chan>, Error> {
+        let backend = &opts.backend;
+        let exists = || Error::AlreadyExists {
+            name: name.to_owned(),
+            backend: backend.clone(),
         };
-        let hdr = region.header();
-        if !hdr.is_ready() || !hdr.looks_like_shmchan() {
-            return false;
+        let (region, gate) = match Region::open(name, backend, deadline_after(opts.open_timeout)) {
+            Ok(r) => r,
+            Err(Error::NotFound { .. }) => return Ok(None), // removed meanwhile: try again
+            Err(_) => return Err(exists()),
+        };
+        if !region.is_named() {
+            return Ok(None); // replaced meanwhile: try again
         }
-        let n = hdr.endpoint_count().min(crate::layout::MAX_ENDPOINTS);
-        if endpoint::reap_dead(hdr, 0..n) {
-            return false;
+        match classify(&region) {
+            Found::Foreign(_) | Found::Live(_) => Err(exists()),
+            Found::HalfMade | Found::Closed | Found::Abandoned => {
+                close(&region);
+                match region.remove_name() {
+                    Ok(()) => Ok(None),
+                    Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES)) => {
+                        Self::reuse(region, gate, name, opts, geo, spec).map(Some)
+                    }
+                    Err(e) => Err(Error::Io {
+                        op: "remove an abandoned channel's name",
+                        name: name.to_owned(),
+                        backend: backend.clone(),
+                        source: e,
+                    }),
+                }
+            }
         }
-        region.remove_name();
-        true
+    }
+
+    /// Make a closed channel's object, whose name this process may not remove (another user
+    /// owns it), a new channel for us. Only if it has the permissions we were asked for: a
+    /// channel meant to be private must not live in an object others can open.
+    #[cfg(not(loom))]
+    fn reuse(
+        region: Region,
+        gate: Gate,
+        name: &str,
+        opts: &Options,
+        geo: Geometry,
+        spec: &Spec,
+    ) -> Result<Chan, Error> {
+        let backend = &opts.backend;
+        let (uid, mode) = region.owner_and_mode().unwrap_or((u32::MAX, 0));
+        if mode != opts.mode {
+            return Err(Error::Incompatible {
+                name: name.to_owned(),
+                backend: backend.clone(),
+                detail: format!(
+                    "an abandoned channel of user {uid} with mode {mode:o} is there, which this \
+                     user may not remove and which cannot be used anew for mode {:o}; its owner \
+                     or root can remove it (`shmchan rm`)",
+                    opts.mode
+                ),
+            });
+        }
+        let region = region.resized(name, backend, geo.region_len)?;
+        region.zero(geo.region_len);
+        Self::init(region, gate, name, Some(backend.clone()), geo, spec)
     }
 
     /// Open a named channel and attach to it as `spec.role`.
     #[cfg(not(loom))]
     pub(crate) fn open(name: &str, opts: &Options, spec: &Spec) -> Result<Chan, Error> {
         region::validate_name(name)?;
-        let deadline = Instant::now() + opts.open_timeout;
-        // Region and header both wait until `deadline`; report the whole timeout.
-        let waited = |e| match e {
-            Error::NotReady { name, backend, .. } => Error::NotReady {
-                name,
-                backend,
-                waited: opts.open_timeout,
-            },
-            e => e,
+        let deadline = deadline_after(opts.open_timeout);
+        let not_ready = || Error::NotReady {
+            name: name.to_owned(),
+            backend: opts.backend.clone(),
+            waited: opts.open_timeout,
         };
-        let region = Region::open(name, &opts.backend, deadline).map_err(waited)?;
-        Self::join(region, name, Some(opts.backend.clone()), spec, deadline).map_err(waited)
+        loop {
+            let (region, gate) = match Region::open(name, &opts.backend, deadline) {
+                Err(Error::NotReady { .. }) => return Err(not_ready()),
+                r => r?,
+            };
+            // Under the gate: a creator holds it until it publishes, so a region that is not
+            // ready now has a creator that died, or one that made the object a moment ago
+            // and has not taken the gate yet. Wait (without the gate) for the second.
+            let ready = region.try_header().is_some_and(Header::is_ready);
+            if ready {
+                return Self::join(region, gate, name, Some(opts.backend.clone()), spec);
+            }
+            drop((gate, region));
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(not_ready());
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// An in-process channel on the heap: the creator's end and the other end.
     pub(crate) fn heap_pair(capacity: usize, spec: &Spec) -> Result<(Chan, Chan), Error> {
         let opts = Options::new().capacity(capacity);
         let geo = geometry(&opts, spec)?;
-        let region = Region::heap(&geo);
+        let region = Region::heap(&geo)?;
         let other = region.share_heap().expect("a heap region can be shared");
-        let first = Self::init(region, "(in-process)", None, geo, spec.role, &spec.fp);
+        let first = Self::init(region, Gate::Heap, "(in-process)", None, geo, spec)?;
         let other_spec = Spec {
             role: spec.role.other(),
             ..*spec
         };
-        let second = Self::join(other, "(in-process)", None, &other_spec, Instant::now())?;
+        let second = Self::join_heap(other, "(in-process)", &other_spec, None)?;
         Ok((first, second))
     }
 
     /// A heap region for an in-process creator and opener that run concurrently (the loom
-    /// handshake model): the first region goes to [`Chan::init`], the second to [`Chan::join`].
+    /// handshake model): the first region goes to [`Chan::init`], the second to
+    /// [`Chan::join_heap`].
     #[cfg(loom)]
     pub(crate) fn heap_racing(
         capacity: usize,
         spec: &Spec,
     ) -> Result<(Region, Region, Geometry), Error> {
         let geo = geometry(&Options::new().capacity(capacity), spec)?;
-        let region = Region::heap(&geo);
+        let region = Region::heap(&geo)?;
         let other = region.share_heap().expect("a heap region can be shared");
         Ok((region, other, geo))
     }
 
-    /// Initialise a fresh zeroed region as the creator, attached as `role`, and publish it.
+    /// Initialise a fresh zeroed region as the creator, attached as `spec.role`, and publish
+    /// it; `gate` (held since the object was made) is released last.
     pub(crate) fn init(
         region: Region,
+        gate: Gate,
         name: &str,
         backend: Option<Backend>,
         geo: Geometry,
-        role: Role,
-        fp: &Fingerprint,
-    ) -> Chan {
+        spec: &Spec,
+    ) -> Result<Chan, Error> {
         let hdr = region.header();
-        hdr.write_identity(name, fp, &geo);
-        hdr.refs.store(1, Ordering::Relaxed); // published by `publish`
+        hdr.write_identity(name, &spec.fp, &geo);
+        // Relaxed: published by `publish` (and written under the gate, which openers take).
+        hdr.life.state.store(OPEN, Ordering::Relaxed);
         if geo.kind == Kind::Mpmc {
             crate::ring::mpmc::init(&crate::ring::Slots::new(&region, &geo), geo.capacity);
         }
-        let word = endpoint::my_word();
-        let entry = endpoint::attach(hdr, range(&geo, role), word)
-            .expect("a fresh region has free endpoint entries");
+        let (entry, word) = attach(&region, &geo, name, &backend, spec.role)?;
         hdr.publish();
-        Chan::new(region, geo, role, entry, word, name, backend)
+        region.populate(geo.region_len);
+        drop(gate);
+        Ok(Chan::new(
+            region, geo, spec.role, entry, word, name, backend,
+        ))
     }
 
-    /// Join a region someone else created: wait until `deadline` for it to be ready, validate
-    /// it, take a reference and an endpoint entry.
-    pub(crate) fn join(
+    /// Join a region that is ready, holding its gate: validate it, check it is open, claim an
+    /// endpoint entry.
+    #[cfg(not(loom))]
+    fn join(
         region: Region,
+        gate: Gate,
         name: &str,
         backend: Option<Backend>,
         spec: &Spec,
-        deadline: Instant,
     ) -> Result<Chan, Error> {
-        let backend_or_heap = || backend.clone().unwrap_or(Backend::Posix);
+        let backend_or_heap = || backend.clone().unwrap_or_default();
         let hdr = region.header();
-        let mut spins = 0u32;
-        while !hdr.is_ready() {
-            if Instant::now() >= deadline {
-                return Err(Error::NotReady {
-                    name: name.to_owned(),
-                    backend: backend_or_heap(),
-                    waited: Duration::ZERO,
-                });
-            }
-            spins += 1;
-            if cfg!(loom) || spins < 100 {
-                crate::sync::yield_now();
-            } else {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        }
         let geo = hdr
             .validate(name, spec.kind, &spec.fp, region.len())
             .map_err(|detail| Error::Incompatible {
@@ -208,28 +325,52 @@ impl Chan {
                 backend: backend_or_heap(),
                 detail,
             })?;
-        if !endpoint::acquire_ref(hdr) {
+        // Relaxed: written under the gate, which we hold.
+        if hdr.life.state.load(Ordering::Relaxed) != OPEN {
             return Err(Error::Closed {
                 name: name.to_owned(),
                 backend: backend_or_heap(),
             });
         }
-        let word = endpoint::my_word();
-        match endpoint::attach(hdr, range(&geo, spec.role), word) {
-            Ok(entry) => Ok(Chan::new(
-                region, geo, spec.role, entry, word, name, backend,
-            )),
-            Err(detail) => {
-                if endpoint::release_ref(hdr) {
-                    region.remove_name();
-                }
-                Err(Error::EndpointTaken {
+        region.populate(geo.region_len);
+        let (entry, word) = attach(&region, &geo, name, &backend, spec.role)?;
+        drop(gate);
+        // Wake anyone waiting for a peer (`wait_for_peer`): the claim above is the publish.
+        hdr.data_bell.notify();
+        hdr.space_bell.notify();
+        Ok(Chan::new(
+            region, geo, spec.role, entry, word, name, backend,
+        ))
+    }
+
+    /// Join an in-process region: wait until `deadline` for it to be ready (the loom handshake
+    /// model races an opener with the creator), validate it, claim an endpoint entry.
+    pub(crate) fn join_heap(
+        region: Region,
+        name: &str,
+        spec: &Spec,
+        deadline: Option<Instant>,
+    ) -> Result<Chan, Error> {
+        let hdr = region.header();
+        while !hdr.is_ready() {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(Error::NotReady {
                     name: name.to_owned(),
-                    role: spec.role.as_str(),
-                    detail,
-                })
+                    backend: Backend::default(),
+                    waited: Duration::ZERO,
+                });
             }
+            crate::sync::yield_now();
         }
+        let geo = hdr
+            .validate(name, spec.kind, &spec.fp, region.len())
+            .map_err(|detail| Error::Incompatible {
+                name: name.to_owned(),
+                backend: Backend::default(),
+                detail,
+            })?;
+        let (entry, word) = attach(&region, &geo, name, &None, spec.role)?;
+        Ok(Chan::new(region, geo, spec.role, entry, word, name, None))
     }
 
     fn new(
@@ -241,14 +382,19 @@ impl Chan {
         name: &str,
         backend: Option<Backend>,
     ) -> Chan {
-        crate::wait::register_process();
+        if !crate::wait::register_process() {
+            // This process cannot issue the sleeper's barrier: its peers must fence in full.
+            let hdr = region.header();
+            hdr.data_bell.require_full_fence();
+            hdr.space_bell.require_full_fence();
+        }
         Chan {
             region,
             geo,
             role,
             entry,
             word,
-            pid: std::process::id(),
+            generation: generation(),
             name: name.to_owned(),
             backend,
             last_probe: AtomicU64::new(0),
@@ -264,11 +410,21 @@ impl Chan {
         self.region.header()
     }
 
-    /// What the endpoints of the other role look like. With `probe`, entries whose process died
-    /// are found and reaped (a system call per attached peer).
+    /// Is this handle a forked child's copy of its parent's (which must do nothing)?
+    #[inline(always)]
+    pub(crate) fn forked(&self) -> bool {
+        generation() != self.generation
+    }
+
+    /// What the endpoints of the other role look like. With `probe`, the kernel is asked
+    /// whether each attached one is alive (a system call each), and dead ones are marked.
     #[inline]
     pub(crate) fn peers(&self, probe: bool) -> RoleState {
-        endpoint::role_state(self.header(), range(&self.geo, self.role.other()), probe)
+        let range = range(&self.geo, self.role.other());
+        if probe {
+            endpoint::reap_dead(self.header(), &self.region, range.clone());
+        }
+        endpoint::role_state(self.header(), range)
     }
 
     /// Our index in the endpoint table.
@@ -279,11 +435,11 @@ impl Chan {
     /// May the slots held by endpoint `o` be repaired (see [`endpoint::owner_gone`])?
     pub(crate) fn owner_gone(&self, o: usize, probe: bool) -> bool {
         let used = self.geo.senders().start..self.geo.receivers().end;
-        endpoint::owner_gone(self.header(), used, o, probe)
+        endpoint::owner_gone(self.header(), &self.region, used, o, probe)
     }
 
     /// True at most once per [`PROBE_INTERVAL`]: time to look for dead peers (for the `try_`
-    /// calls, which have no wait loop to pace them).
+    /// calls and the send fast path, which have no wait loop to pace them).
     pub(crate) fn probe_due(&self) -> bool {
         let now = self.created.elapsed().as_nanos() as u64;
         let last = self.last_probe.load(Ordering::Relaxed);
@@ -294,25 +450,222 @@ impl Chan {
                 .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
     }
+
+    /// Called every so many sends (see `handle::poll_send`): if a probe is due, ask the kernel
+    /// whether the receivers are alive, so that sends to a dead receiver stop succeeding
+    /// within about a probe interval even when the ring never fills.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn checkpoint(&self) {
+        if self.probe_due() {
+            self.peers(true);
+        }
+    }
 }
 
 impl Drop for Chan {
     fn drop(&mut self) {
-        if std::process::id() != self.pid {
+        if self.forked() {
             return; // a forked child's copy: the parent still holds this endpoint
         }
         let hdr = self.region.header();
-        // Reap peers that died without detaching while we still hold our reference, so that
-        // if we are the last live handle our release below reaches 0 and removes the name.
-        endpoint::reap_dead(hdr, self.geo.senders().start..self.geo.receivers().end);
         if endpoint::detach(&hdr.endpoints[self.entry], self.word) {
             // Wake every sleeper so it sees the detach (each re-checks after waking).
             hdr.data_bell.wake();
             hdr.space_bell.wake();
-            if endpoint::release_ref(hdr) {
-                self.region.remove_name();
-            }
         }
+        self.region.release_endpoint(self.entry);
+        #[cfg(not(loom))]
+        if !self.region.is_heap() {
+            self.close_if_unused();
+        }
+    }
+}
+
+impl Chan {
+    /// After detaching: if no endpoint is alive any more, close the channel and remove its
+    /// name (under the gate). If the name cannot be removed (another user's object in a sticky
+    /// directory), the channel stays closed and the next `create` of the name uses it anew.
+    #[cfg(not(loom))]
+    fn close_if_unused(&self) {
+        let Ok(_gate) = self.region.gate(deadline_after(CLOSE_WAIT)) else {
+            return;
+        };
+        let hdr = self.region.header();
+        // Relaxed: written under the gate, which we hold.
+        if hdr.life.state.load(Ordering::Relaxed) != OPEN {
+            return;
+        }
+        let all = self.geo.senders().start..self.geo.receivers().end;
+        if endpoint::reap_dead(hdr, &self.region, all) {
+            return;
+        }
+        close(&self.region);
+        let _ = self.region.remove_name();
+    }
+}
+
+/// Mark the channel closed (the caller holds the gate): nobody joins it again.
+#[cfg(not(loom))]
+fn close(region: &Region) {
+    if let Some(hdr) = region.try_header() {
+        if hdr.id.magic.load(Ordering::Relaxed) == MAGIC {
+            // Relaxed: read only under the gate.
+            hdr.life.state.store(CLOSED, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Judge what is under a name, holding its gate.
+#[cfg(not(loom))]
+fn classify(region: &Region) -> Found {
+    let Some(hdr) = region.try_header() else {
+        // Smaller than a header: a creator that died before sizing it (0 bytes), or not ours.
+        return if region.object_len() == 0 {
+            Found::HalfMade
+        } else {
+            Found::Foreign(format!(
+                "{} bytes, smaller than a shmchan header",
+                region.object_len()
+            ))
+        };
+    };
+    let r = Ordering::Relaxed; // read under the gate
+    let magic = hdr.id.magic.load(r);
+    if magic == 0 && !hdr.is_ready() {
+        return Found::HalfMade; // sized, never initialised: its creator died (we hold its gate)
+    }
+    if magic != MAGIC {
+        return Found::Foreign(format!("not a shmchan region (magic {magic:#018x})"));
+    }
+    let version = hdr.id.version.load(r);
+    if version != VERSION {
+        return Found::Foreign(format!("a shmchan channel of layout version {version}"));
+    }
+    if !hdr.is_ready() {
+        return Found::HalfMade;
+    }
+    if hdr.life.state.load(r) != OPEN {
+        return Found::Closed;
+    }
+    let n = hdr.endpoint_count().min(crate::layout::MAX_ENDPOINTS);
+    if endpoint::reap_dead(hdr, region, 0..n) {
+        Found::Live(live_endpoints(hdr, n))
+    } else {
+        Found::Abandoned
+    }
+}
+
+/// The entries still attached, in words ("sender pid 12, receiver pid 40").
+#[cfg(not(loom))]
+fn live_endpoints(hdr: &Header, n: usize) -> String {
+    let senders = hdr.id.max_senders.load(Ordering::Relaxed) as usize;
+    let mut out = Vec::new();
+    for (i, e) in hdr.endpoints[..n].iter().enumerate() {
+        let w = e.load(Ordering::Relaxed);
+        if w & 3 == endpoint::ATTACHED {
+            let role = if i < senders { "sender" } else { "receiver" };
+            out.push(format!("{role} pid {}", w >> 34));
+        }
+    }
+    out.join(", ")
+}
+
+/// Claim an endpoint entry of `role` for this process.
+fn attach(
+    region: &Region,
+    geo: &Geometry,
+    name: &str,
+    backend: &Option<Backend>,
+    role: Role,
+) -> Result<(usize, u64), Error> {
+    let io = |op, source| Error::Io {
+        op,
+        name: name.to_owned(),
+        backend: backend.clone().unwrap_or_default(),
+        source,
+    };
+    let token = region
+        .token()
+        .map_err(|e| io("make the liveness token", e))?;
+    let word = endpoint::word(std::process::id(), token);
+    match endpoint::attach(region.header(), region, range(geo, role), word) {
+        Ok(Ok(entry)) => Ok((entry, word)),
+        Ok(Err(detail)) => Err(Error::EndpointTaken {
+            name: name.to_owned(),
+            role: role.as_str(),
+            detail,
+        }),
+        Err(e) => Err(io("lock an endpoint entry (F_OFD_SETLK)", e)),
+    }
+}
+
+/// Remove the channel `name` if no endpoint of it is alive: the name is freed now, the memory
+/// when the last mapping goes. What a service's start-up script, or `shmchan rm`, uses to
+/// clear a channel left by processes that were killed.
+///
+/// A channel with a live endpoint (as the kernel vouches, see the crate docs on liveness) is
+/// never removed. Removing is safe against concurrent `create`, `open` and drops of the same
+/// name: it never removes a name that meanwhile refers to a new channel.
+///
+/// # Errors
+///
+/// [`Error::NotFound`] if there is no such name; [`Error::InUse`] if an endpoint is alive (it
+/// lists them); [`Error::Incompatible`] if the name holds something that is not a shmchan
+/// channel of this version (left alone); [`Error::Io`] if the system refuses (for example
+/// another user's channel in a sticky directory); [`Error::NotReady`] if another process held
+/// the channel's lock past [`Options::open_timeout`].
+///
+/// ```
+/// use shmchan::{spsc, Error, Options};
+/// # let name = format!("doc-remove-{}", std::process::id());
+/// let opts = Options::new();
+/// let tx = spsc::Sender::<u64>::create(&name, &opts)?;
+/// // The sender is alive: its channel is not removed.
+/// assert!(matches!(shmchan::remove(&name, &opts), Err(Error::InUse { .. })));
+/// drop(tx); // the last handle out removes the name itself
+/// assert!(matches!(shmchan::remove(&name, &opts), Err(Error::NotFound { .. })));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[cfg(not(loom))]
+pub fn remove(name: &str, opts: &Options) -> Result<(), Error> {
+    region::validate_name(name)?;
+    let backend = &opts.backend;
+    loop {
+        let (region, _gate) = match Region::open(name, backend, deadline_after(opts.open_timeout)) {
+            Err(Error::NotReady { .. }) => {
+                return Err(Error::NotReady {
+                    name: name.to_owned(),
+                    backend: backend.clone(),
+                    waited: opts.open_timeout,
+                });
+            }
+            r => r?,
+        };
+        if !region.is_named() {
+            continue; // replaced meanwhile: look at what is there now
+        }
+        return match classify(&region) {
+            Found::Foreign(detail) => Err(Error::Incompatible {
+                name: name.to_owned(),
+                backend: backend.clone(),
+                detail: format!("{detail}; not removed"),
+            }),
+            Found::Live(who) => Err(Error::InUse {
+                name: name.to_owned(),
+                backend: backend.clone(),
+                detail: who,
+            }),
+            Found::HalfMade | Found::Closed | Found::Abandoned => {
+                close(&region);
+                region.remove_name().map_err(|source| Error::Io {
+                    op: "remove the name",
+                    name: name.to_owned(),
+                    backend: backend.clone(),
+                    source,
+                })
+            }
+        };
     }
 }
 

@@ -79,8 +79,17 @@ pub enum Error {
         /// Why no slot could be taken.
         detail: &'static str,
     },
-    /// Every handle left the channel while this one was opening it, so its name is being
-    /// removed; create it anew.
+    /// [`remove`](crate::remove) found an endpoint of the channel alive, and left it.
+    InUse {
+        /// The channel name.
+        name: String,
+        /// Where it was found.
+        backend: Backend,
+        /// Which endpoints are alive (role and pid).
+        detail: String,
+    },
+    /// The channel was closed (its last endpoint left) before this handle could join it;
+    /// create it anew.
     Closed {
         /// The channel name.
         name: String,
@@ -142,9 +151,18 @@ impl fmt::Display for Error {
             Error::EndpointTaken { name, role, detail } => {
                 write!(f, "cannot attach a {role} to channel {name:?}: {detail}")
             }
+            Error::InUse {
+                name,
+                backend,
+                detail,
+            } => write!(
+                f,
+                "channel {name:?} at {} is in use ({detail}); not removed",
+                backend.location(name)
+            ),
             Error::Closed { name, backend } => write!(
                 f,
-                "channel {name:?} at {} was closed by its last handle while being opened",
+                "channel {name:?} at {} was closed by its last handle; create it anew",
                 backend.location(name)
             ),
             Error::Io {
@@ -213,6 +231,26 @@ pub enum RecvTimeoutError {
     /// The ring is empty and every sender is gone.
     Disconnected,
 }
+
+/// Why [`wait_for_peer`](crate::spsc::Sender::wait_for_peer) returned without a peer.
+#[derive(PartialEq, Eq, Clone, Copy, Debug)]
+pub enum WaitForPeerError {
+    /// No peer attached within the timeout.
+    Timeout,
+    /// Every peer that attached has gone (and on an SPSC channel, none can take its place).
+    Disconnected,
+}
+
+impl fmt::Display for WaitForPeerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WaitForPeerError::Timeout => f.write_str("timed out waiting for a peer to attach"),
+            WaitForPeerError::Disconnected => f.write_str("every peer that attached has gone"),
+        }
+    }
+}
+
+impl std::error::Error for WaitForPeerError {}
 
 impl<T> SendError<T> {
     /// The message that was not sent.

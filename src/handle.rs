@@ -2,32 +2,46 @@
 //! (`poll_send`, `poll_recv`), checked against the peers' liveness, and the `try_`, blocking
 //! and `_timeout` families built on it. `spsc` and `mpmc` supply only the ring operation.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::chan::Chan;
 use crate::endpoint::RoleState;
-use crate::error::{RecvTimeoutError, SendTimeoutError, TryRecvError, TrySendError};
+use crate::error::{
+    RecvTimeoutError, SendTimeoutError, TryRecvError, TrySendError, WaitForPeerError,
+};
 use crate::options::WaitStrategy;
 use crate::ring::spsc::Error as RingError;
 use crate::wait::{Poll, wait_until};
 
 /// One send attempt. `push(probe)` tries the ring once (with `probe`, it may check slot
-/// owners' processes) and gives what a success returns (`()`, or a count for a slice).
-/// `Ready(Err(value))` means disconnected: `value` is what to hand back to the caller.
+/// owners' processes) and gives what a success returns (`()`, or a count for a slice) and
+/// whether the ring's position passed a checkpoint (every [`CHECKPOINT`](crate::ring::CHECKPOINT)
+/// messages). `Ready(Err(value))` means disconnected: `value` is what to hand back.
+///
+/// At a checkpoint the receivers are probed if a probe is due (at most every
+/// [`PROBE_INTERVAL`](crate::wait::PROBE_INTERVAL)), so a sender whose ring never fills still
+/// learns that its receiver died: sends fail from the first checkpoint a probe interval after
+/// the death (at most `CHECKPOINT` sends, or a probe interval's worth, later). Counting costs
+/// a test of a register; reading the clock on every send would cost a third of a message.
 #[inline]
 pub(crate) fn poll_send<T, R>(
     chan: &Chan,
     value: T,
     probe: bool,
-    push: impl FnOnce(bool) -> Result<R, RingError>,
+    push: impl FnOnce(bool) -> Result<(R, bool), RingError>,
 ) -> Poll<Result<R, T>> {
     // One Acquire load per receiver entry (a line nobody writes while they live): a receiver
-    // that dropped its handle is seen at once.
-    if chan.peers(false) == RoleState::Gone {
+    // that dropped its handle is seen at once. A forked child's copy of a handle does nothing.
+    if chan.forked() || chan.peers(false) == RoleState::Gone {
         return Poll::Ready(Err(value));
     }
     match push(probe) {
-        Ok(r) => Poll::Ready(Ok(r)),
+        Ok((r, checkpoint)) => {
+            if checkpoint {
+                chan.checkpoint();
+            }
+            Poll::Ready(Ok(r))
+        }
         Err(RingError::Broken) => Poll::Ready(Err(value)),
         Err(RingError::WouldBlock) => {
             if probe && chan.peers(true) == RoleState::Gone {
@@ -46,6 +60,9 @@ pub(crate) fn poll_recv<T>(
     probe: bool,
     mut pop: impl FnMut(bool) -> Result<T, RingError>,
 ) -> Poll<Result<T, ()>> {
+    if chan.forked() {
+        return Poll::Ready(Err(())); // a forked child's copy of a handle takes nothing
+    }
     match pop(probe) {
         Ok(v) => Poll::Ready(Ok(v)),
         Err(RingError::Broken) => Poll::Ready(Err(())),
@@ -190,6 +207,36 @@ pub(crate) fn recv_deadline<T>(
     }
 }
 
+/// Wait until an endpoint of the other role is attached and alive (see the `wait_for_peer`
+/// methods).
+pub(crate) fn wait_for_peer_until(
+    chan: &Chan,
+    bell: &crate::layout::Doorbell,
+    wait: WaitStrategy,
+    timeout: Duration,
+) -> Result<(), WaitForPeerError> {
+    let attempt = |_probe: bool| {
+        if chan.forked() {
+            return Poll::Ready(Err(WaitForPeerError::Disconnected));
+        }
+        match chan.peers(false) {
+            RoleState::NeverAttached => Poll::Pending,
+            RoleState::Gone => Poll::Ready(Err(WaitForPeerError::Disconnected)),
+            // The table says attached: ask the kernel whether it is alive.
+            RoleState::Live => match chan.peers(true) {
+                RoleState::Live => Poll::Ready(Ok(())),
+                _ => Poll::Ready(Err(WaitForPeerError::Disconnected)),
+            },
+        }
+    };
+    if let Poll::Ready(r) = attempt(false) {
+        return r;
+    }
+    // Joiners ring both doorbells after claiming their entry.
+    wait_until(bell, wait, crate::chan::deadline_after(timeout), attempt)
+        .unwrap_or(Err(WaitForPeerError::Timeout))
+}
+
 /// The read-only queries every handle has, for an `impl` block whose type has a
 /// `fn chan(&self) -> &Chan`. `$peer` names the other side ("sender" or "receiver").
 macro_rules! queries {
@@ -216,13 +263,53 @@ macro_rules! queries {
         }
 
         #[doc = concat!("Is every ", $peer, " gone (dropped, or its process died)? `false` \
-                         before any ", $peer, " has attached.")]
+                         before any ", $peer, " has attached. Asks the kernel about each \
+                         attached ", $peer, " (a system call each). Always `true` for a \
+                         forked child's copy of a handle.")]
         pub fn is_disconnected(&self) -> bool {
-            self.chan().peers(true) == crate::endpoint::RoleState::Gone
+            self.chan().forked()
+                || self.chan().peers(true) == crate::endpoint::RoleState::Gone
         }
+
+        #[doc = concat!("Is a ", $peer, " attached and alive now? Asks the kernel about each \
+                         attached ", $peer, " (a system call each), so it is exact even for a \
+                         peer killed a moment ago, in another pid namespace, or one that \
+                         called `exec`. Always `false` for a forked child's copy of a handle.")]
+        pub fn is_connected(&self) -> bool {
+            !self.chan().forked()
+                && self.chan().peers(true) == crate::endpoint::RoleState::Live
+        }
+
     };
 }
 pub(crate) use queries;
+
+/// `wait_for_peer` for a handle type with `fn chan(&self) -> &Chan` and
+/// `fn wait_strategy(&self) -> WaitStrategy`;
+/// `$peer` names the other side, `$bell` the doorbell this side waits on, `$doc_example` the
+/// runnable example.
+macro_rules! wait_for_peer {
+    ($peer:literal, $bell:ident, $doc_example:literal) => {
+        #[doc = concat!("Wait until a ", $peer, " is attached and alive, at most `timeout` \
+            (`Duration::MAX`: as long as it takes). Useful before a benchmark or a first \
+            message that must not sit in the ring unread.")]
+        ///
+        /// # Errors
+        #[doc = concat!("[`WaitForPeerError::Timeout`](crate::WaitForPeerError::Timeout) if no ", $peer,
+            " attached in time; [`WaitForPeerError::Disconnected`](crate::WaitForPeerError::Disconnected) \
+            if every ", $peer, " that attached has gone.")]
+        ///
+        #[doc = $doc_example]
+        pub fn wait_for_peer(
+            &self,
+            timeout: std::time::Duration,
+        ) -> Result<(), crate::WaitForPeerError> {
+            let chan = self.chan();
+            crate::handle::wait_for_peer_until(chan, &chan.header().$bell, self.wait_strategy(), timeout)
+        }
+    };
+}
+pub(crate) use wait_for_peer;
 
 /// A `Debug` that names the channel and does not require `T: Debug`.
 macro_rules! debug_impl {

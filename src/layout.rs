@@ -16,8 +16,9 @@ use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 /// `b"SHMCHAN"` and a format byte, little-endian.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMCHAN\x01");
-/// Bumped whenever the header or slot layout changes.
-pub(crate) const VERSION: u32 = 1;
+/// Bumped whenever the header or slot layout changes (2: liveness from kernel-held locks,
+/// the channel's life word instead of a reference count, the doorbell's sleeper flag).
+pub(crate) const VERSION: u32 = 2;
 /// Value of `init` once the header is complete.
 pub(crate) const READY: u32 = 0x5245_4459; // "REDY"
 /// Longest channel name, in bytes (the header keeps a copy of it).
@@ -146,24 +147,46 @@ pub(crate) struct Identity {
     pub(crate) name: [AtomicU64; NAME_WORDS],
 }
 
-/// A futex word and the number of threads (in any process) sleeping on it.
+/// A futex word, and what a notifier needs to know to decide whether to ring it (see
+/// `wait.rs`).
 #[repr(C)]
 pub(crate) struct Doorbell {
     /// Bumped by a waker before `FUTEX_WAKE`; sleepers wait for it to change.
     pub(crate) seq: AtomicU32,
-    /// Threads between registering to sleep and waking up. Written only on the sleep path, so
-    /// a notifier reading it finds it in its cache as long as nobody sleeps.
-    pub(crate) waiters: AtomicU32,
+    /// Nonzero when a thread (in any process) may be asleep on `seq`: set by each sleeper
+    /// before its last check, cleared by the notifier that wakes them all. A flag, not a
+    /// count, so that a sleeper killed in its sleep leaves nothing behind but one spurious
+    /// wake. Written only on the sleep path, so a notifier reading it finds it in its cache as
+    /// long as nobody sleeps.
+    pub(crate) sleepers: AtomicU32,
+    /// Nonzero once a process that cannot use `membarrier` attached: notifiers then issue a
+    /// full fence instead of relying on the sleeper's barrier. Set once, never cleared.
+    pub(crate) fence: AtomicU32,
+}
+
+/// [`Life::state`] of a channel that can be joined.
+pub(crate) const OPEN: u32 = 0;
+/// [`Life::state`] of a channel that was closed (its last endpoint left); it is never joined
+/// again, and its name is removed (or, if that was not permitted, the object is used anew by
+/// the next `create` of its name).
+pub(crate) const CLOSED: u32 = 1;
+
+/// Whether the channel can still be joined, and the System V gate.
+#[repr(C)]
+pub(crate) struct Life {
+    /// [`OPEN`] or [`CLOSED`]. Written only by a holder of the gate (`region/lock.rs`).
+    pub(crate) state: AtomicU32,
+    pub(crate) _reserved: AtomicU32,
+    /// System V only: the gate lock, 0 when free, else the holder's token id + 1.
+    pub(crate) gate: AtomicU64,
 }
 
 /// The header at offset 0 of every region.
 #[repr(C)]
 pub(crate) struct Header {
     pub(crate) id: Line<Identity>,
-    /// Handles attached, in every process: set to 1 by the creator, raised by each opener,
-    /// lowered by each detach (or by the reaper of a dead endpoint). The handle that lowers it
-    /// to 0 removes the name; once 0 it is never raised again.
-    pub(crate) refs: Line<AtomicU32>,
+    /// Whether the channel can be joined; the System V gate.
+    pub(crate) life: Line<Life>,
     /// The endpoint table (see `endpoint.rs` for the word format): senders first, then
     /// receivers.
     pub(crate) endpoints: Line<[AtomicU64; MAX_ENDPOINTS]>,
@@ -182,7 +205,9 @@ const _: () = {
     use core::mem::offset_of;
     assert!(size_of::<Identity>() == 88 + NAME_WORDS * 8);
     assert!(offset_of!(Header, id) == 0);
-    assert!(offset_of!(Header, refs) == 384);
+    assert!(offset_of!(Header, life) == 384);
+    assert!(offset_of!(Life, gate) == 8);
+    assert!(size_of::<Doorbell>() == 12);
     assert!(offset_of!(Header, endpoints) == 512);
     assert!(offset_of!(Header, tail) == 1024);
     assert!(offset_of!(Header, head) == 1152);
@@ -296,7 +321,8 @@ impl Header {
         fn bell() -> Line<Doorbell> {
             Line(Doorbell {
                 seq: a32(),
-                waiters: a32(),
+                sleepers: a32(),
+                fence: a32(),
             })
         }
         Header {
@@ -317,7 +343,11 @@ impl Header {
                 init: a32(),
                 name: std::array::from_fn(|_| a64()),
             }),
-            refs: Line(a32()),
+            life: Line(Life {
+                state: a32(),
+                _reserved: a32(),
+                gate: a64(),
+            }),
             endpoints: Line(std::array::from_fn(|_| a64())),
             tail: Line(a64()),
             head: Line(a64()),
@@ -462,12 +492,6 @@ impl Header {
             ));
         }
         Ok(geo)
-    }
-
-    /// Magic and version match this build (whatever the kind, payload and geometry).
-    pub(crate) fn looks_like_shmchan(&self) -> bool {
-        self.id.magic.load(Ordering::Relaxed) == MAGIC
-            && self.id.version.load(Ordering::Relaxed) == VERSION
     }
 
     /// Entries of the endpoint table in use, as the header says (unvalidated: clamp it).

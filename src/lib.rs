@@ -54,6 +54,8 @@ compile_error!("shmchan supports Linux only (futex, /dev/shm, /proc)");
 mod chan;
 mod endpoint;
 mod error;
+#[cfg(not(loom))]
+mod fork;
 mod handle;
 mod layout;
 pub mod mpmc;
@@ -67,7 +69,10 @@ mod sys;
 mod wait;
 
 pub use bytemuck::Pod;
+#[cfg(not(loom))]
+pub use chan::remove;
 pub use error::{
     Error, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
+    WaitForPeerError,
 };
 pub use options::{Backend, Options, WaitStrategy};

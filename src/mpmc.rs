@@ -210,6 +210,7 @@ impl<T: Pod> Sender<T> {
                     s.chan.owner_gone(o, probe)
                 })
             }
+            .map(|checkpoint| ((), checkpoint))
         })
     }
 
@@ -247,7 +248,7 @@ impl<T: Pod> Sender<T> {
     /// # Errors
     /// [`SendTimeoutError::Timeout`] or [`SendTimeoutError::Disconnected`], with the value.
     pub fn send_timeout(&self, value: T, timeout: Duration) -> Result<(), SendTimeoutError<T>> {
-        self.send_deadline(value, Some(Instant::now() + timeout))
+        self.send_deadline(value, crate::chan::deadline_after(timeout))
     }
 
     #[inline]
@@ -264,7 +265,28 @@ impl<T: Pod> Sender<T> {
         &self.shared.chan
     }
 
+    fn wait_strategy(&self) -> WaitStrategy {
+        self.shared.wait
+    }
+
     crate::handle::queries!("receiver");
+
+    crate::handle::wait_for_peer!(
+        "receiver",
+        space_bell,
+        r#"
+```
+use std::time::Duration;
+use shmchan::{mpmc, Options};
+# let name = format!("doc-mpmc-wait-{}", std::process::id());
+let tx = mpmc::Sender::<u64>::create(&name, &Options::new())?;
+let rx = mpmc::Receiver::<u64>::open(&name, &Options::new())?; // usually another process
+tx.wait_for_peer(Duration::from_secs(1))?;
+assert!(tx.is_connected());
+# drop(rx);
+# Ok::<(), Box<dyn std::error::Error>>(())
+```"#
+    );
 }
 
 impl<T: Pod> Receiver<T> {
@@ -334,7 +356,7 @@ impl<T: Pod> Receiver<T> {
     /// # Errors
     /// [`RecvTimeoutError::Timeout`] or [`RecvTimeoutError::Disconnected`].
     pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
-        self.recv_deadline(Some(Instant::now() + timeout))
+        self.recv_deadline(crate::chan::deadline_after(timeout))
     }
 
     #[inline]
@@ -347,7 +369,26 @@ impl<T: Pod> Receiver<T> {
         &self.shared.chan
     }
 
+    fn wait_strategy(&self) -> WaitStrategy {
+        self.shared.wait
+    }
+
     crate::handle::queries!("sender");
+
+    crate::handle::wait_for_peer!(
+        "sender",
+        data_bell,
+        r#"
+```
+use std::time::Duration;
+use shmchan::{mpmc, Options, WaitForPeerError};
+# let name = format!("doc-mpmc-rx-wait-{}", std::process::id());
+let rx = mpmc::Receiver::<u64>::create(&name, &Options::new())?;
+let wait = Duration::from_millis(10);
+assert_eq!(rx.wait_for_peer(wait), Err(WaitForPeerError::Timeout));
+# Ok::<(), Box<dyn std::error::Error>>(())
+```"#
+    );
 
     /// A blocking iterator; it ends when every sender is gone and the ring is drained.
     pub fn iter(&self) -> impl Iterator<Item = T> + '_ {

@@ -86,12 +86,11 @@ pub fn loom_racing_pair<T: Pod>(
     let tx_spec = spec::<T>(Role::Sender);
     let (a, b, geo) = Chan::heap_racing(capacity, &tx_spec).unwrap();
     let create = move || {
-        let chan = Chan::init(a, "loom", None, geo, Role::Sender, &tx_spec.fp);
+        let chan = Chan::init(a, crate::region::Gate::Heap, "loom", None, geo, &tx_spec).unwrap();
         Sender::from_chan(chan, WaitStrategy::Park).unwrap()
     };
     let open = move || {
-        let far = Instant::now() + Duration::from_secs(3600);
-        let chan = Chan::join(b, "loom", None, &spec::<T>(Role::Receiver), far)?;
+        let chan = Chan::join_heap(b, "loom", &spec::<T>(Role::Receiver), None)?;
         Receiver::from_chan(chan, WaitStrategy::Park)
     };
     (create, open)
@@ -184,6 +183,7 @@ impl<T: Pod> Sender<T> {
             // SAFETY: this handle is the channel's only sender (the endpoint table admits
             // one), and `T` is the payload type the geometry was validated for.
             unsafe { self.ring.push(self.chan.header(), &self.slots, value) }
+                .map(|checkpoint| ((), checkpoint))
         })
     }
 
@@ -238,7 +238,7 @@ impl<T: Pod> Sender<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn send_timeout(&self, value: T, timeout: Duration) -> Result<(), SendTimeoutError<T>> {
-        self.send_deadline(value, Some(Instant::now() + timeout))
+        self.send_deadline(value, crate::chan::deadline_after(timeout))
     }
 
     #[inline]
@@ -329,7 +329,31 @@ impl<T: Pod> Sender<T> {
         &self.chan
     }
 
+    fn wait_strategy(&self) -> WaitStrategy {
+        self.wait
+    }
+
     crate::handle::queries!("receiver");
+
+    crate::handle::wait_for_peer!(
+        "receiver",
+        space_bell,
+        r#"
+```
+use std::time::Duration;
+use shmchan::{spsc, Options, WaitForPeerError};
+# let name = format!("doc-spsc-wait-{}", std::process::id());
+let tx = spsc::Sender::<u64>::create(&name, &Options::new())?;
+let wait = Duration::from_millis(10);
+assert_eq!(tx.wait_for_peer(wait), Err(WaitForPeerError::Timeout));
+let rx = spsc::Receiver::<u64>::open(&name, &Options::new())?; // usually another process
+tx.wait_for_peer(wait)?;
+assert!(tx.is_connected());
+drop(rx);
+assert_eq!(tx.wait_for_peer(wait), Err(WaitForPeerError::Disconnected));
+# Ok::<(), Box<dyn std::error::Error>>(())
+```"#
+    );
 }
 
 impl<T: Pod> Receiver<T> {
@@ -448,7 +472,7 @@ impl<T: Pod> Receiver<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
-        self.recv_deadline(Some(Instant::now() + timeout))
+        self.recv_deadline(crate::chan::deadline_after(timeout))
     }
 
     #[inline]
@@ -540,7 +564,7 @@ impl<T: Pod> Receiver<T> {
         buf: &mut [T],
         timeout: Duration,
     ) -> Result<usize, RecvTimeoutError> {
-        self.recv_slice_deadline(buf, Some(Instant::now() + timeout))
+        self.recv_slice_deadline(buf, crate::chan::deadline_after(timeout))
     }
 
     fn recv_slice_deadline(
@@ -560,7 +584,29 @@ impl<T: Pod> Receiver<T> {
         &self.chan
     }
 
+    fn wait_strategy(&self) -> WaitStrategy {
+        self.wait
+    }
+
     crate::handle::queries!("sender");
+
+    crate::handle::wait_for_peer!(
+        "sender",
+        data_bell,
+        r#"
+```
+use std::time::Duration;
+use shmchan::{spsc, Options};
+# let name = format!("doc-spsc-rx-wait-{}", std::process::id());
+let rx = spsc::Receiver::<u64>::create(&name, &Options::new())?;
+assert!(!rx.is_connected());
+let tx = spsc::Sender::<u64>::open(&name, &Options::new())?; // usually another process
+rx.wait_for_peer(Duration::from_secs(1))?;
+assert!(rx.is_connected());
+# drop(tx);
+# Ok::<(), Box<dyn std::error::Error>>(())
+```"#
+    );
 
     /// A blocking iterator over received messages; it ends when the sender is gone and the
     /// ring is drained.

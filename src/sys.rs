@@ -34,16 +34,28 @@ pub(crate) fn shm_unlink(name: &CStr) -> io::Result<()> {
     cvt(unsafe { libc::shm_unlink(name.as_ptr()) }).map(drop)
 }
 
-/// Open a file relative to the current directory.
+/// Open a file relative to a directory descriptor (`None`: the current directory).
 ///
 /// # References
-/// `open(2)`
-pub(crate) fn open(path: &CStr, oflag: libc::c_int, mode: libc::mode_t) -> io::Result<OwnedFd> {
-    // SAFETY: `path` is a valid NUL-terminated string; `mode` is passed as the variadic
-    // argument `open` reads when `O_CREAT` is set.
-    let fd =
-        cvt(unsafe { libc::open(path.as_ptr(), oflag | libc::O_CLOEXEC, mode as libc::c_uint) })?;
-    // SAFETY: `fd` was just returned by `open` and is owned by nobody else.
+/// `openat(2)`
+pub(crate) fn openat(
+    dir: Option<BorrowedFd<'_>>,
+    path: &CStr,
+    oflag: libc::c_int,
+    mode: libc::mode_t,
+) -> io::Result<OwnedFd> {
+    let dirfd = dir.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
+    // SAFETY: `path` is a valid NUL-terminated string and `dirfd` a live descriptor (or
+    // AT_FDCWD); `mode` is passed as the variadic argument `openat` reads with `O_CREAT`.
+    let fd = cvt(unsafe {
+        libc::openat(
+            dirfd,
+            path.as_ptr(),
+            oflag | libc::O_CLOEXEC,
+            mode as libc::c_uint,
+        )
+    })?;
+    // SAFETY: `fd` was just returned by `openat` and is owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
@@ -96,25 +108,137 @@ pub(crate) fn fstat(fd: BorrowedFd<'_>) -> io::Result<libc::stat> {
     Ok(unsafe { st.assume_init() })
 }
 
-/// Status of a path, not following a final symbolic link.
+/// Status of a name in a directory (`None`: the current directory), not following a final
+/// symbolic link.
 ///
 /// # References
-/// `lstat(2)`
-pub(crate) fn lstat(path: &CStr) -> io::Result<libc::stat> {
+/// `fstatat(2)` with `AT_SYMLINK_NOFOLLOW`
+pub(crate) fn fstatat(dir: Option<BorrowedFd<'_>>, path: &CStr) -> io::Result<libc::stat> {
+    let dirfd = dir.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
     let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: `path` is NUL-terminated; `st` is valid for writes of one `stat`.
-    cvt(unsafe { libc::lstat(path.as_ptr(), st.as_mut_ptr()) })?;
-    // SAFETY: `lstat` returned 0, so it initialised `st`.
+    // SAFETY: `path` is NUL-terminated, `dirfd` live (or AT_FDCWD); `st` is valid for writes
+    // of one `stat`.
+    cvt(unsafe {
+        libc::fstatat(
+            dirfd,
+            path.as_ptr(),
+            st.as_mut_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    })?;
+    // SAFETY: `fstatat` returned 0, so it initialised `st`.
     Ok(unsafe { st.assume_init() })
 }
 
-/// Remove a file name.
+/// Remove a name from a directory (`None`: the current directory).
 ///
 /// # References
-/// `unlink(2)`
-pub(crate) fn unlink(path: &CStr) -> io::Result<()> {
-    // SAFETY: `path` is a valid NUL-terminated string for the duration of the call.
-    cvt(unsafe { libc::unlink(path.as_ptr()) }).map(drop)
+/// `unlinkat(2)`
+pub(crate) fn unlinkat(dir: Option<BorrowedFd<'_>>, path: &CStr) -> io::Result<()> {
+    let dirfd = dir.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
+    // SAFETY: `path` is a valid NUL-terminated string, `dirfd` live (or AT_FDCWD).
+    cvt(unsafe { libc::unlinkat(dirfd, path.as_ptr(), 0) }).map(drop)
+}
+
+/// A new descriptor for the same open file description, close-on-exec.
+///
+/// # References
+/// `fcntl(2)` with `F_DUPFD_CLOEXEC`
+pub(crate) fn dup(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    // SAFETY: plain system call on a live descriptor.
+    let new = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) })?;
+    // SAFETY: `new` was just returned by `fcntl` and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
+/// Make descriptor number `to` refer to what `from` refers to (closing what `to` referred
+/// to), close-on-exec. Async-signal-safe: called in a fork child handler.
+///
+/// # References
+/// `dup3(2)`
+pub(crate) fn dup3_raw(from: libc::c_int, to: libc::c_int) -> libc::c_int {
+    // SAFETY: plain system call on descriptor numbers; the caller owns `to`.
+    unsafe { libc::dup3(from, to, libc::O_CLOEXEC) }
+}
+
+/// An event counter descriptor (used as an inert placeholder), close-on-exec.
+///
+/// # References
+/// `eventfd(2)`
+pub(crate) fn eventfd() -> io::Result<OwnedFd> {
+    // SAFETY: plain system call, no pointers.
+    let fd = cvt(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) })?;
+    // SAFETY: `fd` was just returned by `eventfd` and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Kinds of open-file-description lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LockKind {
+    /// A write (exclusive) lock.
+    Write,
+    /// Release.
+    Unlock,
+}
+
+fn flock_struct(kind: libc::c_short, byte: u64) -> io::Result<libc::flock> {
+    let start =
+        libc::off_t::try_from(byte).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `flock` is plain data; all-zero is a valid value (and l_pid must be 0 for OFD
+    // locks).
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = kind;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = start;
+    fl.l_len = 1;
+    Ok(fl)
+}
+
+/// Take (without waiting) or release an open-file-description lock on one byte. Returns
+/// `Ok(false)` if another open file description holds a conflicting lock. The lock belongs to
+/// the open file description: the kernel releases it when the last descriptor referring to it
+/// is closed, at exit, or at `execve` for a close-on-exec descriptor.
+///
+/// # References
+/// `fcntl(2)`, "Open file description locks": `F_OFD_SETLK`
+pub(crate) fn ofd_setlk(fd: BorrowedFd<'_>, byte: u64, kind: LockKind) -> io::Result<bool> {
+    let t = match kind {
+        LockKind::Write => libc::F_WRLCK,
+        LockKind::Unlock => libc::F_UNLCK,
+    };
+    let fl = flock_struct(t as libc::c_short, byte)?;
+    // SAFETY: `fl` is a valid `flock` for the duration of the call.
+    match cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_SETLK, &fl) }) {
+        Ok(_) => Ok(true),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EACCES)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Does another open file description hold a write lock on this byte?
+///
+/// # References
+/// `fcntl(2)`, `F_OFD_GETLK` (asked as a read lock, so that a descriptor opened read-only
+/// can ask too: only write locks conflict with it)
+pub(crate) fn ofd_write_locked(fd: BorrowedFd<'_>, byte: u64) -> io::Result<bool> {
+    let mut fl = flock_struct(libc::F_RDLCK as libc::c_short, byte)?;
+    // SAFETY: `fl` is a valid `flock`, which F_OFD_GETLK overwrites in place.
+    cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_GETLK, &mut fl) })?;
+    Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
+}
+
+/// Give advice about a range of this process's memory.
+///
+/// # Safety
+/// `[addr, addr + len)` must be memory this process mapped, and the advice must not break
+/// what other code expects of it (`MADV_DONTFORK` and `MADV_POPULATE_WRITE` change nothing
+/// that Rust can observe in this process).
+///
+/// # References
+/// `madvise(2)`
+pub(crate) unsafe fn madvise(addr: *mut u8, len: usize, advice: libc::c_int) -> io::Result<()> {
+    // SAFETY: per the caller's contract.
+    cvt(unsafe { libc::madvise(addr.cast(), len, advice) }).map(drop)
 }
 
 /// Get (or create, with `IPC_CREAT`) a System V shared memory segment.
@@ -126,14 +250,15 @@ pub(crate) fn shmget(key: libc::key_t, size: usize, flags: libc::c_int) -> io::R
     cvt(unsafe { libc::shmget(key, size, flags) })
 }
 
-/// Attach a System V segment read-write at an address the kernel picks.
+/// Attach a System V segment (read-write, or read-only with `SHM_RDONLY` in `flags`) at an
+/// address the kernel picks.
 ///
 /// # References
 /// `shmat(2)`
-pub(crate) fn shmat(id: libc::c_int) -> io::Result<*mut u8> {
+pub(crate) fn shmat(id: libc::c_int, flags: libc::c_int) -> io::Result<*mut u8> {
     // SAFETY: a null address lets the kernel choose a free range; nothing in this process is
     // overwritten.
-    let p = unsafe { libc::shmat(id, std::ptr::null(), 0) };
+    let p = unsafe { libc::shmat(id, std::ptr::null(), flags) };
     if p as isize == -1 {
         Err(io::Error::last_os_error())
     } else {
@@ -212,30 +337,6 @@ pub(crate) unsafe fn futex_wake(word: *const u32) {
     // SAFETY: the caller keeps `word` mapped and aligned; FUTEX_WAKE only reads the address to
     // find the wait queue.
     unsafe { libc::syscall(libc::SYS_futex, word, libc::FUTEX_WAKE, i32::MAX) };
-}
-
-/// Is process `pid` gone? `None` when that cannot be told from here.
-///
-/// # References
-/// `kill(2)` with signal 0
-pub(crate) fn kill0_gone(pid: u32) -> Option<bool> {
-    let pid = libc::pid_t::try_from(pid).ok()?;
-    if pid <= 0 {
-        return Some(true);
-    }
-    // SAFETY: signal 0 only checks that the process exists; nothing is delivered.
-    if unsafe { libc::kill(pid, 0) } == 0 {
-        return Some(false);
-    }
-    match io::Error::last_os_error().raw_os_error() {
-        Some(libc::ESRCH) => Some(true),
-        _ => None,
-    }
-}
-
-/// This process's id.
-pub(crate) fn getpid() -> u32 {
-    std::process::id()
 }
 
 /// The system page size.

@@ -5,16 +5,25 @@
 //! ```text
 //!  sleeper (ring empty/full)              notifier (just pushed/popped)
 //!  s = seq.load(Acquire)                  index.store(Release)       (the publish)
-//!  waiters += 1                           fence(SeqCst)              SYNC POINT (doorbell)
-//!  fence(SeqCst)   SYNC POINT (doorbell)  if waiters != 0 {
-//!  re-check the ring; if ready: leave         seq += 1 (Release)
-//!  futex_wait(seq, s)                         futex_wake(seq)
-//!  waiters -= 1                           }
+//!  sleepers = 1                           fence(SeqCst)              SYNC POINT (doorbell)
+//!  fence(SeqCst)   SYNC POINT (doorbell)  if sleepers != 0 {
+//!  re-check the ring; if ready: leave         sleepers = 0
+//!  futex_wait(seq, s)                         seq += 1 (Release)
+//!                                             futex_wake(seq, all)
+//!                                         }
 //! ```
 //!
 //! The two fences guarantee that the sleeper's re-check sees the publish, or the notifier sees
-//! the registration (or both); in the second case `seq` changes after `s` was read, so
-//! `futex_wait` returns at once or is woken.
+//! the flag (or both); in the second case `seq` changes after `s` was read, so `futex_wait`
+//! returns at once or is woken. A notifier that clears the flag wakes *every* sleeper, and
+//! each one that still has to wait sets it again before its next re-check; a sleeper that set
+//! it after the clear read `seq` before the bump (the clear, then the bump, are ordered before
+//! any later read of the new `seq`), so its `futex_wait` returns at once. The flag is not a
+//! count on purpose: a sleeper killed while asleep (or between setting the flag and leaving)
+//! leaves nothing behind but one spurious wake, after which the next notifier clears it. (A
+//! count would stay raised for ever, and every later message would pay a `FUTEX_WAKE`.) The
+//! price: a sleeper that finds its message in the re-check leaves the flag set, and the next
+//! notifier makes one system call for nobody.
 //!
 //! The notifier's fence is on every send and receive, and a full fence costs as much as the
 //! rest of the operation. So, as `membarrier(2)` describes, the barrier is made asymmetric:
@@ -22,11 +31,15 @@
 //! a registered process needs only a compiler fence, and a thread about to sleep issues
 //! `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)` after its own fence, which runs a full barrier
 //! on every running thread of every registered process (one that is not running passed one when
-//! it was switched out). Either that barrier falls after the notifier's `waiters` load, and the
+//! it was switched out). Either that barrier falls after the notifier's `sleepers` load, and the
 //! notifier's publish was visible before the sleeper's re-check; or before it, and the sleeper's
-//! registration was visible to the load. A process whose registration fails keeps the full
-//! fence. When nobody sleeps, notifying then costs one load of a line nobody writes. (loom
-//! cannot model `membarrier`, so under loom both sides use the symmetric fences.)
+//! flag was visible to the load. A sleeper that cannot issue `membarrier` (seccomp forbids it,
+//! or registration failed) could not make its peers' compiler fences enough, so at attach its
+//! process marks the channel's doorbells (`Doorbell::fence`), and from then on every notifier
+//! of that channel issues the full fence. (A notify racing with that very attach may still be
+//! seen late, by one probe interval.) When nobody sleeps, notifying costs one load of a line
+//! nobody writes. (loom cannot model `membarrier`, so under loom both sides use the symmetric
+//! fences.)
 //!
 //! Sleeps are bounded (at most [`PROBE_INTERVAL`]) so that a waiter notices a peer killed with
 //! `kill -9`, which never rings the bell.
@@ -45,36 +58,52 @@ impl Doorbell {
     /// Release store that published it.
     #[inline]
     pub(crate) fn notify(&self) {
-        // SYNC POINT (doorbell): orders the caller's publish before the `waiters` load; pairs
-        // with the fence (and the membarrier) in `prepare`.
-        if asymmetric() {
+        // SYNC POINT (doorbell): orders the caller's publish before the `sleepers` load; pairs
+        // with the fence (and the membarrier) in `prepare`. `fence` is on the same line as
+        // `sleepers` (Relaxed: set at attach, before the setter's first sleep; see the module
+        // docs for the one notify that may race with it).
+        if asymmetric() && self.fence.load(Ordering::Relaxed) == 0 {
             core::sync::atomic::compiler_fence(Ordering::SeqCst);
         } else {
             fence(Ordering::SeqCst);
         }
-        if self.waiters.load(Ordering::Relaxed) != 0 {
+        if self.sleepers.load(Ordering::Relaxed) != 0 {
             self.wake();
         }
     }
 
-    /// Wake every sleeper unconditionally (disconnect).
+    /// Wake every sleeper unconditionally (disconnect, attach), clearing the flag first: each
+    /// sleeper that must go on waiting sets it again before its next re-check.
     #[cold]
     pub(crate) fn wake(&self) {
+        // Relaxed: ordered before the bump below by the bump's Release, which every sleeper
+        // that reads the new `seq` synchronises with (so its own flag store comes after this).
+        self.sleepers.store(0, Ordering::Relaxed);
         // Release: a sleeper that reads the new `seq` with Acquire sees the publish.
         self.seq.fetch_add(1, Ordering::Release);
         futex::wake(&self.seq);
     }
 
+    /// Make every notifier of this doorbell issue a full fence (a process that cannot use
+    /// `membarrier` is about to wait on it).
+    pub(crate) fn require_full_fence(&self) {
+        // Relaxed, then a full fence: the flag is visible before anything this process does
+        // next (in particular before its first sleep's flag store and re-check).
+        self.fence.store(1, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+    }
+
     /// Register as a sleeper. The caller then re-checks its condition and either calls
-    /// [`sleep`](Self::sleep) with the returned value or [`cancel`](Self::cancel).
+    /// [`sleep`](Self::sleep) with the returned value or leaves (the flag stays set: one
+    /// spurious wake for the next notifier).
     fn prepare(&self) -> u32 {
         // Acquire: pairs with `wake`'s Release; reading a newer `seq` means seeing the publish
-        // that came before it.
+        // (and the flag clear) that came before it.
         let seq = self.seq.load(Ordering::Acquire);
         // Relaxed: the fence below orders it before the re-check.
-        self.waiters.fetch_add(1, Ordering::Relaxed);
-        // SYNC POINT (doorbell): orders the registration before the re-check; pairs with the
-        // fence in `notify`, or with the compiler fence there through the membarrier.
+        self.sleepers.store(1, Ordering::Relaxed);
+        // SYNC POINT (doorbell): orders the flag before the re-check; pairs with the fence in
+        // `notify`, or with the compiler fence there through the membarrier.
         fence(Ordering::SeqCst);
         heavy_barrier();
         seq
@@ -82,12 +111,6 @@ impl Doorbell {
 
     fn sleep(&self, seq: u32, timeout: Option<Duration>) {
         futex::wait(&self.seq, seq, timeout);
-        self.cancel();
-    }
-
-    fn cancel(&self) {
-        // Relaxed: a notifier that reads a stale count only makes one spurious wake.
-        self.waiters.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -105,11 +128,12 @@ const REGISTERED: u32 = 1;
 const REFUSED: u32 = 2;
 
 /// Register this process for expedited global membarriers (called at every attach; registers
-/// once per process). Afterwards its notifiers use a compiler fence only.
+/// once per process). Afterwards its notifiers use a compiler fence only. Returns false if this
+/// process cannot issue the barrier (its sleepers' peers must then use a full fence).
 ///
 /// A forked child is not registered (the kernel resets it with the new address space) but
 /// inherits this flag, so a fork handler resets the flag; the child's next attach registers.
-pub(crate) fn register_process() {
+pub(crate) fn register_process() -> bool {
     #[cfg(not(loom))]
     if MEMBARRIER.load(Ordering::Relaxed) == UNREGISTERED {
         extern "C" fn forked_child() {
@@ -121,9 +145,15 @@ pub(crate) fn register_process() {
         AT_FORK.call_once(|| unsafe {
             libc::pthread_atfork(None, None, Some(forked_child));
         });
-        let ok = crate::sys::membarrier(crate::sys::MEMBARRIER_REGISTER_GLOBAL_EXPEDITED).is_ok();
+        // Registered, and the barrier itself works (seccomp could allow one and not the other).
+        let ok = crate::sys::membarrier(crate::sys::MEMBARRIER_REGISTER_GLOBAL_EXPEDITED).is_ok()
+            && crate::sys::membarrier(crate::sys::MEMBARRIER_GLOBAL_EXPEDITED).is_ok();
         MEMBARRIER.store(if ok { REGISTERED } else { REFUSED }, Ordering::Relaxed);
     }
+    #[cfg(not(loom))]
+    return MEMBARRIER.load(Ordering::Relaxed) == REGISTERED;
+    #[cfg(loom)]
+    return true;
 }
 
 /// May this process's notifiers skip the full fence?
@@ -212,10 +242,7 @@ pub(crate) fn wait_until<R>(
         }
         let seq = bell.prepare();
         match attempt(probe_due(now)) {
-            Poll::Ready(r) => {
-                bell.cancel();
-                return Some(r);
-            }
+            Poll::Ready(r) => return Some(r),
             Poll::Pending => {
                 let mut nap = PROBE_INTERVAL;
                 if let Some(d) = deadline {

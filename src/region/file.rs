@@ -1,66 +1,105 @@
-//! Regions as files: `dir/<name>`, opened `O_NOFOLLOW`, mapped `MAP_SHARED`, removed with
-//! `unlink`.
+//! Regions as files: `dir/<name>`, opened `O_NOFOLLOW` relative to a descriptor of `dir` (so a
+//! later `chdir` changes nothing), mapped `MAP_SHARED`, removed with `unlinkat`.
 
 use std::ffi::CString;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
-use std::ptr::NonNull;
+use std::path::Path;
 use std::time::Instant;
 
-use super::{map_fd, os_error, same_file, wait_for_size};
+use super::lock::Gate;
+use super::{Mapping, gate_error, os_error};
 use crate::error::Error;
+use crate::fork::Guarded;
 use crate::options::Backend;
 use crate::sys;
 
 pub(super) struct MappedFile {
-    map: memmap2::MmapRaw,
-    base: NonNull<u8>,
-    fd: OwnedFd,
-    path: CString,
+    pub(super) map: Option<Mapping>,
+    pub(super) fd: Guarded,
+    /// The directory, opened when the region was: names are looked up and removed in it.
+    dir: OwnedFd,
+    /// The file's name in `dir`.
+    name: CString,
 }
 
-fn path_of(dir: &Path, name: &str, backend: &Backend) -> Result<CString, Error> {
-    CString::new(dir.join(name).as_os_str().as_bytes()).map_err(|_| Error::InvalidOptions {
+/// Open the directory of a File backend (a relative path is resolved now, once).
+fn open_dir(dir: &Path, name: &str, backend: &Backend) -> Result<(OwnedFd, CString), Error> {
+    let nul = || Error::InvalidOptions {
         reason: format!("the directory of {backend} contains a NUL byte"),
-    })
+    };
+    let cdir = CString::new(dir.as_os_str().as_bytes()).map_err(|_| nul())?;
+    let fd = sys::openat(None, &cdir, libc::O_PATH | libc::O_DIRECTORY, 0)
+        .map_err(|e| os_error("directory lookup", name, backend.clone(), e))?;
+    // `validate_name` rejected NUL bytes.
+    Ok((fd, CString::new(name).expect("name has no NUL")))
 }
 
 impl MappedFile {
+    /// As [`PosixShm::create`](super::posix::PosixShm::create), for a file in `dir`.
     pub(super) fn create(
         dir: &Path,
         name: &str,
         len: usize,
         mode: u32,
-    ) -> Result<MappedFile, Error> {
+        deadline: Option<Instant>,
+    ) -> Result<(MappedFile, Gate), Error> {
         let backend = Backend::File(dir.to_path_buf());
-        let path = path_of(dir, name, &backend)?;
+        let (dirfd, cname) = open_dir(dir, name, &backend)?;
         let err = |op, e| os_error(op, name, backend.clone(), e);
-        let fd = sys::open(
-            &path,
-            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
-            mode as libc::mode_t,
-        )
+        let fd = Guarded::open(|| {
+            sys::openat(
+                Some(dirfd.as_fd()),
+                &cname,
+                libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
+                mode as libc::mode_t,
+            )
+        })
         .map_err(|e| err("create (open O_CREAT|O_EXCL)", e))?;
-        match super::size_and_map(&fd, len, mode, err) {
-            Ok((map, base)) => Ok(MappedFile {
-                map,
-                base,
-                fd,
-                path,
-            }),
+        let mut file = MappedFile {
+            map: None,
+            fd,
+            dir: dirfd,
+            name: cname,
+        };
+        let gate = Gate::ofd(file.fd.as_fd(), deadline)
+            .map_err(|e| gate_error(e, name, backend.clone()))?;
+        if !file.is_named() {
+            return Err(Error::AlreadyExists {
+                name: name.to_owned(),
+                backend,
+            });
+        }
+        match super::size_and_map(&file.fd, len, mode, err) {
+            Ok(map) => {
+                file.map = Some(map);
+                Ok((file, gate))
+            }
             Err(e) => {
-                let _ = sys::unlink(&path);
+                let _ = file.remove_name();
                 Err(e)
             }
         }
     }
 
-    pub(super) fn open(dir: &Path, name: &str, deadline: Instant) -> Result<MappedFile, Error> {
-        let backend = Backend::File(PathBuf::from(dir));
-        let path = path_of(dir, name, &backend)?;
+    /// As [`PosixShm::open`](super::posix::PosixShm::open), for a file in `dir`.
+    pub(super) fn open(
+        dir: &Path,
+        name: &str,
+        deadline: Option<Instant>,
+    ) -> Result<(MappedFile, Gate), Error> {
+        let backend = Backend::File(dir.to_path_buf());
+        let (dirfd, cname) = open_dir(dir, name, &backend)?;
         let err = |op, e| os_error(op, name, backend.clone(), e);
-        let fd = sys::open(&path, libc::O_RDWR | libc::O_NOFOLLOW, 0).map_err(|e| {
+        let fd = Guarded::open(|| {
+            sys::openat(
+                Some(dirfd.as_fd()),
+                &cname,
+                libc::O_RDWR | libc::O_NOFOLLOW,
+                0,
+            )
+        })
+        .map_err(|e| {
             if e.raw_os_error() == Some(libc::ELOOP) {
                 Error::Incompatible {
                     name: name.to_owned(),
@@ -79,33 +118,37 @@ impl MappedFile {
                 detail: "it is not a regular file".into(),
             });
         }
-        let Some(len) = wait_for_size(&fd, deadline).map_err(|e| err("fstat", e))? else {
-            return Err(Error::NotReady {
-                name: name.to_owned(),
-                backend,
-                waited: std::time::Duration::ZERO,
-            });
-        };
-        let (map, base) = map_fd(&fd, len).map_err(|e| err("mmap", e))?;
+        let gate =
+            Gate::ofd(fd.as_fd(), deadline).map_err(|e| gate_error(e, name, backend.clone()))?;
+        let map = super::map_whole(&fd).map_err(|e| err("mmap", e))?;
+        Ok((
+            MappedFile {
+                map,
+                fd,
+                dir: dirfd,
+                name: cname,
+            },
+            gate,
+        ))
+    }
+
+    /// The same file through another descriptor and mapping (see `Region::resized`).
+    pub(super) fn with_fd(&self, fd: Guarded, map: Option<Mapping>) -> std::io::Result<MappedFile> {
         Ok(MappedFile {
             map,
-            base,
             fd,
-            path,
+            dir: sys::dup(self.dir.as_fd())?,
+            name: self.name.clone(),
         })
     }
 
-    pub(super) fn base(&self) -> NonNull<u8> {
-        self.base
+    /// Does the name still refer to this file?
+    pub(super) fn is_named(&self) -> bool {
+        super::same_file(Some(self.dir.as_fd()), &self.name, &self.fd)
     }
 
-    pub(super) fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    pub(super) fn remove_name(&self) {
-        if same_file(&self.path, &self.fd) {
-            let _ = sys::unlink(&self.path);
-        }
+    /// Remove the name (the caller holds the gate and checked [`is_named`](Self::is_named)).
+    pub(super) fn remove_name(&self) -> std::io::Result<()> {
+        sys::unlinkat(Some(self.dir.as_fd()), &self.name)
     }
 }

@@ -2,6 +2,7 @@
 
 use std::ptr::NonNull;
 
+use crate::error::Error;
 use crate::layout::Geometry;
 
 /// A zeroed, page-aligned heap block laid out exactly like a shared region (production), or a
@@ -26,15 +27,21 @@ unsafe impl Send for HeapBlock {}
 unsafe impl Sync for HeapBlock {}
 
 impl HeapBlock {
-    pub(crate) fn new(geo: &Geometry) -> HeapBlock {
+    /// A zeroed block for `geo`, or [`Error::InvalidOptions`] if the memory cannot be had
+    /// (an allocation failure is the caller's to handle, not an abort).
+    pub(crate) fn new(geo: &Geometry) -> Result<HeapBlock, Error> {
+        let too_big = || Error::InvalidOptions {
+            reason: format!(
+                "an in-process channel of {} slots needs {} bytes, which could not be allocated",
+                geo.capacity, geo.region_len
+            ),
+        };
         let layout = std::alloc::Layout::from_size_align(geo.region_len.max(1), 4096)
-            .expect("geometry lengths are validated to fit in isize");
+            .map_err(|_| too_big())?;
         // SAFETY: `layout` has non-zero size.
         let raw = unsafe { std::alloc::alloc_zeroed(layout) };
-        let Some(ptr) = NonNull::new(raw) else {
-            std::alloc::handle_alloc_error(layout)
-        };
-        HeapBlock {
+        let ptr = NonNull::new(raw).ok_or_else(too_big)?;
+        Ok(HeapBlock {
             ptr,
             layout,
             #[cfg(loom)]
@@ -45,7 +52,7 @@ impl HeapBlock {
             stamps: (0..geo.capacity)
                 .map(|_| crate::sync::AtomicU64::new(0))
                 .collect(),
-        }
+        })
     }
 
     pub(crate) fn base(&self) -> NonNull<u8> {

@@ -1,37 +1,52 @@
-//! Named blocks of shared memory: create exclusively, open, map, remove the name.
+//! Named blocks of shared memory: create exclusively, open, map, lock, remove the name.
 //!
-//! [`Region`] is the same for every backend: a mapped, sized block of raw bytes that is unmapped
-//! when it is dropped. Which backend it sits on matters only here; the header handshake
-//! (`chan.rs`) and the ring (`ring/`) see a base pointer and a length. The heap region serves
-//! in-process channels, tests and loom.
+//! [`Region`] is the same for every backend: a mapped block of raw bytes that is unmapped when
+//! it is dropped, with the kernel-held locks of `lock.rs` (the gate, and one liveness witness
+//! per endpoint). Which backend it sits on matters only here; the header handshake (`chan.rs`)
+//! and the ring (`ring/`) see a base pointer and a length. The heap region serves in-process
+//! channels, tests and loom.
 
 #[cfg(not(loom))]
 mod file;
 mod heap;
 #[cfg(not(loom))]
+pub(crate) mod lock;
+#[cfg(not(loom))]
 mod posix;
 #[cfg(not(loom))]
-mod sysv;
+pub(crate) mod sysv;
+#[cfg(not(loom))]
+mod token;
 
 use std::ptr::NonNull;
+#[cfg(not(loom))]
 use std::time::Instant;
 
 use crate::error::Error;
 use crate::layout::{Geometry, Header, MAX_NAME};
+#[cfg(not(loom))]
 use crate::options::Backend;
 
 pub(crate) use heap::HeapBlock;
+#[cfg(not(loom))]
+pub(crate) use lock::{Gate, GateError};
+
+/// A held gate (see `lock.rs`); under loom there is only the heap, which has none.
+#[cfg(loom)]
+pub(crate) enum Gate {
+    Heap,
+}
 
 /// A mapped block of shared memory.
 pub(crate) struct Region {
     /// Start of the mapping; page-aligned (128-byte aligned at least), valid for `len` bytes
-    /// for as long as `owner` lives.
+    /// for as long as `owner` lives. Dangling when `len` is 0 (an object too small to map).
     base: NonNull<u8>,
     len: usize,
     owner: Owner,
 }
 
-/// What keeps the mapping alive and how to remove the region's name.
+/// What keeps the mapping alive, and the object it maps.
 enum Owner {
     #[cfg(not(loom))]
     Posix(posix::PosixShm),
@@ -77,61 +92,82 @@ pub(crate) fn validate_name(name: &str) -> Result<(), Error> {
 }
 
 impl Region {
-    /// Create the region exclusively, reserve `len` bytes of memory for it, and map it. The
-    /// memory is zeroed. On any failure after the name was created, the name is removed again.
+    /// Create the region exclusively and take its gate, then give it `len` zeroed bytes of
+    /// reserved memory and map them. On any failure after the name was created, the name is
+    /// removed again. `Err(AlreadyExists)` when the name is taken.
     #[cfg(not(loom))]
     pub(crate) fn create(
         name: &str,
         backend: &Backend,
         len: usize,
         mode: u32,
-    ) -> Result<Region, Error> {
-        let (base, len, owner) = match backend {
+        deadline: Option<Instant>,
+    ) -> Result<(Region, Gate), Error> {
+        let (owner, gate) = match backend {
             Backend::Posix => {
-                let r = posix::PosixShm::create(name, len, mode)?;
-                (r.base(), len, Owner::Posix(r))
+                let (r, g) = posix::PosixShm::create(name, len, mode, deadline)?;
+                (Owner::Posix(r), g)
             }
             Backend::SysV => {
-                let r = sysv::SysVShm::create(name, len, mode)?;
-                (r.base(), len, Owner::SysV(r))
+                let (r, g) = sysv::SysVShm::create(name, len, mode, deadline)?;
+                (Owner::SysV(r), g)
             }
             Backend::File(dir) => {
-                let r = file::MappedFile::create(dir, name, len, mode)?;
-                (r.base(), len, Owner::File(r))
+                let (r, g) = file::MappedFile::create(dir, name, len, mode, deadline)?;
+                (Owner::File(r), g)
             }
         };
-        Ok(Region { base, len, owner })
+        Ok((Region::from_owner(owner), gate))
     }
 
-    /// Open an existing region and map all of it, waiting until `deadline` for its creator
-    /// to give it at least a header's worth of bytes.
+    /// Open an existing region and take its gate, waiting for it until `deadline`. All of the
+    /// object is mapped, lazily (nothing is faulted in: see [`populate`](Self::populate)); an
+    /// object smaller than a header is not mapped at all (`len() == 0`).
     #[cfg(not(loom))]
-    pub(crate) fn open(name: &str, backend: &Backend, deadline: Instant) -> Result<Region, Error> {
-        let (base, len, owner) = match backend {
+    pub(crate) fn open(
+        name: &str,
+        backend: &Backend,
+        deadline: Option<Instant>,
+    ) -> Result<(Region, Gate), Error> {
+        let (owner, gate) = match backend {
             Backend::Posix => {
-                let r = posix::PosixShm::open(name, deadline)?;
-                (r.base(), r.len(), Owner::Posix(r))
+                let (r, g) = posix::PosixShm::open(name, deadline)?;
+                (Owner::Posix(r), g)
             }
             Backend::SysV => {
-                let r = sysv::SysVShm::open(name)?;
-                (r.base(), r.len(), Owner::SysV(r))
+                let (r, g) = sysv::SysVShm::open(name, deadline)?;
+                (Owner::SysV(r), g)
             }
             Backend::File(dir) => {
-                let r = file::MappedFile::open(dir, name, deadline)?;
-                (r.base(), r.len(), Owner::File(r))
+                let (r, g) = file::MappedFile::open(dir, name, deadline)?;
+                (Owner::File(r), g)
             }
         };
-        Ok(Region { base, len, owner })
+        Ok((Region::from_owner(owner), gate))
+    }
+
+    #[cfg(not(loom))]
+    fn from_owner(owner: Owner) -> Region {
+        let (base, len) = match &owner {
+            Owner::Posix(r) => Mapping::base_len(&r.map),
+            Owner::File(r) => Mapping::base_len(&r.map),
+            Owner::SysV(r) => (
+                NonNull::new(r.attachment.base()).expect("shmat never returns null"),
+                r.attachment.len(),
+            ),
+            Owner::Heap(_) => unreachable!("heap regions are made by Region::heap"),
+        };
+        Region { base, len, owner }
     }
 
     /// A region on the heap, for a channel inside one process.
-    pub(crate) fn heap(geo: &Geometry) -> Region {
-        let block = std::sync::Arc::new(HeapBlock::new(geo));
-        Region {
+    pub(crate) fn heap(geo: &Geometry) -> Result<Region, Error> {
+        let block = std::sync::Arc::new(HeapBlock::new(geo)?);
+        Ok(Region {
             base: block.base(),
             len: block.len(),
             owner: Owner::Heap(block),
-        }
+        })
     }
 
     /// Another handle on the same heap block (in-process channels only).
@@ -147,9 +183,49 @@ impl Region {
         }
     }
 
+    /// Is this an in-process (heap) region?
+    pub(crate) fn is_heap(&self) -> bool {
+        matches!(self.owner, Owner::Heap(_))
+    }
+
+    /// Take the gate (see `lock.rs`), waiting until `deadline` (`None`: as long as it takes).
+    #[cfg(not(loom))]
+    pub(crate) fn gate(&self, deadline: Option<Instant>) -> Result<Gate, GateError> {
+        use std::os::fd::AsFd;
+        match &self.owner {
+            Owner::Posix(r) => Gate::ofd(r.fd.as_fd(), deadline),
+            Owner::File(r) => Gate::ofd(r.fd.as_fd(), deadline),
+            Owner::SysV(r) => r.gate(token::mine()?, deadline),
+            Owner::Heap(_) => Ok(Gate::Heap),
+        }
+    }
+
+    /// Under loom there is only the heap, whose gate is a no-op.
+    #[cfg(loom)]
+    pub(crate) fn gate(&self, _deadline: Option<std::time::Instant>) -> Result<Gate, ()> {
+        Ok(Gate::Heap)
+    }
+
+    /// Does the region's name still refer to this object? (Checked under the gate before
+    /// removing the name.) Heap regions have no name: false.
+    pub(crate) fn is_named(&self) -> bool {
+        match &self.owner {
+            #[cfg(not(loom))]
+            Owner::Posix(r) => r.is_named(),
+            #[cfg(not(loom))]
+            Owner::SysV(r) => r.is_named(),
+            #[cfg(not(loom))]
+            Owner::File(r) => r.is_named(),
+            Owner::Heap(_) => false,
+        }
+    }
+
     /// Remove the region's name from the system (the memory goes when the last mapping does).
-    /// Errors are ignored: the name may already be gone.
-    pub(crate) fn remove_name(&self) {
+    /// The caller holds the gate; the name is only removed if it still refers to this object.
+    pub(crate) fn remove_name(&self) -> std::io::Result<()> {
+        if !self.is_named() {
+            return Ok(());
+        }
         match &self.owner {
             #[cfg(not(loom))]
             Owner::Posix(r) => r.remove_name(),
@@ -157,31 +233,136 @@ impl Region {
             Owner::SysV(r) => r.remove_name(),
             #[cfg(not(loom))]
             Owner::File(r) => r.remove_name(),
-            Owner::Heap(_) => {}
+            Owner::Heap(_) => Ok(()),
         }
     }
 
-    /// Length of the mapping in bytes.
+    /// This process's liveness token for the region's endpoint entries (`lock.rs`): the System
+    /// V token id; 0 for the other backends, whose witness is a lock on the entry's own byte.
+    pub(crate) fn token(&self) -> std::io::Result<u32> {
+        match &self.owner {
+            #[cfg(not(loom))]
+            Owner::SysV(_) => token::mine(),
+            _ => Ok(0),
+        }
+    }
+
+    /// Start witnessing that endpoint entry `i` is held by this process (before claiming it).
+    /// `Ok(false)` if another process holds that entry's witness.
+    pub(crate) fn hold_endpoint(&self, i: usize) -> std::io::Result<bool> {
+        match &self.owner {
+            #[cfg(not(loom))]
+            Owner::Posix(r) => lock_byte(&r.fd, lock::endpoint_byte(i), true),
+            #[cfg(not(loom))]
+            Owner::File(r) => lock_byte(&r.fd, lock::endpoint_byte(i), true),
+            _ => {
+                let _ = i;
+                Ok(true)
+            }
+        }
+    }
+
+    /// Stop witnessing entry `i` (a claim that failed, or a handle that detached).
+    pub(crate) fn release_endpoint(&self, i: usize) {
+        match &self.owner {
+            #[cfg(not(loom))]
+            Owner::Posix(r) => drop(lock_byte(&r.fd, lock::endpoint_byte(i), false)),
+            #[cfg(not(loom))]
+            Owner::File(r) => drop(lock_byte(&r.fd, lock::endpoint_byte(i), false)),
+            _ => {
+                let _ = i;
+            }
+        }
+    }
+
+    /// Is the process holding endpoint entry `i` (whose word carries `token`) alive? False
+    /// only on the kernel's word that it is not (`lock.rs`); an error asking counts as alive.
+    pub(crate) fn endpoint_alive(&self, i: usize, token: u32) -> bool {
+        match &self.owner {
+            #[cfg(not(loom))]
+            Owner::Posix(r) => crate::sys::ofd_write_locked(
+                std::os::fd::AsFd::as_fd(&r.fd),
+                lock::endpoint_byte(i),
+            )
+            .unwrap_or(true),
+            #[cfg(not(loom))]
+            Owner::File(r) => crate::sys::ofd_write_locked(
+                std::os::fd::AsFd::as_fd(&r.fd),
+                lock::endpoint_byte(i),
+            )
+            .unwrap_or(true),
+            #[cfg(not(loom))]
+            Owner::SysV(_) => token::alive(token),
+            Owner::Heap(_) => {
+                let _ = (i, token);
+                true
+            }
+        }
+    }
+
+    /// Fault in the first `len` bytes now (after validation), so the first messages do not
+    /// pay for page faults. Best effort: a kernel without `MADV_POPULATE_WRITE` (before 5.14)
+    /// faults them in later.
+    pub(crate) fn populate(&self, len: usize) {
+        #[cfg(not(loom))]
+        if !self.is_heap() && len > 0 && len <= self.len {
+            // SAFETY: the range lies in this region's mapping; populating changes no byte.
+            let _ =
+                unsafe { crate::sys::madvise(self.base.as_ptr(), len, libc::MADV_POPULATE_WRITE) };
+        }
+        #[cfg(loom)]
+        let _ = len;
+    }
+
+    /// Size of the object in bytes, mapped or not.
+    #[cfg(not(loom))]
+    pub(crate) fn object_len(&self) -> usize {
+        use std::os::fd::AsFd;
+        let fstat_len = |fd: &crate::fork::Guarded| {
+            crate::sys::fstat(fd.as_fd()).map_or(0, |st| usize::try_from(st.st_size).unwrap_or(0))
+        };
+        match &self.owner {
+            Owner::Posix(r) => fstat_len(&r.fd),
+            Owner::File(r) => fstat_len(&r.fd),
+            Owner::SysV(r) => r.attachment.len(),
+            Owner::Heap(_) => self.len,
+        }
+    }
+
+    /// Length of the mapping in bytes (0 for an object too small to hold a header).
     pub(crate) fn len(&self) -> usize {
         self.len
     }
 
+    /// The header at offset 0, if the mapping holds one.
+    pub(crate) fn try_header(&self) -> Option<&Header> {
+        #[cfg(loom)]
+        return Some(self.header());
+        #[cfg(not(loom))]
+        (self.len >= size_of::<Header>()).then(|| self.header())
+    }
+
     /// The header at offset 0.
+    ///
+    /// # Panics
+    /// If the region is too small to hold one; every channel's region is checked for that
+    /// before a header is asked for ([`try_header`](Self::try_header)).
     pub(crate) fn header(&self) -> &Header {
         match &self.owner {
             #[cfg(loom)]
             Owner::Heap(block) => block.header(),
             #[cfg(not(loom))]
             _ => {
-                debug_assert!(self.len >= size_of::<Header>());
-                // SAFETY: every constructor guarantees `len >= size_of::<Header>()` (create
-                // sizes the region for a whole geometry; open checks the size before mapping
-                // and waits for a header's worth of bytes), and `base` is page-aligned, which
-                // satisfies `Header`'s 128-byte alignment. Every field of `Header` is an atomic
-                // integer, for which any bit pattern (including zero) is valid, and all access
-                // to them is atomic, so other processes writing the same memory concurrently
-                // cause no undefined behaviour. The reference lives no longer than `self`,
-                // which keeps the mapping alive.
+                assert!(
+                    self.len >= size_of::<Header>(),
+                    "region too small for a header"
+                );
+                // SAFETY: `len >= size_of::<Header>()` (checked above), and `base` is
+                // page-aligned, which satisfies `Header`'s 128-byte alignment. Every field of
+                // `Header` is an atomic integer, for which any bit pattern (including zero) is
+                // valid, and all access to them is atomic, so other processes writing the same
+                // memory concurrently cause no undefined behaviour. The reference lives no
+                // longer than `self`, which keeps the mapping alive.
                 unsafe { self.base.cast::<Header>().as_ref() }
             }
         }
@@ -206,6 +387,86 @@ impl Region {
         }
     }
 
+    /// Zero the first `len` bytes (a closed channel's object about to be used anew; the caller
+    /// holds the gate and no endpoint is alive).
+    #[cfg(not(loom))]
+    pub(crate) fn zero(&self, len: usize) {
+        let len = len.min(self.len);
+        // SAFETY: in bounds of the mapping. Nobody else uses these bytes: the channel was
+        // closed under the gate we hold, with every endpoint gone, and a new one is published
+        // only after this. A hostile process writing them meanwhile changes only values.
+        unsafe { std::ptr::write_bytes(self.base.as_ptr(), 0, len) }
+    }
+
+    /// Owner uid and permission bits of the object (for messages and the reuse check).
+    #[cfg(not(loom))]
+    pub(crate) fn owner_and_mode(&self) -> Option<(u32, u32)> {
+        use std::os::fd::AsFd;
+        match &self.owner {
+            Owner::Posix(r) => crate::sys::fstat(r.fd.as_fd())
+                .ok()
+                .map(|st| (st.st_uid, st.st_mode & 0o777)),
+            Owner::File(r) => crate::sys::fstat(r.fd.as_fd())
+                .ok()
+                .map(|st| (st.st_uid, st.st_mode & 0o777)),
+            Owner::SysV(r) => crate::sys::shm_stat(r.id)
+                .ok()
+                .map(|ds| (ds.shm_perm.uid, u32::from(ds.shm_perm.mode) & 0o777)),
+            Owner::Heap(_) => None,
+        }
+    }
+
+    /// Give the object `len` bytes of reserved memory (a closed channel used anew) and map
+    /// them as a new region; the gate stays held (it belongs to the object, not the mapping).
+    /// System V segments cannot change size: one smaller than `len` is an error.
+    #[cfg(not(loom))]
+    pub(crate) fn resized(
+        &self,
+        name: &str,
+        backend: &Backend,
+        len: usize,
+    ) -> Result<Region, Error> {
+        use std::os::fd::AsFd;
+        let err = |op, e| os_error(op, name, backend.clone(), e);
+        let reserve = |fd: &crate::fork::Guarded| -> Result<Region, Error> {
+            crate::sys::ftruncate(fd.as_fd(), len as u64).map_err(|e| err("ftruncate", e))?;
+            crate::sys::posix_fallocate(fd.as_fd(), len as u64)
+                .map_err(|e| err("posix_fallocate (reserving the region's memory)", e))?;
+            let dup = crate::fork::Guarded::open(|| crate::sys::dup(fd.as_fd()))
+                .map_err(|e| err("dup", e))?;
+            let map = map_whole(&dup).map_err(|e| err("mmap", e))?;
+            Ok(Region::from_owner(match &self.owner {
+                Owner::Posix(r) => Owner::Posix(r.with_fd(dup, map)),
+                Owner::File(r) => Owner::File(r.with_fd(dup, map).map_err(|e| err("dup", e))?),
+                _ => unreachable!("only POSIX and File regions are resized"),
+            }))
+        };
+        match &self.owner {
+            Owner::Posix(r) => reserve(&r.fd),
+            Owner::File(r) => reserve(&r.fd),
+            Owner::SysV(r) => {
+                if r.attachment.len() < len {
+                    return Err(Error::Incompatible {
+                        name: name.to_owned(),
+                        backend: backend.clone(),
+                        detail: format!(
+                            "a closed channel's segment of {} bytes is still there (only its \
+                             owner or root can remove it), too small for {len} bytes",
+                            r.attachment.len()
+                        ),
+                    });
+                }
+                let attachment = sysv::Attachment::new(r.id).map_err(|e| err("shmat", e))?;
+                Ok(Region::from_owner(Owner::SysV(sysv::SysVShm {
+                    id: r.id,
+                    key: r.key,
+                    attachment,
+                })))
+            }
+            Owner::Heap(_) => unreachable!("heap regions are never reused"),
+        }
+    }
+
     /// The stamp of MPMC slot `i` (loom only; in production it is the slot's first word).
     #[cfg(loom)]
     pub(crate) fn slot_stamp(&self, i: usize) -> &crate::sync::AtomicU64 {
@@ -223,10 +484,34 @@ impl Region {
     }
 }
 
-/// Sleep a little while polling for something another process is doing.
+/// Take (`lock`) or release a one-byte OFD lock on `fd`.
 #[cfg(not(loom))]
-fn poll_pause() {
-    std::thread::sleep(std::time::Duration::from_millis(1));
+fn lock_byte(fd: &crate::fork::Guarded, byte: u64, lock: bool) -> std::io::Result<bool> {
+    use crate::sys::LockKind;
+    let kind = if lock {
+        LockKind::Write
+    } else {
+        LockKind::Unlock
+    };
+    crate::sys::ofd_setlk(std::os::fd::AsFd::as_fd(fd), byte, kind)
+}
+
+/// A shared read-write mapping of a file or POSIX object.
+#[cfg(not(loom))]
+pub(crate) struct Mapping(memmap2::MmapRaw);
+
+#[cfg(not(loom))]
+impl Mapping {
+    /// Base and length of an optional mapping (dangling and 0 when there is none).
+    fn base_len(m: &Option<Mapping>) -> (NonNull<u8>, usize) {
+        match m {
+            Some(m) => (
+                NonNull::new(m.0.as_mut_ptr()).expect("mmap never returns null"),
+                m.0.len(),
+            ),
+            None => (NonNull::dangling(), 0),
+        }
+    }
 }
 
 /// Turn an `io::Error` from creating or opening into the matching [`Error`].
@@ -250,63 +535,68 @@ fn os_error(op: &'static str, name: &str, backend: Backend, e: std::io::Error) -
     }
 }
 
+/// Turn a failure to take a gate into an [`Error`]: a holder that keeps it is a creator that
+/// has not finished (or an operation that is stuck).
+#[cfg(not(loom))]
+fn gate_error(e: GateError, name: &str, backend: Backend) -> Error {
+    match e {
+        GateError::Timeout => Error::NotReady {
+            name: name.to_owned(),
+            backend,
+            waited: std::time::Duration::ZERO,
+        },
+        GateError::Io(e) => os_error("lock the region (F_OFD_SETLK)", name, backend, e),
+    }
+}
+
 /// Finish a file or POSIX object just created exclusively: set its mode exactly (the umask
 /// applied at creation), give it `len` bytes, reserve them (so a full filesystem is an error
 /// now rather than a SIGBUS later) and map them. The caller removes the name if this fails.
 #[cfg(not(loom))]
 fn size_and_map(
-    fd: &std::os::fd::OwnedFd,
+    fd: &crate::fork::Guarded,
     len: usize,
     mode: u32,
     err: impl Fn(&'static str, std::io::Error) -> Error,
-) -> Result<(memmap2::MmapRaw, NonNull<u8>), Error> {
+) -> Result<Mapping, Error> {
     use std::os::fd::AsFd;
     crate::sys::fchmod(fd.as_fd(), mode as libc::mode_t).map_err(|e| err("fchmod", e))?;
     crate::sys::ftruncate(fd.as_fd(), len as u64).map_err(|e| err("ftruncate", e))?;
     crate::sys::posix_fallocate(fd.as_fd(), len as u64)
         .map_err(|e| err("posix_fallocate (reserving the region's memory)", e))?;
-    map_fd(fd, len).map_err(|e| err("mmap", e))
+    map_whole(fd)
+        .map_err(|e| err("mmap", e))?
+        .ok_or_else(|| err("mmap", std::io::Error::other("the object is empty")))
 }
 
-/// Map `len` bytes of `fd` shared and read-write, pre-faulting the pages.
+/// Map all of the object behind `fd`, shared and read-write, without faulting anything in;
+/// `None` if it is smaller than a header (nothing to map yet, or not a channel).
 #[cfg(not(loom))]
-fn map_fd(
-    fd: &std::os::fd::OwnedFd,
-    len: usize,
-) -> std::io::Result<(memmap2::MmapRaw, NonNull<u8>)> {
-    let map = memmap2::MmapOptions::new()
-        .len(len)
-        .populate()
-        .map_raw(fd)?;
-    let base = NonNull::new(map.as_mut_ptr())
-        .ok_or_else(|| std::io::Error::other("mmap returned null"))?;
-    Ok((map, base))
-}
-
-/// Wait until the object behind `fd` is at least a header long (its creator sizes it right
-/// after creating it), then return its size.
-#[cfg(not(loom))]
-fn wait_for_size(fd: &std::os::fd::OwnedFd, deadline: Instant) -> std::io::Result<Option<usize>> {
+fn map_whole(fd: &crate::fork::Guarded) -> std::io::Result<Option<Mapping>> {
     use std::os::fd::AsFd;
-    loop {
-        let st = crate::sys::fstat(fd.as_fd())?;
-        let size = usize::try_from(st.st_size).unwrap_or(0);
-        if size >= size_of::<Header>() {
-            return Ok(Some(size));
-        }
-        if Instant::now() >= deadline {
-            return Ok(None);
-        }
-        poll_pause();
+    let st = crate::sys::fstat(fd.as_fd())?;
+    let size = usize::try_from(st.st_size).unwrap_or(0);
+    if size < size_of::<Header>() {
+        return Ok(None);
     }
+    let map = memmap2::MmapOptions::new()
+        .len(size)
+        .map_raw(std::os::fd::AsRawFd::as_raw_fd(&fd.as_fd()))?;
+    Ok(Some(Mapping(map)))
 }
 
-/// Is the path still the file we hold open? (Compared before removing a name, so that a
-/// region created anew under the same name by someone else is left alone.)
+/// Is the name `path` in `dir` (`None`: an absolute path) still the file we hold open?
 #[cfg(not(loom))]
-fn same_file(path: &std::ffi::CStr, fd: &std::os::fd::OwnedFd) -> bool {
+fn same_file(
+    dir: Option<std::os::fd::BorrowedFd<'_>>,
+    path: &std::ffi::CStr,
+    fd: &crate::fork::Guarded,
+) -> bool {
     use std::os::fd::AsFd;
-    match (crate::sys::lstat(path), crate::sys::fstat(fd.as_fd())) {
+    match (
+        crate::sys::fstatat(dir, path),
+        crate::sys::fstat(fd.as_fd()),
+    ) {
         (Ok(a), Ok(b)) => a.st_dev == b.st_dev && a.st_ino == b.st_ino,
         _ => false,
     }

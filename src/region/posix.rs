@@ -1,22 +1,22 @@
 //! POSIX shared memory objects: `shm_open` on `/dev/shm`, `mmap(MAP_SHARED)`, `shm_unlink`.
 
 use std::ffi::CString;
-use std::os::fd::OwnedFd;
-use std::ptr::NonNull;
+use std::os::fd::AsFd;
 use std::time::Instant;
 
-use super::{map_fd, os_error, same_file, wait_for_size};
+use super::lock::Gate;
+use super::{Mapping, gate_error, os_error};
 use crate::error::Error;
+use crate::fork::Guarded;
 use crate::options::Backend;
 use crate::sys;
 
 pub(super) struct PosixShm {
-    map: memmap2::MmapRaw,
-    base: NonNull<u8>,
-    fd: OwnedFd,
+    pub(super) map: Option<Mapping>,
+    pub(super) fd: Guarded,
     /// `/<name>`, as `shm_open` takes it.
     shm_name: CString,
-    /// `/dev/shm/<name>`, to check the name still refers to our object before removing it.
+    /// `/dev/shm/<name>`, to check the name still refers to our object.
     path: CString,
 }
 
@@ -28,64 +28,90 @@ fn names(name: &str) -> (CString, CString) {
 }
 
 impl PosixShm {
-    pub(super) fn create(name: &str, len: usize, mode: u32) -> Result<PosixShm, Error> {
+    /// Create the object exclusively and take its gate; then size, reserve and map it. `Err`
+    /// [`Error::AlreadyExists`] if the name exists, or if a reclaimer removed our new object
+    /// before we held its gate (it took it for a creator that died).
+    pub(super) fn create(
+        name: &str,
+        len: usize,
+        mode: u32,
+        deadline: Option<Instant>,
+    ) -> Result<(PosixShm, Gate), Error> {
         let (shm_name, path) = names(name);
         let err = |op, e| os_error(op, name, Backend::Posix, e);
-        let fd = sys::shm_open(
-            &shm_name,
-            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL,
-            mode as libc::mode_t,
-        )
+        let fd = Guarded::open(|| {
+            sys::shm_open(
+                &shm_name,
+                libc::O_RDWR | libc::O_CREAT | libc::O_EXCL,
+                mode as libc::mode_t,
+            )
+        })
         .map_err(|e| err("shm_open (create)", e))?;
-        // From here on the name exists: remove it again if anything fails.
-        match super::size_and_map(&fd, len, mode, err) {
-            Ok((map, base)) => Ok(PosixShm {
-                map,
-                base,
-                fd,
-                shm_name,
-                path,
-            }),
+        let mut shm = PosixShm {
+            map: None,
+            fd,
+            shm_name,
+            path,
+        };
+        let gate =
+            Gate::ofd(shm.fd.as_fd(), deadline).map_err(|e| gate_error(e, name, Backend::Posix))?;
+        if !shm.is_named() {
+            return Err(Error::AlreadyExists {
+                name: name.to_owned(),
+                backend: Backend::Posix,
+            });
+        }
+        // From here on the name is ours: remove it again if anything fails.
+        match super::size_and_map(&shm.fd, len, mode, err) {
+            Ok(map) => {
+                shm.map = Some(map);
+                Ok((shm, gate))
+            }
             Err(e) => {
-                let _ = sys::shm_unlink(&shm_name);
+                let _ = sys::shm_unlink(&shm.shm_name);
                 Err(e)
             }
         }
     }
 
-    pub(super) fn open(name: &str, deadline: Instant) -> Result<PosixShm, Error> {
+    /// Open the object, take its gate, and map all of it (lazily: nothing is read or faulted
+    /// in until the header is validated). An object smaller than a header is left unmapped.
+    pub(super) fn open(name: &str, deadline: Option<Instant>) -> Result<(PosixShm, Gate), Error> {
         let (shm_name, path) = names(name);
         let err = |op, e| os_error(op, name, Backend::Posix, e);
-        let fd =
-            sys::shm_open(&shm_name, libc::O_RDWR, 0).map_err(|e| err("open (shm_open)", e))?;
-        let Some(len) = wait_for_size(&fd, deadline).map_err(|e| err("fstat", e))? else {
-            return Err(Error::NotReady {
-                name: name.to_owned(),
-                backend: Backend::Posix,
-                waited: std::time::Duration::ZERO,
-            });
-        };
-        let (map, base) = map_fd(&fd, len).map_err(|e| err("mmap", e))?;
-        Ok(PosixShm {
+        let fd = Guarded::open(|| sys::shm_open(&shm_name, libc::O_RDWR, 0))
+            .map_err(|e| err("open (shm_open)", e))?;
+        let gate =
+            Gate::ofd(fd.as_fd(), deadline).map_err(|e| gate_error(e, name, Backend::Posix))?;
+        let map = super::map_whole(&fd).map_err(|e| err("mmap", e))?;
+        Ok((
+            PosixShm {
+                map,
+                fd,
+                shm_name,
+                path,
+            },
+            gate,
+        ))
+    }
+
+    /// The same object through another descriptor and mapping (see `Region::resized`).
+    pub(super) fn with_fd(&self, fd: Guarded, map: Option<Mapping>) -> PosixShm {
+        PosixShm {
             map,
-            base,
             fd,
-            shm_name,
-            path,
-        })
-    }
-
-    pub(super) fn base(&self) -> NonNull<u8> {
-        self.base
-    }
-
-    pub(super) fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    pub(super) fn remove_name(&self) {
-        if same_file(&self.path, &self.fd) {
-            let _ = sys::shm_unlink(&self.shm_name);
+            shm_name: self.shm_name.clone(),
+            path: self.path.clone(),
         }
+    }
+
+    /// Does the name still refer to this object?
+    pub(super) fn is_named(&self) -> bool {
+        super::same_file(None, &self.path, &self.fd)
+    }
+
+    /// Remove the name (the caller holds the gate and checked [`is_named`](Self::is_named)).
+    pub(super) fn remove_name(&self) -> std::io::Result<()> {
+        sys::shm_unlink(&self.shm_name)
     }
 }

@@ -1,46 +1,126 @@
 //! System V shared memory: `shmget` with a key derived from the name, `shmat`, `shmdt`,
 //! `shmctl(IPC_RMID)`. The full name lives in the header, so a second name whose key collides
-//! is reported by validation instead of joining the wrong channel.
+//! is reported by validation instead of joining the wrong channel. Segment ids are unique (the
+//! kernel adds a sequence number), so removing by id never removes another channel.
 
 use std::ptr::NonNull;
+use std::time::Instant;
 
-use super::os_error;
+use super::lock::{Gate, GateError};
+use super::{gate_error, os_error};
 use crate::error::Error;
 use crate::layout::{Header, sysv_key};
 use crate::options::Backend;
 use crate::sys;
 
-pub(super) struct SysVShm {
-    id: libc::c_int,
+/// One attachment of a segment; detached on drop.
+pub(crate) struct Attachment {
     base: NonNull<u8>,
     len: usize,
 }
 
+// SAFETY: an attachment is an address range of this process; accesses through it are atomic
+// or follow the ring protocol, whichever thread makes them.
+unsafe impl Send for Attachment {}
+// SAFETY: as above.
+unsafe impl Sync for Attachment {}
+
+impl Attachment {
+    /// Attach all of segment `id` read-write (lazily: no page is touched).
+    pub(crate) fn new(id: libc::c_int) -> std::io::Result<Attachment> {
+        let len = sys::shm_stat(id)?.shm_segsz;
+        let p = sys::shmat(id, 0)?;
+        let base = NonNull::new(p).ok_or_else(|| std::io::Error::other("shmat returned null"))?;
+        Ok(Attachment { base, len })
+    }
+
+    pub(crate) fn base(&self) -> *mut u8 {
+        self.base.as_ptr()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+}
+
+impl Drop for Attachment {
+    fn drop(&mut self) {
+        // SAFETY: `base` came from `shmat` and is detached only here; nothing borrows from an
+        // attachment beyond its owner's life.
+        let _ = unsafe { sys::shmdt(self.base.as_ptr()) };
+    }
+}
+
+pub(super) struct SysVShm {
+    pub(super) id: libc::c_int,
+    pub(super) key: libc::key_t,
+    pub(super) attachment: Attachment,
+}
+
+/// Offset of the System V gate word in the header.
+fn gate_offset() -> usize {
+    core::mem::offset_of!(Header, life) + core::mem::offset_of!(crate::layout::Life, gate)
+}
+
 impl SysVShm {
-    pub(super) fn create(name: &str, len: usize, mode: u32) -> Result<SysVShm, Error> {
+    /// Create the segment exclusively and take its gate, then reserve its memory.
+    pub(super) fn create(
+        name: &str,
+        len: usize,
+        mode: u32,
+        deadline: Option<Instant>,
+    ) -> Result<(SysVShm, Gate), Error> {
         let err = |op, e| os_error(op, name, Backend::SysV, e);
+        let token = super::token::mine().map_err(|e| err("shmget (liveness token)", e))?;
+        let key = sysv_key(name);
         // shmget's mode is not subject to the umask.
         let id = sys::shmget(
-            sysv_key(name),
+            key,
             len,
             libc::IPC_CREAT | libc::IPC_EXCL | (mode & 0o777) as libc::c_int,
         )
         .map_err(|e| err("shmget (create)", e))?;
-        match Self::attach(id, len) {
-            Ok(seg) => {
-                seg.reserve();
-                Ok(seg)
-            }
+        let made = (|| {
+            let attachment = Attachment::new(id).map_err(|e| err("shmat", e))?;
+            let seg = SysVShm {
+                id,
+                key,
+                attachment,
+            };
+            let gate = seg
+                .gate(token, deadline)
+                .map_err(|e| gate_error(e, name, Backend::SysV))?;
+            Ok((seg, gate))
+        })();
+        let (seg, gate) = match made {
+            Ok(r) => r,
             Err(e) => {
                 let _ = sys::shm_rmid(id);
-                Err(err("shmat", e))
+                return Err(e);
             }
+        };
+        if !seg.is_named() {
+            // A reclaimer took our new segment for one whose creator died, and removed it.
+            return Err(Error::AlreadyExists {
+                name: name.to_owned(),
+                backend: Backend::SysV,
+            });
         }
+        if let Err(e) = seg.reserve() {
+            let _ = sys::shm_rmid(id);
+            return Err(err(
+                "madvise(MADV_POPULATE_WRITE) (reserving the segment's memory)",
+                e,
+            ));
+        }
+        Ok((seg, gate))
     }
 
-    pub(super) fn open(name: &str) -> Result<SysVShm, Error> {
+    /// Find the segment, check it can hold a header, attach it (lazily) and take its gate.
+    pub(super) fn open(name: &str, deadline: Option<Instant>) -> Result<(SysVShm, Gate), Error> {
         let err = |op, e| os_error(op, name, Backend::SysV, e);
-        let id = sys::shmget(sysv_key(name), 0, 0).map_err(|e| err("open (shmget)", e))?;
+        let key = sysv_key(name);
+        let id = sys::shmget(key, 0, 0).map_err(|e| err("open (shmget)", e))?;
         // A System V segment has its full size from the moment it exists.
         let ds = sys::shm_stat(id).map_err(|e| err("shmctl(IPC_STAT)", e))?;
         let len = ds.shm_segsz;
@@ -54,45 +134,50 @@ impl SysVShm {
                 ),
             });
         }
-        Self::attach(id, len).map_err(|e| err("shmat", e))
+        let token = super::token::mine().map_err(|e| err("shmget (liveness token)", e))?;
+        let attachment = Attachment::new(id).map_err(|e| err("shmat", e))?;
+        let seg = SysVShm {
+            id,
+            key,
+            attachment,
+        };
+        let gate = seg
+            .gate(token, deadline)
+            .map_err(|e| gate_error(e, name, Backend::SysV))?;
+        Ok((seg, gate))
     }
 
-    fn attach(id: libc::c_int, len: usize) -> std::io::Result<SysVShm> {
-        let p = sys::shmat(id)?;
-        let base = NonNull::new(p).ok_or_else(|| std::io::Error::other("shmat returned null"))?;
-        Ok(SysVShm { id, base, len })
+    pub(super) fn gate(&self, token: u32, deadline: Option<Instant>) -> Result<Gate, GateError> {
+        Gate::sysv(self.id, gate_offset(), token, deadline)
     }
 
-    /// Touch every page now, so the segment's memory is allocated at create rather than at
-    /// some later first write.
-    fn reserve(&self) {
-        let page = sys::page_size();
-        for off in (page..self.len).step_by(page) {
-            // SAFETY: `page <= off < len`, so the byte is inside the segment this process just
-            // attached, and outside the header page. No peer reads slot bytes before the header
-            // is published (and ours is not yet), so this write races with nothing. It stores
-            // the zero the new segment already holds: it only makes the kernel allocate the page.
-            unsafe { self.base.as_ptr().add(off).write_volatile(0) };
+    /// Allocate the segment's memory now, so that running out of it is an error here rather
+    /// than a SIGBUS at some later first write. `MADV_POPULATE_WRITE` (Linux 5.14) reports a
+    /// failure instead of faulting; on older kernels (`EINVAL`) the memory is allocated at
+    /// first touch, as the segment's pages always were before.
+    fn reserve(&self) -> std::io::Result<()> {
+        // SAFETY: the range is this process's attachment of the segment; populating it only
+        // allocates the pages (which read as the zeros they already are).
+        match unsafe {
+            sys::madvise(
+                self.attachment.base(),
+                self.attachment.len(),
+                libc::MADV_POPULATE_WRITE,
+            )
+        } {
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(()),
+            r => r,
         }
     }
 
-    pub(super) fn base(&self) -> NonNull<u8> {
-        self.base
+    /// Does the key still name this segment?
+    pub(super) fn is_named(&self) -> bool {
+        sys::shmget(self.key, 0, 0).is_ok_and(|id| id == self.id)
     }
 
-    pub(super) fn len(&self) -> usize {
-        self.len
-    }
-
-    pub(super) fn remove_name(&self) {
-        let _ = sys::shm_rmid(self.id);
-    }
-}
-
-impl Drop for SysVShm {
-    fn drop(&mut self) {
-        // SAFETY: `base` came from `shmat` and is detached only here; the `Region` that owns
-        // this value hands out no reference that outlives it.
-        let _ = unsafe { sys::shmdt(self.base.as_ptr()) };
+    /// Mark the segment for removal: its key is free at once, the memory goes with the last
+    /// detach.
+    pub(super) fn remove_name(&self) -> std::io::Result<()> {
+        sys::shm_rmid(self.id)
     }
 }

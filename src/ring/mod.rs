@@ -12,6 +12,16 @@ use crate::layout::{Geometry, Header};
 use crate::region::Region;
 use crate::sync::Ordering;
 
+/// Every this many positions, a sender checks whether a probe of its receivers is due (see
+/// `handle::poll_send`). A power of two, so the check is a mask of a register.
+pub(crate) const CHECKPOINT: u64 = 64;
+
+/// Does a producer moving from position `from` to `to` pass a multiple of [`CHECKPOINT`]?
+#[inline(always)]
+pub(crate) fn passes_checkpoint(from: u64, to: u64) -> bool {
+    (from / CHECKPOINT) != (to / CHECKPOINT)
+}
+
 /// Messages in a ring as its shared positions say: a snapshot, clamped to `0..=capacity` so
 /// that positions a peer corrupted cannot make it larger, nor MPMC hints that a racing store
 /// moved back make it negative.

@@ -121,7 +121,8 @@ impl Ring {
     }
 
     /// Push one value if there is room. `gone(o)` tells whether endpoint `o` is dead or
-    /// detached (its slots may be repaired).
+    /// detached (its slots may be repaired). Returns whether the position taken is a
+    /// checkpoint ([`CHECKPOINT`](super::CHECKPOINT)).
     ///
     /// # Safety
     /// `T` must be the payload type of the ring's geometry, and `me` an endpoint index this
@@ -132,7 +133,7 @@ impl Ring {
         slots: &Slots,
         value: T,
         gone: impl Fn(usize) -> bool,
-    ) -> Result<(), Error> {
+    ) -> Result<bool, Error> {
         let cap = self.capacity as i64;
         let mut pos = hdr.tail.load(Ordering::Relaxed);
         for _ in 0..RETRIES {
@@ -155,16 +156,22 @@ impl Ring {
                         // reads it before FULL, and `T` is the geometry's payload type.
                         unsafe { slots.write(pos, value) };
                         // SYNC POINT (publish): Release, pairs with the consumer's Acquire CAS
-                        // FULL -> READING. If it fails, a repairer took the slot from us (we
-                        // were judged dead): the message is lost, as for a dead producer.
-                        let _ = cell.compare_exchange(
-                            mine,
-                            stamp(pos, self.me, FULL),
-                            Ordering::Release,
-                            Ordering::Relaxed,
-                        );
+                        // FULL -> READING. If it fails, a repairer took the slot from us (our
+                        // entry was marked gone, which only corruption of the shared memory
+                        // does to a live endpoint): the message was not sent.
+                        if cell
+                            .compare_exchange(
+                                mine,
+                                stamp(pos, self.me, FULL),
+                                Ordering::Release,
+                                Ordering::Relaxed,
+                            )
+                            .is_err()
+                        {
+                            return Err(Error::Broken);
+                        }
                         hdr.data_bell.notify();
-                        return Ok(());
+                        return Ok(pos % super::CHECKPOINT == 0);
                     }
                 }
                 // Position `pos` was claimed by someone else, or the hint is behind.
@@ -213,13 +220,22 @@ impl Ring {
                         // writes it until we free it, and `T` is the payload type.
                         let value = unsafe { slots.read(pos) };
                         // SYNC POINT (slot-free): Release, pairs with the producer's Acquire
-                        // load of the stamp: our read is done before the slot is reused.
-                        let _ = cell.compare_exchange(
-                            mine,
-                            stamp(pos.wrapping_add(self.capacity), 0, FREE),
-                            Ordering::Release,
-                            Ordering::Relaxed,
-                        );
+                        // load of the stamp: our read is done before the slot is reused. If it
+                        // fails, a repairer freed the slot while we read it (our entry was
+                        // marked gone: only corruption does that to a live endpoint), so a
+                        // producer may have been writing it: the value may be torn and is not
+                        // delivered.
+                        if cell
+                            .compare_exchange(
+                                mine,
+                                stamp(pos.wrapping_add(self.capacity), 0, FREE),
+                                Ordering::Release,
+                                Ordering::Relaxed,
+                            )
+                            .is_err()
+                        {
+                            return Err(Error::Broken);
+                        }
                         hdr.space_bell.notify();
                         return Ok(value);
                     }

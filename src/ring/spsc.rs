@@ -91,7 +91,8 @@ impl Producer {
         Ok(self.capacity - used)
     }
 
-    /// Push one value if there is room.
+    /// Push one value if there is room. Returns whether the position passed a checkpoint
+    /// ([`passes_checkpoint`](super::passes_checkpoint)).
     ///
     /// # Safety
     /// This must be the only producer of the ring described by `hdr` and `slots`, and `T` the
@@ -102,7 +103,7 @@ impl Producer {
         hdr: &Header,
         slots: &Slots,
         value: T,
-    ) -> Result<(), Error> {
+    ) -> Result<bool, Error> {
         let tail = self.tail.get();
         if self.room(hdr, tail, 1)? == 0 {
             return Err(Error::WouldBlock);
@@ -120,12 +121,13 @@ impl Producer {
         hdr.tail.store(next, Ordering::Release);
         self.tail.set(next);
         hdr.data_bell.notify();
-        Ok(())
+        Ok(super::passes_checkpoint(tail, next))
     }
 
     /// Push as many of `values` as there is room for (a prefix), publishing each slot's stamp
     /// as in [`push`](Self::push) but `tail` and the doorbell once for the batch. Returns how
-    /// many were pushed; `WouldBlock` if none could be (and `values` is not empty).
+    /// many were pushed and whether the position passed a checkpoint; `WouldBlock` if none
+    /// could be (and `values` is not empty).
     ///
     /// # Safety
     /// As for [`push`](Self::push).
@@ -135,7 +137,7 @@ impl Producer {
         hdr: &Header,
         slots: &Slots,
         values: &[T],
-    ) -> Result<usize, Error> {
+    ) -> Result<(usize, bool), Error> {
         let tail = self.tail.get();
         let want = values.len() as u64;
         let n = want.min(self.room(hdr, tail, want)?);
@@ -157,7 +159,7 @@ impl Producer {
         hdr.tail.store(pos, Ordering::Release);
         self.tail.set(pos);
         hdr.data_bell.notify();
-        Ok(n as usize)
+        Ok((n as usize, super::passes_checkpoint(tail, pos)))
     }
 }
 
