@@ -16,6 +16,7 @@ use crate::sys;
 
 pub(super) struct MappedFile {
     pub(super) map: Option<Mapping>,
+    /// The descriptor that holds the region's locks (never mapped: see `map_whole`).
     pub(super) fd: Guarded,
     /// The directory, opened when the region was: names are looked up and removed in it.
     dir: OwnedFd,
@@ -70,7 +71,12 @@ impl MappedFile {
                 backend,
             });
         }
-        match super::size_and_map(&file.fd, len, mode, err) {
+        let made = super::size(&file.fd, len, mode, err).and_then(|()| {
+            file.map()
+                .map_err(|e| err("mmap", e))?
+                .ok_or_else(|| err("mmap", std::io::Error::other("the file is empty")))
+        });
+        match made {
             Ok(map) => {
                 file.map = Some(map);
                 Ok((file, gate))
@@ -120,16 +126,27 @@ impl MappedFile {
         }
         let gate =
             Gate::ofd(fd.as_fd(), deadline).map_err(|e| gate_error(e, name, backend.clone()))?;
-        let map = super::map_whole(&fd).map_err(|e| err("mmap", e))?;
-        Ok((
-            MappedFile {
-                map,
-                fd,
-                dir: dirfd,
-                name: cname,
-            },
-            gate,
-        ))
+        let mut file = MappedFile {
+            map: None,
+            fd,
+            dir: dirfd,
+            name: cname,
+        };
+        file.map = file.map().map_err(|e| err("mmap", e))?;
+        Ok((file, gate))
+    }
+
+    /// Map all of the file through a new opening of its name (checked to be the same file;
+    /// the caller holds the gate, so the name cannot move meanwhile).
+    pub(super) fn map(&self) -> std::io::Result<Option<Mapping>> {
+        let fresh = sys::openat(
+            Some(self.dir.as_fd()),
+            &self.name,
+            libc::O_RDWR | libc::O_NOFOLLOW,
+            0,
+        )?;
+        super::same_object(&fresh, &self.fd)?;
+        super::map_whole(fresh)
     }
 
     /// The same file through another descriptor and mapping (see `Region::resized`).

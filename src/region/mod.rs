@@ -428,22 +428,27 @@ impl Region {
     ) -> Result<Region, Error> {
         use std::os::fd::AsFd;
         let err = |op, e| os_error(op, name, backend.clone(), e);
-        let reserve = |fd: &crate::fork::Guarded| -> Result<Region, Error> {
+        // The new region locks through a duplicate of our locking descriptor (the same open
+        // file description, so the gate we hold stays held) and maps through a new opening.
+        let reserve = |fd: &crate::fork::Guarded| -> Result<crate::fork::Guarded, Error> {
             crate::sys::ftruncate(fd.as_fd(), len as u64).map_err(|e| err("ftruncate", e))?;
             crate::sys::posix_fallocate(fd.as_fd(), len as u64)
                 .map_err(|e| err("posix_fallocate (reserving the region's memory)", e))?;
-            let dup = crate::fork::Guarded::open(|| crate::sys::dup(fd.as_fd()))
-                .map_err(|e| err("dup", e))?;
-            let map = map_whole(&dup).map_err(|e| err("mmap", e))?;
-            Ok(Region::from_owner(match &self.owner {
-                Owner::Posix(r) => Owner::Posix(r.with_fd(dup, map)),
-                Owner::File(r) => Owner::File(r.with_fd(dup, map).map_err(|e| err("dup", e))?),
-                _ => unreachable!("only POSIX and File regions are resized"),
-            }))
+            crate::fork::Guarded::open(|| crate::sys::dup(fd.as_fd())).map_err(|e| err("dup", e))
         };
         match &self.owner {
-            Owner::Posix(r) => reserve(&r.fd),
-            Owner::File(r) => reserve(&r.fd),
+            Owner::Posix(r) => {
+                let fd = reserve(&r.fd)?;
+                let map = r.map().map_err(|e| err("mmap", e))?;
+                let shm = r.with_fd(fd, map);
+                Ok(Region::from_owner(Owner::Posix(shm)))
+            }
+            Owner::File(r) => {
+                let fd = reserve(&r.fd)?;
+                let map = r.map().map_err(|e| err("mmap", e))?;
+                let file = r.with_fd(fd, map).map_err(|e| err("dup", e))?;
+                Ok(Region::from_owner(Owner::File(file)))
+            }
             Owner::SysV(r) => {
                 if r.attachment.len() < len {
                     return Err(Error::Incompatible {
@@ -550,29 +555,48 @@ fn gate_error(e: GateError, name: &str, backend: Backend) -> Error {
 }
 
 /// Finish a file or POSIX object just created exclusively: set its mode exactly (the umask
-/// applied at creation), give it `len` bytes, reserve them (so a full filesystem is an error
-/// now rather than a SIGBUS later) and map them. The caller removes the name if this fails.
+/// applied at creation), give it `len` bytes and reserve them (so a full filesystem is an error
+/// now rather than a SIGBUS later). The caller removes the name if this fails.
 #[cfg(not(loom))]
-fn size_and_map(
+fn size(
     fd: &crate::fork::Guarded,
     len: usize,
     mode: u32,
     err: impl Fn(&'static str, std::io::Error) -> Error,
-) -> Result<Mapping, Error> {
+) -> Result<(), Error> {
     use std::os::fd::AsFd;
     crate::sys::fchmod(fd.as_fd(), mode as libc::mode_t).map_err(|e| err("fchmod", e))?;
     crate::sys::ftruncate(fd.as_fd(), len as u64).map_err(|e| err("ftruncate", e))?;
     crate::sys::posix_fallocate(fd.as_fd(), len as u64)
-        .map_err(|e| err("posix_fallocate (reserving the region's memory)", e))?;
-    map_whole(fd)
-        .map_err(|e| err("mmap", e))?
-        .ok_or_else(|| err("mmap", std::io::Error::other("the object is empty")))
+        .map_err(|e| err("posix_fallocate (reserving the region's memory)", e))
+}
+
+/// Check that `fresh` (just opened by name) is the object `held` is open on.
+#[cfg(not(loom))]
+fn same_object(fresh: &std::os::fd::OwnedFd, held: &crate::fork::Guarded) -> std::io::Result<()> {
+    use std::os::fd::AsFd;
+    let (a, b) = (
+        crate::sys::fstat(fresh.as_fd())?,
+        crate::sys::fstat(held.as_fd())?,
+    );
+    if (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino) {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(
+            "the name now refers to another object",
+        ))
+    }
 }
 
 /// Map all of the object behind `fd`, shared and read-write, without faulting anything in;
 /// `None` if it is smaller than a header (nothing to map yet, or not a channel).
+///
+/// `fd` is a descriptor of its own, opened for this mapping and closed once it is made: a
+/// mapping keeps its open file description alive (also in a forked child, which inherits the
+/// mapping), so it must never be the description that holds the region's locks
+/// (`lock.rs`), or a child would keep its parent's endpoints alive.
 #[cfg(not(loom))]
-fn map_whole(fd: &crate::fork::Guarded) -> std::io::Result<Option<Mapping>> {
+fn map_whole(fd: std::os::fd::OwnedFd) -> std::io::Result<Option<Mapping>> {
     use std::os::fd::AsFd;
     let st = crate::sys::fstat(fd.as_fd())?;
     let size = usize::try_from(st.st_size).unwrap_or(0);
@@ -581,7 +605,7 @@ fn map_whole(fd: &crate::fork::Guarded) -> std::io::Result<Option<Mapping>> {
     }
     let map = memmap2::MmapOptions::new()
         .len(size)
-        .map_raw(std::os::fd::AsRawFd::as_raw_fd(&fd.as_fd()))?;
+        .map_raw(std::os::fd::AsRawFd::as_raw_fd(&fd))?;
     Ok(Some(Mapping(map)))
 }
 

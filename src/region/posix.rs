@@ -13,6 +13,7 @@ use crate::sys;
 
 pub(super) struct PosixShm {
     pub(super) map: Option<Mapping>,
+    /// The descriptor that holds the region's locks (never mapped: see `map_whole`).
     pub(super) fd: Guarded,
     /// `/<name>`, as `shm_open` takes it.
     shm_name: CString,
@@ -62,7 +63,12 @@ impl PosixShm {
             });
         }
         // From here on the name is ours: remove it again if anything fails.
-        match super::size_and_map(&shm.fd, len, mode, err) {
+        let made = super::size(&shm.fd, len, mode, err).and_then(|()| {
+            shm.map()
+                .map_err(|e| err("mmap", e))?
+                .ok_or_else(|| err("mmap", std::io::Error::other("the object is empty")))
+        });
+        match made {
             Ok(map) => {
                 shm.map = Some(map);
                 Ok((shm, gate))
@@ -83,16 +89,22 @@ impl PosixShm {
             .map_err(|e| err("open (shm_open)", e))?;
         let gate =
             Gate::ofd(fd.as_fd(), deadline).map_err(|e| gate_error(e, name, Backend::Posix))?;
-        let map = super::map_whole(&fd).map_err(|e| err("mmap", e))?;
-        Ok((
-            PosixShm {
-                map,
-                fd,
-                shm_name,
-                path,
-            },
-            gate,
-        ))
+        let mut shm = PosixShm {
+            map: None,
+            fd,
+            shm_name,
+            path,
+        };
+        shm.map = shm.map().map_err(|e| err("mmap", e))?;
+        Ok((shm, gate))
+    }
+
+    /// Map all of the object through a new opening of its name (checked to be the same
+    /// object; the caller holds the gate, so the name cannot move meanwhile).
+    pub(super) fn map(&self) -> std::io::Result<Option<Mapping>> {
+        let fresh = sys::shm_open(&self.shm_name, libc::O_RDWR, 0)?;
+        super::same_object(&fresh, &self.fd)?;
+        super::map_whole(fresh)
     }
 
     /// The same object through another descriptor and mapping (see `Region::resized`).

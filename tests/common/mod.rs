@@ -167,7 +167,33 @@ pub struct Peer {
 
 /// Start a child in `role` on channel `name`, with extra environment variables.
 pub fn spawn(role: &str, name: &str, backend: &Backend, env: &[(&str, String)]) -> Peer {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    spawn_via(&[], None, role, name, backend, env)
+}
+
+/// As [`spawn`], but started through `wrapper` (a command line that ends by executing the rest
+/// of its arguments: `unshare ...`, `sh -c '...; exec "$0" "$@"'`), and as user `uid` (with
+/// group `uid`) if given.
+pub fn spawn_via(
+    wrapper: &[&str],
+    uid: Option<u32>,
+    role: &str,
+    name: &str,
+    backend: &Backend,
+    env: &[(&str, String)],
+) -> Peer {
+    let exe = std::env::current_exe().unwrap();
+    let mut cmd = match wrapper.split_first() {
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(&exe);
+            c
+        }
+        None => Command::new(&exe),
+    };
+    if let Some(uid) = uid {
+        use std::os::unix::process::CommandExt;
+        cmd.uid(uid).gid(uid);
+    }
     cmd.args([
         "--ignored",
         "--exact",
@@ -198,6 +224,11 @@ pub fn spawn(role: &str, name: &str, backend: &Backend, env: &[(&str, String)]) 
 }
 
 impl Peer {
+    /// The child's process id (of the wrapper, for a wrapped child).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Wait (at most `timeout`) for a line starting with `token`; returns the rest of it.
     pub fn expect_line(&self, token: &str, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
@@ -247,6 +278,113 @@ impl Drop for Peer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Why namespace tests cannot run here (`None`: they can): they need root and `unshare`.
+pub fn namespaces_unavailable() -> Option<String> {
+    // SAFETY: plain system call.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("not running as root".into());
+    }
+    match Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "true"])
+        .status()
+    {
+        Ok(st) if st.success() => None,
+        Ok(st) => Some(format!(
+            "`unshare --pid --fork --mount-proc true` failed: {st}"
+        )),
+        Err(e) => Some(format!("cannot run unshare: {e}")),
+    }
+}
+
+/// Why tests as other users cannot run here (`None`: they can).
+pub fn other_users_unavailable() -> Option<String> {
+    // SAFETY: plain system call.
+    (unsafe { libc::geteuid() } != 0).then(|| "not running as root".into())
+}
+
+/// A `File` backend directory that any user may create files in, sticky like `/tmp` and
+/// `/dev/shm` (a file there can only be removed by its owner or root).
+pub fn shared_file_dir() -> TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = file_dir();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    dir
+}
+
+/// System CPU time this thread has used so far (time spent in system calls).
+pub fn thread_system_time() -> Duration {
+    let mut ru = std::mem::MaybeUninit::<libc::rusage>::uninit();
+    // SAFETY: `ru` is valid for writes of one rusage, which getrusage fills.
+    let ru = unsafe {
+        assert_eq!(libc::getrusage(libc::RUSAGE_THREAD, ru.as_mut_ptr()), 0);
+        ru.assume_init()
+    };
+    Duration::new(ru.ru_stime.tv_sec as u64, ru.ru_stime.tv_usec as u32 * 1000)
+}
+
+/// The one-letter state of process `pid` from `/proc/<pid>/stat` (`Z` for a zombie).
+pub fn proc_state(pid: u32) -> Option<char> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    text.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+/// Make this process's main thread exit (the raw `exit` system call, on the main thread, from
+/// a signal handler) while the calling thread goes on: the thread-group leader becomes a
+/// zombie (`Z` in `/proc/<pid>/stat`) though the process is alive.
+pub fn exit_main_thread() {
+    extern "C" fn handler(_: libc::c_int) {
+        // SAFETY: exits only the calling thread (the main thread): async-signal-safe, and
+        // no Rust code runs on that thread again.
+        unsafe { libc::syscall(libc::SYS_exit, 0) };
+    }
+    // SAFETY: installs a handler for SIGUSR1 (nothing else in the test child uses it) and sends
+    // it to the main thread (whose tid is the pid).
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = handler as *const () as usize;
+        assert_eq!(libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut()), 0);
+        let pid = libc::getpid();
+        assert_eq!(libc::syscall(libc::SYS_tgkill, pid, pid, libc::SIGUSR1), 0);
+    }
+    let me = std::process::id();
+    while proc_state(me) != Some('Z') {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Forbid `membarrier(2)` in this process (it fails with `ENOSYS`), as a seccomp profile may.
+pub fn forbid_membarrier() {
+    const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
+    const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+    const RET_K: u16 = 0x06; // BPF_RET | BPF_K
+    const ALLOW: u32 = 0x7fff_0000; // SECCOMP_RET_ALLOW
+    const ERRNO: u32 = 0x0005_0000; // SECCOMP_RET_ERRNO
+    let f = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
+    let filter = [
+        f(LD_W_ABS, 0, 0, 0), // seccomp_data.nr
+        f(JEQ_K, 0, 1, libc::SYS_membarrier as u32),
+        f(RET_K, 0, 0, ERRNO | libc::ENOSYS as u32),
+        f(RET_K, 0, 0, ALLOW),
+    ];
+    let prog = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: `prog` points to a valid filter for the duration of the calls.
+    unsafe {
+        assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+        assert_eq!(
+            libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &prog),
+            0
+        );
+        assert_eq!(
+            libc::syscall(libc::SYS_membarrier, 0, 0, 0),
+            -1,
+            "membarrier still works"
+        );
     }
 }
 
@@ -456,6 +594,193 @@ pub fn child_main() {
             while let Ok(m) = rx.recv() {
                 tx.send(m).unwrap();
             }
+        }
+        // Echo `<name>-ping` back on `<name>-pong`, pausing SHMCHAN_TEST_PACE_MS before each
+        // reply, so that both sides wait (and probe each other) between messages. With
+        // SHMCHAN_TEST_ZOMBIE=1 the main thread exits first (the leader is then a zombie while
+        // this thread runs). Exits after SHMCHAN_TEST_N messages.
+        "echo-slow" => {
+            let pace = Duration::from_millis(env_u64("SHMCHAN_TEST_PACE_MS", 60));
+            let rx = shmchan::spsc::Receiver::<Msg>::open(&format!("{name}-ping"), &opts).unwrap();
+            let tx = shmchan::spsc::Sender::<Msg>::open(&format!("{name}-pong"), &opts).unwrap();
+            if flag("SHMCHAN_TEST_ZOMBIE") {
+                exit_main_thread();
+            }
+            println!("READY");
+            for _ in 0..n {
+                let m = rx
+                    .recv_timeout(Duration::from_secs(10))
+                    .expect("the pinger is alive: a ping must come");
+                std::thread::sleep(pace);
+                tx.send(m)
+                    .expect("the pinger is alive: the pong must go out");
+            }
+            println!("ECHOED {n}");
+        }
+        // Open the side SHMCHAN_TEST_SIDE ("send" or "recv") and replace this process with
+        // `sleep 30` without dropping the handle.
+        "exec-hold" => {
+            use std::os::unix::process::CommandExt;
+            let keep: Box<dyn std::any::Any> =
+                if std::env::var("SHMCHAN_TEST_SIDE").unwrap() == "send" {
+                    Box::new(shmchan::spsc::Sender::<Msg>::open(&name, &opts).unwrap())
+                } else {
+                    Box::new(shmchan::spsc::Receiver::<Msg>::open(&name, &opts).unwrap())
+                };
+            println!("READY");
+            let err = Command::new("sleep").arg("30").exec();
+            drop(keep);
+            panic!("exec failed: {err}");
+        }
+        // Open the sender, send 0, fork: the child's copy of the handle must refuse to send and
+        // must not detach; then send 1. Then fork a child that lingers (holding the inherited
+        // descriptors), print its pid, and hang until killed.
+        "fork-send" => {
+            use shmchan::TrySendError;
+            let tx = shmchan::spsc::Sender::<Msg>::open(&name, &opts).unwrap();
+            tx.send(Msg::new(0)).unwrap();
+            // SAFETY: the child only calls the library (no allocation on these paths) and
+            // `_exit`s.
+            match unsafe { libc::fork() } {
+                0 => {
+                    let refused = matches!(
+                        tx.try_send(Msg::new(99)),
+                        Err(TrySendError::Disconnected(_))
+                    ) && tx.send(Msg::new(98)).is_err()
+                        && !tx.is_connected()
+                        && tx.is_disconnected();
+                    drop(tx);
+                    // SAFETY: leaves the child at once, running no destructor of the parent's.
+                    unsafe { libc::_exit(if refused { 0 } else { 1 }) }
+                }
+                -1 => panic!("fork failed"),
+                pid => {
+                    let mut status = 0;
+                    // SAFETY: waits for our own child.
+                    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+                    assert!(
+                        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+                        "the forked copy of the sender did not refuse to send ({status:#x})"
+                    );
+                }
+            }
+            tx.send(Msg::new(1))
+                .expect("the parent's sender still works after the fork");
+            // SAFETY: as above; the lingering child only sleeps.
+            let lingering = match unsafe { libc::fork() } {
+                0 => loop {
+                    // SAFETY: sleeps until killed.
+                    unsafe { libc::pause() };
+                },
+                pid => pid,
+            };
+            println!("LINGER {lingering}");
+            hang();
+        }
+        // Open an MPMC receiver that parks at once, and block in recv (to be killed there).
+        "mpmc-park-recv" => {
+            let opts = opts.wait_strategy(shmchan::WaitStrategy::Park);
+            let rx = shmchan::mpmc::Receiver::<Msg>::open(&name, &opts).unwrap();
+            println!("READY");
+            let _ = rx.recv();
+            hang();
+        }
+        // Forbid membarrier, then echo as "echo-park" does (every wait a futex sleep).
+        "echo-park-no-membarrier" => {
+            forbid_membarrier();
+            let opts = opts.wait_strategy(shmchan::WaitStrategy::Park);
+            let rx = shmchan::spsc::Receiver::<Msg>::open(&format!("{name}-ping"), &opts).unwrap();
+            let tx = shmchan::spsc::Sender::<Msg>::open(&format!("{name}-pong"), &opts).unwrap();
+            println!("READY");
+            while let Ok(m) = rx.recv() {
+                tx.send(m).unwrap();
+            }
+        }
+        // Create SHMCHAN_TEST_N channels `<name>-<i>` (senders), then hang until killed: they
+        // are abandoned.
+        "abandon-many" => {
+            let keep: Vec<_> = (0..n)
+                .map(|i| {
+                    shmchan::spsc::Sender::<Msg>::create(&format!("{name}-{i}"), &opts).unwrap()
+                })
+                .collect();
+            println!("READY {}", keep.len());
+            hang();
+        }
+        // Try to create `<name>-<i>` for i in 0..n, in order, as fast as possible; keep what
+        // was won and print it; then hang until killed.
+        "create-race" => {
+            let mut won = Vec::new();
+            let mut keep = Vec::new();
+            println!("READY");
+            let go = std::env::var("SHMCHAN_TEST_GO").unwrap();
+            while !std::path::Path::new(&go).exists() {
+                std::thread::sleep(Duration::from_micros(20));
+            }
+            for i in 0..n {
+                match shmchan::spsc::Sender::<Msg>::create(&format!("{name}-{i}"), &opts) {
+                    Ok(tx) => {
+                        won.push(i.to_string());
+                        keep.push(tx);
+                    }
+                    Err(shmchan::Error::AlreadyExists { .. }) => {}
+                    Err(e) => panic!("create {name}-{i}: {e}"),
+                }
+            }
+            println!("WON {}", won.join(" "));
+            hang();
+        }
+        // Open MPMC senders and drop them, for ever (to be killed at a random instant).
+        "attach-churn" => {
+            println!("READY");
+            loop {
+                let tx = shmchan::mpmc::Sender::<Msg>::open(&name, &opts).unwrap();
+                drop(tx);
+            }
+        }
+        // Create the sender with mode SHMCHAN_TEST_MODE (octal), wait for the receiver, send
+        // 1, and leave (first).
+        "user-create-send" => {
+            let mode =
+                u32::from_str_radix(&std::env::var("SHMCHAN_TEST_MODE").unwrap(), 8).unwrap();
+            let tx = shmchan::spsc::Sender::<Msg>::create(&name, &opts.mode(mode)).unwrap();
+            println!("READY");
+            tx.wait_for_peer(Duration::from_secs(10)).unwrap();
+            tx.send(Msg::new(1)).unwrap();
+            println!("SENT");
+        }
+        // Open the receiver, take the message, and leave once the sender has left (last).
+        "user-recv" => {
+            let rx = shmchan::spsc::Receiver::<Msg>::open(&name, &opts).unwrap();
+            assert_eq!(rx.recv().unwrap(), Msg::new(1));
+            assert!(rx.recv().is_err(), "then the sender leaves");
+            drop(rx);
+            println!("LEFT");
+        }
+        // Create the channel with mode SHMCHAN_TEST_MODE, open its other end, pass a message,
+        // leave; print the error instead if create fails.
+        "user-create-roundtrip" => {
+            let mode =
+                u32::from_str_radix(&std::env::var("SHMCHAN_TEST_MODE").unwrap(), 8).unwrap();
+            match shmchan::spsc::Sender::<Msg>::create(&name, &opts.clone().mode(mode)) {
+                Ok(tx) => {
+                    let rx = shmchan::spsc::Receiver::<Msg>::open(&name, &opts).unwrap();
+                    tx.send(Msg::new(5)).unwrap();
+                    assert_eq!(rx.recv().unwrap(), Msg::new(5));
+                    println!("ROUNDTRIP ok");
+                }
+                Err(e) => println!("ROUNDTRIP {e}"),
+            }
+        }
+        // In directory SHMCHAN_TEST_BASE, create a channel in the File backend's relative
+        // directory "rel", change directory to "/", and drop it.
+        "chdir-drop" => {
+            std::env::set_current_dir(std::env::var("SHMCHAN_TEST_BASE").unwrap()).unwrap();
+            let opts = opts.backend(Backend::File(PathBuf::from("rel")));
+            let tx = shmchan::spsc::Sender::<Msg>::create(&name, &opts).unwrap();
+            std::env::set_current_dir("/").unwrap();
+            drop(tx);
+            println!("DONE");
         }
         other => panic!("unknown child role {other}"),
     }
