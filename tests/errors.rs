@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Cleanup, Msg, assert_gone, backends, exists, unique_name};
+use common::{Cleanup, Msg, assert_gone, backends, exists, plant, unique_name};
 use shmchan::{Backend, Error, Options, spsc};
 
 #[test]
@@ -156,32 +156,6 @@ fn second_sender_or_receiver_is_refused() {
         assert!(matches!(err, Error::EndpointTaken { .. }), "{err:?}");
         drop(rx);
         assert_gone(&name, &backend);
-    }
-}
-
-/// Write raw bytes as a region on the given backend (a region some other program made).
-fn plant(name: &str, backend: &Backend, bytes: &[u8]) {
-    match backend {
-        Backend::Posix => {
-            std::fs::write(std::path::Path::new("/dev/shm").join(name), bytes).unwrap()
-        }
-        Backend::File(dir) => std::fs::write(dir.join(name), bytes).unwrap(),
-        Backend::SysV => {
-            // SAFETY: create a fresh segment of `bytes.len()` bytes, attach it, copy the bytes
-            // in, detach.
-            unsafe {
-                let id = libc::shmget(
-                    Backend::sysv_key(name),
-                    bytes.len(),
-                    libc::IPC_CREAT | 0o600,
-                );
-                assert!(id >= 0);
-                let p = libc::shmat(id, std::ptr::null(), 0);
-                assert_ne!(p as isize, -1);
-                std::ptr::copy_nonoverlapping(bytes.as_ptr(), p.cast::<u8>(), bytes.len());
-                libc::shmdt(p);
-            }
-        }
     }
 }
 

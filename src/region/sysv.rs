@@ -80,8 +80,18 @@ impl SysVShm {
             libc::IPC_CREAT | libc::IPC_EXCL | (mode & 0o777) as libc::c_int,
         )
         .map_err(|e| err("shmget (create)", e))?;
+        // Until we hold the gate, a reclaimer may take the new (still empty) segment for one
+        // whose creator died and remove it: then `Attachment::new` finds no segment, and the
+        // name is taken over: `AlreadyExists` (the caller tries again).
+        let raced = |e: std::io::Error| match e.raw_os_error() {
+            Some(libc::EINVAL | libc::EIDRM) => Error::AlreadyExists {
+                name: name.to_owned(),
+                backend: Backend::SysV,
+            },
+            _ => err("shmat", e),
+        };
         let made = (|| {
-            let attachment = Attachment::new(id).map_err(|e| err("shmat", e))?;
+            let attachment = Attachment::new(id).map_err(raced)?;
             let seg = SysVShm {
                 id,
                 key,
@@ -118,9 +128,17 @@ impl SysVShm {
 
     /// Find the segment, check it can hold a header, attach it (lazily) and take its gate.
     pub(super) fn open(name: &str, deadline: Option<Instant>) -> Result<(SysVShm, Gate), Error> {
-        let err = |op, e| os_error(op, name, Backend::SysV, e);
+        // A segment removed between `shmget` and `shmat` is not found.
+        let err = |op, e: std::io::Error| match e.raw_os_error() {
+            Some(libc::EINVAL | libc::EIDRM) => Error::NotFound {
+                name: name.to_owned(),
+                backend: Backend::SysV,
+            },
+            _ => os_error(op, name, Backend::SysV, e),
+        };
         let key = sysv_key(name);
-        let id = sys::shmget(key, 0, 0).map_err(|e| err("open (shmget)", e))?;
+        let id = sys::shmget(key, 0, 0)
+            .map_err(|e| os_error("open (shmget)", name, Backend::SysV, e))?;
         // A System V segment has its full size from the moment it exists.
         let ds = sys::shm_stat(id).map_err(|e| err("shmctl(IPC_STAT)", e))?;
         let len = ds.shm_segsz;

@@ -141,6 +141,32 @@ pub fn remove(name: &str, backend: &Backend) {
     }
 }
 
+/// Write raw bytes as a region on the given backend (a region some other program made).
+pub fn plant(name: &str, backend: &Backend, bytes: &[u8]) {
+    match backend {
+        Backend::Posix => {
+            std::fs::write(std::path::Path::new("/dev/shm").join(name), bytes).unwrap()
+        }
+        Backend::File(dir) => std::fs::write(dir.join(name), bytes).unwrap(),
+        Backend::SysV => {
+            // SAFETY: create a fresh segment of `bytes.len()` bytes, attach it, copy the bytes
+            // in, detach.
+            unsafe {
+                let id = libc::shmget(
+                    Backend::sysv_key(name),
+                    bytes.len(),
+                    libc::IPC_CREAT | 0o600,
+                );
+                assert!(id >= 0);
+                let p = libc::shmat(id, std::ptr::null(), 0);
+                assert_ne!(p as isize, -1);
+                std::ptr::copy_nonoverlapping(bytes.as_ptr(), p.cast::<u8>(), bytes.len());
+                libc::shmdt(p);
+            }
+        }
+    }
+}
+
 /// Removes the region when dropped, so a failing test leaves nothing behind.
 pub struct Cleanup(pub String, pub Backend);
 
@@ -729,6 +755,25 @@ pub fn child_main() {
             }
             println!("WON {}", won.join(" "));
             hang();
+        }
+        // For SHMCHAN_TEST_MS milliseconds: create the channel (capacity 8) and drop it again,
+        // as fast as possible; print how many times it was created.
+        "churn-create" => {
+            let until = Instant::now() + Duration::from_millis(env_u64("SHMCHAN_TEST_MS", 1000));
+            let opts = opts.capacity(8).open_timeout(Duration::from_secs(5));
+            println!("READY");
+            let mut made = 0u64;
+            while Instant::now() < until {
+                match shmchan::spsc::Sender::<Msg>::create(&name, &opts) {
+                    Ok(tx) => {
+                        made += 1;
+                        drop(tx);
+                    }
+                    Err(shmchan::Error::AlreadyExists { .. }) => {}
+                    Err(e) => panic!("create: {e}"),
+                }
+            }
+            println!("MADE {made}");
         }
         // Open MPMC senders and drop them, for ever (to be killed at a random instant).
         "attach-churn" => {
