@@ -98,7 +98,7 @@ fn a_last_handle_leaving_never_removes_a_new_channel() {
         let until = Instant::now() + Duration::from_millis(1500);
         let mut ours = 0u64;
         while Instant::now() < until {
-            let tx = match spsc::Sender::<Msg>::create(&name, &opts) {
+            let _tx = match spsc::Sender::<Msg>::create(&name, &opts) {
                 Ok(tx) => tx,
                 Err(Error::AlreadyExists { .. }) => continue,
                 Err(e) => panic!("{backend}: create: {e}"),
