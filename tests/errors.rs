@@ -390,3 +390,120 @@ fn full_dev_shm_is_an_error_not_a_sigbus() {
         "a failed create leaves nothing behind"
     );
 }
+
+/// `Duration::MAX` (or any timeout past what `Instant` can hold) means "as long as it takes",
+/// for every call that takes a timeout, never a panic.
+#[test]
+fn duration_max_means_forever() {
+    let forever = Duration::MAX;
+    let (tx, rx) = spsc::channel::<u64>(4).unwrap();
+    tx.send_timeout(1, forever).unwrap();
+    assert_eq!(rx.recv_timeout(forever), Ok(1));
+    tx.send_slice(&[2, 3]).unwrap();
+    let mut buf = [0u64; 4];
+    assert_eq!(rx.recv_slice_timeout(&mut buf, forever), Ok(2));
+    assert_eq!(tx.wait_for_peer(forever), Ok(()));
+    // A receiver blocked "for ever" is woken by a send.
+    let t = std::thread::spawn(move || rx.recv_timeout(forever));
+    std::thread::sleep(Duration::from_millis(50));
+    tx.send(4).unwrap();
+    assert_eq!(t.join().unwrap(), Ok(4));
+
+    let (mtx, mrx) = shmchan::mpmc::channel::<u64>(4).unwrap();
+    mtx.send_timeout(5, forever).unwrap();
+    assert_eq!(mrx.recv_timeout(forever), Ok(5));
+    assert_eq!(mrx.wait_for_peer(forever), Ok(()));
+
+    for backend in backends() {
+        let name = unique_name("forever");
+        let _cleanup = Cleanup(name.clone(), backend.clone());
+        let opts = Options::new()
+            .backend(backend.clone())
+            .open_timeout(forever);
+        let tx = spsc::Sender::<u64>::create(&name, &opts).unwrap();
+        let rx = spsc::Receiver::<u64>::open(&name, &opts).unwrap();
+        tx.send_timeout(6, forever).unwrap();
+        assert_eq!(rx.recv_timeout(forever), Ok(6));
+        assert!(matches!(
+            shmchan::remove(&name, &opts),
+            Err(Error::InUse { .. })
+        ));
+        drop((tx, rx));
+        assert_gone(&name, &backend);
+    }
+}
+
+/// Memory the system accounts as shared (tmpfs, System V), in bytes.
+fn shmem_bytes() -> u64 {
+    let info = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let line = info.lines().find(|l| l.starts_with("Shmem:")).unwrap();
+    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kb * 1024
+}
+
+/// Opening a large object that is not a channel (a 256 MiB sparse one) looks at its header
+/// and gives up, without faulting the rest of it into memory.
+#[test]
+fn opening_a_large_foreign_object_faults_nothing_in() {
+    const SIZE: u64 = 256 << 20;
+    // A File directory on a tmpfs, so its pages count as shared memory too.
+    let dir = std::path::Path::new("/dev/shm").join(unique_name("sparse-dir"));
+    std::fs::create_dir(&dir).unwrap();
+    struct RemoveDir(std::path::PathBuf);
+    impl Drop for RemoveDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _dir = RemoveDir(dir.clone());
+    for backend in [Backend::Posix, Backend::SysV, Backend::File(dir.clone())] {
+        let name = unique_name("sparse");
+        let _cleanup = Cleanup(name.clone(), backend.clone());
+        match &backend {
+            Backend::SysV => {
+                // SAFETY: creates a segment of SIZE bytes (its pages are allocated on first
+                // touch only).
+                let id = unsafe {
+                    libc::shmget(
+                        Backend::sysv_key(&name),
+                        SIZE as usize,
+                        libc::IPC_CREAT | 0o600,
+                    )
+                };
+                assert!(id >= 0);
+            }
+            other => {
+                let path = match other {
+                    Backend::File(d) => d.join(&name),
+                    _ => std::path::Path::new("/dev/shm").join(&name),
+                };
+                let f = std::fs::File::create(path).unwrap();
+                f.set_len(SIZE).unwrap(); // sparse: no page allocated
+            }
+        }
+        let before = shmem_bytes();
+        let opts = Options::new()
+            .backend(backend.clone())
+            .open_timeout(Duration::from_millis(50));
+        let err = spsc::Receiver::<u64>::open(&name, &opts).unwrap_err();
+        assert!(
+            matches!(err, Error::NotReady { .. } | Error::Incompatible { .. }),
+            "{backend}: {err:?}"
+        );
+        let grown = shmem_bytes().saturating_sub(before);
+        assert!(
+            grown < 32 << 20,
+            "{backend}: opening a {SIZE}-byte foreign object grew shared memory by {grown} bytes"
+        );
+    }
+}
+
+/// An in-process channel too large to allocate is an error, not an abort of the process.
+#[test]
+fn in_process_channel_too_large_for_memory_is_an_error() {
+    let err = spsc::channel::<[u8; 4096]>(1 << 30).unwrap_err();
+    assert!(matches!(err, Error::InvalidOptions { .. }), "{err:?}");
+    assert!(err.to_string().contains("could not be allocated"), "{err}");
+    let err = shmchan::mpmc::channel::<[u8; 4096]>(1 << 30).unwrap_err();
+    assert!(matches!(err, Error::InvalidOptions { .. }), "{err:?}");
+}
