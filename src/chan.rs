@@ -59,6 +59,8 @@ pub(crate) struct Spec {
 
 /// One attached endpoint of a channel: its region, validated geometry and table entry.
 pub(crate) struct Chan {
+    /// The region's header, checked once to lie inside the mapping (see [`Chan::header`]).
+    header: std::ptr::NonNull<Header>,
     region: Region,
     pub(crate) geo: Geometry,
     role: Role,
@@ -76,6 +78,12 @@ pub(crate) struct Chan {
     last_probe: AtomicU64,
     created: Instant,
 }
+
+// SAFETY: `header` points into `region`'s mapping, which `Chan` owns and which is `Send` and
+// `Sync` (see `Region`); every field of the header is an atomic.
+unsafe impl Send for Chan {}
+// SAFETY: as above; `&Chan` hands out only `&Header`, whose fields are atomics.
+unsafe impl Sync for Chan {}
 
 /// `now + timeout`, or `None` (no deadline) if that is beyond what `Instant` can hold: a
 /// timeout of `Duration::MAX` means "forever", not a panic.
@@ -382,13 +390,9 @@ impl Chan {
         name: &str,
         backend: Option<Backend>,
     ) -> Chan {
-        if !crate::wait::register_process() {
-            // This process cannot issue the sleeper's barrier: its peers must fence in full.
-            let hdr = region.header();
-            hdr.data_bell.require_full_fence();
-            hdr.space_bell.require_full_fence();
-        }
+        crate::wait::register_process();
         Chan {
+            header: std::ptr::NonNull::from(region.header()),
             region,
             geo,
             role,
@@ -406,8 +410,13 @@ impl Chan {
         &self.region
     }
 
+    /// The header: on every send and receive, so no check here (the one in
+    /// [`Region::header`] was made when the handle was built).
+    #[inline(always)]
     pub(crate) fn header(&self) -> &Header {
-        self.region.header()
+        // SAFETY: `header` came from `Region::header` of `self.region`, which checked the
+        // mapping holds a header and keeps it mapped as long as `self` lives.
+        unsafe { self.header.as_ref() }
     }
 
     /// Is this handle a forked child's copy of its parent's (which must do nothing)?
@@ -468,7 +477,7 @@ impl Drop for Chan {
         if self.forked() {
             return; // a forked child's copy: the parent still holds this endpoint
         }
-        let hdr = self.region.header();
+        let hdr = self.header();
         if endpoint::detach(&hdr.endpoints[self.entry], self.word) {
             // Wake every sleeper so it sees the detach (each re-checks after waking).
             hdr.data_bell.wake();
@@ -491,7 +500,7 @@ impl Chan {
         let Ok(_gate) = self.region.gate(deadline_after(CLOSE_WAIT)) else {
             return;
         };
-        let hdr = self.region.header();
+        let hdr = self.header();
         // Relaxed: written under the gate, which we hold.
         if hdr.life.state.load(Ordering::Relaxed) != OPEN {
             return;

@@ -14,34 +14,26 @@ use crate::ring::spsc::Error as RingError;
 use crate::wait::{Poll, wait_until};
 
 /// One send attempt. `push(probe)` tries the ring once (with `probe`, it may check slot
-/// owners' processes) and gives what a success returns (`()`, or a count for a slice) and
-/// whether the ring's position passed a checkpoint (every [`CHECKPOINT`](crate::ring::CHECKPOINT)
-/// messages). `Ready(Err(value))` means disconnected: `value` is what to hand back.
+/// owners' processes) and gives what a success returns (`()`, or a count for a slice).
+/// `Ready(Err(value))` means disconnected: `value` is what to hand back to the caller.
 ///
-/// At a checkpoint the receivers are probed if a probe is due (at most every
-/// [`PROBE_INTERVAL`](crate::wait::PROBE_INTERVAL)), so a sender whose ring never fills still
-/// learns that its receiver died: sends fail from the first checkpoint a probe interval after
-/// the death (at most `CHECKPOINT` sends, or a probe interval's worth, later). Counting costs
-/// a test of a register; reading the clock on every send would cost a third of a message.
-#[inline]
+/// This is the body of the closure every send inlines into its fast path: keep it this small
+/// (see [`send_deadline`]). The once-per-call checks (a forked child's copy, the checkpoint)
+/// are made by the callers, outside it.
+#[inline(always)]
 pub(crate) fn poll_send<T, R>(
     chan: &Chan,
     value: T,
     probe: bool,
-    push: impl FnOnce(bool) -> Result<(R, bool), RingError>,
+    push: impl FnOnce(bool) -> Result<R, RingError>,
 ) -> Poll<Result<R, T>> {
     // One Acquire load per receiver entry (a line nobody writes while they live): a receiver
-    // that dropped its handle is seen at once. A forked child's copy of a handle does nothing.
-    if chan.forked() || chan.peers(false) == RoleState::Gone {
+    // that dropped its handle is seen at once.
+    if chan.peers(false) == RoleState::Gone {
         return Poll::Ready(Err(value));
     }
     match push(probe) {
-        Ok((r, checkpoint)) => {
-            if checkpoint {
-                chan.checkpoint();
-            }
-            Poll::Ready(Ok(r))
-        }
+        Ok(r) => Poll::Ready(Ok(r)),
         Err(RingError::Broken) => Poll::Ready(Err(value)),
         Err(RingError::WouldBlock) => {
             if probe && chan.peers(true) == RoleState::Gone {
@@ -54,15 +46,12 @@ pub(crate) fn poll_send<T, R>(
 }
 
 /// One receive attempt. `Ready(Err(()))` means disconnected (senders gone, ring drained).
-#[inline]
+#[inline(always)]
 pub(crate) fn poll_recv<T>(
     chan: &Chan,
     probe: bool,
     mut pop: impl FnMut(bool) -> Result<T, RingError>,
 ) -> Poll<Result<T, ()>> {
-    if chan.forked() {
-        return Poll::Ready(Err(())); // a forked child's copy of a handle takes nothing
-    }
     match pop(probe) {
         Ok(v) => Poll::Ready(Ok(v)),
         Err(RingError::Broken) => Poll::Ready(Err(())),
@@ -89,6 +78,9 @@ pub(crate) fn try_send<T: Copy, R>(
     value: T,
     poll: impl Fn(T, bool) -> Poll<Result<R, T>>,
 ) -> Result<R, TrySendError<T>> {
+    if chan.forked() {
+        return Err(TrySendError::Disconnected(value));
+    }
     let r = match poll(value, false) {
         Poll::Pending if chan.probe_due() => poll(value, true),
         r => r,
@@ -117,6 +109,10 @@ pub(crate) fn send_deadline<T: Copy, R>(
     deadline: Option<Instant>,
     poll: impl Fn(T, bool) -> Poll<Result<R, T>>,
 ) -> Result<R, SendTimeoutError<T>> {
+    // A forked child's copy of a handle does nothing (`fork.rs`).
+    if chan.forked() {
+        return Err(SendTimeoutError::Disconnected(value));
+    }
     if const { size_of::<T>() > 256 } {
         return send_deadline_large(chan, wait, value, deadline, poll);
     }
@@ -178,6 +174,9 @@ pub(crate) fn try_recv<T>(
     chan: &Chan,
     mut poll: impl FnMut(bool) -> Poll<Result<T, ()>>,
 ) -> Result<T, TryRecvError> {
+    if chan.forked() {
+        return Err(TryRecvError::Disconnected); // a forked child's copy takes nothing
+    }
     let r = match poll(false) {
         Poll::Pending if chan.probe_due() => poll(true),
         r => r,
@@ -197,6 +196,9 @@ pub(crate) fn recv_deadline<T>(
     deadline: Option<Instant>,
     mut poll: impl FnMut(bool) -> Poll<Result<T, ()>>,
 ) -> Result<T, RecvTimeoutError> {
+    if chan.forked() {
+        return Err(RecvTimeoutError::Disconnected); // a forked child's copy takes nothing
+    }
     let r = match poll(false) {
         Poll::Ready(r) => Some(r),
         Poll::Pending => wait_until(&chan.header().data_bell, wait, deadline, poll),

@@ -159,9 +159,6 @@ pub(crate) struct Doorbell {
     /// wake. Written only on the sleep path, so a notifier reading it finds it in its cache as
     /// long as nobody sleeps.
     pub(crate) sleepers: AtomicU32,
-    /// Nonzero once a process that cannot use `membarrier` attached: notifiers then issue a
-    /// full fence instead of relying on the sleeper's barrier. Set once, never cleared.
-    pub(crate) fence: AtomicU32,
 }
 
 /// [`Life::state`] of a channel that can be joined.
@@ -207,7 +204,7 @@ const _: () = {
     assert!(offset_of!(Header, id) == 0);
     assert!(offset_of!(Header, life) == 384);
     assert!(offset_of!(Life, gate) == 8);
-    assert!(size_of::<Doorbell>() == 12);
+    assert!(size_of::<Doorbell>() == 8);
     assert!(offset_of!(Header, endpoints) == 512);
     assert!(offset_of!(Header, tail) == 1024);
     assert!(offset_of!(Header, head) == 1152);
@@ -322,7 +319,6 @@ impl Header {
             Line(Doorbell {
                 seq: a32(),
                 sleepers: a32(),
-                fence: a32(),
             })
         }
         Header {

@@ -199,18 +199,22 @@ impl<T: Pod> Sender<T> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn poll(&self, value: T, probe: bool) -> Poll<Result<(), T>> {
         let s = &*self.shared;
         handle::poll_send(&s.chan, value, probe, |probe| {
             // SAFETY: `T` is the payload type the geometry was validated for, and the ring's
             // owner index is the endpoint entry this process holds.
-            unsafe {
+            let r = unsafe {
                 s.ring.push(s.chan.header(), &s.slots, value, |o| {
                     s.chan.owner_gone(o, probe)
                 })
+            };
+            // At a checkpoint, probe the receivers if due (see `Chan::checkpoint`).
+            if r == Ok(true) {
+                s.chan.checkpoint();
             }
-            .map(|checkpoint| ((), checkpoint))
+            r.map(drop)
         })
     }
 
@@ -321,7 +325,7 @@ impl<T: Pod> Receiver<T> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn poll(&self, probe: bool) -> Poll<Result<T, ()>> {
         let s = &*self.shared;
         handle::poll_recv(&s.chan, probe, |probe| {

@@ -177,13 +177,12 @@ impl<T: Pod> Sender<T> {
     }
 
     /// One attempt: `Ready` when sent or disconnected, `Pending` when full.
-    #[inline]
+    #[inline(always)]
     fn poll(&self, value: T, probe: bool) -> Poll<Result<(), T>> {
         handle::poll_send(&self.chan, value, probe, |_| {
             // SAFETY: this handle is the channel's only sender (the endpoint table admits
             // one), and `T` is the payload type the geometry was validated for.
             unsafe { self.ring.push(self.chan.header(), &self.slots, value) }
-                .map(|checkpoint| ((), checkpoint))
         })
     }
 
@@ -201,7 +200,10 @@ impl<T: Pod> Sender<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
-        handle::try_send(&self.chan, value, |v, probe| self.poll(v, probe))
+        let before = self.ring.position();
+        let r = handle::try_send(&self.chan, value, |v, probe| self.poll(v, probe));
+        self.checkpoint(before);
+        r
     }
 
     /// Send, waiting for room as long as it takes.
@@ -216,10 +218,14 @@ impl<T: Pod> Sender<T> {
     /// t.join().unwrap();
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    #[inline]
+    #[inline(always)]
     pub fn send(&self, value: T) -> Result<(), SendError<T>> {
-        self.send_deadline(value, None)
-            .map_err(|e| SendError(e.into_inner()))
+        let before = self.ring.position();
+        let r = self
+            .send_deadline(value, None)
+            .map_err(|e| SendError(e.into_inner()));
+        self.checkpoint(before);
+        r
     }
 
     /// Send, waiting for room at most `timeout`.
@@ -238,7 +244,20 @@ impl<T: Pod> Sender<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn send_timeout(&self, value: T, timeout: Duration) -> Result<(), SendTimeoutError<T>> {
-        self.send_deadline(value, crate::chan::deadline_after(timeout))
+        let before = self.ring.position();
+        let r = self.send_deadline(value, crate::chan::deadline_after(timeout));
+        self.checkpoint(before);
+        r
+    }
+
+    /// After a send from position `before`: if the ring's position passed a checkpoint, probe
+    /// the receiver if a probe is due (see [`Chan::checkpoint`]). Outside the inlined send
+    /// closure on purpose (`handle::poll_send`): a branch on private state.
+    #[inline(always)]
+    fn checkpoint(&self, before: u64) {
+        if crate::ring::passes_checkpoint(before, self.ring.position()) {
+            self.chan.checkpoint();
+        }
     }
 
     #[inline]
@@ -288,7 +307,10 @@ impl<T: Pod> Sender<T> {
         if values.is_empty() {
             return Ok(0);
         }
-        handle::try_send(&self.chan, (), |(), probe| self.poll_slice(values, probe))
+        let before = self.ring.position();
+        let r = handle::try_send(&self.chan, (), |(), probe| self.poll_slice(values, probe));
+        self.checkpoint(before);
+        r
     }
 
     /// Send all of `values` in order, waiting for room as long as it takes. Each time there is
@@ -315,9 +337,12 @@ impl<T: Pod> Sender<T> {
         let mut sent = 0;
         while sent < values.len() {
             let rest = &values[sent..];
-            match handle::send_deadline(&self.chan, self.wait, (), None, |(), probe| {
+            let before = self.ring.position();
+            let r = handle::send_deadline(&self.chan, self.wait, (), None, |(), probe| {
                 self.poll_slice(rest, probe)
-            }) {
+            });
+            self.checkpoint(before);
+            match r {
                 Ok(n) => sent += n,
                 Err(_) => return Err(SendError(sent)),
             }
@@ -412,7 +437,7 @@ impl<T: Pod> Receiver<T> {
     }
 
     /// One attempt: `Ready` with a value or a disconnect, `Pending` when empty.
-    #[inline]
+    #[inline(always)]
     fn poll(&self, probe: bool) -> Poll<Result<T, ()>> {
         handle::poll_recv(&self.chan, probe, |_| {
             // SAFETY: this handle is the channel's only receiver (the endpoint table admits

@@ -33,13 +33,15 @@
 //! on every running thread of every registered process (one that is not running passed one when
 //! it was switched out). Either that barrier falls after the notifier's `sleepers` load, and the
 //! notifier's publish was visible before the sleeper's re-check; or before it, and the sleeper's
-//! flag was visible to the load. A sleeper that cannot issue `membarrier` (seccomp forbids it,
-//! or registration failed) could not make its peers' compiler fences enough, so at attach its
-//! process marks the channel's doorbells (`Doorbell::fence`), and from then on every notifier
-//! of that channel issues the full fence. (A notify racing with that very attach may still be
-//! seen late, by one probe interval.) When nobody sleeps, notifying costs one load of a line
-//! nobody writes. (loom cannot model `membarrier`, so under loom both sides use the symmetric
-//! fences.)
+//! flag was visible to the load. A process that cannot issue `membarrier` (seccomp forbids it,
+//! or registration failed) keeps the full fence when it notifies; when it *sleeps*, nothing can
+//! make its peers' compiler fences enough, so it never sleeps longer than [`SHORT_NAP`]: a
+//! wake-up lost to that race is late by at most 1 ms (and an idle waiter there wakes 1,000
+//! times a second). Marking the channel so that every notifier fences instead was tried and
+//! measured: the one extra load per notify cost 15% of 8-byte streaming
+//! (`cargo bench --bench throughput -- spsc_8B`), for every user, to help the rare one. When
+//! nobody sleeps, notifying costs one load of a line nobody writes. (loom cannot model
+//! `membarrier`, so under loom both sides use the symmetric fences.)
 //!
 //! Sleeps are bounded (at most [`PROBE_INTERVAL`]) so that a waiter notices a peer killed with
 //! `kill -9`, which never rings the bell.
@@ -53,16 +55,17 @@ use crate::sync::{Ordering, fence};
 /// How often a waiting call checks whether its peers are still alive.
 pub(crate) const PROBE_INTERVAL: Duration = Duration::from_millis(40);
 
+/// The longest sleep of a process that cannot issue `membarrier` (see the module docs).
+pub(crate) const SHORT_NAP: Duration = Duration::from_millis(1);
+
 impl Doorbell {
     /// Tell sleepers (if any) that the side they wait for made progress. Call right after the
     /// Release store that published it.
     #[inline]
     pub(crate) fn notify(&self) {
         // SYNC POINT (doorbell): orders the caller's publish before the `sleepers` load; pairs
-        // with the fence (and the membarrier) in `prepare`. `fence` is on the same line as
-        // `sleepers` (Relaxed: set at attach, before the setter's first sleep; see the module
-        // docs for the one notify that may race with it).
-        if asymmetric() && self.fence.load(Ordering::Relaxed) == 0 {
+        // with the fence (and the membarrier) in `prepare`.
+        if asymmetric() {
             core::sync::atomic::compiler_fence(Ordering::SeqCst);
         } else {
             fence(Ordering::SeqCst);
@@ -82,15 +85,6 @@ impl Doorbell {
         // Release: a sleeper that reads the new `seq` with Acquire sees the publish.
         self.seq.fetch_add(1, Ordering::Release);
         futex::wake(&self.seq);
-    }
-
-    /// Make every notifier of this doorbell issue a full fence (a process that cannot use
-    /// `membarrier` is about to wait on it).
-    pub(crate) fn require_full_fence(&self) {
-        // Relaxed, then a full fence: the flag is visible before anything this process does
-        // next (in particular before its first sleep's flag store and re-check).
-        self.fence.store(1, Ordering::Relaxed);
-        fence(Ordering::SeqCst);
     }
 
     /// Register as a sleeper. The caller then re-checks its condition and either calls
@@ -128,12 +122,12 @@ const REGISTERED: u32 = 1;
 const REFUSED: u32 = 2;
 
 /// Register this process for expedited global membarriers (called at every attach; registers
-/// once per process). Afterwards its notifiers use a compiler fence only. Returns false if this
-/// process cannot issue the barrier (its sleepers' peers must then use a full fence).
+/// once per process). Afterwards its notifiers use a compiler fence only; a process that cannot
+/// issue the barrier keeps full fences and naps at most [`SHORT_NAP`].
 ///
 /// A forked child is not registered (the kernel resets it with the new address space) but
 /// inherits this flag, so a fork handler resets the flag; the child's next attach registers.
-pub(crate) fn register_process() -> bool {
+pub(crate) fn register_process() {
     #[cfg(not(loom))]
     if MEMBARRIER.load(Ordering::Relaxed) == UNREGISTERED {
         extern "C" fn forked_child() {
@@ -150,10 +144,6 @@ pub(crate) fn register_process() -> bool {
             && crate::sys::membarrier(crate::sys::MEMBARRIER_GLOBAL_EXPEDITED).is_ok();
         MEMBARRIER.store(if ok { REGISTERED } else { REFUSED }, Ordering::Relaxed);
     }
-    #[cfg(not(loom))]
-    return MEMBARRIER.load(Ordering::Relaxed) == REGISTERED;
-    #[cfg(loom)]
-    return true;
 }
 
 /// May this process's notifiers skip the full fence?
@@ -244,7 +234,11 @@ pub(crate) fn wait_until<R>(
         match attempt(probe_due(now)) {
             Poll::Ready(r) => return Some(r),
             Poll::Pending => {
-                let mut nap = PROBE_INTERVAL;
+                let mut nap = if asymmetric() || cfg!(loom) {
+                    PROBE_INTERVAL
+                } else {
+                    SHORT_NAP
+                };
                 if let Some(d) = deadline {
                     nap = nap.min(d.saturating_duration_since(now));
                 }

@@ -91,8 +91,7 @@ impl Producer {
         Ok(self.capacity - used)
     }
 
-    /// Push one value if there is room. Returns whether the position passed a checkpoint
-    /// ([`passes_checkpoint`](super::passes_checkpoint)).
+    /// Push one value if there is room.
     ///
     /// # Safety
     /// This must be the only producer of the ring described by `hdr` and `slots`, and `T` the
@@ -103,7 +102,7 @@ impl Producer {
         hdr: &Header,
         slots: &Slots,
         value: T,
-    ) -> Result<bool, Error> {
+    ) -> Result<(), Error> {
         let tail = self.tail.get();
         if self.room(hdr, tail, 1)? == 0 {
             return Err(Error::WouldBlock);
@@ -121,13 +120,12 @@ impl Producer {
         hdr.tail.store(next, Ordering::Release);
         self.tail.set(next);
         hdr.data_bell.notify();
-        Ok(super::passes_checkpoint(tail, next))
+        Ok(())
     }
 
     /// Push as many of `values` as there is room for (a prefix), publishing each slot's stamp
     /// as in [`push`](Self::push) but `tail` and the doorbell once for the batch. Returns how
-    /// many were pushed and whether the position passed a checkpoint; `WouldBlock` if none
-    /// could be (and `values` is not empty).
+    /// many were pushed; `WouldBlock` if none could be (and `values` is not empty).
     ///
     /// # Safety
     /// As for [`push`](Self::push).
@@ -137,7 +135,7 @@ impl Producer {
         hdr: &Header,
         slots: &Slots,
         values: &[T],
-    ) -> Result<(usize, bool), Error> {
+    ) -> Result<usize, Error> {
         let tail = self.tail.get();
         let want = values.len() as u64;
         let n = want.min(self.room(hdr, tail, want)?);
@@ -159,7 +157,15 @@ impl Producer {
         hdr.tail.store(pos, Ordering::Release);
         self.tail.set(pos);
         hdr.data_bell.notify();
-        Ok((n as usize, super::passes_checkpoint(tail, pos)))
+        Ok(n as usize)
+    }
+}
+
+impl Producer {
+    /// Our position (the next slot to write): private, so reading it costs nothing shared.
+    #[inline(always)]
+    pub(crate) fn position(&self) -> u64 {
+        self.tail.get()
     }
 }
 
