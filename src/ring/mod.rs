@@ -126,10 +126,15 @@ impl Slots {
     /// # Safety
     /// The caller must own that slot (per the ring protocol no peer reads or writes it until
     /// the caller publishes it), and `T` must be the payload type the geometry was made for
-    /// (so `size_of::<T>() == stride` and the slot is aligned for `T`).
+    /// (so the payload, rounded up to 8 bytes, lies inside the slot).
     #[inline(always)]
     pub(crate) unsafe fn write<T: Pod>(&self, pos: u64, value: T) {
         self.track(pos).write();
+        // A plain write, not `copy_out`'s atomic words: the writer never reads the slot back,
+        // so a peer that (against the protocol) writes or reads it meanwhile changes only what
+        // that peer sees, never a value of ours; and atomic word stores were measured 3x slower
+        // for 64-byte messages (`cargo bench --bench throughput -- spsc_64B`: eight 8-byte
+        // stores where a copy makes two or four wide ones, behind a line the reader holds).
         // SAFETY: in bounds (see `slot`), aligned because base and stride are multiples of
         // `align_of::<T>()`, and owned by the caller per this function's contract.
         unsafe { self.slot(pos).cast::<T>().write(value) }
@@ -142,9 +147,85 @@ impl Slots {
     #[inline(always)]
     pub(crate) unsafe fn read<T: Pod>(&self, pos: u64) -> T {
         self.track(pos).read();
-        // SAFETY: in bounds and aligned as in `write`. `T: Pod` accepts every bit pattern, so
-        // even bytes a misbehaving peer wrote concurrently make a valid (if odd) value; the
-        // copy is made once into a local and never re-read from shared memory.
-        unsafe { self.slot(pos).cast::<T>().read() }
+        #[cfg(loom)]
+        // SAFETY: in bounds and aligned as in `write`; `T: Pod` accepts every bit pattern.
+        unsafe {
+            self.slot(pos).cast::<T>().read()
+        }
+        #[cfg(not(loom))]
+        if size_of::<T>() <= ATOMIC_READ_MAX {
+            // SAFETY: as above; `copy_out`'s contract is this function's.
+            return unsafe { copy_out(self.slot(pos)) };
+        }
+        // Larger payloads: a plain (vectorised) copy. A word loop took 1 KiB streaming from
+        // 9.0 to 4.9 M msg/s. A peer writing the slot against the protocol is then a data race
+        // in Rust's model (the value is copied once into a local and never re-read here, but
+        // the compiler is not bound to that); a race-free copy at memory speed (wide stores in
+        // inline assembly) is left to the work on large payloads.
+        #[cfg(not(loom))]
+        // SAFETY: in bounds and aligned as in `write`; `T: Pod` accepts every bit pattern.
+        unsafe {
+            self.slot(pos).cast::<T>().read()
+        }
     }
+}
+
+/// Payloads up to this size are read with atomic word loads ([`copy_out`]), which measured as
+/// fast as a plain copy or faster up to here (`cargo bench --bench throughput -- spsc_64B`).
+#[cfg(not(loom))]
+const ATOMIC_READ_MAX: usize = 256;
+
+/// The 8-byte word `i` of a slot's payload, as an atomic.
+///
+/// # Safety
+/// `slot + 8 * i .. + 8` must lie inside a mapping that outlives the returned reference, and
+/// `slot` must be 8-byte aligned (payloads start 8-aligned: slots are 128-aligned, strides and
+/// payload offsets multiples of 8).
+#[cfg(not(loom))]
+#[inline(always)]
+unsafe fn word<'a>(slot: *mut u8, i: usize) -> &'a crate::sync::AtomicU64 {
+    // SAFETY: in bounds and aligned per the contract; any bits are a valid `AtomicU64`.
+    unsafe { &*slot.add(8 * i).cast::<crate::sync::AtomicU64>() }
+}
+
+/// Copy a payload out of a slot, one 8-byte word at a time with Relaxed atomic loads.
+///
+/// Why atomics: a peer that is buggy or hostile may write the slot while we copy it. With a
+/// plain copy that is a data race, undefined behaviour in Rust's model whatever `T` accepts,
+/// and not only in theory: the compiler may load the bytes again later instead of keeping the
+/// copy, assuming they cannot change, so a field checked once could be used with another
+/// value. Atomic loads are copied once. Relaxed word loads compile to the plain `mov`s a copy
+/// would use (measured: 64-byte streaming is faster this way, 91-107 against 58-66 M msg/s,
+/// `cargo bench --bench throughput -- spsc_64B`). Whole-value `read_volatile`, the other
+/// candidate, copies byte by byte (`[u8; 4096]`: 4,096 loads), 2-50x slower than a copy.
+///
+/// # Safety
+/// `slot` is 8-byte aligned, `slot .. slot + size_of::<T>()` rounded up to a multiple of 8
+/// lies in the mapping, and the caller took the slot (a peer published it).
+#[cfg(not(loom))]
+#[inline(always)]
+unsafe fn copy_out<T: Pod>(slot: *mut u8) -> T {
+    let mut out = std::mem::MaybeUninit::<T>::uninit();
+    let dst = out.as_mut_ptr().cast::<u8>();
+    let (words, tail) = (size_of::<T>() / 8, size_of::<T>() % 8);
+    for i in 0..words {
+        // SAFETY: the slot word is in bounds per the contract; bytes `8i .. 8i + 8` of `out`
+        // exist (i < words).
+        unsafe {
+            let w = word(slot, i).load(crate::sync::Ordering::Relaxed);
+            dst.add(8 * i).cast::<u64>().write_unaligned(w);
+        }
+    }
+    if tail != 0 {
+        // SAFETY: the slot's last word is in bounds (the payload is rounded up to 8 bytes inside
+        // the slot); the last `tail` bytes of `out` exist.
+        unsafe {
+            let last = word(slot, words)
+                .load(crate::sync::Ordering::Relaxed)
+                .to_ne_bytes();
+            std::ptr::copy_nonoverlapping(last.as_ptr(), dst.add(8 * words), tail);
+        }
+    }
+    // SAFETY: every byte of `out` was written above, and `T: Pod` accepts any bytes.
+    unsafe { out.assume_init() }
 }
