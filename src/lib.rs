@@ -38,10 +38,23 @@
 //!
 //! A receiver whose sender is gone (dropped, or its process died) receives everything that was
 //! sent and then gets `Disconnected`. A sender whose receiver is gone gets `Disconnected`,
-//! including one blocked on a full ring. Dropped handles are seen at once; a killed process is
-//! noticed by the next blocking call within about 50 ms, and by `try_` calls at most every
-//! 40 ms (processes are identified by pid and start time, so a recycled pid or a zombie is not
-//! taken for the peer).
+//! including one blocked on a full ring, and one that never fills its ring (within about 40 ms
+//! of the death, or 64 sends, whichever comes later). Dropped handles are seen at once; a
+//! killed process is noticed by the next blocking call within about 40 ms, and by `try_` calls
+//! at most every 40 ms. [`is_connected`](spsc::Sender::is_connected) and
+//! [`wait_for_peer`](spsc::Sender::wait_for_peer) ask directly.
+//!
+//! Death is the kernel's word, never a guess from `/proc`: each endpoint holds a lock that the
+//! kernel releases when its process exits or calls `exec` (an open-file-description lock on the
+//! region for POSIX and File regions; for System V, a private segment only that process
+//! attaches). So peers in different pid namespaces (two containers sharing `/dev/shm` or the IPC
+//! namespace), without `/proc`, behind `hidepid`, or whose main thread exited, are alive while
+//! they run. A child created by `fork` gets copies of its parent's handles that refuse every
+//! operation (as disconnected) and keep nothing of the parent alive.
+//!
+//! [`remove`] removes a channel no live endpoint holds (what a start-up script uses after a
+//! crash); `create` does the same by itself when the name it wants is held by an abandoned
+//! channel. Exactly one of any number of concurrent creators of a name succeeds.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
@@ -76,3 +89,28 @@ pub use error::{
     WaitForPeerError,
 };
 pub use options::{Backend, Options, WaitStrategy};
+
+/// For the loom models only: the System V gate's word protocol (`region/gate_word.rs`).
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod loom_gate {
+    /// A gate word (loom's atomic under the crate's seam).
+    pub struct Word(crate::sync::AtomicU64);
+
+    impl Word {
+        /// A word holding `v` (0: free).
+        pub fn new(v: u64) -> Word {
+            Word(crate::sync::AtomicU64::new(v))
+        }
+
+        /// One try at taking the word for `mine`; `alive(held)` says whether a holder lives.
+        pub fn try_take(&self, mine: u64, alive: impl Fn(u64) -> bool) -> bool {
+            crate::region::gate_word::try_take(&self.0, mine, alive)
+        }
+
+        /// Release the word if `mine` holds it.
+        pub fn release(&self, mine: u64) {
+            crate::region::gate_word::release(&self.0, mine)
+        }
+    }
+}

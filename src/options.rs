@@ -70,7 +70,7 @@ impl fmt::Display for Backend {
 /// What a blocking call does while it waits for a message (receiver) or for room (sender).
 ///
 /// Whatever the strategy, a waiting call notices a peer that disconnects or dies (within about
-/// 50 ms for a killed process) and honours its timeout.
+/// 40 ms for a killed process) and honours its timeout (`Duration::MAX`: no timeout).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum WaitStrategy {
@@ -160,7 +160,10 @@ impl Options {
     }
 
     /// How long `open` waits for a region that exists but whose creator has not finished
-    /// initialising it (default 2 s). `open` of a name that does not exist fails at once.
+    /// initialising it (default 2 s; `Duration::MAX`: as long as it takes), and how long
+    /// `create` and [`remove`](crate::remove) wait for another process that holds the
+    /// channel's lock while it creates, joins or closes it. `open` of a name that does not
+    /// exist fails at once.
     pub fn open_timeout(mut self, timeout: Duration) -> Self {
         self.open_timeout = timeout;
         self

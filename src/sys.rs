@@ -291,6 +291,30 @@ pub(crate) fn shm_stat(id: libc::c_int) -> io::Result<libc::shmid_ds> {
     Ok(unsafe { ds.assume_init() })
 }
 
+/// The highest index in use in the kernel's System V segment table (for [`shm_stat_index`]).
+///
+/// # References
+/// `shmctl(2)` with `IPC_INFO`
+pub(crate) fn shm_max_index() -> io::Result<libc::c_int> {
+    // `IPC_INFO` fills a `struct shminfo` (nine longs), smaller than a `shmid_ds`.
+    let mut buf = std::mem::MaybeUninit::<libc::shmid_ds>::uninit();
+    // SAFETY: `buf` is valid for writes of a `shmid_ds`, larger than the `shminfo` written.
+    cvt(unsafe { libc::shmctl(0, libc::IPC_INFO, buf.as_mut_ptr()) })
+}
+
+/// The segment at `index` of the kernel's table: its id and status.
+///
+/// # References
+/// `shmctl(2)` with `SHM_STAT`
+pub(crate) fn shm_stat_index(index: libc::c_int) -> io::Result<(libc::c_int, libc::shmid_ds)> {
+    const SHM_STAT: libc::c_int = 13; // <linux/shm.h>
+    let mut ds = std::mem::MaybeUninit::<libc::shmid_ds>::uninit();
+    // SAFETY: `ds` is valid for writes of one `shmid_ds`, which SHM_STAT fills.
+    let id = cvt(unsafe { libc::shmctl(index, SHM_STAT, ds.as_mut_ptr()) })?;
+    // SAFETY: the call succeeded, so it initialised `ds`.
+    Ok((id, unsafe { ds.assume_init() }))
+}
+
 /// Mark a System V segment for removal: its key is free at once, the memory goes with the
 /// last detach.
 ///

@@ -35,7 +35,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
 use crate::fork::Guarded;
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::AtomicU64;
 use crate::sys::{self, LockKind};
 
 /// The byte of a POSIX or File region's descriptor that is the gate.
@@ -114,25 +114,10 @@ impl Gate {
         let mut tries = 0;
         {
             let word = sysv_word(&attachment, offset)?;
-            let mut seen = 0;
-            loop {
-                // Acquire: what the previous holder did under the gate happens before what we
-                // do under it (pairs with the Release in `drop`).
-                match word.compare_exchange(seen, mine, Ordering::Acquire, Ordering::Relaxed) {
-                    Ok(_) => break,
-                    Err(0) => seen = 0,
-                    Err(held) => {
-                        // A holder whose token is dead left it held: take it over (from exactly
-                        // that holder; a CAS, so two waiters cannot both take it).
-                        let holder = u32::try_from(held - 1).unwrap_or(u32::MAX);
-                        if !super::token::alive(holder) {
-                            seen = held;
-                            continue;
-                        }
-                        seen = 0;
-                        pause(&mut tries, deadline)?;
-                    }
-                }
+            // A value that is no token id + 1 (a corrupt word) names no live process.
+            let alive = |held: u64| u32::try_from(held - 1).is_ok_and(super::token::alive);
+            while !super::gate_word::try_take(word, mine, alive) {
+                pause(&mut tries, deadline)?;
             }
         }
         Ok(Gate::SysV {
@@ -166,9 +151,7 @@ impl Drop for Gate {
                 mine,
             } => {
                 if let Ok(word) = sysv_word(attachment, *offset) {
-                    // Release: pairs with the Acquire CAS of the next holder. A CAS, in case a
-                    // waiter judged us dead and took it over (it then releases it itself).
-                    let _ = word.compare_exchange(*mine, 0, Ordering::Release, Ordering::Relaxed);
+                    super::gate_word::release(word, *mine);
                 }
             }
             Gate::Heap => {}

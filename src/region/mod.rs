@@ -8,6 +8,7 @@
 
 #[cfg(not(loom))]
 mod file;
+pub(crate) mod gate_word;
 mod heap;
 #[cfg(not(loom))]
 pub(crate) mod lock;
@@ -35,6 +36,12 @@ pub(crate) use lock::{Gate, GateError};
 #[cfg(loom)]
 pub(crate) enum Gate {
     Heap,
+}
+
+/// Releasing a heap gate does nothing (as in production, where `Gate::Heap` releases nothing).
+#[cfg(loom)]
+impl Drop for Gate {
+    fn drop(&mut self) {}
 }
 
 /// A mapped block of shared memory.

@@ -14,8 +14,9 @@
 //! (no `SHM_DEST`, another size) and reads as dead, or another live token and reads as alive,
 //! which never declares a live process dead.
 //!
-//! Left behind only if the process is killed between `shmget` and `IPC_RMID` (two system
-//! calls): a 73-byte private segment with no attachment, which `ipcrm` removes.
+//! A process killed between `shmget` and `IPC_RMID` (two system calls) leaves a 73-byte
+//! private segment that nothing attaches; the next process to make a token removes such
+//! orphans once they are 10 seconds old ([`sweep`]).
 
 use std::io;
 
@@ -50,8 +51,39 @@ pub(crate) fn mine() -> io::Result<u32> {
     })?
 }
 
+/// How old an unattached, unremoved token segment must be to count as orphaned: its maker
+/// attaches it microseconds after creating it, unless it was killed in between.
+const ORPHAN_AGE_SECS: libc::time_t = 10;
+
+/// Remove token segments orphaned by a process killed while making one: a token's size and
+/// mode, no attachment, not marked for removal, made over [`ORPHAN_AGE_SECS`] ago. Best effort
+/// (a segment of another user is not ours to remove).
+fn sweep() {
+    let Ok(max) = sys::shm_max_index() else {
+        return;
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as libc::time_t);
+    for index in 0..=max {
+        let Ok((id, ds)) = sys::shm_stat_index(index) else {
+            continue;
+        };
+        let mode = u32::from(ds.shm_perm.mode);
+        let orphan = ds.shm_segsz == TOKEN_BYTES
+            && mode & 0o777 == 0o444
+            && mode & SHM_DEST == 0
+            && ds.shm_nattch == 0
+            && now.saturating_sub(ds.shm_ctime) > ORPHAN_AGE_SECS;
+        if orphan {
+            let _ = sys::shm_rmid(id);
+        }
+    }
+}
+
 /// Create, attach (read-only, not inherited by fork) and mark for removal a token segment.
 fn make() -> io::Result<u32> {
+    sweep();
     // 0o444: any user may ask IPC_STAT about it (which needs read permission), so peers of
     // other users can tell this process is alive.
     let id = sys::shmget(libc::IPC_PRIVATE, TOKEN_BYTES, libc::IPC_CREAT | 0o444)?;
