@@ -205,16 +205,11 @@ impl<T: Pod> Sender<T> {
         handle::poll_send(&s.chan, value, probe, |probe| {
             // SAFETY: `T` is the payload type the geometry was validated for, and the ring's
             // owner index is the endpoint entry this process holds.
-            let r = unsafe {
+            unsafe {
                 s.ring.push(s.chan.header(), &s.slots, value, |o| {
                     s.chan.owner_gone(o, probe)
                 })
-            };
-            // At a checkpoint, probe the receivers if due (see `Chan::checkpoint`).
-            if r == Ok(true) {
-                s.chan.checkpoint();
             }
-            r.map(drop)
         })
     }
 
@@ -234,7 +229,9 @@ impl<T: Pod> Sender<T> {
     /// [`TrySendError::Full`] if the ring is full, [`TrySendError::Disconnected`] if every
     /// receiver is gone, with the value.
     pub fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
-        handle::try_send(&self.shared.chan, value, |v, probe| self.poll(v, probe))
+        let r = handle::try_send(&self.shared.chan, value, |v, probe| self.poll(v, probe));
+        self.checkpoint();
+        r
     }
 
     /// Send, waiting for room as long as it takes.
@@ -243,8 +240,11 @@ impl<T: Pod> Sender<T> {
     /// [`SendError`] with the value if every receiver is gone.
     #[inline]
     pub fn send(&self, value: T) -> Result<(), SendError<T>> {
-        self.send_deadline(value, None)
-            .map_err(|e| SendError(e.into_inner()))
+        let r = self
+            .send_deadline(value, None)
+            .map_err(|e| SendError(e.into_inner()));
+        self.checkpoint();
+        r
     }
 
     /// Send, waiting for room at most `timeout`.
@@ -252,7 +252,22 @@ impl<T: Pod> Sender<T> {
     /// # Errors
     /// [`SendTimeoutError::Timeout`] or [`SendTimeoutError::Disconnected`], with the value.
     pub fn send_timeout(&self, value: T, timeout: Duration) -> Result<(), SendTimeoutError<T>> {
-        self.send_deadline(value, crate::chan::deadline_after(timeout))
+        let r = self.send_deadline(value, crate::chan::deadline_after(timeout));
+        self.checkpoint();
+        r
+    }
+
+    /// After a send: every [`CHECKPOINT`](crate::ring::CHECKPOINT) positions of the ring (as
+    /// its shared `tail` hint says, which the push just wrote), probe the receivers if a probe
+    /// is due (see `Chan::checkpoint`). Outside the inlined send closure, as for SPSC.
+    #[inline(always)]
+    fn checkpoint(&self) {
+        let chan = &self.shared.chan;
+        // Relaxed: a hint for pacing only.
+        let tail = chan.header().tail.load(crate::sync::Ordering::Relaxed);
+        if tail % crate::ring::CHECKPOINT == 0 {
+            chan.checkpoint();
+        }
     }
 
     #[inline]

@@ -121,8 +121,7 @@ impl Ring {
     }
 
     /// Push one value if there is room. `gone(o)` tells whether endpoint `o` is dead or
-    /// detached (its slots may be repaired). Returns whether the position taken is a
-    /// checkpoint ([`CHECKPOINT`](super::CHECKPOINT)).
+    /// detached (its slots may be repaired).
     ///
     /// # Safety
     /// `T` must be the payload type of the ring's geometry, and `me` an endpoint index this
@@ -133,7 +132,7 @@ impl Ring {
         slots: &Slots,
         value: T,
         gone: impl Fn(usize) -> bool,
-    ) -> Result<bool, Error> {
+    ) -> Result<(), Error> {
         let cap = self.capacity as i64;
         let mut pos = hdr.tail.load(Ordering::Relaxed);
         for _ in 0..RETRIES {
@@ -171,7 +170,7 @@ impl Ring {
                             return Err(Error::Broken);
                         }
                         hdr.data_bell.notify();
-                        return Ok(pos % super::CHECKPOINT == 0);
+                        return Ok(());
                     }
                 }
                 // Position `pos` was claimed by someone else, or the hint is behind.
