@@ -71,6 +71,9 @@ pub(crate) struct Chan {
     /// The fork generation this handle was made in: a forked child's copy of it refuses every
     /// operation and detaches nothing (`fork.rs`).
     generation: u32,
+    /// The channel's incarnation ([`Life::incarnation`](crate::layout::Life)): if the object
+    /// holds another channel by the time this handle leaves, it closes nothing.
+    incarnation: u64,
     pub(crate) name: String,
     pub(crate) backend: Option<Backend>,
     /// When the peers were last checked for death, in nanoseconds since `created` (see
@@ -89,6 +92,23 @@ unsafe impl Sync for Chan {}
 /// timeout of `Duration::MAX` means "forever", not a panic.
 pub(crate) fn deadline_after(timeout: Duration) -> Option<Instant> {
     Instant::now().checked_add(timeout)
+}
+
+/// A value for [`Life::incarnation`](crate::layout::Life) that no other channel has had: the
+/// clock, this process's id and a counter.
+fn new_incarnation() -> u64 {
+    #[cfg(not(loom))]
+    {
+        static COUNTER: crate::sync::AtomicU64 = crate::sync::AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        // Relaxed: a counter, nothing is published through it.
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        nanos ^ (u64::from(std::process::id()) << 40) ^ n.rotate_left(20)
+    }
+    #[cfg(loom)]
+    1
 }
 
 /// The fork generation of this process (see `fork.rs`; always 0 under loom).
@@ -178,14 +198,20 @@ impl Chan {
         if !region.is_named() {
             return Ok(None); // replaced meanwhile: try again
         }
-        match classify(&region) {
+        match classify(&region, name) {
             Found::Foreign(_) | Found::Live(_) => Err(exists()),
-            Found::HalfMade | Found::Closed | Found::Abandoned => {
+            found @ (Found::HalfMade | Found::Closed | Found::Abandoned) => {
                 close(&region);
                 match region.remove_name() {
                     Ok(()) => Ok(None),
+                    // Only a channel that was complete is made anew in place: a half-made
+                    // object may be a creator's a moment before it takes the gate.
                     Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES)) => {
-                        Self::reuse(region, gate, name, opts, geo, spec).map(Some)
+                        if found == Found::HalfMade {
+                            Err(exists()) // (another user's, so likely its creator's, a moment early)
+                        } else {
+                            Self::reuse(region, gate, name, opts, geo, spec).map(Some)
+                        }
                     }
                     Err(e) => Err(Error::Io {
                         op: "remove an abandoned channel's name",
@@ -247,8 +273,10 @@ impl Chan {
             // Under the gate: a creator holds it until it publishes, so a region that is not
             // ready now has a creator that died, or one that made the object a moment ago
             // and has not taken the gate yet. Wait (without the gate) for the second.
+            // A name that meanwhile moved to another object (closed and made anew) is looked up
+            // again.
             let ready = region.try_header().is_some_and(Header::is_ready);
-            if ready {
+            if ready && region.is_named() {
                 return Self::join(region, gate, name, Some(opts.backend.clone()), spec);
             }
             drop((gate, region));
@@ -298,19 +326,48 @@ impl Chan {
         geo: Geometry,
         spec: &Spec,
     ) -> Result<Chan, Error> {
+        if region.len() < geo.region_len {
+            // The object shrank under us between sizing and mapping (a peer's ftruncate).
+            return Err(Error::Incompatible {
+                name: name.to_owned(),
+                backend: backend.unwrap_or_default(),
+                detail: format!(
+                    "the region is {} bytes after it was sized to {}",
+                    region.len(),
+                    geo.region_len
+                ),
+            });
+        }
         let hdr = region.header();
         hdr.write_identity(name, &spec.fp, &geo);
+        let incarnation = new_incarnation();
         // Relaxed: published by `publish` (and written under the gate, which openers take).
         hdr.life.state.store(OPEN, Ordering::Relaxed);
+        hdr.life.incarnation.store(incarnation, Ordering::Relaxed);
         if geo.kind == Kind::Mpmc {
             crate::ring::mpmc::init(&crate::ring::Slots::new(&region, &geo), geo.capacity);
         }
-        let (entry, word) = attach(&region, &geo, name, &backend, spec.role)?;
+        let (entry, word) = match attach(&region, &geo, name, &backend, spec.role) {
+            Ok(claimed) => claimed,
+            Err(e) => {
+                // Never published: remove the name again (we hold the gate since we made it).
+                let _ = region.remove_name();
+                return Err(e);
+            }
+        };
         hdr.publish();
-        region.populate(geo.region_len);
         drop(gate);
+        // Outside the gate: faulting in a large region must not hold up others' opens.
+        region.populate(geo.region_len);
         Ok(Chan::new(
-            region, geo, spec.role, entry, word, name, backend,
+            region,
+            geo,
+            spec.role,
+            entry,
+            word,
+            incarnation,
+            name,
+            backend,
         ))
     }
 
@@ -340,14 +397,23 @@ impl Chan {
                 backend: backend_or_heap(),
             });
         }
-        region.populate(geo.region_len);
         let (entry, word) = attach(&region, &geo, name, &backend, spec.role)?;
+        // Relaxed: written by the creator under the gate, which we hold.
+        let incarnation = hdr.life.incarnation.load(Ordering::Relaxed);
         drop(gate);
         // Wake anyone waiting for a peer (`wait_for_peer`): the claim above is the publish.
         hdr.data_bell.notify();
         hdr.space_bell.notify();
+        region.populate(geo.region_len);
         Ok(Chan::new(
-            region, geo, spec.role, entry, word, name, backend,
+            region,
+            geo,
+            spec.role,
+            entry,
+            word,
+            incarnation,
+            name,
+            backend,
         ))
     }
 
@@ -378,15 +444,28 @@ impl Chan {
                 detail,
             })?;
         let (entry, word) = attach(&region, &geo, name, &None, spec.role)?;
-        Ok(Chan::new(region, geo, spec.role, entry, word, name, None))
+        // Relaxed: written by the creator before it published (Acquire in `is_ready` above).
+        let incarnation = hdr.life.incarnation.load(Ordering::Relaxed);
+        Ok(Chan::new(
+            region,
+            geo,
+            spec.role,
+            entry,
+            word,
+            incarnation,
+            name,
+            None,
+        ))
     }
 
+    #[allow(clippy::too_many_arguments)] // one private constructor, called from three places
     fn new(
         region: Region,
         geo: Geometry,
         role: Role,
         entry: usize,
         word: u64,
+        incarnation: u64,
         name: &str,
         backend: Option<Backend>,
     ) -> Chan {
@@ -399,6 +478,7 @@ impl Chan {
             entry,
             word,
             generation: generation(),
+            incarnation,
             name: name.to_owned(),
             backend,
             last_probe: AtomicU64::new(0),
@@ -501,11 +581,16 @@ impl Chan {
             return;
         };
         let hdr = self.header();
-        // Relaxed: written under the gate, which we hold.
-        if hdr.life.state.load(Ordering::Relaxed) != OPEN {
+        // Relaxed: written under the gate, which we hold. Another incarnation in the object
+        // (made anew in place since we joined) is not ours to close.
+        if hdr.life.state.load(Ordering::Relaxed) != OPEN
+            || hdr.life.incarnation.load(Ordering::Relaxed) != self.incarnation
+        {
             return;
         }
-        let all = self.geo.senders().start..self.geo.receivers().end;
+        // Every entry the header counts, not only our geometry's (the header is the truth
+        // about who is attached now).
+        let all = 0..hdr.endpoint_count().min(crate::layout::MAX_ENDPOINTS);
         if endpoint::reap_dead(hdr, &self.region, all) {
             return;
         }
@@ -525,9 +610,9 @@ fn close(region: &Region) {
     }
 }
 
-/// Judge what is under a name, holding its gate.
+/// Judge what is under `name`, holding its gate.
 #[cfg(not(loom))]
-fn classify(region: &Region) -> Found {
+fn classify(region: &Region, name: &str) -> Found {
     let Some(hdr) = region.try_header() else {
         // Smaller than a header: a creator that died before sizing it (0 bytes), or not ours.
         return if region.object_len() == 0 {
@@ -553,6 +638,15 @@ fn classify(region: &Region) -> Found {
     }
     if !hdr.is_ready() {
         return Found::HalfMade;
+    }
+    match hdr.name() {
+        Some(n) if n == name => {}
+        Some(other) => {
+            return Found::Foreign(format!(
+                "the region belongs to channel {other:?} (two names share one System V key)"
+            ));
+        }
+        None => return Found::Foreign("the name stored in its header is corrupt".into()),
     }
     if hdr.life.state.load(r) != OPEN {
         return Found::Closed;
@@ -654,7 +748,7 @@ pub fn remove(name: &str, opts: &Options) -> Result<(), Error> {
         if !region.is_named() {
             continue; // replaced meanwhile: look at what is there now
         }
-        return match classify(&region) {
+        return match classify(&region, name) {
             Found::Foreign(detail) => Err(Error::Incompatible {
                 name: name.to_owned(),
                 backend: backend.clone(),

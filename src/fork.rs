@@ -38,8 +38,19 @@ static FDS: [AtomicU32; SLOTS] = [const { AtomicU32::new(0) }; SLOTS];
 /// An inert descriptor (an eventfd) that replaces each registered one in a child, as `fd + 1`.
 static INERT: AtomicU32 = AtomicU32::new(0);
 
-/// 1 while a descriptor is being opened and registered, or while a fork is under way.
-static LOCK: AtomicU32 = AtomicU32::new(0);
+/// Held while a descriptor is being opened and registered, and across a fork (from the prepare
+/// handler to the parent and child handlers): a plain pthread mutex (a spin lock here would
+/// starve under real-time scheduling: `sched_yield` never gives the CPU to a lower class).
+// A process-wide mutex for `fork`, not a concurrency primitive of the channel protocol: loom
+// has nothing to model here (this module is compiled out under loom).
+#[allow(clippy::disallowed_types)]
+struct ForkLock(std::cell::UnsafeCell<libc::pthread_mutex_t>);
+
+// SAFETY: the mutex is only used through the pthread functions, which synchronise it.
+unsafe impl Sync for ForkLock {}
+
+#[allow(clippy::disallowed_types)] // as on `ForkLock`
+static LOCK: ForkLock = ForkLock(std::cell::UnsafeCell::new(libc::PTHREAD_MUTEX_INITIALIZER));
 
 /// The generation of this process: 0 in a process that was not forked from another that used
 /// shmchan, and a different value in each fork child. Relaxed: only this process writes it,
@@ -50,17 +61,16 @@ pub(crate) fn generation() -> u32 {
 }
 
 fn lock() {
-    // Acquire/Release: a plain spin lock around a few system calls.
-    while LOCK
-        .compare_exchange_weak(0, 1, Ordering::Acquire, Ordering::Relaxed)
-        .is_err()
-    {
-        crate::sync::yield_now();
-    }
+    // SAFETY: a statically initialised mutex, locked and unlocked only here and in `unlock`.
+    unsafe { libc::pthread_mutex_lock(LOCK.0.get()) };
 }
 
+/// Also called in the fork child, which unlocks the copy its (single) thread locked in the
+/// prepare handler: the usual `pthread_atfork` pattern.
 fn unlock() {
-    LOCK.store(0, Ordering::Release);
+    // SAFETY: as in `lock`; the calling thread (or, in a fork child, the copy of the thread
+    // that) locked it.
+    unsafe { libc::pthread_mutex_unlock(LOCK.0.get()) };
 }
 
 extern "C" fn prepare() {
@@ -71,7 +81,8 @@ extern "C" fn parent() {
     unlock();
 }
 
-/// In the child: only async-signal-safe work (atomics and `dup3`).
+/// In the child: only async-signal-safe work (atomics, `dup3`, and unlocking the mutex the
+/// prepare handler locked).
 extern "C" fn child() {
     GENERATION.fetch_add(1, Ordering::Relaxed);
     let inert = INERT.load(Ordering::Relaxed);
@@ -88,19 +99,25 @@ extern "C" fn child() {
     unlock();
 }
 
-/// Install the fork handlers and the inert descriptor, once per process.
+/// Install the fork handlers and the inert descriptor, once per process (a failure, such as
+/// running out of descriptors, is reported and tried again by the next call).
 fn install() -> io::Result<()> {
-    static ONCE: std::sync::OnceLock<Result<(), i32>> = std::sync::OnceLock::new();
-    let r = ONCE.get_or_init(|| {
-        let inert = crate::sys::eventfd().map_err(|e| e.raw_os_error().unwrap_or(0))?;
-        INERT.store(inert.as_raw_fd() as u32 + 1, Ordering::Relaxed);
-        std::mem::forget(inert); // lives as long as the process
-        // SAFETY: the handlers only touch atomics and make async-signal-safe system calls,
-        // as the child handler must.
-        let err = unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
-        if err != 0 { Err(err) } else { Ok(()) }
-    });
-    (*r).map_err(io::Error::from_raw_os_error)
+    static INSTALLED: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+    let mut done = INSTALLED.lock().unwrap_or_else(|e| e.into_inner());
+    if *done {
+        return Ok(());
+    }
+    let inert = crate::sys::eventfd()?;
+    // SAFETY: the handlers only touch atomics, a mutex their own thread locked, and make
+    // async-signal-safe system calls, as a child handler must.
+    let err = unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
+    if err != 0 {
+        return Err(io::Error::from_raw_os_error(err));
+    }
+    INERT.store(inert.as_raw_fd() as u32 + 1, Ordering::Relaxed);
+    std::mem::forget(inert); // lives as long as the process
+    *done = true;
+    Ok(())
 }
 
 /// Run `f` with no fork in between its steps (a fork waits for it, and it for a fork).

@@ -168,7 +168,8 @@ pub(crate) const OPEN: u32 = 0;
 /// the next `create` of its name).
 pub(crate) const CLOSED: u32 = 1;
 
-/// Whether the channel can still be joined, and the System V gate.
+/// Whether the channel can still be joined, which incarnation of a channel the object holds,
+/// and the System V gate. Never zeroed when an object is made a channel anew (`Region::zero`).
 #[repr(C)]
 pub(crate) struct Life {
     /// [`OPEN`] or [`CLOSED`]. Written only by a holder of the gate (`region/lock.rs`).
@@ -176,6 +177,10 @@ pub(crate) struct Life {
     pub(crate) _reserved: AtomicU32,
     /// System V only: the gate lock, 0 when free, else the holder's token id + 1.
     pub(crate) gate: AtomicU64,
+    /// Set by the creator (under the gate) to a value unique to this channel: an object a
+    /// closed channel left behind can be made a new channel in place (another user's, whose
+    /// name may not be removed), and a handle of the old channel must not close the new one.
+    pub(crate) incarnation: AtomicU64,
 }
 
 /// The header at offset 0 of every region.
@@ -204,6 +209,7 @@ const _: () = {
     assert!(offset_of!(Header, id) == 0);
     assert!(offset_of!(Header, life) == 384);
     assert!(offset_of!(Life, gate) == 8);
+    assert!(offset_of!(Life, incarnation) == 16);
     assert!(size_of::<Doorbell>() == 8);
     assert!(offset_of!(Header, endpoints) == 512);
     assert!(offset_of!(Header, tail) == 1024);
@@ -343,6 +349,7 @@ impl Header {
                 state: a32(),
                 _reserved: a32(),
                 gate: a64(),
+                incarnation: a64(),
             }),
             endpoints: Line(std::array::from_fn(|_| a64())),
             tail: Line(a64()),
@@ -497,7 +504,7 @@ impl Header {
     }
 
     /// The channel name stored in the header, if it is well-formed.
-    fn name(&self) -> Option<String> {
+    pub(crate) fn name(&self) -> Option<String> {
         let len = self.id.name_len.load(Ordering::Relaxed) as usize;
         if len > MAX_NAME {
             return None;

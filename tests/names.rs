@@ -133,7 +133,13 @@ fn a_channel_left_by_another_user_is_closed_then_taken_over() {
     for backend in [Backend::Posix, Backend::SysV, shared.backend()] {
         let name = unique_name("users");
         let _cleanup = Cleanup(name.clone(), backend.clone());
-        let mode = |m: &str| [("SHMCHAN_TEST_MODE", m.to_string())];
+        let mode = |m: &str| {
+            [
+                ("SHMCHAN_TEST_MODE", m.to_string()),
+                // 1 MiB, so that making it anew below takes a while (a wide race).
+                ("SHMCHAN_TEST_CAP", (1u32 << 16).to_string()),
+            ]
+        };
         let mut creator = spawn_via(
             &[],
             Some(a),
@@ -156,6 +162,35 @@ fn a_channel_left_by_another_user_is_closed_then_taken_over() {
         let opts = Options::new().backend(backend.clone());
         let err = spsc::Receiver::<Msg>::open(&name, &opts).unwrap_err();
         assert!(matches!(err, Error::Closed { .. }), "{backend}: {err:?}");
+
+        // Four processes of user C race to take the closed channel over: exactly one wins.
+        let go = std::env::temp_dir().join(format!("{name}-go"));
+        let env = [
+            ("SHMCHAN_TEST_MODE", "666".to_string()),
+            ("SHMCHAN_TEST_CAP", (1u32 << 16).to_string()),
+            ("SHMCHAN_TEST_GO", go.display().to_string()),
+        ];
+        let racers: Vec<_> = (0..4)
+            .map(|_| spawn_via(&[], Some(c), "create-once", &name, &backend, &env))
+            .collect();
+        for r in &racers {
+            r.expect_line("READY", SHORT);
+        }
+        std::fs::write(&go, b"go").unwrap();
+        let outcomes: Vec<String> = racers
+            .iter()
+            .map(|r| {
+                let line = r.expect_line("", SHORT);
+                line.split_whitespace().next().unwrap_or("").to_owned()
+            })
+            .collect();
+        let _ = std::fs::remove_file(&go);
+        assert_eq!(
+            outcomes.iter().filter(|o| *o == "WON").count(),
+            1,
+            "{backend}: {outcomes:?}"
+        );
+        drop(racers); // killed: the winner's channel is abandoned (A still owns the object)
 
         let taker = spawn_via(
             &[],
@@ -268,6 +303,37 @@ fn remove_takes_only_what_no_live_endpoint_holds() {
             "{backend}: a foreign object is left alone"
         );
     }
+}
+
+/// A handle whose channel's object was made a new channel since it joined (as a `create` of
+/// another user does when it may not remove the old name) closes nothing when it leaves last:
+/// the header's incarnation is not its own.
+#[test]
+fn a_stale_handle_does_not_close_the_channel_made_anew_in_its_object() {
+    let name = unique_name("incarnation");
+    let backend = Backend::Posix;
+    let _cleanup = Cleanup(name.clone(), backend.clone());
+    let opts = Options::new().backend(backend.clone());
+    let tx = spsc::Sender::<Msg>::create(&name, &opts).unwrap();
+    // What a reusing `create` writes at `Header.life.incarnation` (offset 384 + 16).
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(std::path::Path::new("/dev/shm").join(&name))
+        .unwrap();
+    // SAFETY: a shared mapping of the region; one aligned 8-byte store into its header.
+    unsafe {
+        let mut map = memmap2::MmapMut::map_mut(&file).unwrap();
+        let word = map.as_mut_ptr().add(400).cast::<u64>();
+        word.write_volatile(word.read_volatile() ^ 0x5a5a);
+    }
+    drop(tx);
+    assert!(
+        exists(&name, &backend),
+        "the last handle of the old incarnation removed the new channel's name"
+    );
+    shmchan::remove(&name, &opts).unwrap(); // every endpoint gone: removable
+    assert_gone(&name, &backend);
 }
 
 /// `create` over a channel whose creator died before publishing it takes the name; over

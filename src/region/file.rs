@@ -7,7 +7,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::Instant;
 
-use super::lock::Gate;
+use super::lock::{Gate, GateError};
 use super::{Mapping, gate_error, os_error};
 use crate::error::Error;
 use crate::fork::Guarded;
@@ -63,9 +63,20 @@ impl MappedFile {
             dir: dirfd,
             name: cname,
         };
-        let gate = Gate::ofd(file.fd.as_fd(), deadline)
-            .map_err(|e| gate_error(e, name, backend.clone()))?;
-        if !file.is_named() {
+        let gate = match Gate::ofd(file.fd.as_fd(), deadline) {
+            Ok(gate) => gate,
+            Err(e) => {
+                // No lock could be taken at all (no OFD locks here, no descriptors left): our
+                // new, empty object goes again. (A holder past the deadline is a reclaimer,
+                // which deals with the object itself.)
+                if matches!(e, GateError::Io(_)) && file.is_named() {
+                    let _ = file.remove_name();
+                }
+                return Err(gate_error(e, name, backend.clone()));
+            }
+        };
+        // As for POSIX objects: still ours, and still empty.
+        if !file.is_named() || sys::fstat(file.fd.as_fd()).map_or(true, |st| st.st_size != 0) {
             return Err(Error::AlreadyExists {
                 name: name.to_owned(),
                 backend,

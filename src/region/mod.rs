@@ -395,15 +395,21 @@ impl Region {
         }
     }
 
-    /// Zero the first `len` bytes (a closed channel's object about to be used anew; the caller
-    /// holds the gate and no endpoint is alive).
+    /// Zero the first `len` bytes but the header's `life` line (a closed channel's object
+    /// about to be used anew; the caller holds the gate, whose System V word lives in that
+    /// line, and no endpoint is alive).
     #[cfg(not(loom))]
     pub(crate) fn zero(&self, len: usize) {
         let len = len.min(self.len);
-        // SAFETY: in bounds of the mapping. Nobody else uses these bytes: the channel was
-        // closed under the gate we hold, with every endpoint gone, and a new one is published
-        // only after this. A hostile process writing them meanwhile changes only values.
-        unsafe { std::ptr::write_bytes(self.base.as_ptr(), 0, len) }
+        let life = core::mem::offset_of!(Header, life);
+        let after = life + crate::layout::LINE;
+        for (start, end) in [(0, life.min(len)), (after.min(len), len)] {
+            // SAFETY: in bounds of the mapping. Nobody else uses these bytes: the channel was
+            // closed under the gate we hold, with every endpoint gone, and a new one is
+            // published only after this. A hostile process writing them meanwhile changes only
+            // values.
+            unsafe { std::ptr::write_bytes(self.base.as_ptr().add(start), 0, end - start) }
+        }
     }
 
     /// Owner uid and permission bits of the object (for messages and the reuse check).

@@ -4,7 +4,7 @@ use std::ffi::CString;
 use std::os::fd::AsFd;
 use std::time::Instant;
 
-use super::lock::Gate;
+use super::lock::{Gate, GateError};
 use super::{Mapping, gate_error, os_error};
 use crate::error::Error;
 use crate::fork::Guarded;
@@ -54,9 +54,24 @@ impl PosixShm {
             shm_name,
             path,
         };
-        let gate =
-            Gate::ofd(shm.fd.as_fd(), deadline).map_err(|e| gate_error(e, name, Backend::Posix))?;
-        if !shm.is_named() {
+        let gate = match Gate::ofd(shm.fd.as_fd(), deadline) {
+            Ok(gate) => gate,
+            Err(e) => {
+                // No lock could be taken at all (no OFD locks here, no descriptors left): our
+                // new, empty object goes again. (A holder past the deadline is a reclaimer,
+                // which deals with the object itself.)
+                if matches!(e, GateError::Io(_)) && shm.is_named() {
+                    let _ = sys::shm_unlink(&shm.shm_name);
+                }
+                return Err(gate_error(e, name, Backend::Posix));
+            }
+        };
+        // Under the gate, the object must be as we made it: still named by us, and still
+        // empty. Otherwise a reclaimer took it, between our `O_EXCL` and our gate, for one
+        // whose creator died: removed it, or (another user's, in a sticky directory) made it a
+        // channel of its own. Either way the name is not ours: `AlreadyExists`, and the caller
+        // looks again.
+        if !shm.is_named() || sys::fstat(shm.fd.as_fd()).map_or(true, |st| st.st_size != 0) {
             return Err(Error::AlreadyExists {
                 name: name.to_owned(),
                 backend: Backend::Posix,

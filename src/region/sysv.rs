@@ -109,8 +109,10 @@ impl SysVShm {
                 return Err(e);
             }
         };
-        if !seg.is_named() {
-            // A reclaimer took our new segment for one whose creator died, and removed it.
+        // Under the gate, the segment must be as we made it: still named by us, and its header
+        // never written. Otherwise a reclaimer took it, between our `shmget` and our gate, for
+        // one whose creator died: removed it, or (another user's) made it a channel of its own.
+        if !seg.is_named() || !seg.header_untouched() {
             return Err(Error::AlreadyExists {
                 name: name.to_owned(),
                 backend: Backend::SysV,
@@ -186,6 +188,15 @@ impl SysVShm {
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(()),
             r => r,
         }
+    }
+
+    /// Is the header all as `shmget` made it (no magic, not ready)?
+    fn header_untouched(&self) -> bool {
+        // SAFETY: the attachment is at least a header long (checked by `create`'s caller: the
+        // segment was made `len` >= a header's bytes) and page-aligned; every header field is
+        // an atomic, valid for any bits; the reference does not outlive `self`.
+        let hdr = unsafe { &*self.attachment.base().cast::<Header>() };
+        hdr.id.magic.load(crate::sync::Ordering::Relaxed) == 0 && !hdr.is_ready()
     }
 
     /// Does the key still name this segment?

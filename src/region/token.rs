@@ -40,6 +40,8 @@ pub(crate) fn mine() -> io::Result<u32> {
     if t != 0 && t >> 32 == generation {
         return Ok((t as u32) - 1);
     }
+    // Outside the fork lock: one `shmctl` per System V segment of the system.
+    sweep();
     crate::fork::exclusive(|| {
         let t = TOKEN.load(Ordering::Relaxed);
         if t != 0 && t >> 32 == generation {
@@ -83,13 +85,23 @@ fn sweep() {
 
 /// Create, attach (read-only, not inherited by fork) and mark for removal a token segment.
 fn make() -> io::Result<u32> {
-    sweep();
-    // 0o444: any user may ask IPC_STAT about it (which needs read permission), so peers of
-    // other users can tell this process is alive.
-    let id = sys::shmget(libc::IPC_PRIVATE, TOKEN_BYTES, libc::IPC_CREAT | 0o444)?;
-    let attached = sys::shmat(id, libc::SHM_RDONLY);
-    let _ = sys::shm_rmid(id);
-    let addr = attached?;
+    let mut tries = 0;
+    let (id, addr) = loop {
+        // 0o444: any user may ask IPC_STAT about it (which needs read permission), so peers
+        // of other users can tell this process is alive.
+        let id = sys::shmget(libc::IPC_PRIVATE, TOKEN_BYTES, libc::IPC_CREAT | 0o444)?;
+        let attached = sys::shmat(id, libc::SHM_RDONLY);
+        let _ = sys::shm_rmid(id);
+        match attached {
+            Ok(addr) => break (id, addr),
+            // Removed before we attached it (another process's sweep took it for an orphan,
+            // after this process was stopped for seconds in between): make another.
+            Err(e) if tries < 3 && matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EIDRM)) => {
+                tries += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    };
     // SAFETY: `addr` is the attachment just made, one page long, which nothing in this process
     // reads or writes; keeping it out of forked children changes nothing Rust can observe.
     unsafe { sys::madvise(addr, sys::page_size(), libc::MADV_DONTFORK) }?;

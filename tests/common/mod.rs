@@ -817,6 +817,26 @@ pub fn child_main() {
                 Err(e) => println!("ROUNDTRIP {e}"),
             }
         }
+        // Wait for the file SHMCHAN_TEST_GO, then try once to create the channel (capacity
+        // SHMCHAN_TEST_CAP, mode SHMCHAN_TEST_MODE): print WON and hang until killed, or LOST.
+        "create-once" => {
+            let mode =
+                u32::from_str_radix(&std::env::var("SHMCHAN_TEST_MODE").unwrap(), 8).unwrap();
+            let go = std::env::var("SHMCHAN_TEST_GO").unwrap();
+            println!("READY");
+            while !std::path::Path::new(&go).exists() {
+                std::thread::sleep(Duration::from_micros(20));
+            }
+            let opts = opts.mode(mode).open_timeout(Duration::from_secs(10));
+            match shmchan::spsc::Sender::<Msg>::create(&name, &opts) {
+                Ok(_tx) => {
+                    println!("WON");
+                    hang();
+                }
+                Err(shmchan::Error::AlreadyExists { .. }) => println!("LOST"),
+                Err(e) => println!("LOST {e}"),
+            }
+        }
         // In directory SHMCHAN_TEST_BASE, create a channel in the File backend's relative
         // directory "rel", change directory to "/", and drop it.
         "chdir-drop" => {
