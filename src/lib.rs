@@ -38,8 +38,8 @@
 //!
 //! A receiver whose sender is gone (dropped, or its process died) receives everything that was
 //! sent and then gets `Disconnected`. A sender whose receiver is gone gets `Disconnected`,
-//! including one blocked on a full ring, and one that never fills its ring (within about 40 ms
-//! of the death, or 64 sends, whichever comes later). Dropped handles are seen at once; a
+//! including one blocked on a full ring, and one that never fills its ring (it checks every 64
+//! sends whether 40 ms passed: within about 40 ms for a busy sender, 64 sends for a slow one). Dropped handles are seen at once; a
 //! killed process is noticed by the next blocking call within about 40 ms, and by `try_` calls
 //! at most every 40 ms. [`is_connected`](spsc::Sender::is_connected) and
 //! [`wait_for_peer`](spsc::Sender::wait_for_peer) ask directly.

@@ -28,7 +28,8 @@
 //! - Heap: nothing to serialize (no name).
 //!
 //! A holder killed inside the gate releases it (OFD: at exit; System V: its token dies), and
-//! every step taken under it is a single store or can be redone by the next holder.
+//! every step taken under it is a single store or can be redone by the next holder. (Making a
+//! closed channel's object a channel anew zeroes it, but never the line that holds the gate.)
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
