@@ -17,7 +17,8 @@ use crate::sync::{AtomicU32, AtomicU64, Ordering};
 /// `b"SHMCHAN"` and a format byte, little-endian.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMCHAN\x01");
 /// Bumped whenever the header or slot layout changes (2: liveness from kernel-held locks,
-/// the channel's life word instead of a reference count, the doorbell's sleeper flag).
+/// the channel's life word instead of a reference count, the doorbell's sleeper flag; byte
+/// rings for frames and pipes).
 pub(crate) const VERSION: u32 = 2;
 /// Value of `init` once the header is complete.
 pub(crate) const READY: u32 = 0x5245_4459; // "REDY"
@@ -46,6 +47,10 @@ impl<T> core::ops::Deref for Line<T> {
 pub(crate) enum Kind {
     Spsc = 1,
     Mpmc = 2,
+    /// Variable-size frames in a byte ring (`ring/frame.rs`), one sender and one receiver.
+    Frame = 3,
+    /// A byte stream over the same byte ring.
+    Pipe = 4,
 }
 
 impl Kind {
@@ -53,6 +58,8 @@ impl Kind {
         match v {
             1 => Some(Kind::Spsc),
             2 => Some(Kind::Mpmc),
+            3 => Some(Kind::Frame),
+            4 => Some(Kind::Pipe),
             _ => None,
         }
     }
@@ -60,7 +67,17 @@ impl Kind {
         match self {
             Kind::Spsc => "SPSC",
             Kind::Mpmc => "MPMC",
+            Kind::Frame => "frame",
+            Kind::Pipe => "pipe",
         }
+    }
+    /// "an SPSC", "a frame".
+    pub(crate) fn article(self) -> &'static str {
+        if self.is_bytes() { "a" } else { "an" }
+    }
+    /// Is this a byte ring (capacity in bytes, no payload type)?
+    pub(crate) fn is_bytes(self) -> bool {
+        matches!(self, Kind::Frame | Kind::Pipe)
     }
 }
 
@@ -74,6 +91,17 @@ pub(crate) struct Fingerprint {
 }
 
 impl Fingerprint {
+    /// The "payload" of a byte ring: bytes, 8-aligned records.
+    pub(crate) fn bytes() -> Fingerprint {
+        const NAME: &str = "bytes";
+        Fingerprint {
+            size: 1,
+            align: 8,
+            type_hash: fnv1a64(NAME.as_bytes()),
+            type_name: NAME,
+        }
+    }
+
     pub(crate) fn of<T>() -> Fingerprint {
         let type_name = std::any::type_name::<T>();
         Fingerprint {
@@ -247,6 +275,9 @@ impl Geometry {
         max_senders: u32,
         max_receivers: u32,
     ) -> Result<Geometry, String> {
+        if kind.is_bytes() {
+            return Geometry::bytes(kind, capacity);
+        }
         if capacity == 0 {
             return Err("capacity must be at least 1".into());
         }
@@ -295,6 +326,36 @@ impl Geometry {
             region_len: region_len as usize,
             max_senders,
             max_receivers,
+        })
+    }
+
+    /// The smallest byte ring: one record header and 8 bytes of payload.
+    pub(crate) const MIN_BYTES: u64 = 16;
+
+    /// The layout of a byte ring of `capacity` bytes (rounded up to a power of two, at least
+    /// [`MIN_BYTES`](Self::MIN_BYTES)): the ring follows the header; one sender, one receiver.
+    fn bytes(kind: Kind, capacity: u64) -> Result<Geometry, String> {
+        if capacity == 0 {
+            return Err("capacity must be at least 1 byte".into());
+        }
+        if capacity > crate::Options::MAX_CAPACITY as u64 {
+            return Err(format!(
+                "capacity {capacity} bytes is above the maximum of {}",
+                crate::Options::MAX_CAPACITY
+            ));
+        }
+        let capacity = capacity.next_power_of_two().max(Self::MIN_BYTES);
+        let slots_offset = size_of::<Header>();
+        let region_len = (slots_offset as u64 + capacity).next_multiple_of(4096);
+        Ok(Geometry {
+            kind,
+            capacity,
+            stride: 1,
+            payload_offset: 0,
+            slots_offset,
+            region_len: region_len as usize,
+            max_senders: 1,
+            max_receivers: 1,
         })
     }
 
@@ -436,7 +497,8 @@ impl Header {
             Some(k) if k == kind => {}
             Some(k) => {
                 return Err(format!(
-                    "it is an {} channel, opened as {}",
+                    "it is {} {} channel, opened as {}",
+                    k.article(),
                     k.as_str(),
                     kind.as_str()
                 ));
@@ -463,9 +525,10 @@ impl Header {
             ));
         }
         let (senders, receivers) = (id.max_senders.load(r), id.max_receivers.load(r));
-        if kind == Kind::Spsc && (senders, receivers) != (1, 1) {
+        if (kind == Kind::Spsc || kind.is_bytes()) && (senders, receivers) != (1, 1) {
             return Err(format!(
-                "corrupt header: SPSC channel with {senders} senders and {receivers} receivers"
+                "corrupt header: {} channel with {senders} senders and {receivers} receivers",
+                kind.as_str()
             ));
         }
         let geo = Geometry::new(kind, fp, capacity, senders, receivers)

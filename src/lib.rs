@@ -69,6 +69,7 @@ mod endpoint;
 mod error;
 #[cfg(not(loom))]
 mod fork;
+pub mod frame;
 mod handle;
 mod layout;
 pub mod mpmc;

@@ -113,3 +113,34 @@ fn mpmc_sends_and_receives_without_allocating() {
     });
     assert_eq!(n, 0, "allocations on the MPMC hot path");
 }
+
+#[test]
+fn frames_without_allocating() {
+    use std::io::Write;
+    let (mut tx, mut rx) = shmchan::frame::channel(4096).unwrap();
+    let name = format!("shmchan-test-noalloc-frame-{}", std::process::id());
+    let mut stx = shmchan::frame::Sender::create(&name, &Options::new().capacity(4096)).unwrap();
+    let mut srx = shmchan::frame::Receiver::open(&name, &Options::new()).unwrap();
+    let payload = [7u8; 300];
+    let mut buf = Vec::with_capacity(4096); // recv_into reuses it
+    let n = allocations(|| {
+        for i in 0..N {
+            let len = (i % 300) as usize;
+            tx.try_send(&payload[..len]).unwrap();
+            assert_eq!(rx.try_recv().unwrap().len(), len);
+            stx.send(&payload[..len]).unwrap();
+            assert_eq!(srx.recv_into(&mut buf), Ok(len));
+            stx.send_timeout(&payload[..len], Duration::from_secs(1))
+                .unwrap();
+            assert_eq!(srx.recv_timeout(Duration::from_secs(1)).unwrap().len(), len);
+            let mut loan = stx.loan(len).unwrap();
+            loan.write_all(&payload[..len]).unwrap();
+            loan.commit_written();
+            assert_eq!(&*srx.recv().unwrap(), &payload[..len]);
+        }
+        // The empty paths too.
+        assert!(srx.try_recv().is_err());
+        assert!(srx.recv_timeout(Duration::from_millis(1)).is_err());
+    });
+    assert_eq!(n, 0, "allocations on the frame paths");
+}

@@ -1,6 +1,7 @@
 //! The ring algorithms, over a header reference and a slot pointer. They never learn where the
 //! memory came from, so loom runs exactly this code on a heap region.
 
+pub(crate) mod frame;
 pub(crate) mod mpmc;
 pub(crate) mod spsc;
 
@@ -166,6 +167,126 @@ impl Slots {
         // SAFETY: in bounds and aligned as in `write`; `T: Pod` accepts every bit pattern.
         unsafe {
             self.slot(pos).cast::<T>().read()
+        }
+    }
+}
+
+/// The bytes of a byte ring (`frame.rs`), from process-private validated geometry only.
+pub(crate) struct Bytes {
+    /// Byte 0 of the ring; `capacity` bytes from here lie inside the region.
+    base: NonNull<u8>,
+    /// `capacity - 1` (a power of two).
+    mask: u64,
+    /// Causality tracking per 8-byte word (loom only).
+    #[cfg(loom)]
+    tracks: NonNull<crate::sync::SlotTrack>,
+}
+
+// SAFETY: as for `Slots`: an address range inside a region the owning handle keeps alive.
+unsafe impl Send for Bytes {}
+// SAFETY: as for `Slots`.
+unsafe impl Sync for Bytes {}
+
+impl Bytes {
+    /// The ring of `region` for a byte-ring geometry validated against it.
+    pub(crate) fn new(region: &Region, geo: &Geometry) -> Bytes {
+        debug_assert!(geo.kind.is_bytes());
+        Bytes {
+            base: region.slots(geo),
+            mask: geo.capacity - 1,
+            #[cfg(loom)]
+            tracks: NonNull::from(region.slot_track(0)),
+        }
+    }
+
+    /// Offset in the ring of position `pos`.
+    #[inline(always)]
+    pub(crate) fn offset(&self, pos: u64) -> u64 {
+        pos & self.mask
+    }
+
+    /// Address of position `pos` (in bounds: the offset is masked with the private mask).
+    #[inline(always)]
+    pub(crate) fn at(&self, pos: u64) -> *mut u8 {
+        // SAFETY: `offset(pos) <= mask < capacity`, inside the ring (see the field).
+        unsafe { self.base.as_ptr().add(self.offset(pos) as usize) }
+    }
+
+    /// The 8-byte word at `pos` (8-aligned) as an atomic.
+    ///
+    /// # Safety
+    /// `pos` is a multiple of 8.
+    #[cfg(not(loom))]
+    #[inline(always)]
+    unsafe fn word(&self, pos: u64) -> &crate::sync::AtomicU64 {
+        // SAFETY: in bounds (`at`), and 8-aligned: the ring starts 128-aligned and `pos` is a
+        // multiple of 8, so the word does not cross the ring's end; any bits are a valid atomic.
+        unsafe { &*self.at(pos).cast::<crate::sync::AtomicU64>() }
+    }
+
+    /// Write a record header (Relaxed: published by the `tail` store that follows).
+    ///
+    /// # Safety
+    /// `pos` is a multiple of 8, in a part of the ring the caller owns (not yet published).
+    #[inline(always)]
+    pub(crate) unsafe fn write_word(&self, pos: u64, w: u64) {
+        self.track_write(pos, 8);
+        #[cfg(not(loom))]
+        // SAFETY: per this function's contract.
+        unsafe {
+            self.word(pos).store(w, Ordering::Relaxed)
+        }
+        #[cfg(loom)]
+        // SAFETY: per this function's contract; under loom the ring is plain heap memory.
+        unsafe {
+            self.at(pos).cast::<u64>().write(w)
+        }
+    }
+
+    /// Read a record header (Relaxed: ordered by the Acquire `tail` load before it).
+    ///
+    /// # Safety
+    /// `pos` is a multiple of 8, in a published part of the ring the caller has not freed.
+    #[inline(always)]
+    pub(crate) unsafe fn read_word(&self, pos: u64) -> u64 {
+        self.track_read(pos, 8);
+        #[cfg(not(loom))]
+        // SAFETY: per this function's contract.
+        unsafe {
+            self.word(pos).load(Ordering::Relaxed)
+        }
+        #[cfg(loom)]
+        // SAFETY: per this function's contract; under loom the ring is plain heap memory.
+        unsafe {
+            self.at(pos).cast::<u64>().read()
+        }
+    }
+
+    /// Record writes of `len` bytes from `pos` (loom only: nothing in production).
+    #[inline(always)]
+    pub(crate) fn track_write(&self, pos: u64, len: u64) {
+        #[cfg(loom)]
+        self.tracked(pos, len, |t| t.write());
+        #[cfg(not(loom))]
+        let _ = (pos, len);
+    }
+
+    /// Record reads of `len` bytes from `pos` (loom only).
+    #[inline(always)]
+    pub(crate) fn track_read(&self, pos: u64, len: u64) {
+        #[cfg(loom)]
+        self.tracked(pos, len, |t| t.read());
+        #[cfg(not(loom))]
+        let _ = (pos, len);
+    }
+
+    #[cfg(loom)]
+    fn tracked(&self, pos: u64, len: u64, f: impl Fn(&crate::sync::SlotTrack)) {
+        let first = self.offset(pos) / 8;
+        for w in first..first + len.div_ceil(8) {
+            // SAFETY: the heap block holds one tracking cell per byte of the ring, so one per
+            // 8-byte word is in bounds (records never wrap, so `w` stays below capacity / 8).
+            f(unsafe { &*self.tracks.as_ptr().add(w as usize) });
         }
     }
 }

@@ -34,6 +34,36 @@ impl Msg {
     }
 }
 
+/// The length of frame `seq` for a channel whose largest frame is `max`: 0, `max`, and small
+/// and large lengths in between, from a fixed sequence (sender and receiver compute the same).
+pub fn frame_len(seq: u64, max: usize) -> usize {
+    let mut x = seq.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x5851_f42d_4c95_7f2d;
+    x ^= x >> 29;
+    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x ^= x >> 32;
+    match seq % 10 {
+        0 => 0,
+        1 => max,
+        2..=5 => (x % 64) as usize % (max + 1),
+        _ => (x % (max as u64 + 1)) as usize,
+    }
+}
+
+/// Fill `buf` with frame `seq`'s bytes: derived from `seq` and the position, so a torn, short,
+/// shifted or misordered frame is detected.
+pub fn fill_frame(seq: u64, buf: &mut [u8]) {
+    for (i, b) in buf.iter_mut().enumerate() {
+        *b = (seq.wrapping_mul(31).wrapping_add(i as u64 * 7) >> 2) as u8 ^ (i as u8);
+    }
+}
+
+/// Is `frame` frame `seq` of a channel whose largest frame is `max`?
+pub fn frame_is(seq: u64, max: usize, frame: &[u8]) -> bool {
+    let mut want = vec![0u8; frame_len(seq, max)];
+    fill_frame(seq, &mut want);
+    frame == want.as_slice()
+}
+
 /// A channel name used by no other test, in this run or a concurrent one.
 pub fn unique_name(tag: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
@@ -564,6 +594,91 @@ pub fn child_main() {
             // that as well. The parent removes the name whatever the refcount says.
             drop(rx);
             println!("SURVIVED ok={ok} errs={errs}");
+        }
+        // Frames: create or open the sender, send frames 0..n (`frame_len`, `fill_frame`),
+        // every third one through a loan; then hang (SHMCHAN_TEST_HANG) or exit.
+        "frame-send" => {
+            let mut tx = if create {
+                shmchan::frame::Sender::create(&name, &opts).unwrap()
+            } else {
+                shmchan::frame::Sender::open(&name, &opts).unwrap()
+            };
+            println!("READY");
+            let max = tx.max_frame();
+            let mut buf = vec![0u8; max];
+            for i in 0..n {
+                let len = frame_len(i, max);
+                if i % 3 == 0 {
+                    let mut loan = tx.loan(len).unwrap();
+                    fill_frame(i, &mut loan[..len]);
+                    loan.commit(len);
+                } else {
+                    fill_frame(i, &mut buf[..len]);
+                    tx.send(&buf[..len]).unwrap();
+                }
+            }
+            println!("SENT");
+            if flag("SHMCHAN_TEST_HANG") {
+                hang();
+            }
+        }
+        // Frames: create or open the receiver, receive until disconnected (in place and with
+        // `recv_into`, alternately): n frames, each the right one.
+        "frame-recv" => {
+            let mut rx = if create {
+                shmchan::frame::Receiver::create(&name, &opts).unwrap()
+            } else {
+                shmchan::frame::Receiver::open(&name, &opts).unwrap()
+            };
+            let max = env_u64("SHMCHAN_TEST_MAX", 0) as usize;
+            println!("READY");
+            let mut next = 0u64;
+            let mut buf = Vec::new();
+            loop {
+                if next % 2 == 0 {
+                    let Ok(f) = rx.recv() else { break };
+                    assert!(
+                        frame_is(next, max, &f),
+                        "frame {next} is wrong ({} bytes)",
+                        f.len()
+                    );
+                } else {
+                    let Ok(len) = rx.recv_into(&mut buf) else {
+                        break;
+                    };
+                    assert_eq!(len, buf.len());
+                    assert!(
+                        frame_is(next, max, &buf),
+                        "frame {next} is wrong ({len} bytes)"
+                    );
+                }
+                next += 1;
+            }
+            assert_eq!(next, n, "received {next} frames, expected {n}");
+            println!("GOT {next}");
+        }
+        // Frames: open the sender, send SHMCHAN_TEST_N frames (lengths for a largest frame of
+        // SHMCHAN_TEST_MAX), then take a loan, write into it, and hang holding it (to be killed).
+        "frame-loan-hang" => {
+            let mut tx = shmchan::frame::Sender::open(&name, &opts).unwrap();
+            let max = env_u64("SHMCHAN_TEST_MAX", tx.max_frame() as u64) as usize;
+            let mut buf = vec![0u8; max];
+            for i in 0..n {
+                let len = frame_len(i, max);
+                fill_frame(i, &mut buf[..len]);
+                tx.send(&buf[..len]).unwrap();
+            }
+            let mut loan = tx.loan(1000).unwrap();
+            loan.fill(0xee);
+            println!("LOANED");
+            hang();
+        }
+        // Frames: open the receiver and hang holding the first frame (to be killed).
+        "frame-hold-hang" => {
+            let mut rx = shmchan::frame::Receiver::open(&name, &opts).unwrap();
+            let f = rx.recv().unwrap();
+            println!("HOLDING {}", f.len());
+            hang();
         }
         // MPMC producer number SHMCHAN_TEST_P: send n messages whose seq is (P << 40) | i.
         "mpmc-send" => {

@@ -1,0 +1,262 @@
+//! A single-producer single-consumer ring of variable-size records in `capacity` bytes (a
+//! power of two), after Aeron's `RingBuffer` and Lamport's ring with cached indices (rtrb).
+//!
+//! ```text
+//!  record at offset o (8-aligned)          8-byte header word
+//! +-----------+---------------------+      +----+------------------------------+
+//! | header    | payload, padded     |      |PAD |  length (payload bytes)      |
+//! +-----------+---------------------+      +----+------------------------------+
+//!   8 bytes     round8(length)               bit 63
+//! ```
+//!
+//! A record never wraps: when the next one does not fit before the end of the ring, the
+//! producer first publishes a *padding* record (`PAD`, covering the rest of the ring), which the
+//! consumer skips, and writes the record at offset 0. So a frame is always one contiguous slice,
+//! and a frame of up to `capacity - 8` bytes fits once the ring is empty.
+//!
+//! Positions are `u64` byte counts that only grow; offset = position mod capacity. The
+//! producer owns `tail`, the consumer `head` (each also kept in private memory, never read
+//! back); each reads the other's only when its cached copy shows too little.
+//!
+//! - SYNC POINT (frame-publish): the producer writes a record's payload and header, then stores
+//!   `tail` with Release; the consumer loads `tail` with Acquire before reading what is below it.
+//! - SYNC POINT (frame-free): the consumer stores `head` with Release after reading a record;
+//!   the producer loads `head` with Acquire before writing over it.
+//!
+//! Writing is claim, then commit (Aeron's `tryClaim`/`commit`): [`Producer::claim`] finds room
+//! for a record of up to `len` bytes without publishing it, the caller writes the payload in
+//! place, and [`Producer::commit`] publishes the first `n <= len` bytes of it. A claim that is
+//! never committed publishes nothing (a padding record it needed stays, and is skipped).
+//!
+//! Nothing read from shared memory is trusted: positions must satisfy
+//! `0 <= tail - head <= capacity`, and a header must describe a record that lies inside the
+//! ring, before the end of the ring and below `tail`; otherwise the ring is
+//! [`Broken`](Error::Broken).
+
+use std::cell::Cell;
+
+use super::Bytes;
+use super::spsc::Error;
+use crate::layout::Header;
+use crate::sync::Ordering;
+
+/// Bytes of a record's header.
+pub(crate) const HEADER: u64 = 8;
+/// The header bit that marks a padding record.
+const PAD: u64 = 1 << 63;
+
+/// `n` rounded up to a multiple of 8.
+fn round8(n: u64) -> u64 {
+    n.div_ceil(8) * 8
+}
+
+/// Bytes a record of `len` payload bytes takes.
+pub(crate) fn record_size(len: u64) -> u64 {
+    HEADER + round8(len)
+}
+
+/// Load both positions, checking they make sense together.
+fn positions(hdr: &Header, capacity: u64) -> Result<(u64, u64), Error> {
+    // Acquire: as in `ring::spsc::positions`, a handle taking over a side starts from records
+    // its predecessor had finished with.
+    let head = hdr.head.load(Ordering::Acquire);
+    let tail = hdr.tail.load(Ordering::Acquire);
+    if tail.wrapping_sub(head) > capacity || tail % 8 != 0 || head % 8 != 0 {
+        return Err(Error::Broken);
+    }
+    Ok((head, tail))
+}
+
+/// Room for one record, found by [`Producer::claim`]: `len` bytes of payload at position
+/// `pos` (the record's header is at `pos`, its payload at `pos + 8`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Claim {
+    pub(crate) pos: u64,
+    pub(crate) len: u64,
+}
+
+/// The producer's private state.
+pub(crate) struct Producer {
+    capacity: u64,
+    /// Our position: where the next record goes. The shared `tail` holds it once published.
+    tail: Cell<u64>,
+    /// The consumer's position, as last read.
+    head_cache: Cell<u64>,
+}
+
+impl Producer {
+    /// Take over the producer side at the current shared positions.
+    pub(crate) fn new(hdr: &Header, capacity: u64) -> Result<Producer, Error> {
+        let (head, tail) = positions(hdr, capacity)?;
+        Ok(Producer {
+            capacity,
+            tail: Cell::new(tail),
+            head_cache: Cell::new(head),
+        })
+    }
+
+    /// The largest payload a record can have.
+    pub(crate) fn max_frame(&self) -> u64 {
+        self.capacity - HEADER
+    }
+
+    /// How many bytes are free for a producer at `tail`, reading the consumer's position only
+    /// when the cached one shows fewer than `want`.
+    #[inline(always)]
+    fn room(&self, hdr: &Header, tail: u64, want: u64) -> Result<u64, Error> {
+        let free = self.capacity - tail.wrapping_sub(self.head_cache.get());
+        if free >= want {
+            return Ok(free);
+        }
+        // SYNC POINT (frame-free): Acquire, pairs with the consumer's Release store of `head`
+        // in `release`: its reads of the bytes we are about to overwrite are finished.
+        let head = hdr.head.load(Ordering::Acquire);
+        let used = tail.wrapping_sub(head);
+        if used > self.capacity || head % 8 != 0 {
+            return Err(Error::Broken);
+        }
+        self.head_cache.set(head);
+        Ok(self.capacity - used)
+    }
+
+    /// Find room for a record of `len <= max_frame()` payload bytes, contiguous in the ring,
+    /// publishing a padding record first if it would not fit before the end. `WouldBlock` if
+    /// there is no room yet. Nothing of the record is published until [`commit`](Self::commit).
+    ///
+    /// # Safety
+    /// This must be the only producer of the ring described by `hdr` and `bytes`.
+    #[inline]
+    pub(crate) unsafe fn claim(
+        &self,
+        hdr: &Header,
+        bytes: &Bytes,
+        len: u64,
+    ) -> Result<Claim, Error> {
+        debug_assert!(len <= self.max_frame());
+        let mut tail = self.tail.get();
+        let size = record_size(len);
+        let left = self.capacity - bytes.offset(tail);
+        if left < size {
+            // Skip to the start of the ring: a padding record over the rest of it.
+            if self.room(hdr, tail, left)? < left {
+                return Err(Error::WouldBlock);
+            }
+            // SAFETY: `left` free bytes from `tail`: no record the consumer may still read.
+            unsafe { bytes.write_word(tail, PAD | (left - HEADER)) };
+            tail = tail.wrapping_add(left);
+            // SYNC POINT (frame-publish): Release, pairs with the consumer's Acquire load of
+            // `tail` in `peek`: the padding header is written before it is published.
+            hdr.tail.store(tail, Ordering::Release);
+            self.tail.set(tail);
+            hdr.data_bell.notify();
+        }
+        if self.room(hdr, tail, size)? < size {
+            return Err(Error::WouldBlock);
+        }
+        Ok(Claim { pos: tail, len })
+    }
+
+    /// Publish the record of `claim` with its first `len <= claim.len` payload bytes, which
+    /// the caller has written.
+    ///
+    /// # Safety
+    /// `claim` is the latest claim of this producer (no record was committed since), and
+    /// `len <= claim.len`.
+    #[inline]
+    pub(crate) unsafe fn commit(&self, hdr: &Header, bytes: &Bytes, claim: Claim, len: u64) {
+        debug_assert!(len <= claim.len && claim.pos == self.tail.get());
+        // SAFETY: the claim made these bytes ours (free, contiguous, not yet published).
+        unsafe { bytes.write_word(claim.pos, len) };
+        bytes.track_write(claim.pos + HEADER, len);
+        let next = claim.pos.wrapping_add(record_size(len));
+        // SYNC POINT (frame-publish): Release, pairs with the consumer's Acquire load of
+        // `tail` in `peek`: the payload and header are written before the record is published.
+        hdr.tail.store(next, Ordering::Release);
+        self.tail.set(next);
+        hdr.data_bell.notify();
+    }
+}
+
+/// The consumer's private state.
+pub(crate) struct Consumer {
+    capacity: u64,
+    /// Our position: the next record to read.
+    head: Cell<u64>,
+    /// The producer's position, as last read.
+    tail_cache: Cell<u64>,
+}
+
+impl Consumer {
+    /// Take over the consumer side at the current shared positions.
+    pub(crate) fn new(hdr: &Header, capacity: u64) -> Result<Consumer, Error> {
+        let (head, tail) = positions(hdr, capacity)?;
+        Ok(Consumer {
+            capacity,
+            head: Cell::new(head),
+            tail_cache: Cell::new(tail),
+        })
+    }
+
+    /// The next frame, `(position, length)` of its payload, if one is published; padding
+    /// records on the way are skipped (and freed). Stays the next frame until
+    /// [`release`](Self::release).
+    ///
+    /// # Safety
+    /// This must be the only consumer of the ring described by `hdr` and `bytes`.
+    #[inline]
+    pub(crate) unsafe fn peek(&self, hdr: &Header, bytes: &Bytes) -> Result<(u64, u64), Error> {
+        loop {
+            let head = self.head.get();
+            let mut avail = self.tail_cache.get().wrapping_sub(head);
+            if avail == 0 {
+                // SYNC POINT (frame-publish): Acquire, pairs with the producer's Release store
+                // of `tail` in `claim`/`commit`.
+                let tail = hdr.tail.load(Ordering::Acquire);
+                avail = tail.wrapping_sub(head);
+                if avail > self.capacity || tail % 8 != 0 {
+                    return Err(Error::Broken);
+                }
+                if avail == 0 {
+                    return Err(Error::WouldBlock);
+                }
+                self.tail_cache.set(tail);
+            }
+            let left = self.capacity - bytes.offset(head);
+            // SAFETY: `head < tail`: a published record starts here (or the producer broke
+            // the protocol, which only makes the word odd: it is checked below).
+            let word = unsafe { bytes.read_word(head) };
+            if word & PAD != 0 {
+                // Padding: must cover exactly the rest of the ring, all published.
+                if HEADER + (word & !PAD) != left || avail < left {
+                    return Err(Error::Broken);
+                }
+                self.free(hdr, head.wrapping_add(left));
+                continue;
+            }
+            let size = record_size(word.min(self.capacity));
+            if word > self.capacity - HEADER || size > left || size > avail {
+                return Err(Error::Broken);
+            }
+            bytes.track_read(head + HEADER, word);
+            return Ok((head + HEADER, word));
+        }
+    }
+
+    /// Free the frame [`peek`](Self::peek) returned (of `len` payload bytes): the producer may
+    /// write over it.
+    #[inline]
+    pub(crate) fn release(&self, hdr: &Header, len: u64) {
+        let next = self.head.get().wrapping_add(record_size(len));
+        self.free(hdr, next);
+    }
+
+    /// Move `head` to `next` and tell the producer.
+    #[inline(always)]
+    fn free(&self, hdr: &Header, next: u64) {
+        // SYNC POINT (frame-free): Release, pairs with the producer's Acquire load of `head`
+        // in `room`: our reads of the record happen before the producer reuses its bytes.
+        hdr.head.store(next, Ordering::Release);
+        self.head.set(next);
+        hdr.space_bell.notify();
+    }
+}
