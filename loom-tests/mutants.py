@@ -77,6 +77,21 @@ MUTANTS = [
     ("src/region/gate_word.rs", "gate: take over a holder without checking it is dead",
      r"Err\(held\) if seen != held && !alive\(held\) => seen = held,",
      "Err(held) if seen != held => seen = held,"),
+    ("src/ring/frame.rs", "frame commit: tail store Release -> Relaxed (frame-publish)",
+     r"hdr\.tail\.store\(next, Ordering::Release\)",
+     "hdr.tail.store(next, Ordering::Relaxed)"),
+    ("src/ring/frame.rs", "frame padding: tail store Release -> Relaxed (frame-publish)",
+     r"hdr\.tail\.store\(tail, Ordering::Release\)",
+     "hdr.tail.store(tail, Ordering::Relaxed)"),
+    ("src/ring/frame.rs", "frame peek: tail load Acquire -> Relaxed (frame-publish)",
+     r"let tail = hdr\.tail\.load\(Ordering::Acquire\);(\s+avail = )",
+     r"let tail = hdr.tail.load(Ordering::Relaxed);\1"),
+    ("src/ring/frame.rs", "frame free: head store Release -> Relaxed (frame-free)",
+     r"hdr\.head\.store\(next, Ordering::Release\)",
+     "hdr.head.store(next, Ordering::Relaxed)"),
+    ("src/ring/frame.rs", "frame room: head load Acquire -> Relaxed (frame-free)",
+     r"let head = hdr\.head\.load\(Ordering::Acquire\);(\s+let used)",
+     r"let head = hdr.head.load(Ordering::Relaxed);\1"),
     ("src/endpoint.rs", "role_state: endpoint load Acquire -> Relaxed (disconnect after last)",
      r"(pub\(crate\) fn role_state.*?let w = e\.load\()Ordering::Acquire",
      r"\1Ordering::Relaxed"),
@@ -91,9 +106,10 @@ BENIGN = set()  # every mutant must be caught
 
 # Which loom suites run the code a mutated file holds (the others cannot catch its mutants, and
 # the MPMC suite alone takes ~45 s). Files not listed run every suite.
-ALL_MODELS = ["loom_spsc", "loom_mpmc", "loom_gate"]
+ALL_MODELS = ["loom_spsc", "loom_mpmc", "loom_gate", "loom_frame"]
 MODELS = {
     "src/ring/spsc.rs": ["loom_spsc"],
+    "src/ring/frame.rs": ["loom_frame"],
     "src/ring/mpmc.rs": ["loom_mpmc"],
     "src/region/gate_word.rs": ["loom_gate"],
 }
