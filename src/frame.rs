@@ -58,8 +58,13 @@ use crate::ring::frame::{self as ring, Claim};
 use crate::wait::Poll;
 
 fn spec(role: Role) -> Spec {
+    spec_of(Kind::Frame, role)
+}
+
+/// The shape of a byte-ring channel of `kind` (frames, or a pipe).
+pub(crate) fn spec_of(kind: Kind, role: Role) -> Spec {
     Spec {
-        kind: Kind::Frame,
+        kind,
         role,
         fp: Fingerprint::bytes(),
         max_senders: 1,
@@ -242,7 +247,7 @@ impl Sender {
         Self::from_chan(Chan::open(name, opts, &spec(Role::Sender))?, opts.wait)
     }
 
-    fn from_chan(chan: Chan, wait: WaitStrategy) -> Result<Self, Error> {
+    pub(crate) fn from_chan(chan: Chan, wait: WaitStrategy) -> Result<Self, Error> {
         let ring =
             ring::Producer::new(chan.header(), chan.geo.capacity).map_err(|_| corrupt(&chan))?;
         Ok(Sender {
@@ -420,11 +425,11 @@ impl Sender {
         Ok(Loan::new(self, claim))
     }
 
-    fn chan(&self) -> &Chan {
+    pub(crate) fn chan(&self) -> &Chan {
         &self.chan
     }
 
-    fn wait_strategy(&self) -> WaitStrategy {
+    pub(crate) fn wait_strategy(&self) -> WaitStrategy {
         self.wait
     }
 
@@ -579,7 +584,7 @@ impl Receiver {
         Self::from_chan(Chan::open(name, opts, &spec(Role::Receiver))?, opts.wait)
     }
 
-    fn from_chan(chan: Chan, wait: WaitStrategy) -> Result<Self, Error> {
+    pub(crate) fn from_chan(chan: Chan, wait: WaitStrategy) -> Result<Self, Error> {
         let ring =
             ring::Consumer::new(chan.header(), chan.geo.capacity).map_err(|_| corrupt(&chan))?;
         Ok(Receiver {
@@ -605,6 +610,30 @@ impl Receiver {
             len: len as usize,
             rx: self,
         }
+    }
+
+    /// The next frame's payload `(position, length)`, waiting until `deadline` (for the pipe,
+    /// which reads frames in part and frees them itself with [`release`](Self::release)).
+    pub(crate) fn next_frame(
+        &mut self,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<(u64, u64), RecvTimeoutError> {
+        handle::recv_deadline(&self.chan, self.wait, deadline, |p| self.poll(p))
+    }
+
+    /// The bytes of a frame [`next_frame`](Self::next_frame) returned.
+    ///
+    /// # Safety
+    /// `(pos, len)` came from `next_frame` and was not released since; the slice must be
+    /// dropped before it is.
+    pub(crate) unsafe fn frame_bytes(&self, pos: u64, len: u64) -> &[u8] {
+        // SAFETY: as for `Frame::deref`, per this function's contract.
+        unsafe { std::slice::from_raw_parts(self.bytes.at(pos), len as usize) }
+    }
+
+    /// Free the frame [`next_frame`](Self::next_frame) returned (of `len` bytes).
+    pub(crate) fn release(&mut self, len: u64) {
+        self.ring.release(self.chan.header(), len);
     }
 
     /// Receive the next frame, waiting as long as it takes. The [`Frame`] reads the bytes in
@@ -650,11 +679,11 @@ impl Receiver {
         Ok(frame.len())
     }
 
-    fn chan(&self) -> &Chan {
+    pub(crate) fn chan(&self) -> &Chan {
         &self.chan
     }
 
-    fn wait_strategy(&self) -> WaitStrategy {
+    pub(crate) fn wait_strategy(&self) -> WaitStrategy {
         self.wait
     }
 

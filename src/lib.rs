@@ -74,6 +74,7 @@ mod handle;
 mod layout;
 pub mod mpmc;
 mod options;
+pub mod pipe;
 mod region;
 mod ring;
 pub mod spsc;

@@ -144,3 +144,22 @@ fn frames_without_allocating() {
     });
     assert_eq!(n, 0, "allocations on the frame paths");
 }
+
+#[test]
+fn pipes_without_allocating() {
+    use std::io::{BufRead, Read, Write};
+    let (mut w, mut r) = shmchan::pipe::pipe(4096).unwrap();
+    let data = [3u8; 1000];
+    let mut buf = [0u8; 1000];
+    let n = allocations(|| {
+        for i in 0..N / 10 {
+            let len = (i % 1000) as usize;
+            w.write_all(&data[..len]).unwrap();
+            r.read_exact(&mut buf[..len]).unwrap();
+            w.write_all(&data[..10]).unwrap();
+            let got = r.fill_buf().unwrap().len();
+            r.consume(got);
+        }
+    });
+    assert_eq!(n, 0, "allocations on the pipe paths");
+}

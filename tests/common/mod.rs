@@ -64,6 +64,11 @@ pub fn frame_is(seq: u64, max: usize, frame: &[u8]) -> bool {
     frame == want.as_slice()
 }
 
+/// Byte `i` of the test stream the pipe tests send.
+pub fn stream_byte(i: u64) -> u8 {
+    (i.wrapping_mul(131) ^ (i >> 10) ^ (i >> 21)) as u8
+}
+
 /// A channel name used by no other test, in this run or a concurrent one.
 pub fn unique_name(tag: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
@@ -679,6 +684,52 @@ pub fn child_main() {
             let f = rx.recv().unwrap();
             println!("HOLDING {}", f.len());
             hang();
+        }
+        // Pipe: open the writer and write the test stream's first n bytes in writes of varying
+        // sizes (1 byte to 100 KiB); then hang (SHMCHAN_TEST_HANG) or exit.
+        "pipe-write" => {
+            use std::io::Write;
+            let mut w = shmchan::pipe::Writer::open(&name, &opts).unwrap();
+            println!("READY");
+            let mut buf = vec![0u8; 100 << 10];
+            let mut at = 0u64;
+            let mut k = 0u64;
+            while at < n {
+                k += 1;
+                let size = [1u64, 7, 4096, 100 << 10, 333, 65536][k as usize % 6].min(n - at);
+                for (j, b) in buf[..size as usize].iter_mut().enumerate() {
+                    *b = stream_byte(at + j as u64);
+                }
+                w.write_all(&buf[..size as usize]).unwrap();
+                at += size;
+            }
+            println!("WROTE");
+            if flag("SHMCHAN_TEST_HANG") {
+                hang();
+            }
+        }
+        // Pipe: open the reader, read to end of file in reads of varying sizes, check every
+        // byte is the test stream's, print how many.
+        "pipe-read" => {
+            use std::io::Read;
+            let mut r = shmchan::pipe::Reader::open(&name, &opts).unwrap();
+            println!("READY");
+            let mut buf = vec![0u8; 70_000];
+            let mut at = 0u64;
+            let mut k = 0usize;
+            loop {
+                k += 1;
+                let want = [1usize, 10, 70_000, 4095, 65536][k % 5];
+                let got = r.read(&mut buf[..want]).unwrap();
+                if got == 0 {
+                    break;
+                }
+                for (j, &b) in buf[..got].iter().enumerate() {
+                    assert_eq!(b, stream_byte(at + j as u64), "byte {}", at + j as u64);
+                }
+                at += got as u64;
+            }
+            println!("GOT {at}");
         }
         // MPMC producer number SHMCHAN_TEST_P: send n messages whose seq is (P << 40) | i.
         "mpmc-send" => {

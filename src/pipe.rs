@@ -1,0 +1,274 @@
+//! A byte stream between two processes, as a pipe is: a [`Writer`] that is an
+//! [`io::Write`], a [`Reader`] that is an [`io::Read`] and an [`io::BufRead`], and no message
+//! boundaries. It runs over the same ring as [`frame`](crate::frame) (each write is one or more
+//! records), without a system call per write or read.
+//!
+//! End of file is what a pipe gives: once the writer is gone (dropped, or its process died)
+//! and everything it wrote is read, `read` returns `Ok(0)`. A writer whose reader is gone gets
+//! [`io::ErrorKind::BrokenPipe`], never a SIGPIPE.
+//!
+//! ```
+//! use std::io::{BufRead, Read, Write};
+//! use shmchan::{pipe, Options};
+//! # let name = format!("doc-pipe-{}", std::process::id());
+//! let mut w = pipe::Writer::create(&name, &Options::new().capacity(1 << 16))?;
+//! let mut r = pipe::Reader::open(&name, &Options::new())?; // usually another process
+//!
+//! let t = std::thread::spawn(move || -> std::io::Result<()> {
+//!     w.write_all(b"first line\nsecond line\n")?;
+//!     Ok(()) // dropping `w`: the reader sees end of file after the last byte
+//! });
+//! let mut line = String::new();
+//! r.read_line(&mut line)?; // `BufRead` reads in place
+//! assert_eq!(line, "first line\n");
+//! let mut rest = String::new();
+//! r.read_to_string(&mut rest)?;
+//! assert_eq!(rest, "second line\n");
+//! t.join().unwrap()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::io;
+use std::time::Duration;
+
+use crate::chan::{Chan, Role};
+use crate::error::{Error, RecvTimeoutError};
+use crate::frame;
+use crate::layout::Kind;
+use crate::options::{Options, WaitStrategy};
+
+/// Create a pipe inside this process (on the heap, no name): `capacity` bytes, rounded up to a
+/// power of two.
+///
+/// # Errors
+/// [`Error::InvalidOptions`] if `capacity` is 0 or above [`Options::MAX_CAPACITY`].
+///
+/// ```
+/// use std::io::{Read, Write};
+/// let (mut w, mut r) = shmchan::pipe::pipe(1024)?;
+/// std::thread::spawn(move || w.write_all(&[1; 5000]).unwrap()); // more than the ring holds
+/// let mut all = Vec::new();
+/// r.read_to_end(&mut all)?;
+/// assert_eq!(all, vec![1; 5000]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn pipe(capacity: usize) -> Result<(Writer, Reader), Error> {
+    let (a, b) = Chan::heap_pair(capacity, &frame::spec_of(Kind::Pipe, Role::Sender))?;
+    let wait = WaitStrategy::default();
+    Ok((Writer::from_chan(a, wait)?, Reader::from_chan(b, wait)?))
+}
+
+fn broken_pipe() -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, "the pipe's reader is gone")
+}
+
+/// The writing end of a pipe: an [`io::Write`]. Dropping it is end of file for the reader.
+pub struct Writer {
+    inner: frame::Sender,
+    /// The largest record a write makes: a quarter of the ring, so that several are in flight.
+    chunk: usize,
+}
+
+impl Writer {
+    /// Create the pipe `name` (exclusively) and attach as its writer. The capacity
+    /// ([`Options::capacity`]) is in bytes.
+    ///
+    /// # Errors
+    /// As [`spsc::Sender::create`](crate::spsc::Sender::create).
+    #[cfg(not(loom))]
+    pub fn create(name: &str, opts: &Options) -> Result<Self, Error> {
+        let spec = frame::spec_of(Kind::Pipe, Role::Sender);
+        Self::from_chan(Chan::create(name, opts, &spec)?, opts.wait)
+    }
+
+    /// Open the existing pipe `name` and attach as its writer.
+    ///
+    /// # Errors
+    /// As [`spsc::Sender::open`](crate::spsc::Sender::open); [`Error::Incompatible`] if it is
+    /// not a pipe.
+    #[cfg(not(loom))]
+    pub fn open(name: &str, opts: &Options) -> Result<Self, Error> {
+        let spec = frame::spec_of(Kind::Pipe, Role::Sender);
+        Self::from_chan(Chan::open(name, opts, &spec)?, opts.wait)
+    }
+
+    fn from_chan(chan: Chan, wait: WaitStrategy) -> Result<Self, Error> {
+        let inner = frame::Sender::from_chan(chan, wait)?;
+        let chunk = (inner.capacity() / 4).saturating_sub(8).max(1);
+        Ok(Writer { inner, chunk })
+    }
+
+    /// The ring's size in bytes.
+    pub fn capacity(&self) -> usize {
+        self.inner.capacity()
+    }
+
+    /// Is the reader attached and alive now (asked of the kernel)?
+    pub fn is_connected(&self) -> bool {
+        self.inner.is_connected()
+    }
+
+    /// Wait until a reader is attached and alive, at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`frame::Sender::wait_for_peer`].
+    pub fn wait_for_peer(&self, timeout: Duration) -> Result<(), crate::WaitForPeerError> {
+        self.inner.wait_for_peer(timeout)
+    }
+}
+
+impl io::Write for Writer {
+    /// Write a prefix of `buf` (as much as one record takes: a quarter of the ring), waiting
+    /// for room as long as it takes. `Err(BrokenPipe)` if the reader is gone.
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let n = buf.len().min(self.chunk);
+        match self.inner.send(&buf[..n]) {
+            Ok(()) => Ok(n),
+            Err(frame::SendError::Disconnected) => Err(broken_pipe()),
+            Err(e @ frame::SendError::TooLarge { .. }) => Err(io::Error::other(e)),
+        }
+    }
+
+    /// Nothing to do: written bytes are visible to the reader at once.
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("pipe::Writer")
+            .field("inner", &self.inner)
+            .finish()
+    }
+}
+
+/// The reading end of a pipe: an [`io::Read`] and an [`io::BufRead`] whose
+/// [`fill_buf`](io::BufRead::fill_buf) hands out the ring's bytes in place.
+pub struct Reader {
+    inner: frame::Receiver,
+    /// The record being read: payload position and length, and how much of it is consumed.
+    current: Option<(u64, u64)>,
+    consumed: usize,
+    /// The writer is gone and the ring drained.
+    eof: bool,
+}
+
+impl Reader {
+    /// Create the pipe `name` (exclusively) and attach as its reader.
+    ///
+    /// # Errors
+    /// As [`Writer::create`].
+    #[cfg(not(loom))]
+    pub fn create(name: &str, opts: &Options) -> Result<Self, Error> {
+        let spec = frame::spec_of(Kind::Pipe, Role::Receiver);
+        Self::from_chan(Chan::create(name, opts, &spec)?, opts.wait)
+    }
+
+    /// Open the existing pipe `name` and attach as its reader.
+    ///
+    /// # Errors
+    /// As [`Writer::open`].
+    #[cfg(not(loom))]
+    pub fn open(name: &str, opts: &Options) -> Result<Self, Error> {
+        let spec = frame::spec_of(Kind::Pipe, Role::Receiver);
+        Self::from_chan(Chan::open(name, opts, &spec)?, opts.wait)
+    }
+
+    fn from_chan(chan: Chan, wait: WaitStrategy) -> Result<Self, Error> {
+        Ok(Reader {
+            inner: frame::Receiver::from_chan(chan, wait)?,
+            current: None,
+            consumed: 0,
+            eof: false,
+        })
+    }
+
+    /// The ring's size in bytes.
+    pub fn capacity(&self) -> usize {
+        self.inner.capacity()
+    }
+
+    /// Is the writer attached and alive now (asked of the kernel)?
+    pub fn is_connected(&self) -> bool {
+        self.inner.is_connected()
+    }
+
+    /// Wait until a writer is attached and alive, at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`frame::Receiver::wait_for_peer`].
+    pub fn wait_for_peer(&self, timeout: Duration) -> Result<(), crate::WaitForPeerError> {
+        self.inner.wait_for_peer(timeout)
+    }
+}
+
+impl io::BufRead for Reader {
+    /// The unread bytes of the next record, in place in the ring, waiting for one as long as
+    /// it takes; empty at end of file (the writer gone, everything read).
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        loop {
+            if let Some((pos, len)) = self.current {
+                if (self.consumed as u64) < len {
+                    // SAFETY: `(pos, len)` came from `next_frame` and is released only in
+                    // `consume` (or here below), after this borrow of `self` ends.
+                    let bytes = unsafe { self.inner.frame_bytes(pos, len) };
+                    return Ok(&bytes[self.consumed..]);
+                }
+                self.inner.release(len);
+                self.current = None;
+            }
+            if self.eof {
+                return Ok(&[]);
+            }
+            match self.inner.next_frame(None) {
+                Ok(at) => {
+                    self.current = Some(at);
+                    self.consumed = 0;
+                }
+                Err(RecvTimeoutError::Disconnected) => self.eof = true,
+                Err(RecvTimeoutError::Timeout) => unreachable!("no deadline"),
+            }
+        }
+    }
+
+    /// Mark `amt` bytes of what [`fill_buf`](Self::fill_buf) returned as read; a record read
+    /// to its end is freed for the writer at once.
+    fn consume(&mut self, amt: usize) {
+        if let Some((_, len)) = self.current {
+            self.consumed = (self.consumed + amt).min(len as usize);
+            if self.consumed as u64 == len {
+                self.inner.release(len);
+                self.current = None;
+            }
+        }
+    }
+}
+
+impl io::Read for Reader {
+    /// Read what is there (at least one byte), waiting for some as long as it takes; `Ok(0)`
+    /// only at end of file.
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use io::BufRead;
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let avail = self.fill_buf()?;
+        let n = avail.len().min(buf.len());
+        buf[..n].copy_from_slice(&avail[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("pipe::Reader")
+            .field("inner", &self.inner)
+            .field("eof", &self.eof)
+            .finish_non_exhaustive()
+    }
+}
