@@ -10,7 +10,15 @@
 //!   reference for the batched run; `vyukov_8B` is the textbook bounded MPMC queue (one CAS per
 //!   message per side), the in-process reference for `mpmc_1x1`.
 //!
-//! All rings hold 4096 messages. The parent process only coordinates: for each batch it tells
+//! - `bytes/frame_8B`, `bytes/frame_64KiB`: one producer process, one consumer process,
+//!   shmchan frames (`send` copies in, the consumer reads 8-byte frames in place and copies
+//!   64 KiB ones out with `recv_into`); beside `bytes/memcpy_64KiB`, one thread copying 64 KiB,
+//!   the floor of a copying path;
+//! - `bytes/pipe_64MiB`, `bytes/os_pipe_64MiB`, `bytes/unix_socket_64MiB`: 64 MiB in 64 KiB
+//!   writes from this process to a reader process, through a `shmchan::pipe`, a FIFO and a
+//!   UNIX socket.
+//!
+//! All typed rings hold 4096 messages; frame rings and pipes hold 4 MiB. The parent process only coordinates: for each batch it tells
 //! every producer (over a control channel) how many messages to send, each producer ends its
 //! share with a marker, and the consumer that takes a marker acknowledges it; the batch time
 //! runs from the first command to the last acknowledgement. Peers are spawned once per
@@ -25,12 +33,17 @@ use std::time::{Duration, Instant};
 
 use common::{PEER, Peer, say_ready};
 use criterion::{Criterion, Throughput, criterion_group};
-use shmchan::{Options, Pod, mpmc, spsc};
+use shmchan::{Options, Pod, frame, mpmc, pipe, spsc};
 
 const CAP: usize = 4096;
 const END: u64 = u64::MAX;
 /// Messages per `send_slice`/`recv_slice` in the batch benchmarks.
 const BATCH: usize = 64;
+/// Bytes of a frame ring or pipe.
+const RING_BYTES: usize = 4 << 20;
+/// Bytes moved per iteration of the pipe benchmarks, and the size of each write.
+const STREAM_BYTES: usize = 64 << 20;
+const WRITE_BYTES: usize = 64 << 10;
 
 fn main() {
     if let Ok(spec) = std::env::var(PEER) {
@@ -160,6 +173,99 @@ fn throughput(c: &mut Criterion) {
         })
     });
     g.finish();
+
+    let mut g = c.benchmark_group("bytes");
+    g.throughput(Throughput::Elements(1));
+    frames(&mut g, "frame_8B", 8);
+    g.throughput(Throughput::Bytes(WRITE_BYTES as u64));
+    frames(&mut g, "frame_64KiB", WRITE_BYTES);
+    let src = vec![7u8; WRITE_BYTES];
+    let mut dst = vec![0u8; WRITE_BYTES];
+    g.bench_function("memcpy_64KiB", |b| {
+        b.iter(|| {
+            dst.copy_from_slice(std::hint::black_box(&src));
+            std::hint::black_box(&mut dst);
+        })
+    });
+    g.sample_size(10);
+    g.throughput(Throughput::Bytes(STREAM_BYTES as u64));
+    for kind in ["pipe", "os_pipe", "unix_socket"] {
+        byte_stream(&mut g, kind);
+    }
+    g.finish();
+}
+
+/// One producer process, one consumer process, frames of `len` bytes (an empty frame ends
+/// each batch, and the consumer acknowledges it).
+fn frames(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    label: &str,
+    len: usize,
+) {
+    let base = format!("shmchan-tput-{}-{label}", std::process::id());
+    let acks = mpmc::Receiver::<u64>::create(&format!("{base}-acks"), &Options::new().capacity(64))
+        .unwrap();
+    let consumer = Peer::spawn(&format!("frame-consumer - {base} {len}"));
+    let ctl =
+        spsc::Sender::<u64>::create(&format!("{base}-ctl0"), &Options::new().capacity(4)).unwrap();
+    let producer = Peer::spawn(&format!("frame-producer - {base} {len}"));
+    g.bench_function(label, |b| {
+        b.iter_custom(|iters| {
+            let t0 = Instant::now();
+            ctl.send(iters).unwrap();
+            acks.recv().unwrap();
+            t0.elapsed()
+        })
+    });
+    drop(ctl);
+    drop((producer, consumer));
+    drop(acks);
+}
+
+/// `STREAM_BYTES` per iteration from this process to a reader process that counts them and
+/// acknowledges each `STREAM_BYTES`, through a shmchan pipe, a FIFO, or a UNIX socket.
+fn byte_stream(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    kind: &str,
+) {
+    let base = format!("shmchan-tput-{}-{kind}", std::process::id());
+    let acks = mpmc::Receiver::<u64>::create(&format!("{base}-acks"), &Options::new().capacity(64))
+        .unwrap();
+    let data = vec![1u8; WRITE_BYTES];
+    let path = std::env::temp_dir().join(&base);
+    // The shmchan pipe exists before its reader opens it; the FIFO too; the socket's reader
+    // listens before this side connects.
+    let shm = (kind == "pipe").then(|| {
+        let opts = Options::new().capacity(RING_BYTES);
+        pipe::Writer::create(&format!("{base}-data"), &opts).unwrap()
+    });
+    if kind == "os_pipe" {
+        let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        // SAFETY: plain mkfifo on a path we own.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    }
+    let reader = Peer::spawn(&format!("stream-reader {kind} {base} {}", path.display()));
+    let mut out: Box<dyn std::io::Write> = match (kind, shm) {
+        ("pipe", Some(w)) => Box::new(w),
+        ("os_pipe", _) => Box::new(std::fs::OpenOptions::new().write(true).open(&path).unwrap()),
+        _ => Box::new(std::os::unix::net::UnixStream::connect(&path).unwrap()),
+    };
+    let _ = std::fs::remove_file(&path);
+    g.bench_function(format!("{kind}_64MiB"), |b| {
+        b.iter_custom(|iters| {
+            let t0 = Instant::now();
+            for _ in 0..iters {
+                for _ in 0..STREAM_BYTES / WRITE_BYTES {
+                    out.write_all(&data).unwrap();
+                }
+                acks.recv().unwrap();
+            }
+            t0.elapsed()
+        })
+    });
+    drop(out);
+    drop(reader);
+    drop(acks);
 }
 
 /// Time `produce(p)` on this thread against `consume(c)` on a second one, from before the
@@ -225,6 +331,12 @@ fn stream<T: Pod>(
 
 fn peer(spec: &str) {
     let p: Vec<&str> = spec.split(' ').collect();
+    if p[0].starts_with("frame-") {
+        return frame_peer(p[0], p[2], p[3].parse().unwrap());
+    }
+    if p[0] == "stream-reader" {
+        return stream_reader(p[1], p[2], p[3]);
+    }
     let (role, kind, base, words) = (p[0], p[1], p[2], p[3].parse::<usize>().unwrap());
     match words {
         1 => run::<[u64; 1]>(role, kind, base, &p[4..]),
@@ -325,6 +437,79 @@ fn run<T: Pod>(role: &str, kind: &str, base: &str, rest: &[&str]) {
             }
         }
         other => panic!("unknown peer {other:?}"),
+    }
+}
+
+/// A frame producer or consumer (see `frames`).
+fn frame_peer(role: &str, base: &str, len: usize) {
+    let data = format!("{base}-data");
+    let opts = Options::new().capacity(RING_BYTES);
+    let acks = mpmc::Sender::<u64>::open(&format!("{base}-acks"), &Options::new()).unwrap();
+    if role == "frame-consumer" {
+        let mut rx = frame::Receiver::create(&data, &opts).unwrap();
+        say_ready();
+        let mut buf = Vec::with_capacity(len);
+        loop {
+            if len <= 8 {
+                let Ok(f) = rx.recv() else { break };
+                if f.is_empty() {
+                    acks.send(0).unwrap();
+                }
+            } else {
+                let Ok(n) = rx.recv_into(&mut buf) else { break };
+                if n == 0 {
+                    acks.send(0).unwrap();
+                }
+            }
+        }
+    } else {
+        let ctl = spsc::Receiver::<u64>::open(&format!("{base}-ctl0"), &Options::new()).unwrap();
+        let mut tx = frame::Sender::open(&data, &opts).unwrap();
+        let mut msg = vec![0u8; len];
+        say_ready();
+        while let Ok(n) = ctl.recv() {
+            for i in 0..n {
+                msg[..8].copy_from_slice(&i.to_le_bytes());
+                tx.send(&msg).unwrap();
+            }
+            tx.send(&[]).unwrap();
+        }
+    }
+}
+
+/// Read `STREAM_BYTES` at a time from a shmchan pipe, a FIFO or a UNIX socket, acknowledging
+/// each, until end of file.
+fn stream_reader(kind: &str, base: &str, path: &str) {
+    use std::io::Read;
+    let acks = mpmc::Sender::<u64>::open(&format!("{base}-acks"), &Options::new()).unwrap();
+    let mut input: Box<dyn Read> = match kind {
+        "pipe" => {
+            let r = pipe::Reader::open(&format!("{base}-data"), &Options::new()).unwrap();
+            say_ready();
+            Box::new(r)
+        }
+        "os_pipe" => {
+            say_ready(); // the writer opens the FIFO's other end after this
+            Box::new(std::fs::File::open(path).unwrap())
+        }
+        _ => {
+            let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
+            say_ready();
+            Box::new(listener.accept().unwrap().0)
+        }
+    };
+    let mut buf = vec![0u8; WRITE_BYTES];
+    let mut count = 0usize;
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        count += n;
+        while count >= STREAM_BYTES {
+            count -= STREAM_BYTES;
+            acks.send(0).unwrap();
+        }
     }
 }
 

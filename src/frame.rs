@@ -283,6 +283,7 @@ impl Sender {
     }
 
     /// Wait until there is room for `len` bytes, or the deadline.
+    #[inline(always)]
     fn claim_deadline(
         &mut self,
         len: usize,
@@ -313,6 +314,7 @@ impl Sender {
     }
 
     /// Copy `frame` into the claimed room and publish it.
+    #[inline(always)]
     fn put(&mut self, claim: Claim, frame: &[u8]) {
         let payload = self.bytes.at(claim.pos + ring::HEADER);
         // SAFETY: the claim gave us `claim.len >= frame.len()` contiguous bytes at `payload`,
@@ -323,6 +325,7 @@ impl Sender {
     }
 
     /// Publish the first `len` bytes of a claim.
+    #[inline(always)]
     fn commit(&mut self, claim: Claim, len: u64) {
         // SAFETY: `claim` is this producer's latest, and `len <= claim.len` (callers check).
         unsafe {
@@ -351,6 +354,7 @@ impl Sender {
     /// assert!(matches!(too_long, Err(shmchan::frame::SendError::TooLarge { len: 57, max: 56 })));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    #[inline]
     pub fn send(&mut self, frame: &[u8]) -> Result<(), SendError> {
         let claim = self.claim_deadline(frame.len(), None)?;
         self.put(claim, frame);
@@ -604,6 +608,7 @@ impl Receiver {
         })
     }
 
+    #[inline(always)]
     fn frame(&mut self, (pos, len): (u64, u64)) -> Frame<'_> {
         Frame {
             ptr: self.bytes.at(pos),
@@ -641,6 +646,7 @@ impl Receiver {
     ///
     /// # Errors
     /// [`RecvError`] once the ring is empty and the sender is gone.
+    #[inline]
     pub fn recv(&mut self) -> Result<Frame<'_>, RecvError> {
         let at = handle::recv_deadline(&self.chan, self.wait, None, |p| self.poll(p))
             .map_err(|_| RecvError)?;
@@ -748,6 +754,7 @@ impl std::ops::Deref for Frame<'_> {
 }
 
 impl Drop for Frame<'_> {
+    #[inline]
     fn drop(&mut self) {
         self.rx.ring.release(self.rx.chan.header(), self.len as u64);
     }
