@@ -11,21 +11,21 @@
 use loom::thread;
 use shmchan::frame;
 
-/// Three frames through a ring of 32 bytes: records of 16 and 24 bytes cannot sit side by
+/// Three frames through a ring of 64 bytes: records of 32 and 48 bytes cannot sit side by
 /// side, so the second goes behind a padding record at the start of the ring. Blocking on
 /// both sides (a lost wake-up is a loom deadlock); every frame whole and in order; then the
 /// disconnect.
 #[test]
 fn frames_in_order_across_the_wrap() {
     loom::model(|| {
-        let (mut tx, mut rx) = frame::channel(32).unwrap();
+        let (mut tx, mut rx) = frame::channel(64).unwrap();
         let t = thread::spawn(move || {
             tx.send(&[1; 8]).unwrap();
-            tx.send(&[2; 16]).unwrap();
+            tx.send(&[2; 24]).unwrap();
             tx.send(&[3; 3]).unwrap();
         });
         assert_eq!(&*rx.recv().unwrap(), &[1; 8]);
-        assert_eq!(&*rx.recv().unwrap(), &[2; 16]);
+        assert_eq!(&*rx.recv().unwrap(), &[2; 24]);
         assert_eq!(&*rx.recv().unwrap(), &[3; 3]);
         assert!(rx.recv().is_err(), "disconnect after the last frame");
         t.join().unwrap();
@@ -37,7 +37,7 @@ fn frames_in_order_across_the_wrap() {
 #[test]
 fn loans_commit_a_prefix_or_nothing() {
     loom::model(|| {
-        let (mut tx, mut rx) = frame::channel(32).unwrap();
+        let (mut tx, mut rx) = frame::channel(64).unwrap();
         let t = thread::spawn(move || {
             let mut loan = tx.loan(16).unwrap();
             loan[..4].copy_from_slice(&[4; 4]);
@@ -59,14 +59,14 @@ fn loans_commit_a_prefix_or_nothing() {
 #[test]
 fn held_frame_holds_its_room() {
     loom::model(|| {
-        let (mut tx, mut rx) = frame::channel(32).unwrap();
-        tx.send(&[6; 24]).unwrap(); // 32 bytes: the whole ring
+        let (mut tx, mut rx) = frame::channel(64).unwrap();
+        tx.send(&[6; 40]).unwrap(); // 16 + 48 bytes: the whole ring
         let t = thread::spawn(move || {
             tx.send(&[7; 8]).unwrap(); // waits for the first frame's room
         });
         {
             let held = rx.recv().unwrap();
-            assert_eq!(&*held, &[6; 24]);
+            assert_eq!(&*held, &[6; 40]);
         }
         assert_eq!(&*rx.recv().unwrap(), &[7; 8]);
         t.join().unwrap();

@@ -516,6 +516,13 @@ impl Chan {
         endpoint::role_state(self.header(), range)
     }
 
+    /// The channel's key for byte-ring stamps (`ring/frame.rs`): its incarnation, a value
+    /// unique to the channel that nobody outside its processes knows; odd, so that a stamp
+    /// (a 16-aligned position XOR the key) is never the 0 of memory nobody wrote.
+    pub(crate) fn key(&self) -> u64 {
+        self.incarnation | 1
+    }
+
     /// Our index in the endpoint table.
     pub(crate) fn entry(&self) -> usize {
         self.entry

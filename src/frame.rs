@@ -4,8 +4,8 @@
 //! Each frame is one contiguous run of bytes in shared memory: when the next frame does not
 //! fit before the end of the ring, a padding record fills the end and the frame goes to the
 //! start, once the receiver has passed the padding (until its next receive, the sender sees
-//! the ring as full). A frame of up to [`Sender::max_frame`] bytes (the capacity less 8) fits
-//! once the ring is empty. A receiver reads a [`Frame`] in place,
+//! the ring as full). A frame of up to [`Sender::max_frame`] bytes (the capacity less 16) fits
+//! once the ring is empty. Each frame takes its length rounded up to 16 bytes, plus 16. A receiver reads a [`Frame`] in place,
 //! and its bytes are freed when it drops; [`Receiver::recv_into`] copies one out instead. A
 //! sender copies a frame in ([`Sender::send`]) or writes it in place: [`Sender::loan`] reserves
 //! bytes in the ring, a [`Loan`] derefs to them (and is an [`io::Write`](std::io::Write), so any
@@ -229,7 +229,7 @@ impl Sender {
     /// # let name = format!("doc-frame-create-{}", std::process::id());
     /// let tx = frame::Sender::create(&name, &Options::new().capacity(4096))?;
     /// assert_eq!(tx.capacity(), 4096);
-    /// assert_eq!(tx.max_frame(), 4088); // the capacity less one 8-byte record header
+    /// assert_eq!(tx.max_frame(), 4080); // the capacity less one 16-byte record header
     /// # Ok::<(), shmchan::Error>(())
     /// ```
     #[cfg(not(loom))]
@@ -248,8 +248,8 @@ impl Sender {
     }
 
     pub(crate) fn from_chan(chan: Chan, wait: WaitStrategy) -> Result<Self, Error> {
-        let ring =
-            ring::Producer::new(chan.header(), chan.geo.capacity).map_err(|_| corrupt(&chan))?;
+        let ring = ring::Producer::new(chan.header(), chan.geo.capacity, chan.key())
+            .map_err(|_| corrupt(&chan))?;
         Ok(Sender {
             ring,
             bytes: Bytes::new(chan.region(), &chan.geo),
@@ -258,7 +258,7 @@ impl Sender {
         })
     }
 
-    /// The largest frame this channel takes, in bytes: the capacity less one 8-byte record
+    /// The largest frame this channel takes, in bytes: the capacity less one 16-byte record
     /// header.
     pub fn max_frame(&self) -> usize {
         self.ring.max_frame() as usize
@@ -320,7 +320,7 @@ impl Sender {
         // SAFETY: the claim gave us `claim.len >= frame.len()` contiguous bytes at `payload`,
         // inside the ring, which nobody reads until we commit; `frame` is a distinct slice
         // of this process's memory.
-        unsafe { std::ptr::copy_nonoverlapping(frame.as_ptr(), payload, frame.len()) };
+        unsafe { copy_in(frame, payload) };
         self.commit(claim, frame.len() as u64);
     }
 
@@ -346,15 +346,15 @@ impl Sender {
     ///
     /// ```
     /// let (mut tx, mut rx) = shmchan::frame::channel(64)?;
-    /// tx.send(&[7; 56])?; // the most a 64-byte ring takes: all of it
-    /// assert_eq!(rx.recv()?.len(), 56);
+    /// tx.send(&[7; 48])?; // the most a 64-byte ring takes: all of it
+    /// assert_eq!(rx.recv()?.len(), 48);
     /// tx.send(b"")?;
     /// assert_eq!(rx.recv()?.len(), 0);
-    /// let too_long = tx.send(&[0; 57]);
-    /// assert!(matches!(too_long, Err(shmchan::frame::SendError::TooLarge { len: 57, max: 56 })));
+    /// let too_long = tx.send(&[0; 49]);
+    /// assert!(matches!(too_long, Err(shmchan::frame::SendError::TooLarge { len: 49, max: 48 })));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    #[inline]
+    #[inline(always)]
     pub fn send(&mut self, frame: &[u8]) -> Result<(), SendError> {
         let claim = self.claim_deadline(frame.len(), None)?;
         self.put(claim, frame);
@@ -479,6 +479,45 @@ tx.wait_for_peer(Duration::from_secs(1))?;
     );
 }
 
+/// Copy `src` to `dst`; frames of up to 16 bytes without a call to `memcpy` (two overlapping
+/// word moves), which costs as much as the rest of a small frame's send.
+///
+/// # Safety
+/// `dst` is valid for writes of `src.len()` bytes and does not overlap `src`.
+#[inline(always)]
+unsafe fn copy_in(src: &[u8], dst: *mut u8) {
+    let n = src.len();
+    let s = src.as_ptr();
+    // SAFETY: in every arm, reads stay inside `src` (`n` bytes) and writes inside `dst`
+    // (`n` bytes, per this function's contract); unaligned accesses are used throughout.
+    unsafe {
+        match n {
+            8..=16 => {
+                let (a, b) = (
+                    s.cast::<u64>().read_unaligned(),
+                    s.add(n - 8).cast::<u64>().read_unaligned(),
+                );
+                dst.cast::<u64>().write_unaligned(a);
+                dst.add(n - 8).cast::<u64>().write_unaligned(b);
+            }
+            4..=7 => {
+                let (a, b) = (
+                    s.cast::<u32>().read_unaligned(),
+                    s.add(n - 4).cast::<u32>().read_unaligned(),
+                );
+                dst.cast::<u32>().write_unaligned(a);
+                dst.add(n - 4).cast::<u32>().write_unaligned(b);
+            }
+            0..=3 => {
+                for i in 0..n {
+                    *dst.add(i) = *s.add(i);
+                }
+            }
+            _ => std::ptr::copy_nonoverlapping(s, dst, n),
+        }
+    }
+}
+
 /// Bytes reserved in the ring by [`Sender::loan`], to write a frame in place. Derefs to the
 /// reserved bytes (whatever they held before: overwrite what you publish), and is an
 /// [`io::Write`](std::io::Write) cursor over them. [`commit`](Self::commit) publishes a
@@ -589,8 +628,8 @@ impl Receiver {
     }
 
     pub(crate) fn from_chan(chan: Chan, wait: WaitStrategy) -> Result<Self, Error> {
-        let ring =
-            ring::Consumer::new(chan.header(), chan.geo.capacity).map_err(|_| corrupt(&chan))?;
+        let ring = ring::Consumer::new(chan.header(), chan.geo.capacity, chan.key())
+            .map_err(|_| corrupt(&chan))?;
         Ok(Receiver {
             ring,
             bytes: Bytes::new(chan.region(), &chan.geo),

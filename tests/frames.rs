@@ -28,7 +28,7 @@ fn child_main() {
 fn frames_of_every_length_in_order() {
     let (mut tx, mut rx) = frame::channel(256).unwrap();
     let max = tx.max_frame();
-    assert_eq!(max, 248);
+    assert_eq!(max, 240);
     const N: u64 = 20_000;
     let t = std::thread::spawn(move || {
         let mut buf = vec![0u8; max];
@@ -58,18 +58,18 @@ fn frames_of_every_length_in_order() {
     t.join().unwrap();
 }
 
-/// For rings of 64 and 128 bytes, starting at every 8-byte offset, a frame of every length
+/// For rings of 64 and 128 bytes, starting at every 16-byte offset, a frame of every length
 /// from 0 to `max_frame` goes through whole (so every record straddles, meets or avoids the
 /// end of the ring, with and without a padding record before it).
 #[test]
 fn every_wrap_offset() {
     for cap in [64usize, 128] {
-        for start in (0..cap).step_by(8) {
+        for start in (0..cap).step_by(16) {
             let (mut tx, mut rx) = frame::channel(cap).unwrap();
             let max = tx.max_frame();
             if start > 0 {
                 // One record of `start` bytes moves both positions to `start`.
-                tx.send(&vec![0; start - 8]).unwrap();
+                tx.send(&vec![0; start - 16]).unwrap();
                 drop(rx.recv().unwrap());
             }
             for len in 0..=max {
@@ -160,8 +160,8 @@ fn full_empty_timeouts_and_too_large() {
         Err(SendTimeoutError::Timeout)
     );
     assert_eq!(
-        tx.try_send(&[0; 57]),
-        Err(TrySendError::TooLarge { len: 57, max: 56 })
+        tx.try_send(&[0; 49]),
+        Err(TrySendError::TooLarge { len: 49, max: 48 })
     );
     assert_eq!(&*rx.recv().unwrap(), &[1; 40]);
     assert_eq!(
@@ -190,7 +190,7 @@ fn frames_between_processes_both_ways() {
             &backend,
             &[("SHMCHAN_TEST_N", N.to_string())],
         );
-        let max = 4096 - 8;
+        let max = 4096 - 16; // the sender's max_frame
         let mut buf = Vec::new();
         for i in 0..N {
             let len = rx.recv_into(&mut buf).unwrap();

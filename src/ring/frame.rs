@@ -2,12 +2,21 @@
 //! power of two), after Aeron's `RingBuffer` and Lamport's ring with cached indices (rtrb).
 //!
 //! ```text
-//!  record at offset o (8-aligned)          8-byte header word
-//! +-----------+---------------------+      +----+------------------------------+
-//! | header    | payload, padded     |      |PAD |  length (payload bytes)      |
-//! +-----------+---------------------+      +----+------------------------------+
-//!   8 bytes     round8(length)               bit 63
+//!  record at position p (16-aligned)
+//! +----------------+---------------+----------------------+
+//! | length word    | stamp         | payload, padded      |     length word:
+//! +----------------+---------------+----------------------+     bit 63 PAD, the rest the
+//!   8 bytes          8 bytes: p ^ key  round16(length)            payload's length
 //! ```
+//!
+//! The consumer does not read the producer's `tail`: like the typed ring's slots, each record
+//! carries a stamp the producer stores last (with Release), and the consumer polls the stamp
+//! of the record it wants, in the line its data is in (a caught-up consumer otherwise misses
+//! twice per frame: `tail`, then the record). A stamp is the record's position XORed with the
+//! channel's *key*, its incarnation (a per-channel random value in the header): bytes left at
+//! that offset by an earlier lap's payload could otherwise pass for a stamp, and payload bytes
+//! come from wherever the sender's data came from; without the key, nobody feeding the sender
+//! can forge one. `tail` is still stored, for `len` and for a handle taking over a side.
 //!
 //! A record never wraps: when the next one does not fit before the end of the ring, the
 //! producer first publishes a *padding* record (`PAD`, covering the rest of the ring), which the
@@ -18,8 +27,9 @@
 //! producer owns `tail`, the consumer `head` (each also kept in private memory, never read
 //! back); each reads the other's only when its cached copy shows too little.
 //!
-//! - SYNC POINT (frame-publish): the producer writes a record's payload and header, then stores
-//!   `tail` with Release; the consumer loads `tail` with Acquire before reading what is below it.
+//! - SYNC POINT (frame-publish): the producer writes a record's payload and length word, then
+//!   stores its stamp with Release; the consumer loads the stamp with Acquire before reading the
+//!   record.
 //! - SYNC POINT (frame-free): the consumer stores `head` with Release after reading a record;
 //!   the producer loads `head` with Acquire before writing over it.
 //!
@@ -29,9 +39,9 @@
 //! never committed publishes nothing (a padding record it needed stays, and is skipped).
 //!
 //! Nothing read from shared memory is trusted: positions must satisfy
-//! `0 <= tail - head <= capacity`, and a header must describe a record that lies inside the
-//! ring, before the end of the ring and below `tail`; otherwise the ring is
-//! [`Broken`](Error::Broken).
+//! `0 <= tail - head <= capacity`, and a length word must describe a record that lies inside
+//! the ring, before its end; otherwise the ring is [`Broken`](Error::Broken). A stamp can at
+//! worst make the consumer read a record early: odd bytes, never out of bounds.
 
 use std::cell::Cell;
 
@@ -40,19 +50,16 @@ use super::spsc::Error;
 use crate::layout::Header;
 use crate::sync::Ordering;
 
-/// Bytes of a record's header.
-pub(crate) const HEADER: u64 = 8;
-/// The header bit that marks a padding record.
+/// Bytes of a record's header: the length word, then the stamp.
+pub(crate) const HEADER: u64 = 16;
+/// The length-word bit that marks a padding record.
 const PAD: u64 = 1 << 63;
-
-/// `n` rounded up to a multiple of 8.
-fn round8(n: u64) -> u64 {
-    n.div_ceil(8) * 8
-}
+/// Records start at multiples of this (so a padding record always has room for its header).
+const ALIGN: u64 = 16;
 
 /// Bytes a record of `len` payload bytes takes.
 pub(crate) fn record_size(len: u64) -> u64 {
-    HEADER + round8(len)
+    HEADER + len.div_ceil(ALIGN) * ALIGN
 }
 
 /// Load both positions, checking they make sense together.
@@ -61,7 +68,7 @@ fn positions(hdr: &Header, capacity: u64) -> Result<(u64, u64), Error> {
     // its predecessor had finished with.
     let head = hdr.head.load(Ordering::Acquire);
     let tail = hdr.tail.load(Ordering::Acquire);
-    if tail.wrapping_sub(head) > capacity || tail % 8 != 0 || head % 8 != 0 {
+    if tail.wrapping_sub(head) > capacity || tail % ALIGN != 0 || head % ALIGN != 0 {
         return Err(Error::Broken);
     }
     Ok((head, tail))
@@ -78,6 +85,8 @@ pub(crate) struct Claim {
 /// The producer's private state.
 pub(crate) struct Producer {
     capacity: u64,
+    /// The channel's key (see the module docs).
+    key: u64,
     /// Our position: where the next record goes. The shared `tail` holds it once published.
     tail: Cell<u64>,
     /// The consumer's position, as last read.
@@ -85,11 +94,12 @@ pub(crate) struct Producer {
 }
 
 impl Producer {
-    /// Take over the producer side at the current shared positions.
-    pub(crate) fn new(hdr: &Header, capacity: u64) -> Result<Producer, Error> {
+    /// Take over the producer side at the current shared positions, for a channel of `key`.
+    pub(crate) fn new(hdr: &Header, capacity: u64, key: u64) -> Result<Producer, Error> {
         let (head, tail) = positions(hdr, capacity)?;
         Ok(Producer {
             capacity,
+            key,
             tail: Cell::new(tail),
             head_cache: Cell::new(head),
         })
@@ -112,7 +122,7 @@ impl Producer {
         // in `release`: its reads of the bytes we are about to overwrite are finished.
         let head = hdr.head.load(Ordering::Acquire);
         let used = tail.wrapping_sub(head);
-        if used > self.capacity || head % 8 != 0 {
+        if used > self.capacity || head % ALIGN != 0 {
             return Err(Error::Broken);
         }
         self.head_cache.set(head);
@@ -141,11 +151,16 @@ impl Producer {
             if self.room(hdr, tail, left)? < left {
                 return Err(Error::WouldBlock);
             }
-            // SAFETY: `left` free bytes from `tail`: no record the consumer may still read.
+            // SAFETY: `left >= HEADER` free bytes from `tail` (records are 16-aligned): no
+            // record the consumer may still read.
             unsafe { bytes.write_word(tail, PAD | (left - HEADER)) };
-            tail = tail.wrapping_add(left);
             // SYNC POINT (frame-publish): Release, pairs with the consumer's Acquire load of
-            // `tail` in `peek`: the padding header is written before it is published.
+            // the stamp in `peek`: the length word is written before the stamp says so.
+            bytes
+                .stamp(tail + 8)
+                .store(tail ^ self.key, Ordering::Release);
+            tail = tail.wrapping_add(left);
+            // For `len` and for a handle taking over a side (Release: pairs with `positions`).
             hdr.tail.store(tail, Ordering::Release);
             self.tail.set(tail);
             hdr.data_bell.notify();
@@ -168,9 +183,13 @@ impl Producer {
         // SAFETY: the claim made these bytes ours (free, contiguous, not yet published).
         unsafe { bytes.write_word(claim.pos, len) };
         bytes.track_write(claim.pos + HEADER, len);
+        // SYNC POINT (frame-publish): Release, pairs with the consumer's Acquire load of the
+        // stamp in `peek`: the payload and length word are written before the stamp says so.
+        bytes
+            .stamp(claim.pos + 8)
+            .store(claim.pos ^ self.key, Ordering::Release);
         let next = claim.pos.wrapping_add(record_size(len));
-        // SYNC POINT (frame-publish): Release, pairs with the consumer's Acquire load of
-        // `tail` in `peek`: the payload and header are written before the record is published.
+        // For `len` and for a handle taking over a side (Release: pairs with `positions`).
         hdr.tail.store(next, Ordering::Release);
         self.tail.set(next);
         hdr.data_bell.notify();
@@ -180,20 +199,20 @@ impl Producer {
 /// The consumer's private state.
 pub(crate) struct Consumer {
     capacity: u64,
+    /// The channel's key (see the module docs).
+    key: u64,
     /// Our position: the next record to read.
     head: Cell<u64>,
-    /// The producer's position, as last read.
-    tail_cache: Cell<u64>,
 }
 
 impl Consumer {
-    /// Take over the consumer side at the current shared positions.
-    pub(crate) fn new(hdr: &Header, capacity: u64) -> Result<Consumer, Error> {
-        let (head, tail) = positions(hdr, capacity)?;
+    /// Take over the consumer side at the current shared positions, for a channel of `key`.
+    pub(crate) fn new(hdr: &Header, capacity: u64, key: u64) -> Result<Consumer, Error> {
+        let (head, _) = positions(hdr, capacity)?;
         Ok(Consumer {
             capacity,
+            key,
             head: Cell::new(head),
-            tail_cache: Cell::new(tail),
         })
     }
 
@@ -207,34 +226,25 @@ impl Consumer {
     pub(crate) unsafe fn peek(&self, hdr: &Header, bytes: &Bytes) -> Result<(u64, u64), Error> {
         loop {
             let head = self.head.get();
-            let mut avail = self.tail_cache.get().wrapping_sub(head);
-            if avail == 0 {
-                // SYNC POINT (frame-publish): Acquire, pairs with the producer's Release store
-                // of `tail` in `claim`/`commit`.
-                let tail = hdr.tail.load(Ordering::Acquire);
-                avail = tail.wrapping_sub(head);
-                if avail > self.capacity || tail % 8 != 0 {
-                    return Err(Error::Broken);
-                }
-                if avail == 0 {
-                    return Err(Error::WouldBlock);
-                }
-                self.tail_cache.set(tail);
+            // SYNC POINT (frame-publish): Acquire, pairs with the producer's Release store of
+            // the stamp in `claim`/`commit`.
+            if bytes.stamp(head + 8).load(Ordering::Acquire) != head ^ self.key {
+                return Err(Error::WouldBlock);
             }
             let left = self.capacity - bytes.offset(head);
-            // SAFETY: `head < tail`: a published record starts here (or the producer broke
+            // SAFETY: the stamp says a record was published at `head` (or the producer broke
             // the protocol, which only makes the word odd: it is checked below).
             let word = unsafe { bytes.read_word(head) };
             if word & PAD != 0 {
-                // Padding: must cover exactly the rest of the ring, all published.
-                if HEADER + (word & !PAD) != left || avail < left {
+                // Padding: must cover exactly the rest of the ring.
+                if HEADER + (word & !PAD) != left {
                     return Err(Error::Broken);
                 }
                 self.free(hdr, head.wrapping_add(left));
                 continue;
             }
             let size = record_size(word.min(self.capacity));
-            if word > self.capacity - HEADER || size > left || size > avail {
+            if word > self.capacity - HEADER || size > left {
                 return Err(Error::Broken);
             }
             bytes.track_read(head + HEADER, word);

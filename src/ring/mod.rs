@@ -180,6 +180,9 @@ pub(crate) struct Bytes {
     /// Causality tracking per 8-byte word (loom only).
     #[cfg(loom)]
     tracks: NonNull<crate::sync::SlotTrack>,
+    /// The stamps, one per 8-byte word (loom only: loom atomics cannot live in the ring).
+    #[cfg(loom)]
+    stamps: NonNull<crate::sync::AtomicU64>,
 }
 
 // SAFETY: as for `Slots`: an address range inside a region the owning handle keeps alive.
@@ -196,6 +199,8 @@ impl Bytes {
             mask: geo.capacity - 1,
             #[cfg(loom)]
             tracks: NonNull::from(region.slot_track(0)),
+            #[cfg(loom)]
+            stamps: NonNull::from(region.slot_stamp(0)),
         }
     }
 
@@ -224,7 +229,25 @@ impl Bytes {
         unsafe { &*self.at(pos).cast::<crate::sync::AtomicU64>() }
     }
 
-    /// Write a record header (Relaxed: published by the `tail` store that follows).
+    /// The stamp word at `pos` (8-aligned), an atomic every process accesses atomically.
+    #[inline(always)]
+    pub(crate) fn stamp(&self, pos: u64) -> &crate::sync::AtomicU64 {
+        #[cfg(loom)]
+        {
+            // SAFETY: the heap block holds one atomic per byte of the ring, so one per 8-byte
+            // word is in bounds, for as long as the region (and `self`) lives.
+            unsafe { &*self.stamps.as_ptr().add((self.offset(pos) / 8) as usize) }
+        }
+        #[cfg(not(loom))]
+        {
+            debug_assert!(pos % 8 == 0);
+            // SAFETY: `pos` is 8-aligned (stamps are at record position + 8, records are
+            // 16-aligned): see `word`.
+            unsafe { self.word(pos) }
+        }
+    }
+
+    /// Write a record header (Relaxed: published by the stamp store that follows).
     ///
     /// # Safety
     /// `pos` is a multiple of 8, in a part of the ring the caller owns (not yet published).
@@ -243,7 +266,7 @@ impl Bytes {
         }
     }
 
-    /// Read a record header (Relaxed: ordered by the Acquire `tail` load before it).
+    /// Read a record header (Relaxed: ordered by the Acquire stamp load before it).
     ///
     /// # Safety
     /// `pos` is a multiple of 8, in a published part of the ring the caller has not freed.
