@@ -374,3 +374,75 @@ fn hostile_writes_over_a_frame_ring_do_not_crash() {
     drop(map);
     drop((tx, rx));
 }
+
+/// Frames under every wait strategy: a receiver that spins, one that parks at once, the
+/// default; the sender waiting on a full ring the same way.
+#[test]
+fn every_wait_strategy() {
+    use shmchan::WaitStrategy;
+    for (i, wait) in [
+        WaitStrategy::Spin,
+        WaitStrategy::Park,
+        WaitStrategy::SpinThenPark(Duration::from_micros(10)),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let name = unique_name("frames-wait");
+        let _cleanup = Cleanup(name.clone(), shmchan::Backend::Posix);
+        let opts = Options::new().capacity(128).wait_strategy(wait);
+        let mut tx = frame::Sender::create(&name, &opts).unwrap();
+        let mut rx = frame::Receiver::open(&name, &opts).unwrap();
+        let max = tx.max_frame();
+        let t = std::thread::spawn(move || {
+            let mut buf = vec![0u8; max];
+            for s in 0..2_000 {
+                let len = frame_len(s, max);
+                fill_frame(s, &mut buf[..len]);
+                tx.send(&buf[..len]).unwrap();
+            }
+        });
+        for s in 0..2_000 {
+            let f = rx.recv_timeout(SHORT).unwrap();
+            assert!(frame_is(s, max, &f), "strategy {i}: frame {s}");
+        }
+        t.join().unwrap();
+        assert!(rx.recv().is_err());
+    }
+}
+
+/// A frame channel, a pipe and a typed channel do not open as one another: each says what it
+/// found.
+#[test]
+fn kinds_do_not_mix() {
+    use shmchan::{Error, spsc};
+    let opts = Options::new();
+    let name = unique_name("kind-frame");
+    let _c1 = Cleanup(name.clone(), shmchan::Backend::Posix);
+    let _tx = frame::Sender::create(&name, &opts).unwrap();
+    for err in [
+        spsc::Receiver::<u64>::open(&name, &opts).unwrap_err(),
+        shmchan::pipe::Reader::open(&name, &opts).unwrap_err(),
+    ] {
+        assert!(matches!(err, Error::Incompatible { .. }), "{err:?}");
+        assert!(err.to_string().contains("it is a frame channel"), "{err}");
+    }
+    let name = unique_name("kind-pipe");
+    let _c2 = Cleanup(name.clone(), shmchan::Backend::Posix);
+    let _w = shmchan::pipe::Writer::create(&name, &opts).unwrap();
+    let err = frame::Receiver::open(&name, &opts).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("it is a pipe channel, opened as frame"),
+        "{err}"
+    );
+    let name = unique_name("kind-spsc");
+    let _c3 = Cleanup(name.clone(), shmchan::Backend::Posix);
+    let _s = spsc::Sender::<u64>::create(&name, &opts).unwrap();
+    let err = frame::Receiver::open(&name, &opts).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("it is an SPSC channel, opened as frame"),
+        "{err}"
+    );
+}
