@@ -78,7 +78,13 @@ fn send(name: &str, opts: &Options) -> Result<()> {
     let mut buf = vec![0u8; 1 << 16];
     loop {
         let n = match stdin.read(&mut buf) {
-            Ok(0) => return Ok(()), // end of input: dropping `w` is end of file for `recv`
+            Ok(0) => {
+                // End of input. The pipe goes with its last endpoint, so wait for a receiver to
+                // attach (it may not have started yet) before dropping `w`, which is then end
+                // of file for it once it has read everything.
+                w.wait_for_peer(std::time::Duration::MAX)?;
+                return Ok(());
+            }
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e.into()),

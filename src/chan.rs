@@ -94,11 +94,19 @@ pub(crate) fn deadline_after(timeout: Duration) -> Option<Instant> {
     Instant::now().checked_add(timeout)
 }
 
-/// A value for [`Life::incarnation`](crate::layout::Life) that no other channel has had: the
-/// clock, this process's id and a counter.
+/// A value for [`Life::incarnation`](crate::layout::Life) that no other channel has had and
+/// nobody can guess (it keys byte-ring stamps): 64 bits from the kernel's random source
+/// (`getrandom(2)`); should that fail, the clock, this process's id and a counter (unique, but
+/// guessable by a local user who can see when the region was made).
 fn new_incarnation() -> u64 {
     #[cfg(not(loom))]
     {
+        let mut r = [0u8; 8];
+        // SAFETY: `r` is valid for writes of 8 bytes for the duration of the call.
+        let n = unsafe { libc::getrandom(r.as_mut_ptr().cast(), r.len(), 0) };
+        if n == r.len() as isize {
+            return u64::from_ne_bytes(r);
+        }
         static COUNTER: crate::sync::AtomicU64 = crate::sync::AtomicU64::new(0);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

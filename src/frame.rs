@@ -1,16 +1,19 @@
 //! Variable-size frames: one [`Sender`] and one [`Receiver`] pass byte strings of any length
 //! up to [`Sender::max_frame`] through a ring whose capacity is in bytes.
 //!
-//! Each frame is one contiguous run of bytes in shared memory: when the next frame does not
-//! fit before the end of the ring, a padding record fills the end and the frame goes to the
-//! start, once the receiver has passed the padding (until its next receive, the sender sees
-//! the ring as full). A frame of up to [`Sender::max_frame`] bytes (the capacity less 16) fits
-//! once the ring is empty. Each frame takes its length rounded up to 16 bytes, plus 16. A receiver reads a [`Frame`] in place,
-//! and its bytes are freed when it drops; [`Receiver::recv_into`] copies one out instead. A
-//! sender copies a frame in ([`Sender::send`]) or writes it in place: [`Sender::loan`] reserves
-//! bytes in the ring, a [`Loan`] derefs to them (and is an [`io::Write`](std::io::Write), so any
-//! serializer can write straight into shared memory), and [`Loan::commit`] publishes a prefix.
-//! A dropped loan publishes nothing.
+//! Each frame is one contiguous run of bytes in shared memory, taking its length rounded up to
+//! 16 bytes, plus a 16-byte header. When the next frame does not fit before the end of the
+//! ring, a padding record fills the end and the frame goes to the start as soon as the start
+//! is free (if the receiver has not yet passed what was there, the sender sees the ring as full
+//! until it does). A frame of up to [`Sender::max_frame`] bytes (the capacity less 16) fits once
+//! the ring is empty.
+//!
+//! A receiver reads a [`Frame`] in place, and its bytes are freed when it drops (a frame leaked
+//! with `mem::forget` is freed by the next receive); [`Receiver::recv_into`] copies one out
+//! instead. A sender copies a frame in ([`Sender::send`]) or writes it in place:
+//! [`Sender::loan`] reserves bytes in the ring, a [`Loan`] derefs to them (and is an
+//! [`io::Write`](std::io::Write), so any serializer can write straight into shared memory), and
+//! [`Loan::commit`] publishes a prefix. A dropped loan publishes nothing.
 //!
 //! ```
 //! use shmchan::{frame, Options};
@@ -37,10 +40,13 @@
 //! honest. A peer that writes the ring against the protocol can change a frame's bytes while
 //! you read them (formally a data race); lengths and positions read from shared memory are
 //! checked, so it can never make a slice reach outside the ring or crash this process. Against
-//! an untrusted peer, copy each frame out with [`Receiver::recv_into`] and validate the copy.
+//! an untrusted peer, copy each frame out with [`Receiver::recv_into`] and validate the copy
+//! (a plain copy: a peer writing the ring meanwhile is formally a data race there too, as for
+//! typed payloads over 256 bytes, but the copy is taken once and never re-read).
 //!
 //! Handles take `&mut self`: one frame or one loan at a time per handle, enforced by the borrow
-//! checker.
+//! checker. In a child created by `fork`, copies of its parent's handles, frames and loans do
+//! nothing to the ring (as for typed handles: they refuse, as disconnected).
 
 use std::fmt;
 use std::time::Duration;
@@ -215,6 +221,9 @@ pub struct Receiver {
     bytes: Bytes,
     wait: WaitStrategy,
     chan: Chan,
+    /// The length of the frame a [`Frame`] lent out, until it is released: a `Frame` leaked
+    /// with `mem::forget` is released by the next receive instead of being received again.
+    held: Option<u64>,
 }
 
 impl Sender {
@@ -316,7 +325,7 @@ impl Sender {
     /// Copy `frame` into the claimed room and publish it.
     #[inline(always)]
     fn put(&mut self, claim: Claim, frame: &[u8]) {
-        let payload = self.bytes.at(claim.pos + ring::HEADER);
+        let payload = self.bytes.at(claim.pos.wrapping_add(ring::HEADER));
         // SAFETY: the claim gave us `claim.len >= frame.len()` contiguous bytes at `payload`,
         // inside the ring, which nobody reads until we commit; `frame` is a distinct slice
         // of this process's memory.
@@ -332,7 +341,8 @@ impl Sender {
             self.ring
                 .commit(self.chan.header(), &self.bytes, claim, len)
         };
-        if claim.pos / CHECKPOINT_BYTES != (claim.pos + ring::record_size(len)) / CHECKPOINT_BYTES {
+        let next = claim.pos.wrapping_add(ring::record_size(len));
+        if claim.pos / CHECKPOINT_BYTES != next / CHECKPOINT_BYTES {
             self.chan.checkpoint();
         }
     }
@@ -538,7 +548,8 @@ impl<'a> Loan<'a> {
         }
     }
 
-    /// Publish the first `n` bytes as a frame.
+    /// Publish the first `n` bytes as a frame. (In a child created by `fork`, a copy of its
+    /// parent's loan publishes nothing: the ring is its parent's.)
     ///
     /// # Panics
     /// If `n` is larger than the loan (a bug in the caller, as slicing past the end would be).
@@ -549,7 +560,9 @@ impl<'a> Loan<'a> {
             self.claim.len
         );
         let (sender, claim) = (self.sender, self.claim);
-        sender.commit(claim, n as u64);
+        if !sender.chan.forked() {
+            sender.commit(claim, n as u64);
+        }
     }
 
     /// Publish what was written through [`io::Write`](std::io::Write) (the first
@@ -568,7 +581,10 @@ impl<'a> Loan<'a> {
 impl std::ops::Deref for Loan<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        let ptr = self.sender.bytes.at(self.claim.pos + ring::HEADER);
+        let ptr = self
+            .sender
+            .bytes
+            .at(self.claim.pos.wrapping_add(ring::HEADER));
         // SAFETY: the claim gave this loan `claim.len` contiguous bytes inside the ring, which
         // no peer reads or writes until they are committed (a peer breaking the protocol can
         // only change values: see the module docs), and which live as long as the sender.
@@ -578,7 +594,10 @@ impl std::ops::Deref for Loan<'_> {
 
 impl std::ops::DerefMut for Loan<'_> {
     fn deref_mut(&mut self) -> &mut [u8] {
-        let ptr = self.sender.bytes.at(self.claim.pos + ring::HEADER);
+        let ptr = self
+            .sender
+            .bytes
+            .at(self.claim.pos.wrapping_add(ring::HEADER));
         // SAFETY: as in `deref`; `&mut self` makes this the only reference.
         unsafe { std::slice::from_raw_parts_mut(ptr, self.claim.len as usize) }
     }
@@ -635,7 +654,16 @@ impl Receiver {
             bytes: Bytes::new(chan.region(), &chan.geo),
             wait,
             chan,
+            held: None,
         })
+    }
+
+    /// Release a frame a leaked [`Frame`] still holds (see the `held` field).
+    #[inline(always)]
+    fn release_leaked(&mut self) {
+        if let Some(len) = self.held.take() {
+            self.release(len);
+        }
     }
 
     /// One attempt: the next frame's `(position, length)`, a disconnect, or `Pending`.
@@ -649,6 +677,7 @@ impl Receiver {
 
     #[inline(always)]
     fn frame(&mut self, (pos, len): (u64, u64)) -> Frame<'_> {
+        self.held = Some(len);
         Frame {
             ptr: self.bytes.at(pos),
             len: len as usize,
@@ -662,6 +691,7 @@ impl Receiver {
         &mut self,
         deadline: Option<std::time::Instant>,
     ) -> Result<(u64, u64), RecvTimeoutError> {
+        self.release_leaked();
         handle::recv_deadline(&self.chan, self.wait, deadline, |p| self.poll(p))
     }
 
@@ -675,9 +705,12 @@ impl Receiver {
         unsafe { std::slice::from_raw_parts(self.bytes.at(pos), len as usize) }
     }
 
-    /// Free the frame [`next_frame`](Self::next_frame) returned (of `len` bytes).
+    /// Free the frame [`next_frame`](Self::next_frame) returned (of `len` bytes). Nothing in a
+    /// forked child's copy of the receiver: the frame is its parent's.
     pub(crate) fn release(&mut self, len: u64) {
-        self.ring.release(self.chan.header(), len);
+        if !self.chan.forked() {
+            self.ring.release(self.chan.header(), len);
+        }
     }
 
     /// Receive the next frame, waiting as long as it takes. The [`Frame`] reads the bytes in
@@ -687,6 +720,7 @@ impl Receiver {
     /// [`RecvError`] once the ring is empty and the sender is gone.
     #[inline]
     pub fn recv(&mut self) -> Result<Frame<'_>, RecvError> {
+        self.release_leaked();
         let at = handle::recv_deadline(&self.chan, self.wait, None, |p| self.poll(p))
             .map_err(|_| RecvError)?;
         Ok(self.frame(at))
@@ -698,6 +732,7 @@ impl Receiver {
     /// [`TryRecvError::Empty`], or [`TryRecvError::Disconnected`] if the ring is empty and
     /// the sender is gone.
     pub fn try_recv(&mut self) -> Result<Frame<'_>, TryRecvError> {
+        self.release_leaked();
         let at = handle::try_recv(&self.chan, |p| self.poll(p))?;
         Ok(self.frame(at))
     }
@@ -707,6 +742,7 @@ impl Receiver {
     /// # Errors
     /// [`RecvTimeoutError::Timeout`], or [`RecvTimeoutError::Disconnected`].
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Frame<'_>, RecvTimeoutError> {
+        self.release_leaked();
         let deadline = deadline_after(timeout);
         let at = handle::recv_deadline(&self.chan, self.wait, deadline, |p| self.poll(p))?;
         Ok(self.frame(at))
@@ -784,18 +820,21 @@ pub struct Frame<'a> {
 impl std::ops::Deref for Frame<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        // SAFETY: `peek` checked the frame lies inside the ring and below the published tail;
-        // the sender does not write it until we release it (on drop), and the ring lives as
-        // long as the receiver this frame borrows. A peer breaking the protocol can only change
+        // SAFETY: `peek` checked the frame lies inside the ring, before its end, and its stamp
+        // says it is published; the sender does not write it until we release it (on drop),
+        // and the ring lives as long as the receiver this frame borrows. A peer breaking the protocol can only change
         // the values (see the module docs).
         unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
     }
 }
 
 impl Drop for Frame<'_> {
+    /// Free the frame's bytes for the sender (not in a forked child's copy: they are its
+    /// parent's).
     #[inline]
     fn drop(&mut self) {
-        self.rx.ring.release(self.rx.chan.header(), self.len as u64);
+        self.rx.held = None;
+        self.rx.release(self.len as u64);
     }
 }
 
@@ -824,5 +863,43 @@ impl fmt::Debug for Receiver {
             .field("backend", &self.chan.backend)
             .field("capacity", &self.capacity())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+
+    /// Positions near the end of `u64` (a peer may leave any 16-aligned value there: a
+    /// channel's positions only ever grow): sending, lending and receiving wrap around it, with
+    /// overflow checks on in debug builds.
+    #[test]
+    fn positions_wrap_around_the_end_of_u64() {
+        let (a, b) = Chan::heap_pair(4096, &spec(Role::Sender)).unwrap();
+        let p = u64::MAX - 31; // 16-aligned, 32 bytes before the wrap
+        a.header().tail.store(p, Ordering::Relaxed);
+        a.header().head.store(p, Ordering::Relaxed);
+        let wait = WaitStrategy::default();
+        let (mut tx, mut rx) = (
+            Sender::from_chan(a, wait).unwrap(),
+            Receiver::from_chan(b, wait).unwrap(),
+        );
+        for i in 0..200u8 {
+            let frame = vec![i; (i as usize * 37) % 300];
+            if i % 2 == 0 {
+                tx.send(&frame).unwrap();
+            } else {
+                let mut loan = tx.loan(frame.len() + 5).unwrap();
+                loan[..frame.len()].copy_from_slice(&frame);
+                loan.commit(frame.len());
+            }
+            assert_eq!(&*rx.recv().unwrap(), frame.as_slice(), "frame {i}");
+        }
+        assert!(a_wrapped(&rx), "the positions went past u64::MAX");
+    }
+
+    fn a_wrapped(rx: &Receiver) -> bool {
+        rx.chan.header().head.load(Ordering::Relaxed) < 1 << 20
     }
 }

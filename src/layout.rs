@@ -329,8 +329,8 @@ impl Geometry {
         })
     }
 
-    /// The smallest byte ring: one record header and 8 bytes of payload.
-    pub(crate) const MIN_BYTES: u64 = 16;
+    /// The smallest byte ring: one 16-byte record header and 16 bytes of payload.
+    pub(crate) const MIN_BYTES: u64 = 32;
 
     /// The layout of a byte ring of `capacity` bytes (rounded up to a power of two, at least
     /// [`MIN_BYTES`](Self::MIN_BYTES)): the ring follows the header; one sender, one receiver.

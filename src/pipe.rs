@@ -5,7 +5,10 @@
 //!
 //! End of file is what a pipe gives: once the writer is gone (dropped, or its process died)
 //! and everything it wrote is read, `read` returns `Ok(0)`. A writer whose reader is gone gets
-//! [`io::ErrorKind::BrokenPipe`], never a SIGPIPE.
+//! [`io::ErrorKind::BrokenPipe`], never a SIGPIPE. As with any channel, the pipe goes when its
+//! last endpoint does: a writer that leaves before a reader ever attached takes what it wrote
+//! with it (wait for one first: [`Writer::wait_for_peer`]). A pipe whose shared memory was
+//! corrupted (a length that cannot be) reads as end of file.
 //!
 //! ```
 //! use std::io::{BufRead, Read, Write};
@@ -65,7 +68,9 @@ fn broken_pipe() -> io::Error {
 /// The writing end of a pipe: an [`io::Write`]. Dropping it is end of file for the reader.
 pub struct Writer {
     inner: frame::Sender,
-    /// The largest record a write makes: a quarter of the ring, so that several are in flight.
+    /// The most a write puts in one record: a quarter of the ring less a record header, so that
+    /// four records tile the ring exactly and several are in flight; at least 16 bytes (the
+    /// record's payload is 16-aligned anyway), so a tiny ring still carries whole words.
     chunk: usize,
 }
 
@@ -94,7 +99,10 @@ impl Writer {
 
     fn from_chan(chan: Chan, wait: WaitStrategy) -> Result<Self, Error> {
         let inner = frame::Sender::from_chan(chan, wait)?;
-        let chunk = (inner.capacity() / 4).saturating_sub(8).max(1);
+        let chunk = (inner.capacity() / 4)
+            .saturating_sub(crate::ring::frame::HEADER as usize)
+            .max(16)
+            .min(inner.max_frame());
         Ok(Writer { inner, chunk })
     }
 
@@ -118,8 +126,8 @@ impl Writer {
 }
 
 impl io::Write for Writer {
-    /// Write a prefix of `buf` (as much as one record takes: a quarter of the ring), waiting
-    /// for room as long as it takes. `Err(BrokenPipe)` if the reader is gone.
+    /// Write a prefix of `buf` (as much as one record takes: about a quarter of the ring),
+    /// waiting for room as long as it takes. `Err(BrokenPipe)` if the reader is gone.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if buf.is_empty() {
             return Ok(0);
@@ -210,6 +218,9 @@ impl io::BufRead for Reader {
     /// The unread bytes of the next record, in place in the ring, waiting for one as long as
     /// it takes; empty at end of file (the writer gone, everything read).
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        if self.inner.chan().forked() {
+            return Ok(&[]); // a forked child's copy reads nothing of its parent's pipe
+        }
         loop {
             if let Some((pos, len)) = self.current {
                 if (self.consumed as u64) < len {
@@ -238,6 +249,9 @@ impl io::BufRead for Reader {
     /// Mark `amt` bytes of what [`fill_buf`](Self::fill_buf) returned as read; a record read
     /// to its end is freed for the writer at once.
     fn consume(&mut self, amt: usize) {
+        if self.inner.chan().forked() {
+            return;
+        }
         if let Some((_, len)) = self.current {
             self.consumed = (self.consumed + amt).min(len as usize);
             if self.consumed as u64 == len {

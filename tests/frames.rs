@@ -446,3 +446,43 @@ fn kinds_do_not_mix() {
         "{err}"
     );
 }
+
+/// In a forked child, copies of a held frame, a loan and a pipe reader change nothing in the
+/// parent's rings (the frame stays held, the loan publishes nothing, the record stays unread).
+#[test]
+fn forked_copies_of_frames_loans_and_readers_do_nothing() {
+    let name = unique_name("frames-fork");
+    let backend = shmchan::Backend::Posix;
+    let _c1 = Cleanup(format!("{name}-f"), backend.clone());
+    let _c2 = Cleanup(format!("{name}-p"), backend.clone());
+    let mut child = spawn("frame-fork", &name, &backend, &[]);
+    child.expect_line("OK", SHORT);
+    child.assert_success(SHORT);
+}
+
+/// A frame leaked with `mem::forget` is freed by the next receive, not received again.
+#[test]
+fn a_leaked_frame_is_not_received_twice() {
+    let (mut tx, mut rx) = frame::channel(256).unwrap();
+    tx.send(b"one").unwrap();
+    tx.send(b"two").unwrap();
+    std::mem::forget(rx.recv().unwrap());
+    assert_eq!(&*rx.recv().unwrap(), b"two");
+    assert_eq!(rx.try_recv().unwrap_err(), TryRecvError::Empty);
+}
+
+/// The smallest rings work: a frame channel or pipe asked for 1 byte has 32, and carries
+/// frames of up to 16 bytes (a pipe, writes of any size).
+#[test]
+fn the_smallest_rings_work() {
+    let (mut tx, mut rx) = frame::channel(1).unwrap();
+    assert_eq!((tx.capacity(), tx.max_frame()), (32, 16));
+    tx.send(&[5; 16]).unwrap();
+    assert_eq!(&*rx.recv().unwrap(), &[5; 16]);
+    let (mut w, mut r) = shmchan::pipe::pipe(16).unwrap();
+    let t = std::thread::spawn(move || w.write_all(b"a tiny pipe still carries every byte"));
+    let mut s = String::new();
+    std::io::Read::read_to_string(&mut r, &mut s).unwrap();
+    assert_eq!(s, "a tiny pipe still carries every byte");
+    t.join().unwrap().unwrap();
+}

@@ -20,8 +20,9 @@
 //!
 //! A record never wraps: when the next one does not fit before the end of the ring, the
 //! producer first publishes a *padding* record (`PAD`, covering the rest of the ring), which the
-//! consumer skips, and writes the record at offset 0. So a frame is always one contiguous slice,
-//! and a frame of up to `capacity - 8` bytes fits once the ring is empty.
+//! consumer skips, and writes the record at offset 0 (once the start of the ring is free). So a
+//! frame is always one contiguous slice, and a frame of up to `capacity - 16` bytes fits once
+//! the ring is empty.
 //!
 //! Positions are `u64` byte counts that only grow; offset = position mod capacity. The
 //! producer owns `tail`, the consumer `head` (each also kept in private memory, never read
@@ -75,7 +76,7 @@ fn positions(hdr: &Header, capacity: u64) -> Result<(u64, u64), Error> {
 }
 
 /// Room for one record, found by [`Producer::claim`]: `len` bytes of payload at position
-/// `pos` (the record's header is at `pos`, its payload at `pos + 8`).
+/// `pos` (the record's header is at `pos`, its payload at `pos + 16`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Claim {
     pub(crate) pos: u64,
@@ -157,7 +158,7 @@ impl Producer {
             // SYNC POINT (frame-publish): Release, pairs with the consumer's Acquire load of
             // the stamp in `peek`: the length word is written before the stamp says so.
             bytes
-                .stamp(tail + 8)
+                .stamp(tail.wrapping_add(8))
                 .store(tail ^ self.key, Ordering::Release);
             tail = tail.wrapping_add(left);
             // For `len` and for a handle taking over a side (Release: pairs with `positions`).
@@ -182,11 +183,11 @@ impl Producer {
         debug_assert!(len <= claim.len && claim.pos == self.tail.get());
         // SAFETY: the claim made these bytes ours (free, contiguous, not yet published).
         unsafe { bytes.write_word(claim.pos, len) };
-        bytes.track_write(claim.pos + HEADER, len);
+        bytes.track_write(claim.pos.wrapping_add(HEADER), len);
         // SYNC POINT (frame-publish): Release, pairs with the consumer's Acquire load of the
         // stamp in `peek`: the payload and length word are written before the stamp says so.
         bytes
-            .stamp(claim.pos + 8)
+            .stamp(claim.pos.wrapping_add(8))
             .store(claim.pos ^ self.key, Ordering::Release);
         let next = claim.pos.wrapping_add(record_size(len));
         // For `len` and for a handle taking over a side (Release: pairs with `positions`).
@@ -228,7 +229,7 @@ impl Consumer {
             let head = self.head.get();
             // SYNC POINT (frame-publish): Acquire, pairs with the producer's Release store of
             // the stamp in `claim`/`commit`.
-            if bytes.stamp(head + 8).load(Ordering::Acquire) != head ^ self.key {
+            if bytes.stamp(head.wrapping_add(8)).load(Ordering::Acquire) != head ^ self.key {
                 return Err(Error::WouldBlock);
             }
             let left = self.capacity - bytes.offset(head);
@@ -247,8 +248,8 @@ impl Consumer {
             if word > self.capacity - HEADER || size > left {
                 return Err(Error::Broken);
             }
-            bytes.track_read(head + HEADER, word);
-            return Ok((head + HEADER, word));
+            bytes.track_read(head.wrapping_add(HEADER), word);
+            return Ok((head.wrapping_add(HEADER), word));
         }
     }
 

@@ -731,6 +731,81 @@ pub fn child_main() {
             }
             println!("GOT {at}");
         }
+        // Frames and fork: this process holds a frame, a loan and a pipe reader's record, forks,
+        // and the child drops the frame, commits the loan and reads the pipe through its copies:
+        // none of it may change the parent's rings. Prints OK.
+        "frame-fork" => {
+            use std::io::{BufRead, Write};
+            let opts = opts.capacity(64);
+            let (f_name, p_name) = (format!("{name}-f"), format!("{name}-p"));
+            let mut tx = shmchan::frame::Sender::create(&f_name, &opts).unwrap();
+            let mut rx = shmchan::frame::Receiver::open(&f_name, &opts).unwrap();
+            let mut w = shmchan::pipe::Writer::create(&p_name, &opts).unwrap();
+            let mut r = shmchan::pipe::Reader::open(&p_name, &opts).unwrap();
+            w.write_all(b"pipe").unwrap();
+            assert_eq!(r.fill_buf().unwrap(), b"pipe");
+            tx.send(&[1; 48]).unwrap(); // the whole ring
+            let held = rx.recv().unwrap();
+            // SAFETY: the child only drops its copies and `_exit`s (no allocation).
+            match unsafe { libc::fork() } {
+                0 => {
+                    drop(held);
+                    let _ = r.fill_buf();
+                    r.consume(4);
+                    // SAFETY: leaves at once, running no destructor of the parent's.
+                    unsafe { libc::_exit(0) }
+                }
+                pid => {
+                    let mut status = 0;
+                    // SAFETY: waits for our own child.
+                    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+                }
+            }
+            assert_eq!(
+                tx.len(),
+                64,
+                "the ring is still full: the frame is still held"
+            );
+            assert_eq!(&*held, &[1; 48], "the held frame is intact");
+            drop(held);
+            // The pipe's shared read position (the header's `head`, at byte 1152) has not
+            // moved: the writer still has the record's room counted as taken.
+            let head = || {
+                use std::os::unix::fs::FileExt;
+                let f = std::fs::File::open(std::path::Path::new("/dev/shm").join(&p_name));
+                let mut word = [0; 8];
+                f.unwrap().read_exact_at(&mut word, 1152).unwrap();
+                u64::from_ne_bytes(word)
+            };
+            assert_eq!(head(), 0, "the child's consume moved nothing");
+            assert_eq!(
+                r.fill_buf().unwrap(),
+                b"pipe",
+                "the pipe record is still ours"
+            );
+            r.consume(4);
+            assert_eq!(head(), 32, "our own consume moves it");
+            // A loan committed by a forked copy publishes nothing.
+            let loan = tx.loan(8).unwrap();
+            // SAFETY: as above.
+            match unsafe { libc::fork() } {
+                0 => {
+                    loan.commit(8);
+                    // SAFETY: as above.
+                    unsafe { libc::_exit(0) }
+                }
+                pid => {
+                    let mut status = 0;
+                    // SAFETY: waits for our own child.
+                    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+                }
+            }
+            assert!(
+                rx.try_recv().is_err(),
+                "nothing published by the child's copy of the loan"
+            );
+            println!("OK");
+        }
         // MPMC producer number SHMCHAN_TEST_P: send n messages whose seq is (P << 40) | i.
         "mpmc-send" => {
             let p = env_u64("SHMCHAN_TEST_P", 0);
