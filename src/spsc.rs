@@ -25,6 +25,9 @@
 use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
+mod loan;
+pub use loan::{Loan, Ref};
+
 use crate::Pod;
 use crate::chan::{Chan, Role, Spec};
 use crate::error::{

@@ -122,6 +122,36 @@ impl Slots {
         }
     }
 
+    /// The payload of the slot for `pos`, for a loan to write in place.
+    ///
+    /// # Safety
+    /// As for [`write`](Self::write), for as long as the reference lives: the caller owns the
+    /// slot (claimed, not yet published), and `T` is the geometry's payload type.
+    #[inline(always)]
+    #[allow(clippy::mut_from_ref)] // the slot is shared memory the ring protocol hands out
+    pub(crate) unsafe fn payload_mut<T: Pod>(&self, pos: u64) -> &mut T {
+        self.track(pos).write();
+        // SAFETY: in bounds and aligned as in `write`; `T: Pod` accepts whatever bytes the slot
+        // holds (zeros, or an older message); the caller owns the slot (this function's
+        // contract), so nothing else reads or writes it while the reference lives.
+        unsafe { &mut *self.slot(pos).cast::<T>() }
+    }
+
+    /// The payload of the slot for `pos`, for a reference to read in place.
+    ///
+    /// # Safety
+    /// As for [`read`](Self::read), for as long as the reference lives: the slot is published
+    /// and ours until we free it.
+    #[inline(always)]
+    pub(crate) unsafe fn payload<T: Pod>(&self, pos: u64) -> &T {
+        self.track(pos).read();
+        // SAFETY: in bounds and aligned as in `write`; `T: Pod` accepts every bit pattern; an
+        // honest producer does not write the slot until we free it (this function's contract;
+        // a dishonest one can change the bytes under the reference, which the public docs
+        // state).
+        unsafe { &*self.slot(pos).cast::<T>() }
+    }
+
     /// Copy `value` into the slot for `pos`.
     ///
     /// # Safety

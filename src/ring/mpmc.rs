@@ -126,6 +126,7 @@ impl Ring {
     /// # Safety
     /// `T` must be the payload type of the ring's geometry, and `me` an endpoint index this
     /// process holds.
+    #[inline(always)]
     pub(crate) unsafe fn push<T: Pod>(
         &self,
         hdr: &Header,
@@ -133,6 +134,23 @@ impl Ring {
         value: T,
         gone: impl Fn(usize) -> bool,
     ) -> Result<(), Error> {
+        let pos = self.claim(hdr, slots, gone)?;
+        // SAFETY: the claim made this slot ours (WRITING(pos, me)); no consumer reads it
+        // before FULL, and `T` is the geometry's payload type (this function's contract).
+        unsafe { slots.write(pos, value) };
+        self.publish(hdr, slots, pos)
+    }
+
+    /// Claim the next free position for writing: its slot becomes WRITING(pos, me) and is
+    /// ours until [`publish`](Self::publish) or [`abandon`](Self::abandon). `gone` as for
+    /// [`push`](Self::push).
+    #[inline]
+    pub(crate) fn claim(
+        &self,
+        hdr: &Header,
+        slots: &Slots,
+        gone: impl Fn(usize) -> bool,
+    ) -> Result<u64, Error> {
         let cap = self.capacity as i64;
         let mut pos = hdr.tail.load(Ordering::Relaxed);
         for _ in 0..RETRIES {
@@ -144,33 +162,15 @@ impl Ring {
                 0 if state == FREE => {
                     let mine = stamp(pos, self.me, WRITING);
                     // SYNC POINT (slot-free): Acquire, pairs with the consumer's Release CAS
-                    // that freed the slot (or a repairer's AcqRel): the old payload's read is
-                    // done before we overwrite it.
+                    // that freed the slot (or a repairer's or an abandoning producer's
+                    // AcqRel/Release): the old payload's read (or write) is done before we
+                    // overwrite it.
                     if cell
                         .compare_exchange(seen, mine, Ordering::Acquire, Ordering::Relaxed)
                         .is_ok()
                     {
                         Self::advance(&hdr.tail, pos);
-                        // SAFETY: the CAS made this slot ours (WRITING(pos, me)); no consumer
-                        // reads it before FULL, and `T` is the geometry's payload type.
-                        unsafe { slots.write(pos, value) };
-                        // SYNC POINT (publish): Release, pairs with the consumer's Acquire CAS
-                        // FULL -> READING. If it fails, a repairer took the slot from us (our
-                        // entry was marked gone, which only corruption of the shared memory
-                        // does to a live endpoint): the message was not sent.
-                        if cell
-                            .compare_exchange(
-                                mine,
-                                stamp(pos, self.me, FULL),
-                                Ordering::Release,
-                                Ordering::Relaxed,
-                            )
-                            .is_err()
-                        {
-                            return Err(Error::Broken);
-                        }
-                        hdr.data_bell.notify();
-                        return Ok(());
+                        return Ok(pos);
                     }
                 }
                 // Position `pos` was claimed by someone else, or the hint is behind.
@@ -189,16 +189,78 @@ impl Ring {
         Err(Error::WouldBlock)
     }
 
+    /// Publish the slot of position `pos`, claimed by us and written since.
+    #[inline(always)]
+    pub(crate) fn publish(&self, hdr: &Header, slots: &Slots, pos: u64) -> Result<(), Error> {
+        // SYNC POINT (publish): Release, pairs with the consumer's Acquire CAS FULL -> READING.
+        // If it fails, a repairer took the slot from us (our entry was marked gone, which only
+        // corruption of the shared memory does to a live endpoint): the message was not sent.
+        if slots
+            .stamp(pos)
+            .compare_exchange(
+                stamp(pos, self.me, WRITING),
+                stamp(pos, self.me, FULL),
+                Ordering::Release,
+                Ordering::Relaxed,
+            )
+            .is_err()
+        {
+            return Err(Error::Broken);
+        }
+        hdr.data_bell.notify();
+        Ok(())
+    }
+
+    /// Give back a claimed position without publishing it (a dropped loan): its slot goes to
+    /// the next lap, as a repairer would free it, without waiting for anyone to find us dead.
+    /// Consumers skip the position; nothing of it is delivered.
+    pub(crate) fn abandon(&self, hdr: &Header, slots: &Slots, pos: u64) {
+        // SYNC POINT (slot-free): Release, pairs with the next lap producer's Acquire claiming
+        // CAS: our writes into the slot are done before it writes. Fails only if a repairer
+        // freed the slot already (corruption marked us gone): nothing left to do then.
+        let _ = slots.stamp(pos).compare_exchange(
+            stamp(pos, self.me, WRITING),
+            stamp(pos.wrapping_add(self.capacity), 0, FREE),
+            Ordering::Release,
+            Ordering::Relaxed,
+        );
+        // A consumer waiting at this position, or a producer waiting for the slot, may be
+        // asleep: let them look again.
+        hdr.data_bell.notify();
+        hdr.space_bell.notify();
+    }
+
     /// Pop one value if one is ready.
     ///
     /// # Safety
     /// As for [`push`](Self::push).
+    #[inline(always)]
     pub(crate) unsafe fn pop<T: Pod>(
         &self,
         hdr: &Header,
         slots: &Slots,
         gone: impl Fn(usize) -> bool,
     ) -> Result<T, Error> {
+        let pos = self.take(hdr, slots, gone)?;
+        // SAFETY: the take made this slot ours (READING(pos, me)); no producer writes it until
+        // we free it, and `T` is the payload type (this function's contract).
+        let value = unsafe { slots.read(pos) };
+        // If the free fails, a repairer freed the slot while we read it (our entry was marked
+        // gone: only corruption does that to a live endpoint), so a producer may have been
+        // writing it: the value may be torn and is not delivered.
+        self.free(hdr, slots, pos)?;
+        Ok(value)
+    }
+
+    /// Take the next published position for reading: its slot becomes READING(pos, me) and is
+    /// ours until [`free`](Self::free). `gone` as for [`push`](Self::push).
+    #[inline]
+    pub(crate) fn take(
+        &self,
+        hdr: &Header,
+        slots: &Slots,
+        gone: impl Fn(usize) -> bool,
+    ) -> Result<u64, Error> {
         let cap = self.capacity as i64;
         let mut pos = hdr.head.load(Ordering::Relaxed);
         for _ in 0..RETRIES {
@@ -215,28 +277,7 @@ impl Ring {
                         .is_ok()
                     {
                         Self::advance(&hdr.head, pos);
-                        // SAFETY: the CAS made this slot ours (READING(pos, me)); no producer
-                        // writes it until we free it, and `T` is the payload type.
-                        let value = unsafe { slots.read(pos) };
-                        // SYNC POINT (slot-free): Release, pairs with the producer's Acquire
-                        // load of the stamp: our read is done before the slot is reused. If it
-                        // fails, a repairer freed the slot while we read it (our entry was
-                        // marked gone: only corruption does that to a live endpoint), so a
-                        // producer may have been writing it: the value may be torn and is not
-                        // delivered.
-                        if cell
-                            .compare_exchange(
-                                mine,
-                                stamp(pos.wrapping_add(self.capacity), 0, FREE),
-                                Ordering::Release,
-                                Ordering::Relaxed,
-                            )
-                            .is_err()
-                        {
-                            return Err(Error::Broken);
-                        }
-                        hdr.space_bell.notify();
-                        return Ok(value);
+                        return Ok(pos);
                     }
                 }
                 // Not produced yet.
@@ -266,6 +307,28 @@ impl Ring {
             pos = hdr.head.load(Ordering::Relaxed);
         }
         Err(Error::WouldBlock)
+    }
+
+    /// Free the slot of position `pos`, taken by us and read, for the next lap. `Broken` if a
+    /// repairer freed it first (see [`pop`](Self::pop)).
+    #[inline(always)]
+    pub(crate) fn free(&self, hdr: &Header, slots: &Slots, pos: u64) -> Result<(), Error> {
+        // SYNC POINT (slot-free): Release, pairs with the producer's Acquire claiming CAS: our
+        // read is done before the slot is reused.
+        if slots
+            .stamp(pos)
+            .compare_exchange(
+                stamp(pos, self.me, READING),
+                stamp(pos.wrapping_add(self.capacity), 0, FREE),
+                Ordering::Release,
+                Ordering::Relaxed,
+            )
+            .is_err()
+        {
+            return Err(Error::Broken);
+        }
+        hdr.space_bell.notify();
+        Ok(())
     }
 }
 

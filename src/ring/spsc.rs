@@ -167,6 +167,38 @@ impl Producer {
     pub(crate) fn position(&self) -> u64 {
         self.tail.get()
     }
+
+    /// Reserve the slot at our position for a loan, if there is room: returns its position.
+    /// Nothing is published and nothing shared is written: a loan never committed leaves the
+    /// ring as it was, and the next claim or push takes the same slot.
+    #[inline(always)]
+    pub(crate) fn claim(&self, hdr: &Header) -> Result<u64, Error> {
+        let tail = self.tail.get();
+        if self.room(hdr, tail, 1)? == 0 {
+            return Err(Error::WouldBlock);
+        }
+        Ok(tail)
+    }
+
+    /// Publish the slot at `pos`, returned by [`claim`](Self::claim) and written since, as in
+    /// [`push`](Self::push).
+    ///
+    /// # Safety
+    /// This must be the only producer, and `pos` the position of the last claim, with no push
+    /// since.
+    #[inline(always)]
+    pub(crate) unsafe fn commit(&self, hdr: &Header, slots: &Slots, pos: u64) {
+        debug_assert_eq!(pos, self.tail.get());
+        let next = pos.wrapping_add(1);
+        // SYNC POINT (publish): Release, pairs with the consumer's Acquire load of the stamp
+        // in `pop`/`peek`: the loan's writes into the slot are visible before the stamp says
+        // so.
+        slots.stamp(pos).store(next, Ordering::Release);
+        // As in `push`.
+        hdr.tail.store(next, Ordering::Release);
+        self.tail.set(next);
+        hdr.data_bell.notify();
+    }
 }
 
 impl Consumer {
@@ -202,6 +234,36 @@ impl Consumer {
         self.head.set(next);
         hdr.space_bell.notify();
         Ok(value)
+    }
+
+    /// Take the message at our position for reading in place, if one is published: returns
+    /// its position and moves our private position past it, so it is never returned twice.
+    /// Its slot stays the consumer's (the shared `head` does not move) until
+    /// [`release`](Self::release), or the next pop, which frees it with its own.
+    #[inline(always)]
+    pub(crate) fn peek(&self, slots: &Slots) -> Result<u64, Error> {
+        let head = self.head.get();
+        let next = head.wrapping_add(1);
+        // SYNC POINT (publish): Acquire, pairs with the producer's Release store of the stamp
+        // in `push`/`commit`: the payload is complete before we hand out a reference to it.
+        if slots.stamp(head).load(Ordering::Acquire) != next {
+            return Err(Error::WouldBlock);
+        }
+        self.head.set(next);
+        Ok(head)
+    }
+
+    /// Free the slots below `next` (a [`peek`](Self::peek)ed message's position + 1) for the
+    /// producer, unless a later pop already did.
+    #[inline(always)]
+    pub(crate) fn release(&self, hdr: &Header, next: u64) {
+        if next != self.head.get() {
+            return; // a later pop freed it with its own slots
+        }
+        // SYNC POINT (slot-free): Release, pairs with the producer's Acquire load of `head` in
+        // `room`: every read of the slot through the reference happens before it is reused.
+        hdr.head.store(next, Ordering::Release);
+        hdr.space_bell.notify();
     }
 
     /// Pop up to `buf.len()` values into `buf`, the published run starting at our position,
