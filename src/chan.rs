@@ -119,6 +119,19 @@ fn new_incarnation() -> u64 {
     1
 }
 
+/// What a creator records about itself in the header's origin line: the time now
+/// (nanoseconds since the Unix epoch), its pid and its real user id.
+fn creator() -> (u64, u32, u32) {
+    let created_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    #[cfg(not(loom))]
+    let uid = crate::sys::getuid();
+    #[cfg(loom)]
+    let uid = 0;
+    (created_ns, std::process::id(), uid)
+}
+
 /// The fork generation of this process (see `fork.rs`; always 0 under loom).
 #[inline(always)]
 fn generation() -> u32 {
@@ -348,6 +361,8 @@ impl Chan {
         }
         let hdr = region.header();
         hdr.write_identity(name, &spec.fp, &geo);
+        let (created_ns, pid, uid) = creator();
+        hdr.write_origin(&spec.fp, created_ns, pid, uid);
         let incarnation = new_incarnation();
         // Relaxed: published by `publish` (and written under the gate, which openers take).
         hdr.life.state.store(OPEN, Ordering::Relaxed);
@@ -784,6 +799,61 @@ pub fn remove(name: &str, opts: &Options) -> Result<(), Error> {
                 })
             }
         };
+    }
+}
+
+/// Remove the name `name` whatever it holds, under its gate (so never a name that meanwhile
+/// refers to a new channel): `shmchan rm --force`. Returns what was broken, in words: the
+/// endpoints that were alive (they keep their channel, but nobody can open it by name any
+/// more), or what the object was if it was not a channel of this layout; `None` if nothing
+/// was (the channel was abandoned, closed or half-made, as [`remove`] would have found).
+#[cfg(not(loom))]
+pub(crate) fn remove_forced(name: &str, opts: &Options) -> Result<Option<String>, Error> {
+    region::validate_name(name)?;
+    let backend = &opts.backend;
+    loop {
+        let (region, _gate) = match Region::open(name, backend, deadline_after(opts.open_timeout)) {
+            Err(Error::NotReady { .. }) => {
+                return Err(Error::NotReady {
+                    name: name.to_owned(),
+                    backend: backend.clone(),
+                    waited: opts.open_timeout,
+                });
+            }
+            // A System V segment too small to hold a header (so no gate either): removed by
+            // its id, which no other segment can have.
+            Err(Error::Incompatible { detail, .. }) if *backend == Backend::SysV => {
+                region::sysv::remove_unmapped(name).map_err(|source| Error::Io {
+                    op: "remove the name (shmctl IPC_RMID)",
+                    name: name.to_owned(),
+                    backend: backend.clone(),
+                    source,
+                })?;
+                return Ok(Some(detail));
+            }
+            r => r?,
+        };
+        if !region.is_named() {
+            continue; // replaced meanwhile: look at what is there now
+        }
+        let broke = match classify(&region, name) {
+            Found::Live(who) => {
+                close(&region);
+                Some(format!("{who} still attached and alive"))
+            }
+            Found::Foreign(detail) => Some(detail),
+            Found::HalfMade | Found::Closed | Found::Abandoned => {
+                close(&region);
+                None
+            }
+        };
+        region.remove_name().map_err(|source| Error::Io {
+            op: "remove the name",
+            name: name.to_owned(),
+            backend: backend.clone(),
+            source,
+        })?;
+        return Ok(broke);
     }
 }
 

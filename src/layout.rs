@@ -18,8 +18,11 @@ use crate::sync::{AtomicU32, AtomicU64, Ordering};
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMCHAN\x01");
 /// Bumped whenever the header or slot layout changes (2: liveness from kernel-held locks,
 /// the channel's life word instead of a reference count, the doorbell's sleeper flag; byte
-/// rings for frames and pipes).
-pub(crate) const VERSION: u32 = 2;
+/// rings for frames and pipes. 3: the [`Origin`] line at the end of the header (payload type
+/// name, creation time, creator), so slots and byte rings start 128 bytes later; every other
+/// offset is unchanged, so `shmchan::inspect` still reads the identity of a version-2 channel
+/// to report it as incompatible).
+pub(crate) const VERSION: u32 = 3;
 /// Value of `init` once the header is complete.
 pub(crate) const READY: u32 = 0x5245_4459; // "REDY"
 /// Longest channel name, in bytes (the header keeps a copy of it).
@@ -54,7 +57,7 @@ pub(crate) enum Kind {
 }
 
 impl Kind {
-    fn from_u32(v: u32) -> Option<Kind> {
+    pub(crate) fn from_u32(v: u32) -> Option<Kind> {
         match v {
             1 => Some(Kind::Spsc),
             2 => Some(Kind::Mpmc),
@@ -211,6 +214,28 @@ pub(crate) struct Life {
     pub(crate) incarnation: AtomicU64,
 }
 
+/// Bytes of [`Origin::type_name`].
+pub(crate) const TYPE_NAME_BYTES: usize = 104;
+
+/// Who made the channel, when, and for which payload type: written once by the creator before
+/// it publishes the header, read only by `shmchan::inspect` (for people; nothing is decided on
+/// it, and every value is validated before it is shown).
+#[repr(C)]
+pub(crate) struct Origin {
+    /// Creation time, nanoseconds since the Unix epoch (`CLOCK_REALTIME`).
+    pub(crate) created_ns: AtomicU64,
+    /// The creator's pid, as its own pid namespace numbers it.
+    pub(crate) creator_pid: AtomicU32,
+    /// The creator's real user id.
+    pub(crate) creator_uid: AtomicU32,
+    /// Bytes of `type_name` in use (at most [`TYPE_NAME_BYTES`]).
+    pub(crate) type_name_len: AtomicU32,
+    pub(crate) _reserved: AtomicU32,
+    /// The payload type's name without module paths (`Tick<u64>`; `bytes` for frames and
+    /// pipes), UTF-8, cut at a character boundary to fit.
+    pub(crate) type_name: [AtomicU64; TYPE_NAME_BYTES / 8],
+}
+
 /// The header at offset 0 of every region.
 #[repr(C)]
 pub(crate) struct Header {
@@ -228,6 +253,8 @@ pub(crate) struct Header {
     pub(crate) data_bell: Line<Doorbell>,
     /// Senders sleep here waiting for room; receivers ring it.
     pub(crate) space_bell: Line<Doorbell>,
+    /// Who made the channel, when, for which type (version 3).
+    pub(crate) origin: Line<Origin>,
 }
 
 #[cfg(not(loom))]
@@ -244,7 +271,10 @@ const _: () = {
     assert!(offset_of!(Header, head) == 1152);
     assert!(offset_of!(Header, data_bell) == 1280);
     assert!(offset_of!(Header, space_bell) == 1408);
-    assert!(size_of::<Header>() == 1536);
+    assert!(size_of::<Origin>() == 128);
+    assert!(offset_of!(Header, origin) == 1536);
+    assert!(offset_of!(Origin, type_name) == 24);
+    assert!(size_of::<Header>() == 1664);
     assert!(align_of::<Header>() == LINE);
 };
 
@@ -417,6 +447,14 @@ impl Header {
             head: Line(a64()),
             data_bell: bell(),
             space_bell: bell(),
+            origin: Line(Origin {
+                created_ns: a64(),
+                creator_pid: a32(),
+                creator_uid: a32(),
+                type_name_len: a32(),
+                _reserved: a32(),
+                type_name: std::array::from_fn(|_| a64()),
+            }),
         }
     }
 
@@ -440,11 +478,25 @@ impl Header {
         id.max_receivers.store(geo.max_receivers, r);
         let bytes = name.as_bytes();
         id.name_len.store(bytes.len() as u32, r);
-        for (word, chunk) in id.name.iter().zip(bytes.chunks(8)) {
-            let mut buf = [0u8; 8];
-            buf[..chunk.len()].copy_from_slice(chunk);
-            word.store(u64::from_le_bytes(buf), r);
+        store_bytes(&id.name, bytes);
+    }
+
+    /// Write who made the channel, when, and for which payload type (into a zeroed header,
+    /// before [`publish`](Self::publish), whose Release orders these Relaxed stores).
+    pub(crate) fn write_origin(&self, fp: &Fingerprint, created_ns: u64, pid: u32, uid: u32) {
+        let o = &self.origin;
+        let r = Ordering::Relaxed;
+        o.created_ns.store(created_ns, r);
+        o.creator_pid.store(pid, r);
+        o.creator_uid.store(uid, r);
+        let full = short_type_name(fp.type_name);
+        let mut cut = full.len().min(TYPE_NAME_BYTES);
+        while !full.is_char_boundary(cut) {
+            cut -= 1;
         }
+        let bytes = &full.as_bytes()[..cut];
+        o.type_name_len.store(bytes.len() as u32, r);
+        store_bytes(&o.type_name, bytes);
     }
 
     /// Mark the header complete. SYNC POINT (ready): Release, pairs with the Acquire load in
@@ -569,18 +621,36 @@ impl Header {
     /// The channel name stored in the header, if it is well-formed.
     pub(crate) fn name(&self) -> Option<String> {
         let len = self.id.name_len.load(Ordering::Relaxed) as usize;
-        if len > MAX_NAME {
-            return None;
-        }
-        let mut bytes: Vec<u8> = self
-            .id
-            .name
-            .iter()
-            .flat_map(|w| w.load(Ordering::Relaxed).to_le_bytes())
-            .collect();
-        bytes.truncate(len);
-        String::from_utf8(bytes).ok()
+        load_string(&self.id.name, len.min(MAX_NAME + 1), MAX_NAME)
     }
+
+    /// The payload type's name stored by the creator (version 3), if it is well-formed.
+    pub(crate) fn type_name(&self) -> Option<String> {
+        let len = self.origin.type_name_len.load(Ordering::Relaxed) as usize;
+        load_string(&self.origin.type_name, len, TYPE_NAME_BYTES)
+    }
+}
+
+/// Store `bytes` little-endian into `words` (as many as it takes; the rest is left as is).
+fn store_bytes(words: &[AtomicU64], bytes: &[u8]) {
+    for (word, chunk) in words.iter().zip(bytes.chunks(8)) {
+        let mut buf = [0u8; 8];
+        buf[..chunk.len()].copy_from_slice(chunk);
+        word.store(u64::from_le_bytes(buf), Ordering::Relaxed);
+    }
+}
+
+/// The first `len` bytes of `words` as UTF-8, if `len <= max` and they are valid.
+fn load_string(words: &[AtomicU64], len: usize, max: usize) -> Option<String> {
+    if len > max || len > words.len() * 8 {
+        return None;
+    }
+    let mut bytes: Vec<u8> = words
+        .iter()
+        .flat_map(|w| w.load(Ordering::Relaxed).to_le_bytes())
+        .collect();
+    bytes.truncate(len);
+    String::from_utf8(bytes).ok()
 }
 
 #[cfg(all(test, not(loom)))]

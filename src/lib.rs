@@ -55,6 +55,13 @@
 //! [`remove`] removes a channel no live endpoint holds (what a start-up script uses after a
 //! crash); `create` does the same by itself when the name it wants is held by an abandoned
 //! channel. Exactly one of any number of concurrent creators of a name succeeds.
+//!
+//! # Seeing channels
+//!
+//! [`inspect`] lists the channels of a backend and reads one channel's state (kind, payload
+//! type, fill level, messages sent and received, endpoints and whether each is alive, owner,
+//! creation time) without attaching or writing anything: what the `shmchan` command
+//! (`cli/` in the repository: `shmchan ls`, `stat`, `watch`, `rm`, `gc`, `doctor`) prints.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
@@ -71,6 +78,8 @@ mod error;
 mod fork;
 pub mod frame;
 mod handle;
+#[cfg(not(loom))]
+pub mod inspect;
 mod layout;
 pub mod mpmc;
 mod options;

@@ -389,3 +389,12 @@ pub(crate) fn membarrier(cmd: libc::c_int) -> io::Result<()> {
         Ok(())
     }
 }
+
+/// The real user id of this process.
+///
+/// # References
+/// `getuid(2)`
+pub(crate) fn getuid() -> u32 {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    unsafe { libc::getuid() }
+}

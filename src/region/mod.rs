@@ -287,19 +287,11 @@ impl Region {
     pub(crate) fn endpoint_alive(&self, i: usize, token: u32) -> bool {
         match &self.owner {
             #[cfg(not(loom))]
-            Owner::Posix(r) => crate::sys::ofd_write_locked(
-                std::os::fd::AsFd::as_fd(&r.fd),
-                lock::endpoint_byte(i),
-            )
-            .unwrap_or(true),
+            Owner::Posix(r) => ofd_endpoint_alive(std::os::fd::AsFd::as_fd(&r.fd), i),
             #[cfg(not(loom))]
-            Owner::File(r) => crate::sys::ofd_write_locked(
-                std::os::fd::AsFd::as_fd(&r.fd),
-                lock::endpoint_byte(i),
-            )
-            .unwrap_or(true),
+            Owner::File(r) => ofd_endpoint_alive(std::os::fd::AsFd::as_fd(&r.fd), i),
             #[cfg(not(loom))]
-            Owner::SysV(_) => token::alive(token),
+            Owner::SysV(_) => sysv_token_alive(token),
             Owner::Heap(_) => {
                 let _ = (i, token);
                 true
@@ -501,6 +493,33 @@ impl Region {
             Owner::Heap(block) => block.track(i),
         }
     }
+}
+
+/// Is the holder of endpoint entry `i` of the POSIX or File region open on `fd` alive (its
+/// witness lock held)? `fd` may be read-only: it only asks (`F_OFD_GETLK`). An error asking
+/// counts as alive: a live process is never declared dead.
+#[cfg(not(loom))]
+pub(crate) fn ofd_endpoint_alive(fd: std::os::fd::BorrowedFd<'_>, i: usize) -> bool {
+    crate::sys::ofd_write_locked(fd, lock::endpoint_byte(i)).unwrap_or(true)
+}
+
+/// Does some process hold the gate of the POSIX or File region open on `fd` (a creator that has
+/// not published yet, or an open or close in progress)? Only asks; an error counts as held.
+#[cfg(not(loom))]
+pub(crate) fn ofd_gate_held(fd: std::os::fd::BorrowedFd<'_>) -> bool {
+    crate::sys::ofd_write_locked(fd, lock::GATE_BYTE).unwrap_or(true)
+}
+
+/// Is the process whose System V liveness token is `token` alive (`token.rs`)?
+#[cfg(not(loom))]
+pub(crate) fn sysv_token_alive(token: u32) -> bool {
+    token::alive(token)
+}
+
+/// Does a live process hold a System V gate word holding `word` (0: free)?
+#[cfg(not(loom))]
+pub(crate) fn sysv_gate_held(word: u64) -> bool {
+    word != 0 && u32::try_from(word - 1).is_ok_and(token::alive)
 }
 
 /// Take (`lock`) or release a one-byte OFD lock on `fd`.

@@ -34,6 +34,14 @@ impl Attachment {
         Ok(Attachment { base, len })
     }
 
+    /// Attach all of segment `id` read-only (for looking, never for writing: `shmchan::inspect`).
+    pub(crate) fn read_only(id: libc::c_int) -> std::io::Result<Attachment> {
+        let len = sys::shm_stat(id)?.shm_segsz;
+        let p = sys::shmat(id, libc::SHM_RDONLY)?;
+        let base = NonNull::new(p).ok_or_else(|| std::io::Error::other("shmat returned null"))?;
+        Ok(Attachment { base, len })
+    }
+
     pub(crate) fn base(&self) -> *mut u8 {
         self.base.as_ptr()
     }
@@ -55,6 +63,13 @@ pub(super) struct SysVShm {
     pub(super) id: libc::c_int,
     pub(super) key: libc::key_t,
     pub(super) attachment: Attachment,
+}
+
+/// Remove the segment of channel `name` without attaching it (one too small to hold a header,
+/// so without a gate): by the id its key names now, which no later segment can have.
+pub(crate) fn remove_unmapped(name: &str) -> std::io::Result<()> {
+    let id = sys::shmget(sysv_key(name), 0, 0)?;
+    sys::shm_rmid(id)
 }
 
 /// Offset of the System V gate word in the header.

@@ -1,0 +1,224 @@
+//! `shmchan`: see, watch and clean shmchan channels from a shell.
+//!
+//! A thin layer over `shmchan::inspect` and `shmchan::remove`: one module per subcommand
+//! (`cmd/`), and `--json` printed from the same values the human tables print (`view.rs`).
+//! It only reads, except `rm` and `gc`, which remove names through the library (under each
+//! channel's lock, so never a name that a concurrent `create` just made).
+
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod cmd;
+mod sys;
+mod view;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use shmchan::Backend;
+
+/// The field list of `--json`, shown by `--help` of the commands that print JSON.
+const JSON_FIELDS: &str = "\
+JSON (--json): `ls` prints an array and `stat` one object, with these fields (stable: fields
+may be added, none renamed or removed):
+  name            the channel's name
+  backend         \"posix\", \"sysv\" or \"file:DIR\"
+  state           \"live\" (an endpoint alive), \"abandoned\" (every endpoint gone, or closed),
+                  \"not-ready\" (its creator has not published it), \"incompatible\" (another
+                  layout version, or a header that makes no sense)
+  problem         what is wrong, in words, or null
+  version         the layout version in its header
+  kind            \"spsc\", \"mpmc\", \"frame\", \"pipe\", or null when unknown
+  payload         the payload type's name (\"bytes\" for frame and pipe), or null
+  payload_size    bytes of one payload value, or null
+  payload_align   its alignment, or null
+  unit            \"messages\" (spsc, mpmc) or \"bytes\" (frame, pipe): the unit of the next four
+  capacity        ring capacity
+  len             what the ring holds now
+  sent            sent since creation (the producer position; frame and pipe: bytes of ring
+                  written, record headers and padding included; mpmc: a hint that may trail)
+  received        received since creation (the consumer position, as `sent`)
+  endpoints       [{\"role\": \"sender\"|\"receiver\", \"pid\": N, \"alive\": true|false,
+                    \"state\": \"attached\"|\"detached\"|\"dead\"}], every entry ever claimed
+  owner_uid       the object's owner
+  mode            its permission bits, as an octal string (\"0600\")
+  size            its size in bytes
+  location        its path, or its System V key and id
+  created         creation time, RFC 3339 UTC (\"2026-12-01T17:42:03.123Z\"), or null
+  creator_pid     the creator's pid, or null
+  creator_uid     the creator's user id, or null
+  sysv_id         System V: the segment id, else null
+  sysv_key        System V: the key (\"0x1234abcd\"), else null";
+
+/// See, watch and clean shmchan channels (lock-free channels over shared memory).
+///
+/// Every command but `rm` and `gc` only reads: it maps headers read-only, never attaches as
+/// an endpoint, never takes a lock and never wakes anyone.
+#[derive(Parser, Debug)]
+#[command(
+    name = "shmchan",
+    version,
+    after_help = "Examples:\n  shmchan ls\n  shmchan stat ticks --json\n  shmchan watch ticks\n  \
+                  shmchan gc --dry-run\n  shmchan doctor"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where channels live: `posix` (/dev/shm), `sysv` (System V segments) or `file:DIR`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackendArg(pub Backend);
+
+impl std::str::FromStr for BackendArg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "posix" => Ok(BackendArg(Backend::Posix)),
+            "sysv" => Ok(BackendArg(Backend::SysV)),
+            _ => match s.strip_prefix("file:") {
+                Some("") => Err("file: needs a directory, as in file:/run/myapp".into()),
+                Some(dir) => Ok(BackendArg(Backend::File(PathBuf::from(dir)))),
+                None => Err(format!(
+                    "unknown backend {s:?}: expected posix, sysv or file:DIR"
+                )),
+            },
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// List every shmchan channel, one line each.
+    ///
+    /// Without --backend: POSIX (/dev/shm) and System V. Objects a creator killed before it
+    /// wrote the header carry no mark of shmchan and are not listed (`stat NAME` and `rm NAME`
+    /// still handle them).
+    #[command(
+        after_help = "Examples:\n  shmchan ls\n  shmchan ls --backend file:/run/myapp --json",
+        after_long_help = format!("Examples:\n  shmchan ls\n  shmchan ls --backend file:/run/myapp --json\n\n{JSON_FIELDS}")
+    )]
+    Ls {
+        /// posix, sysv or file:DIR (default: posix and sysv).
+        #[arg(long, value_name = "BACKEND")]
+        backend: Option<BackendArg>,
+        /// Print a JSON array (see `shmchan ls --help` for the fields).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Everything the header of one channel says.
+    #[command(
+        after_help = "Example:\n  shmchan stat ticks --backend sysv",
+        after_long_help = format!("Example:\n  shmchan stat ticks --backend sysv\n\n{JSON_FIELDS}")
+    )]
+    Stat {
+        /// The channel's name.
+        name: String,
+        /// posix, sysv or file:DIR.
+        #[arg(long, value_name = "BACKEND", default_value = "posix")]
+        backend: BackendArg,
+        /// Print one JSON object (see `shmchan stat --help` for the fields).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Live rates in and out, fill level and peers of one channel, refreshed until Ctrl-C.
+    ///
+    /// Exits 0 on Ctrl-C, after --count refreshes, or when the channel goes away.
+    #[command(after_help = "Examples:\n  shmchan watch ticks\n  \
+                            shmchan watch ticks --interval 250 --count 20")]
+    Watch {
+        /// The channel's name.
+        name: String,
+        /// posix, sysv or file:DIR.
+        #[arg(long, value_name = "BACKEND", default_value = "posix")]
+        backend: BackendArg,
+        /// Milliseconds between refreshes.
+        #[arg(long, default_value_t = 1000, value_name = "MS",
+              value_parser = clap::value_parser!(u64).range(10..))]
+        interval: u64,
+        /// Stop after this many refreshes (default: until Ctrl-C or the channel goes away).
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
+    },
+    /// Remove a channel's name (refused while an endpoint is alive, unless --force).
+    ///
+    /// Processes attached to a channel whose name is removed keep it; nobody can open it by
+    /// name any more, and its memory is freed when the last of them exits.
+    #[command(
+        after_help = "Examples:\n  shmchan rm ticks\n  shmchan rm ticks --backend sysv --force"
+    )]
+    Rm {
+        /// The channel's name.
+        name: String,
+        /// posix, sysv or file:DIR.
+        #[arg(long, value_name = "BACKEND", default_value = "posix")]
+        backend: BackendArg,
+        /// Remove the name even if an endpoint is alive or the object is not a channel of
+        /// this version; says what it broke.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Remove every abandoned channel (every endpoint dead or gone) and stale half-made ones.
+    ///
+    /// Without --backend: POSIX and System V. Each channel is judged again under its lock
+    /// before its name goes, so a channel that came alive meanwhile is left alone.
+    #[command(
+        after_help = "Examples:\n  shmchan gc --dry-run\n  shmchan gc --backend file:/run/myapp"
+    )]
+    Gc {
+        /// posix, sysv or file:DIR (default: posix and sysv).
+        #[arg(long, value_name = "BACKEND")]
+        backend: Option<BackendArg>,
+        /// Only say what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// What on this host will bite: /dev/shm size, System V limits, /proc, membarrier,
+    /// namespaces; each warning says what to do.
+    #[command(after_help = "Example:\n  shmchan doctor")]
+    Doctor {
+        /// Print a JSON array of checks ({"check", "status": "ok"|"warn"|"info", "message"}).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Ls { backend, json } => cmd::ls::run(backend.map(|b| b.0), json),
+        Command::Stat {
+            name,
+            backend,
+            json,
+        } => cmd::stat::run(&name, &backend.0, json),
+        Command::Watch {
+            name,
+            backend,
+            interval,
+            count,
+        } => cmd::watch::run(&name, &backend.0, interval, count),
+        Command::Rm {
+            name,
+            backend,
+            force,
+        } => cmd::rm::run(&name, &backend.0, force),
+        Command::Gc { backend, dry_run } => cmd::gc::run(backend.map(|b| b.0), dry_run),
+        Command::Doctor { json } => cmd::doctor::run(json),
+    };
+    match result {
+        Ok(code) => code,
+        Err(msg) => {
+            eprintln!("shmchan: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The backends a command without --backend covers.
+pub fn default_backends(backend: Option<Backend>) -> Vec<Backend> {
+    match backend {
+        Some(b) => vec![b],
+        None => vec![Backend::Posix, Backend::SysV],
+    }
+}

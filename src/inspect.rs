@@ -1,0 +1,984 @@
+//! Seeing channels from outside: which exist on a backend, and what each one's header says.
+//!
+//! What the `shmchan` command (`ls`, `stat`, `watch`) prints, as a library, so that monitoring
+//! can be built on it. Inspection only looks: it opens the object read-only, maps (or, for
+//! System V, attaches `SHM_RDONLY`) just its header, never takes an endpoint, a lock or the gate,
+//! never wakes anyone and never writes a byte. Liveness is asked of the kernel the way peers ask
+//! it (`F_OFD_GETLK` on the endpoint's lock byte; for System V, `IPC_STAT` of the endpoint's
+//! token segment), so an endpoint reads as alive exactly when its peers would see it alive, and
+//! nothing is marked dead by looking.
+//!
+//! Everything read from a header is validated before it is used or shown: a truncated, foreign
+//! or hostile object gives an error or an [`State::Incompatible`] channel, never a panic.
+//!
+//! ```
+//! use shmchan::{inspect, spsc, Options};
+//! # let name = format!("doc-inspect-{}", std::process::id());
+//! let tx = spsc::Sender::<u64>::create(&name, &Options::new().capacity(8))?;
+//! tx.send(7)?;
+//!
+//! let ch = inspect::stat(&name, &Options::new().get_backend())?;
+//! assert_eq!(ch.state, inspect::State::Live);
+//! let ring = ch.ring.as_ref().unwrap();
+//! assert_eq!(ring.kind, inspect::Kind::Spsc);
+//! assert_eq!(ring.payload, "u64");
+//! assert_eq!((ring.capacity, ring.len, ring.sent, ring.received), (8, 1, 1, 0));
+//! assert_eq!(ch.endpoints.len(), 1);
+//! assert!(ch.endpoints[0].alive);
+//!
+//! // It is listed too.
+//! let all = inspect::list(&shmchan::Backend::Posix)?;
+//! assert!(all.channels.iter().any(|c| c.name == name));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::ffi::CString;
+use std::fmt;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
+use std::ptr::NonNull;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::endpoint;
+use crate::error::Error;
+use crate::layout::{
+    CLOSED, Fingerprint, Geometry, Header, Kind as LayoutKind, MAGIC, MAX_ENDPOINTS, VERSION,
+};
+use crate::options::{Backend, Options};
+use crate::region::{self, sysv::Attachment};
+use crate::sync::Ordering;
+use crate::sys;
+
+/// The layout version this build of shmchan reads and writes.
+pub const LAYOUT_VERSION: u32 = VERSION;
+
+/// Bytes of the header this build reads (the smallest object a channel can be).
+pub const HEADER_BYTES: u64 = size_of::<Header>() as u64;
+
+/// What a channel is, as one word.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum State {
+    /// At least one endpoint is attached and its process is alive (as the kernel vouches).
+    Live,
+    /// Every endpoint that attached is gone (detached, or its process dead), or the channel
+    /// was closed: nobody will use it again. `shmchan gc` (or [`remove`](crate::remove))
+    /// removes it.
+    Abandoned,
+    /// Its creator has not published the header: still at work, or died before it finished
+    /// ([`Channel::problem`] says which).
+    NotReady,
+    /// Another layout version, or a header that does not make sense ([`Channel::problem`]
+    /// says what); nothing else in it is trusted.
+    Incompatible,
+}
+
+impl State {
+    /// `"live"`, `"abandoned"`, `"not-ready"` or `"incompatible"` (the `--json` values).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Live => "live",
+            State::Abandoned => "abandoned",
+            State::NotReady => "not-ready",
+            State::Incompatible => "incompatible",
+        }
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which kind of channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// [`spsc`](crate::spsc): fixed-size messages, one sender, one receiver.
+    Spsc,
+    /// [`mpmc`](crate::mpmc): fixed-size messages, many senders and receivers.
+    Mpmc,
+    /// [`frame`](crate::frame): variable-size frames in a byte ring.
+    Frame,
+    /// [`pipe`](crate::pipe): a byte stream over a byte ring.
+    Pipe,
+}
+
+impl Kind {
+    /// `"spsc"`, `"mpmc"`, `"frame"` or `"pipe"` (the `--json` values).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Spsc => "spsc",
+            Kind::Mpmc => "mpmc",
+            Kind::Frame => "frame",
+            Kind::Pipe => "pipe",
+        }
+    }
+
+    /// Does the ring count bytes (frames and pipes) rather than messages?
+    pub fn counts_bytes(self) -> bool {
+        matches!(self, Kind::Frame | Kind::Pipe)
+    }
+
+    fn from_layout(k: LayoutKind) -> Kind {
+        match k {
+            LayoutKind::Spsc => Kind::Spsc,
+            LayoutKind::Mpmc => Kind::Mpmc,
+            LayoutKind::Frame => Kind::Frame,
+            LayoutKind::Pipe => Kind::Pipe,
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which side an endpoint is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Sends (a `Sender` or a pipe `Writer`).
+    Sender,
+    /// Receives (a `Receiver` or a pipe `Reader`).
+    Receiver,
+}
+
+impl Role {
+    /// `"sender"` or `"receiver"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Sender => "sender",
+            Role::Receiver => "receiver",
+        }
+    }
+}
+
+/// What the endpoint table says of an entry (the kernel's word on its process is
+/// [`Endpoint::alive`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EndpointState {
+    /// Claimed and not left: alive, or dead and not yet noticed by a peer.
+    Attached,
+    /// Its handle was dropped.
+    Detached,
+    /// A peer found its process gone and marked it.
+    Dead,
+}
+
+impl EndpointState {
+    /// `"attached"`, `"detached"` or `"dead"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndpointState::Attached => "attached",
+            EndpointState::Detached => "detached",
+            EndpointState::Dead => "dead",
+        }
+    }
+}
+
+/// One entry of a channel's endpoint table that some process claimed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Endpoint {
+    /// Its place in the table.
+    pub index: usize,
+    /// Sender or receiver.
+    pub role: Role,
+    /// The pid of the process that claimed it, as that process's pid namespace numbers it (for
+    /// people; liveness is never decided on it).
+    pub pid: u32,
+    /// What the table says.
+    pub state: EndpointState,
+    /// Attached, and the kernel says its process holds it now.
+    pub alive: bool,
+}
+
+/// What the system says of the object that holds a channel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Object {
+    /// Where it is: a path, or the System V key and id.
+    pub location: String,
+    /// Owner's user id.
+    pub owner_uid: u32,
+    /// Permission bits.
+    pub mode: u32,
+    /// Size in bytes.
+    pub size: u64,
+    /// System V only: the segment's id.
+    pub sysv_id: Option<i32>,
+    /// System V only: the segment's key.
+    pub sysv_key: Option<i32>,
+}
+
+/// A channel's ring as its header describes it (present once the header is published and
+/// valid).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Ring {
+    /// Which kind of channel.
+    pub kind: Kind,
+    /// The payload type's name without module paths (`Tick<u64>`), as its creator recorded it;
+    /// `bytes` for frames and pipes.
+    pub payload: String,
+    /// Size of one payload value in bytes (1 for frames and pipes).
+    pub payload_size: u64,
+    /// Alignment of the payload type.
+    pub payload_align: u64,
+    /// Ring capacity: messages for SPSC and MPMC, bytes for frames and pipes.
+    pub capacity: u64,
+    /// What the ring holds now, in the same unit as `capacity` (clamped to `0..=capacity`).
+    pub len: u64,
+    /// Messages sent since the channel was made (for frames and pipes: bytes of ring written,
+    /// record headers and padding included). The producer position; for MPMC a hint that may
+    /// trail by the sends in flight. Wraps at 2^64.
+    pub sent: u64,
+    /// Messages received since the channel was made (frames and pipes: bytes of ring freed).
+    /// The consumer position, as `sent`.
+    pub received: u64,
+    /// How many senders the channel takes.
+    pub max_senders: u32,
+    /// How many receivers the channel takes.
+    pub max_receivers: u32,
+}
+
+/// Who made the channel and when (layout version 3 on).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Origin {
+    /// When it was created (the creator's clock).
+    pub created: SystemTime,
+    /// The creator's pid, as its pid namespace numbers it.
+    pub creator_pid: u32,
+    /// The creator's user id.
+    pub creator_uid: u32,
+}
+
+/// Everything known about one channel, read at one moment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Channel {
+    /// The channel's name.
+    pub name: String,
+    /// The backend it lives on.
+    pub backend: Backend,
+    /// What it is, in one word.
+    pub state: State,
+    /// For a channel that is not ready, incompatible or closed: what is wrong, in words.
+    pub problem: Option<String>,
+    /// The layout version in its header.
+    pub version: u32,
+    /// What the system says of its object.
+    pub object: Object,
+    /// Its ring (when the header is published and valid).
+    pub ring: Option<Ring>,
+    /// Who made it and when (when the header is published and valid).
+    pub origin: Option<Origin>,
+    /// Every endpoint entry some process claimed, senders first.
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// What [`list`] found on a backend.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Listing {
+    /// The channels, sorted by name.
+    pub channels: Vec<Channel>,
+    /// Objects that could not be read (another user's, say), which may or may not be channels.
+    pub unreadable: Vec<Error>,
+}
+
+/// Every shmchan channel of a backend: POSIX objects in `/dev/shm`, System V segments (found
+/// through the kernel's segment table) and the files of a [`Backend::File`] directory that
+/// carry shmchan's mark, whatever their layout version. An object that a creator killed
+/// before it wrote the header carries no mark and is not listed (name it to [`stat`] or
+/// [`remove`](crate::remove); the next `create` of its name reclaims it too).
+///
+/// # Errors
+///
+/// [`Error::Io`] if the backend cannot be listed at all (a missing directory, say); objects
+/// that cannot be read are returned in [`Listing::unreadable`].
+///
+/// ```
+/// let listing = shmchan::inspect::list(&shmchan::Backend::SysV)?;
+/// for ch in &listing.channels {
+///     println!("{} {}", ch.name, ch.state);
+/// }
+/// # Ok::<(), shmchan::Error>(())
+/// ```
+pub fn list(backend: &Backend) -> Result<Listing, Error> {
+    let mut listing = Listing {
+        channels: Vec::new(),
+        unreadable: Vec::new(),
+    };
+    match backend {
+        Backend::Posix | Backend::File(_) => {
+            let dir = dir_of(backend);
+            let entries = std::fs::read_dir(&dir).map_err(|source| Error::Io {
+                op: "list the directory",
+                name: String::new(),
+                backend: backend.clone(),
+                source,
+            })?;
+            for entry in entries.flatten() {
+                let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                    continue; // not UTF-8: no channel has such a name
+                };
+                if region::validate_name(&name).is_err() {
+                    continue;
+                }
+                match read_file_object(&name, backend, true) {
+                    Ok(Some(ch)) => listing.channels.push(ch),
+                    Ok(None) => {}
+                    Err(Error::NotFound { .. }) => {} // removed meanwhile
+                    Err(e) => listing.unreadable.push(e),
+                }
+            }
+        }
+        Backend::SysV => {
+            let max = sys::shm_max_index().map_err(|source| Error::Io {
+                op: "list System V segments (shmctl IPC_INFO)",
+                name: String::new(),
+                backend: Backend::SysV,
+                source,
+            })?;
+            for index in 0..=max {
+                let Ok((id, ds)) = sys::shm_stat_index(index) else {
+                    continue;
+                };
+                let key = ds.shm_perm.__key;
+                if key == libc::IPC_PRIVATE || ds.shm_segsz < 8 {
+                    continue; // liveness tokens and other private segments have no name
+                }
+                match read_sysv_segment(None, id, key, &ds, true) {
+                    Ok(Some(ch)) => listing.channels.push(ch),
+                    Ok(None) => {}
+                    Err(e) => listing.unreadable.push(e),
+                }
+            }
+        }
+    }
+    listing.channels.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(listing)
+}
+
+/// Read channel `name` on `backend` at this moment.
+///
+/// # Errors
+///
+/// [`Error::InvalidName`] for a name no channel can have; [`Error::NotFound`] if nothing has
+/// that name; [`Error::Incompatible`] if the object is not a shmchan channel (too small to be
+/// one, a symbolic link, another program's data) or belongs to another channel name (a System
+/// V key collision); [`Error::Io`] if it cannot be read (no permission, say). A channel of
+/// another layout version is not an error: it comes back with [`State::Incompatible`].
+///
+/// ```
+/// use shmchan::{inspect, Backend, Error};
+/// let err = inspect::stat("shmchan-doc-no-such", &Backend::Posix).unwrap_err();
+/// assert!(matches!(err, Error::NotFound { .. }));
+/// ```
+pub fn stat(name: &str, backend: &Backend) -> Result<Channel, Error> {
+    region::validate_name(name)?;
+    let found = match backend {
+        Backend::Posix | Backend::File(_) => read_file_object(name, backend, false)?,
+        Backend::SysV => {
+            let key = crate::layout::sysv_key(name);
+            let id = sys::shmget(key, 0, 0).map_err(|e| match e.raw_os_error() {
+                Some(libc::ENOENT) => not_found(name, backend),
+                _ => io_error("look the key up (shmget)", name, backend, e),
+            })?;
+            let ds = sys::shm_stat(id).map_err(|e| match e.raw_os_error() {
+                Some(libc::EINVAL | libc::EIDRM) => not_found(name, backend),
+                _ => io_error(
+                    "read the segment's status (shmctl IPC_STAT)",
+                    name,
+                    backend,
+                    e,
+                ),
+            })?;
+            read_sysv_segment(Some(name), id, key, &ds, false)?
+        }
+    };
+    found.ok_or_else(|| Error::Incompatible {
+        name: name.to_owned(),
+        backend: backend.clone(),
+        detail: "not a shmchan channel".into(),
+    })
+}
+
+/// Remove the name `name` whatever holds it, even a channel whose endpoints are alive or an
+/// object that is not a channel: what `shmchan rm --force` does. Taken under the channel's
+/// gate, as [`remove`](crate::remove) is, so a name that meanwhile refers to a new channel is
+/// never removed. Processes attached to the channel keep it (and its memory) and can go on
+/// using it, but nobody can open it by name any more.
+///
+/// Returns what was broken, in words (`"sender pid 12, receiver pid 40 still attached and
+/// alive"`, or what the object was if not a channel of this layout), or `None` if nothing was:
+/// the channel was abandoned, closed or half-made, and [`remove`](crate::remove) would have
+/// removed it too.
+///
+/// # Errors
+///
+/// As [`remove`](crate::remove), except that a live channel or a foreign object is removed
+/// instead of refused.
+///
+/// ```
+/// use shmchan::{inspect, spsc, Error, Options};
+/// # let name = format!("doc-force-{}", std::process::id());
+/// let opts = Options::new();
+/// let tx = spsc::Sender::<u64>::create(&name, &opts)?;
+/// let broke = inspect::remove_forced(&name, &opts)?;
+/// assert!(broke.unwrap().contains("sender pid"));
+/// assert!(matches!(inspect::stat(&name, opts.get_backend()), Err(Error::NotFound { .. })));
+/// tx.send(1)?; // the sender keeps its channel
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn remove_forced(name: &str, opts: &Options) -> Result<Option<String>, Error> {
+    crate::chan::remove_forced(name, opts)
+}
+
+fn dir_of(backend: &Backend) -> std::path::PathBuf {
+    match backend {
+        Backend::File(dir) => dir.clone(),
+        _ => "/dev/shm".into(),
+    }
+}
+
+fn not_found(name: &str, backend: &Backend) -> Error {
+    Error::NotFound {
+        name: name.to_owned(),
+        backend: backend.clone(),
+    }
+}
+
+fn io_error(op: &'static str, name: &str, backend: &Backend, source: io::Error) -> Error {
+    Error::Io {
+        op,
+        name: name.to_owned(),
+        backend: backend.clone(),
+        source,
+    }
+}
+
+fn incompatible(name: &str, backend: &Backend, detail: String) -> Error {
+    Error::Incompatible {
+        name: name.to_owned(),
+        backend: backend.clone(),
+        detail,
+    }
+}
+
+/// A header mapped read-only (a file mapping or a read-only System V attachment).
+struct View {
+    base: NonNull<u8>,
+    _keep: Keep,
+}
+
+/// What keeps a [`View`]'s memory mapped: held for its `Drop` (unmap, detach) only.
+#[allow(dead_code)]
+enum Keep {
+    Map(memmap2::MmapRaw),
+    SysV(Attachment),
+}
+
+impl View {
+    fn header(&self) -> &Header {
+        // SAFETY: every `View` maps at least `size_of::<Header>()` bytes (checked where it is
+        // made) at a page-aligned address, which satisfies `Header`'s 128-byte alignment; every
+        // field of `Header` is an atomic integer, valid for any bits, and is only loaded, which
+        // atomics allow on read-only memory (lock-free loads of at most 8 bytes). The mapping
+        // lives as long as `self`, which the reference cannot outlive.
+        unsafe { self.base.cast::<Header>().as_ref() }
+    }
+}
+
+/// How to ask whether the holder of an endpoint entry (or of the gate) lives.
+enum Probe<'a> {
+    /// POSIX and File: `F_OFD_GETLK` on a descriptor of the object.
+    Ofd(BorrowedFd<'a>),
+    /// System V: the token segments.
+    SysV,
+}
+
+impl Probe<'_> {
+    fn endpoint_alive(&self, i: usize, token: u32) -> bool {
+        match self {
+            Probe::Ofd(fd) => region::ofd_endpoint_alive(*fd, i),
+            Probe::SysV => region::sysv_token_alive(token),
+        }
+    }
+
+    fn gate_held(&self, hdr: &Header) -> bool {
+        match self {
+            Probe::Ofd(fd) => region::ofd_gate_held(*fd),
+            // Relaxed: a look, nothing is read on the strength of it.
+            Probe::SysV => region::sysv_gate_held(hdr.life.gate.load(Ordering::Relaxed)),
+        }
+    }
+}
+
+/// Read the POSIX object or file `name`. `Ok(None)`: not a shmchan channel, when `listing`
+/// (a listing skips what is not ours; `stat` says what it found instead).
+fn read_file_object(
+    name: &str,
+    backend: &Backend,
+    listing: bool,
+) -> Result<Option<Channel>, Error> {
+    let dir = dir_of(backend);
+    let path = dir.join(name);
+    let cpath = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| incompatible(name, backend, "the path contains a NUL byte".into()))?;
+    let fd: OwnedFd = sys::openat(
+        None,
+        &cpath,
+        libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK,
+        0,
+    )
+    .map_err(|e| match e.raw_os_error() {
+        Some(libc::ENOENT) => not_found(name, backend),
+        Some(libc::ELOOP) => incompatible(
+            name,
+            backend,
+            "it is a symbolic link, which shmchan does not follow".into(),
+        ),
+        _ => io_error("open (read-only)", name, backend, e),
+    })?;
+    let st = sys::fstat(fd.as_fd()).map_err(|e| io_error("fstat", name, backend, e))?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return if listing {
+            Ok(None)
+        } else {
+            Err(incompatible(
+                name,
+                backend,
+                "it is not a regular file".into(),
+            ))
+        };
+    }
+    let size = u64::try_from(st.st_size).unwrap_or(0);
+    let object = Object {
+        location: path.display().to_string(),
+        owner_uid: st.st_uid,
+        mode: st.st_mode & 0o7777,
+        size,
+        sysv_id: None,
+        sysv_key: None,
+    };
+    // The mark first, with `pread` (no mapping: another program's object may shrink under us
+    // without harm).
+    let file = std::fs::File::from(fd);
+    let mut first = [0u8; 8];
+    let marked = size >= 8 && file.read_exact_at(&mut first, 0).is_ok();
+    let magic = u64::from_le_bytes(first);
+    if !marked || magic != MAGIC {
+        if listing {
+            return Ok(None);
+        }
+        return unmarked(name, backend, object, magic, size, |buf| {
+            file.read_exact_at(buf, 0)
+        });
+    }
+    if size < HEADER_BYTES {
+        return Ok(Some(truncated(name, backend, object)));
+    }
+    let map = memmap2::MmapOptions::new()
+        .len(size_of::<Header>())
+        .map_raw_read_only(&file)
+        .map_err(|e| io_error("mmap (read-only)", name, backend, e))?;
+    let view = View {
+        base: NonNull::new(map.as_mut_ptr()).expect("mmap never returns null"),
+        _keep: Keep::Map(map),
+    };
+    let probe = Probe::Ofd(file.as_fd());
+    Ok(Some(read_header(name, backend, object, &view, &probe)))
+}
+
+/// Read System V segment `id` (key `key`, status `ds`). `name`: the name asked for by `stat`
+/// (`None` when listing, which skips what is not ours).
+fn read_sysv_segment(
+    name: Option<&str>,
+    id: libc::c_int,
+    key: libc::key_t,
+    ds: &libc::shmid_ds,
+    listing: bool,
+) -> Result<Option<Channel>, Error> {
+    let backend = Backend::SysV;
+    let size = ds.shm_segsz as u64;
+    let object = Object {
+        location: format!("System V key {key:#010x}, id {id}"),
+        owner_uid: ds.shm_perm.uid,
+        mode: u32::from(ds.shm_perm.mode) & 0o777,
+        size,
+        sysv_id: Some(id),
+        sysv_key: Some(key),
+    };
+    let label = name.map_or_else(|| format!("key {key:#010x}"), str::to_owned);
+    if size < HEADER_BYTES && name.is_some() {
+        // Too small to be a channel of this layout: look at the mark only to say what it is.
+        let att = Attachment::read_only(id)
+            .map_err(|e| io_error("attach read-only (shmat)", &label, &backend, e))?;
+        let magic = if att.len() >= 8 {
+            // SAFETY: the attachment is at least 8 bytes, page-aligned and alive while `att`
+            // is; an atomic load of shared memory another process may write is sound.
+            unsafe { &*att.base().cast::<crate::sync::AtomicU64>() }.load(Ordering::Relaxed)
+        } else {
+            0
+        };
+        if magic == MAGIC {
+            return Ok(Some(truncated(&label, &backend, object)));
+        }
+        return Err(incompatible(
+            &label,
+            &backend,
+            format!(
+                "the segment is {size} bytes, smaller than a shmchan header ({HEADER_BYTES} \
+                 bytes): not a shmchan channel"
+            ),
+        ));
+    }
+    if size < HEADER_BYTES {
+        return Ok(None);
+    }
+    let att = Attachment::read_only(id).map_err(|e| match e.raw_os_error() {
+        Some(libc::EINVAL | libc::EIDRM) => not_found(&label, &backend),
+        _ => io_error("attach read-only (shmat)", &label, &backend, e),
+    })?;
+    if att.len() < size_of::<Header>() {
+        return Ok(None);
+    }
+    let view = View {
+        base: NonNull::new(att.base()).expect("shmat never returns null"),
+        _keep: Keep::SysV(att),
+    };
+    let hdr = view.header();
+    let magic = hdr.id.magic.load(Ordering::Relaxed);
+    if magic != MAGIC {
+        if listing {
+            return Ok(None);
+        }
+        let zero = magic == 0 && !hdr.is_ready();
+        return if zero {
+            Ok(Some(half_made(&label, &backend, object, &Probe::SysV, hdr)))
+        } else {
+            Err(incompatible(
+                &label,
+                &backend,
+                format!("not a shmchan channel (its first word is {magic:#018x})"),
+            ))
+        };
+    }
+    // The header's name must be the one whose key this is.
+    let stored = hdr.name();
+    let name = match (name, stored) {
+        (Some(asked), Some(found)) if asked != found => {
+            return Err(incompatible(
+                asked,
+                &backend,
+                format!(
+                    "the segment belongs to channel {found:?} (two names share one System V key)"
+                ),
+            ));
+        }
+        (Some(asked), _) => asked.to_owned(),
+        (None, Some(found)) if crate::layout::sysv_key(&found) == key => found,
+        (None, _) => label,
+    };
+    Ok(Some(read_header(
+        &name,
+        &backend,
+        object,
+        &view,
+        &Probe::SysV,
+    )))
+}
+
+/// What an object without shmchan's mark is, for `stat`: empty or zero where a header would
+/// be is a creator's first steps (or one that died there): not ready; anything else is not a
+/// channel. `read` reads the first bytes (as many as the buffer holds).
+fn unmarked(
+    name: &str,
+    backend: &Backend,
+    object: Object,
+    magic: u64,
+    size: u64,
+    read: impl Fn(&mut [u8]) -> io::Result<()>,
+) -> Result<Option<Channel>, Error> {
+    if size == 0 {
+        let mut ch = blank(name, backend, object, State::NotReady, 0);
+        ch.problem = Some(
+            "the object is empty: a creator that has not sized it yet, or one that died before \
+             (`shmchan rm` removes it if no creator is at work)"
+                .into(),
+        );
+        return Ok(Some(ch));
+    }
+    if size < HEADER_BYTES {
+        return Err(incompatible(
+            name,
+            backend,
+            format!(
+                "the object is {size} bytes, smaller than a shmchan header ({HEADER_BYTES} \
+                 bytes): not a shmchan channel"
+            ),
+        ));
+    }
+    let mut head = vec![0u8; size_of::<Header>()];
+    let zero = read(&mut head).is_ok() && head.iter().all(|&b| b == 0);
+    if zero {
+        let mut ch = blank(name, backend, object, State::NotReady, 0);
+        ch.problem = Some(
+            "the header is all zeros: a creator that has not written it yet, or one that died \
+             before (`shmchan rm` removes it if no creator is at work)"
+                .into(),
+        );
+        return Ok(Some(ch));
+    }
+    Err(incompatible(
+        name,
+        backend,
+        format!("not a shmchan channel (its first word is {magic:#018x})"),
+    ))
+}
+
+/// A channel with nothing but its object known.
+fn blank(name: &str, backend: &Backend, object: Object, state: State, version: u32) -> Channel {
+    Channel {
+        name: name.to_owned(),
+        backend: backend.clone(),
+        state,
+        problem: None,
+        version,
+        object,
+        ring: None,
+        origin: None,
+        endpoints: Vec::new(),
+    }
+}
+
+fn truncated(name: &str, backend: &Backend, object: Object) -> Channel {
+    let size = object.size;
+    let mut ch = blank(name, backend, object, State::Incompatible, 0);
+    ch.problem = Some(format!(
+        "truncated: the object is {size} bytes, and a shmchan header needs {HEADER_BYTES}"
+    ));
+    ch
+}
+
+fn half_made(
+    name: &str,
+    backend: &Backend,
+    object: Object,
+    probe: &Probe<'_>,
+    hdr: &Header,
+) -> Channel {
+    let mut ch = blank(name, backend, object, State::NotReady, 0);
+    ch.problem = Some(if probe.gate_held(hdr) {
+        "its creator is still writing the header".into()
+    } else {
+        "its creator died before it wrote the header (stale: `shmchan gc` or `shmchan rm` \
+         removes it)"
+            .into()
+    });
+    ch
+}
+
+/// Read a marked header: version, readiness, geometry, endpoints; validate all of it.
+fn read_header(
+    name: &str,
+    backend: &Backend,
+    object: Object,
+    view: &View,
+    probe: &Probe<'_>,
+) -> Channel {
+    let hdr = view.header();
+    let r = Ordering::Relaxed;
+    let version = hdr.id.version.load(r);
+    if version != VERSION {
+        let mut ch = blank(name, backend, object, State::Incompatible, version);
+        ch.problem = Some(if version > VERSION {
+            format!(
+                "layout version {version}, made by a newer shmchan (this one reads version \
+                 {VERSION}): use that version's `shmchan`"
+            )
+        } else {
+            format!(
+                "layout version {version}, made by an older shmchan (this one reads version \
+                 {VERSION}): its own processes can go on using it; `shmchan rm --force` removes \
+                 the name"
+            )
+        });
+        return ch;
+    }
+    if !hdr.is_ready() {
+        let mut ch = half_made(name, backend, object, probe, hdr);
+        ch.version = version;
+        return ch;
+    }
+    // Published: the identity is complete (Acquire in `is_ready`). Validate it all.
+    let corrupt = |object, why: String| {
+        let mut ch = blank(name, backend, object, State::Incompatible, version);
+        ch.problem = Some(format!("corrupt header: {why}"));
+        ch
+    };
+    match hdr.name() {
+        Some(n) if n == name => {}
+        Some(other) => {
+            return corrupt(object, format!("it names channel {other:?}, not {name:?}"));
+        }
+        None => return corrupt(object, "the name stored in it is not valid".into()),
+    }
+    let id = &hdr.id;
+    let kind_word = id.kind.load(r);
+    let Some(kind) = LayoutKind::from_u32(kind_word) else {
+        return corrupt(object, format!("unknown channel kind {kind_word}"));
+    };
+    let (size, align, hash) = (
+        id.payload_size.load(r),
+        id.payload_align.load(r),
+        id.payload_type_hash.load(r),
+    );
+    let capacity = id.capacity.load(r);
+    let (senders, receivers) = (id.max_senders.load(r), id.max_receivers.load(r));
+    if capacity == 0 || !capacity.is_power_of_two() {
+        return corrupt(object, format!("capacity {capacity} is not a power of two"));
+    }
+    if kind.is_bytes()
+        && (size, align, hash) != {
+            let b = Fingerprint::bytes();
+            (b.size, b.align, b.type_hash)
+        }
+    {
+        return corrupt(object, "a byte ring with a payload type".into());
+    }
+    if size > 1 << 40 || !align.is_power_of_two() {
+        return corrupt(
+            object,
+            format!("payload of {size} bytes with alignment {align}"),
+        );
+    }
+    let fp = Fingerprint {
+        size,
+        align,
+        type_hash: hash,
+        type_name: "the payload",
+    };
+    let geo = match Geometry::new(kind, &fp, capacity, senders, receivers) {
+        Ok(g) if g.capacity == capacity => g,
+        Ok(_) => return corrupt(object, format!("capacity {capacity} is not possible")),
+        Err(e) => return corrupt(object, e),
+    };
+    if (kind == LayoutKind::Spsc || kind.is_bytes()) && (senders, receivers) != (1, 1) {
+        return corrupt(
+            object,
+            format!("{senders} senders and {receivers} receivers in a one-to-one channel"),
+        );
+    }
+    let stored = (
+        id.slot_stride.load(r),
+        id.slots_offset.load(r),
+        id.region_len.load(r),
+    );
+    let computed = (
+        geo.stride as u64,
+        geo.slots_offset as u64,
+        geo.region_len as u64,
+    );
+    if stored != computed {
+        return corrupt(
+            object,
+            format!("stride, slots offset and length {stored:?}, expected {computed:?}"),
+        );
+    }
+    if computed.2 > object.size {
+        let why = format!(
+            "it describes {} bytes, but the object is {} bytes",
+            computed.2, object.size
+        );
+        return corrupt(object, why);
+    }
+
+    let n = (senders as usize + receivers as usize).min(MAX_ENDPOINTS);
+    let mut endpoints = Vec::new();
+    let mut any_alive = false;
+    for (i, e) in hdr.endpoints[..n].iter().enumerate() {
+        // SYNC POINT (endpoint): Acquire, as peers read entries (a look only).
+        let w = e.load(Ordering::Acquire);
+        let state = match w & 3 {
+            0 => continue, // never claimed
+            endpoint::ATTACHED => EndpointState::Attached,
+            endpoint::DETACHED => EndpointState::Detached,
+            _ => EndpointState::Dead,
+        };
+        let alive =
+            state == EndpointState::Attached && probe.endpoint_alive(i, endpoint::token_of(w));
+        any_alive |= alive;
+        endpoints.push(Endpoint {
+            index: i,
+            role: if i < senders as usize {
+                Role::Sender
+            } else {
+                Role::Receiver
+            },
+            pid: (w >> 34) as u32,
+            state,
+            alive,
+        });
+    }
+
+    // Positions: a snapshot; the fill level is clamped as the handles' `len()` is.
+    let head = hdr.head.load(r);
+    let tail = hdr.tail.load(r);
+    let len = (tail.wrapping_sub(head) as i64).clamp(0, capacity as i64) as u64;
+    let payload = if kind.is_bytes() {
+        "bytes".to_owned()
+    } else {
+        hdr.type_name().unwrap_or_else(|| "?".into())
+    };
+    let created_ns = hdr.origin.created_ns.load(r);
+    let origin = (created_ns != 0).then(|| Origin {
+        created: UNIX_EPOCH + Duration::from_nanos(created_ns),
+        creator_pid: hdr.origin.creator_pid.load(r),
+        creator_uid: hdr.origin.creator_uid.load(r),
+    });
+
+    let closed = hdr.life.state.load(r) == CLOSED;
+    let (state, problem) = if closed {
+        (
+            State::Abandoned,
+            Some(
+                "closed by its last endpoint, whose process could not remove the name \
+                 (`shmchan gc` as its owner or root removes it)"
+                    .to_owned(),
+            ),
+        )
+    } else if any_alive {
+        (State::Live, None)
+    } else {
+        (State::Abandoned, None)
+    };
+    Channel {
+        name: name.to_owned(),
+        backend: backend.clone(),
+        state,
+        problem,
+        version,
+        object,
+        ring: Some(Ring {
+            kind: Kind::from_layout(kind),
+            payload,
+            payload_size: size,
+            payload_align: align,
+            capacity,
+            len,
+            sent: tail,
+            received: head,
+            max_senders: senders,
+            max_receivers: receivers,
+        }),
+        origin,
+        endpoints,
+    }
+}
