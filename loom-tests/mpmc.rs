@@ -95,3 +95,66 @@ fn repair_races_late_publish() {
         );
     });
 }
+
+/// A committed loan is delivered whole, a dropped one never (its position is skipped at once,
+/// without a death probe), and a `Ref` holds its slot until it drops: one producer with loans,
+/// one consumer with refs and copies, capacity 1 and 2, blocking calls (a lost wake-up after
+/// the abandon is a loom deadlock).
+#[test]
+fn loans_commit_and_abandon_with_refs() {
+    for cap in [1usize, 2] {
+        loom::model(move || {
+            let (tx, rx) = mpmc::channel::<[u32; 2]>(cap).unwrap();
+            let t = thread::spawn(move || {
+                let mut a = tx.loan().unwrap();
+                *a = [1, 1];
+                a.commit();
+                let mut abandoned = tx.loan().unwrap();
+                *abandoned = [9, 9];
+                drop(abandoned);
+                tx.send([2, 2]).unwrap();
+            });
+            {
+                let first = rx.recv_ref().unwrap();
+                assert_eq!(*first, [1, 1], "capacity {cap}");
+            }
+            assert_eq!(
+                rx.recv(),
+                Ok([2, 2]),
+                "capacity {cap}: the dropped loan is skipped"
+            );
+            assert!(rx.recv().is_err(), "disconnect after the last message");
+            t.join().unwrap();
+        });
+    }
+}
+
+/// One producer drops a loan while another sends and two consumers take in place: the sent
+/// value is received exactly once, the dropped loan's never, and the ring is usable after.
+#[test]
+fn dropped_loan_among_producers_and_consumers() {
+    loom::model(|| {
+        let (tx, rx) = mpmc::channel::<u32>(2).unwrap();
+        let tx2 = tx.clone();
+        let dropper = thread::spawn(move || {
+            if let Ok(mut loan) = tx2.try_loan() {
+                *loan = 99;
+            }
+        });
+        let sender = {
+            let tx = tx.clone();
+            thread::spawn(move || tx.try_send(7).is_ok())
+        };
+        let rx2 = rx.clone();
+        let consumer = thread::spawn(move || rx2.try_recv_ref().ok().map(|r| *r));
+        let mut got: Vec<u32> = rx.try_recv_ref().ok().map(|r| *r).into_iter().collect();
+        dropper.join().unwrap();
+        let sent = sender.join().unwrap();
+        got.extend(consumer.join().unwrap());
+        got.extend(rx.try_iter());
+        assert!(!got.contains(&99), "a dropped loan was delivered: {got:?}");
+        assert_eq!(got, if sent { vec![7] } else { vec![] }, "exactly once");
+        tx.send(8).unwrap();
+        assert_eq!(rx.try_recv(), Ok(8), "the ring goes on after the abandon");
+    });
+}

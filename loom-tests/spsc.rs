@@ -134,3 +134,55 @@ fn opener_racing_creator_sees_a_complete_header() {
         assert_eq!(opener.join().unwrap(), Ok(7));
     });
 }
+
+/// Loans and references over a ring of 1 and 2: a committed loan arrives whole, a dropped one
+/// publishes nothing and its slot carries the next message, a `Ref` holds its slot (the sender
+/// waits for room until it drops), and the disconnect comes after the last message. A
+/// payload of two words, so a read racing a write would be torn (and loom's slot tracking
+/// reports it).
+#[test]
+fn loans_commit_abandon_and_refs_hold_their_slot() {
+    for cap in [1usize, 2] {
+        loom::model(move || {
+            let (mut tx, mut rx) = spsc::channel::<[u32; 2]>(cap).unwrap();
+            let t = thread::spawn(move || {
+                let mut a = tx.loan().unwrap();
+                *a = [1, 1];
+                a.commit();
+                let mut abandoned = tx.loan().unwrap();
+                *abandoned = [9, 9];
+                drop(abandoned);
+                let mut b = tx.loan().unwrap();
+                b[0] = 2;
+                b[1] = 2;
+                b.commit();
+            });
+            {
+                let first = rx.recv_ref().unwrap();
+                assert_eq!(*first, [1, 1]);
+            }
+            assert_eq!(*rx.recv_ref().unwrap(), [2, 2], "capacity {cap}");
+            assert!(rx.recv_ref().is_err(), "disconnect after the last message");
+            t.join().unwrap();
+        });
+    }
+}
+
+/// A `Ref` dropped frees its slot for the sender's next message, and a copying `recv` after a
+/// `Ref` takes the next message, not the same one again.
+#[test]
+fn refs_and_copies_interleave_in_order() {
+    loom::model(|| {
+        let (tx, mut rx) = spsc::channel::<u32>(1).unwrap();
+        let t = thread::spawn(move || {
+            for i in 0..3 {
+                tx.send(i).unwrap();
+            }
+        });
+        assert_eq!(*rx.recv_ref().unwrap(), 0);
+        assert_eq!(rx.recv(), Ok(1));
+        assert_eq!(*rx.recv_ref().unwrap(), 2);
+        assert!(rx.recv().is_err());
+        t.join().unwrap();
+    });
+}

@@ -293,6 +293,27 @@ impl<T> SendTimeoutError<T> {
     }
 }
 
+impl TrySendError<()> {
+    /// The same error, carrying `value` (the by-reference send paths hand the caller's value
+    /// back only when it was not sent).
+    pub(crate) fn with<T>(self, value: T) -> TrySendError<T> {
+        match self {
+            TrySendError::Full(()) => TrySendError::Full(value),
+            TrySendError::Disconnected(()) => TrySendError::Disconnected(value),
+        }
+    }
+}
+
+impl SendTimeoutError<()> {
+    /// As [`TrySendError::with`].
+    pub(crate) fn with<T>(self, value: T) -> SendTimeoutError<T> {
+        match self {
+            SendTimeoutError::Timeout(()) => SendTimeoutError::Timeout(value),
+            SendTimeoutError::Disconnected(()) => SendTimeoutError::Disconnected(value),
+        }
+    }
+}
+
 impl TryRecvError {
     /// Was the ring empty?
     pub fn is_empty(&self) -> bool {

@@ -100,7 +100,9 @@ pub(crate) fn try_send<T: Copy, R>(
 /// slot line, the producer's store to it waits for the line to come back, and x86 commits
 /// stores in order, so every other store queues behind it: a call's register spills cost 15%
 /// (75 -> 88 M msg/s in one process), and a copy of `value` kept in memory for a closure to
-/// borrow cost two thirds (88 -> 250). So small values reach the waiting loop by value.
+/// borrow cost two thirds (88 -> 250). So small values reach the waiting loop by value; values
+/// larger than [`LARGE`](crate::ring::LARGE) never come here (the handles send them by
+/// reference, `T = ()` here, copying them once).
 #[inline(always)]
 pub(crate) fn send_deadline<T: Copy, R>(
     chan: &Chan,
@@ -112,9 +114,6 @@ pub(crate) fn send_deadline<T: Copy, R>(
     // A forked child's copy of a handle does nothing (`fork.rs`).
     if chan.forked() {
         return Err(SendTimeoutError::Disconnected(value));
-    }
-    if const { size_of::<T>() > 256 } {
-        return send_deadline_large(chan, wait, value, deadline, poll);
     }
     let r = match poll(value, false) {
         Poll::Ready(r) => Some(r),
@@ -135,28 +134,6 @@ fn send_wait<T: Copy, R>(
     wait_until(&chan.header().space_bell, wait, deadline, |probe| {
         poll(value, probe)
     })
-}
-
-/// [`send_deadline`] for values larger than 256 bytes, out of line: there the copies cost
-/// more than the store (a by-value copy per wait took 1 KiB streaming from 9.8 to 6.0 M msg/s),
-/// so the waiting loop borrows the value. A separate function, so that this borrow does not
-/// put small values in memory on the inlined path.
-#[inline(never)]
-fn send_deadline_large<T: Copy, R>(
-    chan: &Chan,
-    wait: WaitStrategy,
-    value: T,
-    deadline: Option<Instant>,
-    poll: impl Fn(T, bool) -> Poll<Result<R, T>>,
-) -> Result<R, SendTimeoutError<T>> {
-    let r = match poll(value, false) {
-        Poll::Ready(r) => Some(r),
-        Poll::Pending => {
-            let bell = &chan.header().space_bell;
-            wait_until(bell, wait, deadline, |probe| poll(value, probe))
-        }
-    };
-    send_result(r, value)
 }
 
 /// What a send returns, from what its wait loop gave (`None`: timed out).

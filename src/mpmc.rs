@@ -42,6 +42,7 @@
 //! ```
 
 use std::marker::PhantomData;
+use std::mem::MaybeUninit;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -56,7 +57,7 @@ use crate::error::{
 use crate::handle;
 use crate::layout::{Fingerprint, Kind};
 use crate::options::{Options, WaitStrategy};
-use crate::ring::{Slots, mpmc as ring};
+use crate::ring::{LARGE, Slots, mpmc as ring};
 use crate::wait::Poll;
 
 /// Most sender attachments a channel takes over its life (32; 2 in loom models, where every
@@ -232,6 +233,9 @@ impl<T: Pod> Sender<T> {
     /// [`TrySendError::Full`] if the ring is full, [`TrySendError::Disconnected`] if every
     /// receiver is gone, with the value.
     pub fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
+        if const { size_of::<T>() > LARGE } {
+            return self.try_send_from(&value).map_err(|e| e.with(value));
+        }
         let r = handle::try_send(&self.shared.chan, value, |v, probe| self.poll(v, probe));
         self.checkpoint();
         r
@@ -243,6 +247,9 @@ impl<T: Pod> Sender<T> {
     /// [`SendError`] with the value if every receiver is gone.
     #[inline]
     pub fn send(&self, value: T) -> Result<(), SendError<T>> {
+        if const { size_of::<T>() > LARGE } {
+            return self.send_from(&value, None).map_err(|_| SendError(value));
+        }
         let r = self
             .send_deadline(value, None)
             .map_err(|e| SendError(e.into_inner()));
@@ -255,7 +262,46 @@ impl<T: Pod> Sender<T> {
     /// # Errors
     /// [`SendTimeoutError::Timeout`] or [`SendTimeoutError::Disconnected`], with the value.
     pub fn send_timeout(&self, value: T, timeout: Duration) -> Result<(), SendTimeoutError<T>> {
+        if const { size_of::<T>() > LARGE } {
+            let deadline = crate::chan::deadline_after(timeout);
+            return self.send_from(&value, deadline).map_err(|e| e.with(value));
+        }
         let r = self.send_deadline(value, crate::chan::deadline_after(timeout));
+        self.checkpoint();
+        r
+    }
+
+    /// One attempt at sending `*value` (payloads larger than [`LARGE`]: by reference, copied
+    /// once, into the slot).
+    #[inline(always)]
+    fn poll_from(&self, value: &T, probe: bool) -> Poll<Result<(), ()>> {
+        let s = &*self.shared;
+        handle::poll_send(&s.chan, (), probe, |probe| {
+            // SAFETY: as in `poll`.
+            unsafe {
+                s.ring.push_from(s.chan.header(), &s.slots, value, |o| {
+                    s.chan.owner_gone(o, probe)
+                })
+            }
+        })
+    }
+
+    /// `send`/`send_timeout` of a large payload, by reference; the caller hands its value
+    /// back with the error.
+    #[inline(never)]
+    fn send_from(&self, value: &T, deadline: Option<Instant>) -> Result<(), SendTimeoutError<()>> {
+        let s = &*self.shared;
+        let r = handle::send_deadline(&s.chan, s.wait, (), deadline, |(), p| {
+            self.poll_from(value, p)
+        });
+        self.checkpoint();
+        r
+    }
+
+    /// `try_send` of a large payload, by reference.
+    #[inline(never)]
+    fn try_send_from(&self, value: &T) -> Result<(), TrySendError<()>> {
+        let r = handle::try_send(&self.shared.chan, (), |(), p| self.poll_from(value, p));
         self.checkpoint();
         r
     }
@@ -361,6 +407,12 @@ impl<T: Pod> Receiver<T> {
     /// [`TryRecvError::Empty`] if nothing is ready, [`TryRecvError::Disconnected`] if the ring
     /// is empty and every sender is gone.
     pub fn try_recv(&self) -> Result<T, TryRecvError> {
+        if const { size_of::<T>() > LARGE } {
+            let mut out = MaybeUninit::uninit();
+            self.try_recv_into(&mut out)?;
+            // SAFETY: `try_recv_into` succeeded, so it filled `out` with a copy of a `T`.
+            return Ok(unsafe { out.assume_init() });
+        }
         handle::try_recv(&self.shared.chan, |probe| self.poll(probe))
     }
 
@@ -381,10 +433,48 @@ impl<T: Pod> Receiver<T> {
         self.recv_deadline(crate::chan::deadline_after(timeout))
     }
 
-    #[inline]
+    #[inline(always)]
     fn recv_deadline(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
+        if const { size_of::<T>() > LARGE } {
+            let mut out = MaybeUninit::uninit();
+            self.recv_into(&mut out, deadline)?;
+            // SAFETY: `recv_into` succeeded, so it filled `out` with a copy of a `T`.
+            return Ok(unsafe { out.assume_init() });
+        }
         let s = &*self.shared;
         handle::recv_deadline(&s.chan, s.wait, deadline, |probe| self.poll(probe))
+    }
+
+    /// One attempt at receiving into `out` (payloads larger than [`LARGE`]: copied once,
+    /// out of the slot, into the caller's memory).
+    #[inline(always)]
+    fn poll_into(&self, out: &mut MaybeUninit<T>, probe: bool) -> Poll<Result<(), ()>> {
+        let s = &*self.shared;
+        handle::poll_recv(&s.chan, probe, |probe| {
+            // SAFETY: as in `poll`.
+            unsafe {
+                s.ring.pop_into(s.chan.header(), &s.slots, out, |o| {
+                    s.chan.owner_gone(o, probe)
+                })
+            }
+        })
+    }
+
+    /// `recv`/`recv_timeout` of a large payload, into `out` (filled on success only).
+    #[inline(never)]
+    fn recv_into(
+        &self,
+        out: &mut MaybeUninit<T>,
+        deadline: Option<Instant>,
+    ) -> Result<(), RecvTimeoutError> {
+        let s = &*self.shared;
+        handle::recv_deadline(&s.chan, s.wait, deadline, |p| self.poll_into(out, p))
+    }
+
+    /// `try_recv` of a large payload, into `out` (filled on success only).
+    #[inline(never)]
+    fn try_recv_into(&self, out: &mut MaybeUninit<T>) -> Result<(), TryRecvError> {
+        handle::try_recv(&self.shared.chan, |p| self.poll_into(out, p))
     }
 
     fn chan(&self) -> &Chan {

@@ -23,6 +23,7 @@
 //! ```
 
 use std::marker::PhantomData;
+use std::mem::MaybeUninit;
 use std::time::{Duration, Instant};
 
 mod loan;
@@ -36,7 +37,7 @@ use crate::error::{
 use crate::handle;
 use crate::layout::{Fingerprint, Kind};
 use crate::options::{Options, WaitStrategy};
-use crate::ring::{Slots, spsc as ring};
+use crate::ring::{LARGE, Slots, spsc as ring};
 use crate::wait::Poll;
 
 fn spec<T>(role: Role) -> Spec {
@@ -203,6 +204,9 @@ impl<T: Pod> Sender<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
+        if const { size_of::<T>() > LARGE } {
+            return self.try_send_from(&value).map_err(|e| e.with(value));
+        }
         let before = self.ring.position();
         let r = handle::try_send(&self.chan, value, |v, probe| self.poll(v, probe));
         self.checkpoint(before);
@@ -223,6 +227,9 @@ impl<T: Pod> Sender<T> {
     /// ```
     #[inline(always)]
     pub fn send(&self, value: T) -> Result<(), SendError<T>> {
+        if const { size_of::<T>() > LARGE } {
+            return self.send_from(&value, None).map_err(|_| SendError(value));
+        }
         let before = self.ring.position();
         let r = self
             .send_deadline(value, None)
@@ -247,8 +254,43 @@ impl<T: Pod> Sender<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn send_timeout(&self, value: T, timeout: Duration) -> Result<(), SendTimeoutError<T>> {
+        if const { size_of::<T>() > LARGE } {
+            let deadline = crate::chan::deadline_after(timeout);
+            return self.send_from(&value, deadline).map_err(|e| e.with(value));
+        }
         let before = self.ring.position();
         let r = self.send_deadline(value, crate::chan::deadline_after(timeout));
+        self.checkpoint(before);
+        r
+    }
+
+    /// One attempt at sending `*value` (payloads larger than [`LARGE`]: by reference, copied
+    /// once, into the slot).
+    #[inline(always)]
+    fn poll_from(&self, value: &T, probe: bool) -> Poll<Result<(), ()>> {
+        handle::poll_send(&self.chan, (), probe, |_| {
+            // SAFETY: as in `poll`.
+            unsafe { self.ring.push_from(self.chan.header(), &self.slots, value) }
+        })
+    }
+
+    /// `send`/`send_timeout` of a large payload, by reference; the caller hands its value
+    /// back with the error.
+    #[inline(never)]
+    fn send_from(&self, value: &T, deadline: Option<Instant>) -> Result<(), SendTimeoutError<()>> {
+        let before = self.ring.position();
+        let r = handle::send_deadline(&self.chan, self.wait, (), deadline, |(), p| {
+            self.poll_from(value, p)
+        });
+        self.checkpoint(before);
+        r
+    }
+
+    /// `try_send` of a large payload, by reference.
+    #[inline(never)]
+    fn try_send_from(&self, value: &T) -> Result<(), TrySendError<()>> {
+        let before = self.ring.position();
+        let r = handle::try_send(&self.chan, (), |(), p| self.poll_from(value, p));
         self.checkpoint(before);
         r
     }
@@ -465,6 +507,12 @@ impl<T: Pod> Receiver<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn try_recv(&self) -> Result<T, TryRecvError> {
+        if const { size_of::<T>() > LARGE } {
+            let mut out = MaybeUninit::uninit();
+            self.try_recv_into(&mut out)?;
+            // SAFETY: `try_recv_into` succeeded, so it filled `out` with a copy of a `T`.
+            return Ok(unsafe { out.assume_init() });
+        }
         handle::try_recv(&self.chan, |probe| self.poll(probe))
     }
 
@@ -503,9 +551,41 @@ impl<T: Pod> Receiver<T> {
         self.recv_deadline(crate::chan::deadline_after(timeout))
     }
 
-    #[inline]
+    #[inline(always)]
     fn recv_deadline(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
+        if const { size_of::<T>() > LARGE } {
+            let mut out = MaybeUninit::uninit();
+            self.recv_into(&mut out, deadline)?;
+            // SAFETY: `recv_into` succeeded, so it filled `out` with a copy of a `T`.
+            return Ok(unsafe { out.assume_init() });
+        }
         handle::recv_deadline(&self.chan, self.wait, deadline, |probe| self.poll(probe))
+    }
+
+    /// One attempt at receiving into `out` (payloads larger than [`LARGE`]: copied once,
+    /// out of the slot, into the caller's memory).
+    #[inline(always)]
+    fn poll_into(&self, out: &mut MaybeUninit<T>, probe: bool) -> Poll<Result<(), ()>> {
+        handle::poll_recv(&self.chan, probe, |_| {
+            // SAFETY: as in `poll`.
+            unsafe { self.ring.pop_into(self.chan.header(), &self.slots, out) }
+        })
+    }
+
+    /// `recv`/`recv_timeout` of a large payload, into `out` (filled on success only).
+    #[inline(never)]
+    fn recv_into(
+        &self,
+        out: &mut MaybeUninit<T>,
+        deadline: Option<Instant>,
+    ) -> Result<(), RecvTimeoutError> {
+        handle::recv_deadline(&self.chan, self.wait, deadline, |p| self.poll_into(out, p))
+    }
+
+    /// `try_recv` of a large payload, into `out` (filled on success only).
+    #[inline(never)]
+    fn try_recv_into(&self, out: &mut MaybeUninit<T>) -> Result<(), TryRecvError> {
+        handle::try_recv(&self.chan, |p| self.poll_into(out, p))
     }
 
     /// One attempt at filling a prefix of `buf`: `Ready` with how many, or a disconnect;

@@ -141,6 +141,24 @@ impl Ring {
         self.publish(hdr, slots, pos)
     }
 
+    /// Push `*value`, copying it once, straight into the slot (the path of large payloads).
+    ///
+    /// # Safety
+    /// As for [`push`](Self::push).
+    #[inline(always)]
+    pub(crate) unsafe fn push_from<T: Pod>(
+        &self,
+        hdr: &Header,
+        slots: &Slots,
+        value: &T,
+        gone: impl Fn(usize) -> bool,
+    ) -> Result<(), Error> {
+        let pos = self.claim(hdr, slots, gone)?;
+        // SAFETY: as in `push`.
+        unsafe { slots.write_from(pos, value) };
+        self.publish(hdr, slots, pos)
+    }
+
     /// Claim the next free position for writing: its slot becomes WRITING(pos, me) and is
     /// ours until [`publish`](Self::publish) or [`abandon`](Self::abandon). `gone` as for
     /// [`push`](Self::push).
@@ -250,6 +268,25 @@ impl Ring {
         // writing it: the value may be torn and is not delivered.
         self.free(hdr, slots, pos)?;
         Ok(value)
+    }
+
+    /// Pop one value into `out`, copying it once, straight out of the slot (the path of large
+    /// payloads). On an error `out` may hold a torn copy: do not use it.
+    ///
+    /// # Safety
+    /// As for [`push`](Self::push).
+    #[inline(always)]
+    pub(crate) unsafe fn pop_into<T: Pod>(
+        &self,
+        hdr: &Header,
+        slots: &Slots,
+        out: &mut std::mem::MaybeUninit<T>,
+        gone: impl Fn(usize) -> bool,
+    ) -> Result<(), Error> {
+        let pos = self.take(hdr, slots, gone)?;
+        // SAFETY: as in `pop`.
+        unsafe { slots.read_into(pos, out) };
+        self.free(hdr, slots, pos)
     }
 
     /// Take the next published position for reading: its slot becomes READING(pos, me) and is

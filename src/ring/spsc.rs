@@ -123,6 +123,27 @@ impl Producer {
         Ok(())
     }
 
+    /// Push `*value` if there is room, copying it once, straight into the slot (the path of
+    /// large payloads).
+    ///
+    /// # Safety
+    /// As for [`push`](Self::push).
+    #[inline(always)]
+    pub(crate) unsafe fn push_from<T: Pod>(
+        &self,
+        hdr: &Header,
+        slots: &Slots,
+        value: &T,
+    ) -> Result<(), Error> {
+        let pos = self.claim(hdr)?;
+        // SAFETY: the claim found the slot at `pos` free; we are the only producer.
+        unsafe {
+            slots.write_from(pos, value);
+            self.commit(hdr, slots, pos);
+        }
+        Ok(())
+    }
+
     /// Push as many of `values` as there is room for (a prefix), publishing each slot's stamp
     /// as in [`push`](Self::push) but `tail` and the doorbell once for the batch. Returns how
     /// many were pushed; `WouldBlock` if none could be (and `values` is not empty).
@@ -264,6 +285,25 @@ impl Consumer {
         // `room`: every read of the slot through the reference happens before it is reused.
         hdr.head.store(next, Ordering::Release);
         hdr.space_bell.notify();
+    }
+
+    /// Pop one value into `out` if there is one, copying it once, straight out of the slot
+    /// (the path of large payloads).
+    ///
+    /// # Safety
+    /// As for [`pop`](Self::pop).
+    #[inline(always)]
+    pub(crate) unsafe fn pop_into<T: Pod>(
+        &self,
+        hdr: &Header,
+        slots: &Slots,
+        out: &mut std::mem::MaybeUninit<T>,
+    ) -> Result<(), Error> {
+        let pos = self.peek(slots)?;
+        // SAFETY: `peek` saw the slot published, and it stays ours until `release`.
+        unsafe { slots.read_into(pos, out) };
+        self.release(hdr, pos.wrapping_add(1));
+        Ok(())
     }
 
     /// Pop up to `buf.len()` values into `buf`, the published run starting at our position,

@@ -34,6 +34,45 @@ impl Msg {
     }
 }
 
+/// A 4 KiB test message for loans: every word is derived from `seq`, so a torn, garbled or
+/// half-written message is detected.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Big {
+    pub seq: u64,
+    pub body: [u64; 511],
+}
+
+impl Big {
+    /// Fill `self` in place (as a loan is filled) for `seq`.
+    pub fn fill(&mut self, seq: u64) {
+        self.seq = seq;
+        for (i, w) in self.body.iter_mut().enumerate() {
+            *w = Big::word(seq, i);
+        }
+    }
+    pub fn new(seq: u64) -> Big {
+        let mut b = bytemuck::Zeroable::zeroed();
+        Big::fill(&mut b, seq);
+        b
+    }
+    fn word(seq: u64, i: usize) -> u64 {
+        (seq ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)).rotate_left(i as u32 % 64)
+    }
+    pub fn is_intact(&self) -> bool {
+        self.body
+            .iter()
+            .enumerate()
+            .all(|(i, w)| *w == Big::word(self.seq, i))
+    }
+}
+
+/// Before these messages, a loan test sender takes a loan, writes it (seq `u64::MAX`) and drops
+/// it: an abandoned loan, never to be delivered.
+pub fn abandoned(seq: u64) -> bool {
+    seq % 7 == 3
+}
+
 /// The length of frame `seq` for a channel whose largest frame is `max`: 0, `max`, and small
 /// and large lengths in between, from a fixed sequence (sender and receiver compute the same).
 pub fn frame_len(seq: u64, max: usize) -> usize {
@@ -804,6 +843,145 @@ pub fn child_main() {
                 rx.try_recv().is_err(),
                 "nothing published by the child's copy of the loan"
             );
+            println!("OK");
+        }
+        // Loans (SPSC, `Big`): create or open the sender and, for seq 0..n, fill a loan in
+        // place and commit it; before each `abandoned` seq, a loan is written with seq
+        // u64::MAX and dropped. Then take one more loan, write it, and hang holding it
+        // (SHMCHAN_TEST_HANG) or exit.
+        "loan-send" => {
+            let mut tx = if create {
+                shmchan::spsc::Sender::<Big>::create(&name, &opts).unwrap()
+            } else {
+                shmchan::spsc::Sender::<Big>::open(&name, &opts).unwrap()
+            };
+            println!("READY");
+            for seq in 0..n {
+                let mut loan = tx.loan().unwrap();
+                if abandoned(seq) {
+                    loan.seq = u64::MAX; // never delivered
+                    drop(loan);
+                }
+                let mut loan = tx.loan().unwrap();
+                loan.fill(seq);
+                loan.commit();
+            }
+            println!("SENT");
+            if flag("SHMCHAN_TEST_HANG") {
+                let mut loan = tx.loan().unwrap();
+                loan.fill(u64::MAX);
+                println!("LOANED");
+                hang();
+            }
+        }
+        // References (SPSC, `Big`): open the receiver, take the first message in place and
+        // hang holding it (to be killed).
+        "ref-hang" => {
+            let mut rx = shmchan::spsc::Receiver::<Big>::open(&name, &opts).unwrap();
+            let m = rx.recv_ref().unwrap();
+            assert!(m.is_intact());
+            println!("HOLDING {}", m.seq);
+            hang();
+        }
+        // MPMC loans, producer number SHMCHAN_TEST_P (`Big`): for i in 0..n, a loan filled in
+        // place with seq (P << 40) | i and committed; before each `abandoned` i, a loan is
+        // written with seq u64::MAX and dropped. Then hang holding a written loan
+        // (SHMCHAN_TEST_HANG) or exit.
+        "mpmc-loan-send" => {
+            let p = env_u64("SHMCHAN_TEST_P", 0);
+            let tx = shmchan::mpmc::Sender::<Big>::open(&name, &opts).unwrap();
+            println!("READY");
+            for i in 0..n {
+                if abandoned(i) {
+                    let mut loan = tx.loan().unwrap();
+                    loan.seq = u64::MAX;
+                }
+                let mut loan = tx.loan().unwrap();
+                loan.fill((p << 40) | i);
+                loan.commit();
+            }
+            println!("SENT");
+            if flag("SHMCHAN_TEST_HANG") {
+                let mut loan = tx.loan().unwrap();
+                loan.fill(u64::MAX);
+                println!("LOANED");
+                hang();
+            }
+        }
+        // MPMC references (`Big`): open a receiver, take SHMCHAN_TEST_TAKE messages in place,
+        // print their seqs, and hang holding them all (to be killed).
+        "mpmc-ref-hang" => {
+            let rx = shmchan::mpmc::Receiver::<Big>::open(&name, &opts).unwrap();
+            let take = env_u64("SHMCHAN_TEST_TAKE", 1);
+            let held: Vec<_> = (0..take).map(|_| rx.recv_ref().unwrap()).collect();
+            let seqs: Vec<String> = held.iter().map(|m| m.seq.to_string()).collect();
+            assert!(held.iter().all(|m| m.is_intact()));
+            println!("HOLDING {}", seqs.join(" "));
+            hang();
+        }
+        // Loans and fork: this process holds an SPSC loan and a `Ref`, forks, and the child
+        // commits the loan and drops the `Ref` through its copies: neither may change the
+        // parent's rings. Prints OK.
+        "loan-fork" => {
+            let opts = opts.capacity(2);
+            let (a, b) = (format!("{name}-a"), format!("{name}-b"));
+            let mut tx = shmchan::spsc::Sender::<u64>::create(&a, &opts).unwrap();
+            let mut rx = shmchan::spsc::Receiver::<u64>::open(&a, &opts).unwrap();
+            let mtx = shmchan::mpmc::Sender::<u64>::create(&b, &opts).unwrap();
+            let mrx = shmchan::mpmc::Receiver::<u64>::open(&b, &opts).unwrap();
+            let in_child = |f: &mut dyn FnMut()| {
+                // SAFETY: the child only runs `f` (commits or drops copies of our handles'
+                // loans and references, no allocation) and `_exit`s.
+                match unsafe { libc::fork() } {
+                    0 => {
+                        f();
+                        // SAFETY: leaves at once, running no destructor of the parent's.
+                        unsafe { libc::_exit(0) }
+                    }
+                    pid => {
+                        let mut status = 0;
+                        // SAFETY: waits for our own child.
+                        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+                    }
+                }
+            };
+            // An SPSC loan committed by a forked copy publishes nothing.
+            let mut loan = Some(tx.loan().unwrap());
+            **loan.as_mut().unwrap() = 5;
+            in_child(&mut || loan.take().unwrap().commit());
+            drop(loan);
+            assert!(
+                rx.try_recv().is_err(),
+                "spsc: nothing published by the copy"
+            );
+            // An SPSC `Ref` dropped by a forked copy frees nothing.
+            tx.send(1).unwrap();
+            tx.send(2).unwrap();
+            let mut held = Some(rx.recv_ref().unwrap());
+            in_child(&mut || drop(held.take()));
+            assert_eq!(tx.len(), 2, "spsc: the slot is still held");
+            drop(held);
+            assert_eq!(tx.len(), 1, "spsc: our own drop frees it");
+            // MPMC: a loan committed by a forked copy publishes nothing (and ours, dropped,
+            // gives the position up); a `Ref` dropped by a copy frees nothing.
+            let mut loan = Some(mtx.loan().unwrap());
+            in_child(&mut || loan.take().unwrap().commit());
+            drop(loan);
+            assert!(
+                mrx.try_recv().is_err(),
+                "mpmc: nothing published by the copy"
+            );
+            mtx.send(3).unwrap();
+            mtx.send(4).unwrap();
+            let mut held = Some(mrx.recv_ref().unwrap());
+            in_child(&mut || drop(held.take()));
+            assert!(
+                mtx.try_send(5).is_err(),
+                "mpmc: the held slot is still held"
+            );
+            assert_eq!(*held.unwrap(), 3);
+            mtx.send(5).unwrap();
+            assert_eq!(mrx.try_iter().collect::<Vec<_>>(), [4, 5]);
             println!("OK");
         }
         // MPMC producer number SHMCHAN_TEST_P: send n messages whose seq is (P << 40) | i.
