@@ -8,7 +8,11 @@
 //! - `shmchan/default`, `shmchan/spin`, `shmchan/park`: two SPSC channels (ping, pong);
 //! - `futex`: the floor of the parking path, two futex words;
 //! - `unix_socket`, `pipe`: the kernel baselines;
-//! - `shmchan_payload/{64,1024,4096}`: larger messages.
+//! - `shmchan_loan`: the 8-byte round trip through loans and references (`loan`/`commit`,
+//!   `recv_ref`) on both sides, beside `shmchan_default`'s `send`/`recv`;
+//! - `rtt_payload/shmchan_{64B,1KiB,4KiB}`: larger messages, copied in and out;
+//!   `rtt_payload/shmchan_4KiB_in_place`: 4 KiB written and read in place through loans and
+//!   references (a word in every cache line each way, as the copies touch every line).
 
 // The floor and the futex baseline are raw atomics by definition; the loom seam is for the
 // crate's own code.
@@ -78,6 +82,7 @@ fn rtt(c: &mut Criterion) {
         ping.store(u64::MAX, Ordering::Release);
         drop(peer);
     }
+    shmchan_rtt_in_place::<1>(&mut g, "shmchan_loan", 0);
     for (label, wait) in [
         ("shmchan_default", WaitStrategy::default()),
         ("shmchan_spin", WaitStrategy::Spin),
@@ -142,7 +147,65 @@ fn rtt(c: &mut Criterion) {
     shmchan_rtt::<[u8; 64]>(&mut g, "shmchan_64B", wait, 64);
     shmchan_rtt::<[u8; 1024]>(&mut g, "shmchan_1KiB", wait, 1024);
     shmchan_rtt::<[u8; 4096]>(&mut g, "shmchan_4KiB", wait, 4096);
+    shmchan_rtt_in_place::<512>(&mut g, "shmchan_4KiB_in_place", 4096);
     g.finish();
+}
+
+/// Write one word in each 64-byte line of `m` (all of `m` for 8 bytes): a message built in
+/// place touches every line it sends, as a copy in would.
+#[inline(always)]
+fn write_lines<const W: usize>(m: &mut [u64; W], seq: u64) {
+    for i in (0..W).step_by(8) {
+        m[i] = seq;
+    }
+}
+
+/// Read one word in each 64-byte line of `m`: every line crosses to this core, as a copy out
+/// would bring it.
+#[inline(always)]
+fn read_lines<const W: usize>(m: &[u64; W]) -> u64 {
+    (0..W).step_by(8).map(|i| m[i]).fold(0, u64::wrapping_add)
+}
+
+/// Round trips written and read in place: a loan filled in place (a word in every cache
+/// line) and committed, the answer read in place through a `Ref` (a word of every line); the
+/// peer does the same (`echo_in_place`).
+fn shmchan_rtt_in_place<const W: usize>(g: &mut Group<'_>, label: &str, size: usize)
+where
+    [u64; W]: Pod,
+{
+    let base = format!("shmchan-bench-{}-{}", std::process::id(), unique());
+    let opts = Options::new().capacity(64);
+    let mut ping = spsc::Sender::<[u64; W]>::create(&format!("{base}-ping"), &opts).unwrap();
+    let mut pong = spsc::Receiver::<[u64; W]>::create(&format!("{base}-pong"), &opts).unwrap();
+    let peer = Peer::spawn(&format!("shmchan-in-place {base} {size}"));
+    bench(g, label, |i| {
+        let mut slot = ping.loan().unwrap();
+        write_lines(&mut slot, i);
+        slot.commit();
+        let m = pong.recv_ref().unwrap();
+        std::hint::black_box(read_lines(&m));
+    });
+    drop((ping, pong));
+    drop(peer);
+}
+
+/// The peer of [`shmchan_rtt_in_place`]: read each message in place, answer in place.
+fn echo_in_place<const W: usize>(base: &str)
+where
+    [u64; W]: Pod,
+{
+    let opts = Options::new();
+    let mut ping = spsc::Receiver::<[u64; W]>::open(&format!("{base}-ping"), &opts).unwrap();
+    let mut pong = spsc::Sender::<[u64; W]>::open(&format!("{base}-pong"), &opts).unwrap();
+    say_ready();
+    while let Ok(m) = ping.recv_ref() {
+        let seq = read_lines(&m);
+        drop(m);
+        let Ok(mut slot) = pong.loan() else { return };
+        write_lines(&mut slot, seq);
+        slot.commit();
+    }
 }
 
 /// Round trips over two SPSC channels with a peer echoing `T` (`size` selects the peer's type).
@@ -345,6 +408,11 @@ fn peer(spec: &str) {
                 other => panic!("no payload of {other} bytes"),
             }
         }
+        "shmchan-in-place" => match parts[2] {
+            "0" => echo_in_place::<1>(parts[1]),
+            "4096" => echo_in_place::<512>(parts[1]),
+            other => panic!("no in-place payload of {other} bytes"),
+        },
         other => panic!("unknown peer {other}"),
     }
 }

@@ -2,6 +2,8 @@
 //! `cargo bench --bench throughput`.
 //!
 //! - `spsc_{8B,64B,1KiB}`: one producer process, one consumer process, shmchan SPSC;
+//! - `lamport_8B`: the reference for `spsc_8B`, a minimal Lamport ring of `u64`s between the
+//!   same two processes (cached indices, the consumer reads `tail`; no stamps, no liveness);
 //! - `spsc_8B_batch64`: the same with `send_slice`/`recv_slice` of up to 64 messages;
 //! - `mpmc_1x1`, `mpmc_2x2`: producer and consumer processes on one shmchan MPMC channel;
 //! - `rtrb_8B`, `crossbeam_8B`, `shmchan_threads_8B`: two threads of one process (rtrb ring,
@@ -10,6 +12,8 @@
 //!   reference for the batched run; `vyukov_8B` is the textbook bounded MPMC queue (one CAS per
 //!   message per side), the in-process reference for `mpmc_1x1`.
 //!
+//! - `copy/spsc_4KiB_send_recv`, `copy/mpmc_4KiB_send_recv`: `send` then `recv` of a 4 KiB
+//!   value on one thread, beside `copy/memcpy_4KiB_x2`, two 4 KiB copies (in, out);
 //! - `bytes/frame_8B`, `bytes/frame_64KiB`: one producer process, one consumer process,
 //!   shmchan frames (`send` copies each frame in; the consumer reads it in place, touching every
 //!   cache line of a 64 KiB one); beside `bytes/memcpy_64KiB`, one thread copying 64 KiB, the
@@ -67,6 +71,7 @@ fn throughput(c: &mut Criterion) {
     let mut g = c.benchmark_group("stream");
     g.throughput(Throughput::Elements(1));
     stream::<[u64; 1]>(&mut g, "spsc_8B", "spsc", 1, 1);
+    lamport(&mut g);
     stream::<[u64; 8]>(&mut g, "spsc_64B", "spsc", 1, 1);
     stream::<[u64; 128]>(&mut g, "spsc_1KiB", "spsc", 1, 1);
     stream::<[u64; 1]>(&mut g, "spsc_8B_batch64", "spsc-batch", 1, 1);
@@ -172,6 +177,41 @@ fn throughput(c: &mut Criterion) {
             )
         })
     });
+    g.finish();
+
+    // The copying path of a large payload on one thread: `send` + `recv` of 4 KiB through an
+    // in-process ring of 4 (the slots stay in L1, as the copies' buffers do), beside two
+    // `memcpy`s of 4 KiB (what a copy in and a copy out cost).
+    let mut g = c.benchmark_group("copy");
+    {
+        let (tx, rx) = spsc::channel::<[u64; 512]>(4).unwrap();
+        let mut msg = [0u64; 512];
+        g.bench_function("spsc_4KiB_send_recv", |b| {
+            b.iter(|| {
+                msg[0] = msg[0].wrapping_add(1);
+                tx.send(std::hint::black_box(msg)).unwrap();
+                std::hint::black_box(rx.recv().unwrap());
+            })
+        });
+        let (tx, rx) = mpmc::channel::<[u64; 512]>(4).unwrap();
+        g.bench_function("mpmc_4KiB_send_recv", |b| {
+            b.iter(|| {
+                msg[0] = msg[0].wrapping_add(1);
+                tx.send(std::hint::black_box(msg)).unwrap();
+                std::hint::black_box(rx.recv().unwrap());
+            })
+        });
+        let src = vec![7u64; 512];
+        let (mut mid, mut dst) = (vec![0u64; 512], vec![0u64; 512]);
+        g.bench_function("memcpy_4KiB_x2", |b| {
+            b.iter(|| {
+                mid.copy_from_slice(std::hint::black_box(&src));
+                std::hint::black_box(&mut mid);
+                dst.copy_from_slice(std::hint::black_box(&mid));
+                std::hint::black_box(&mut dst);
+            })
+        });
+    }
     g.finish();
 
     let mut g = c.benchmark_group("bytes");
@@ -329,8 +369,147 @@ fn stream<T: Pod>(
     drop(acks);
 }
 
+/// The reference `spsc_8B` is judged against: a minimal Lamport ring of `u64`s between two
+/// processes over one shared mapping (each side caches the other's index and reads it only
+/// when the ring looks full or empty; the consumer reads `tail`, the producer `head`), no
+/// stamps, no liveness, no parking. Driven like `stream` (a control channel, an end marker,
+/// an acknowledgement).
+fn lamport(g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>) {
+    let base = format!("shmchan-tput-{}-lamport", std::process::id());
+    let acks = mpmc::Receiver::<u64>::create(&format!("{base}-acks"), &Options::new().capacity(64))
+        .unwrap();
+    let path = format!("/dev/shm/{base}-ring");
+    let file = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .unwrap();
+    file.set_len(lamport_ring::BYTES as u64).unwrap();
+    let consumer = Peer::spawn(&format!("lamport-consumer - {base} {path}"));
+    let ctl =
+        spsc::Sender::<u64>::create(&format!("{base}-ctl0"), &Options::new().capacity(4)).unwrap();
+    let producer = Peer::spawn(&format!("lamport-producer - {base} {path}"));
+    let _ = std::fs::remove_file(&path); // both peers have it mapped
+    g.bench_function("lamport_8B", |b| {
+        b.iter_custom(|iters| {
+            let t0 = Instant::now();
+            ctl.send(iters).unwrap();
+            acks.recv().unwrap();
+            t0.elapsed()
+        })
+    });
+    drop(ctl); // the producer sends a stop marker on its way out
+    drop((producer, consumer));
+    drop(acks);
+}
+
+/// A peer of [`lamport`].
+fn lamport_peer(role: &str, base: &str, path: &str) {
+    let file = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    // SAFETY: a file only the two peers map, used through atomics.
+    let map = unsafe { memmap2::MmapMut::map_mut(&file) }.unwrap();
+    let ring = lamport_ring::Ring::new(&map);
+    let acks = mpmc::Sender::<u64>::open(&format!("{base}-acks"), &Options::new()).unwrap();
+    if role == "lamport-consumer" {
+        say_ready();
+        loop {
+            let v = ring.pop();
+            if v == END {
+                acks.send(0).unwrap();
+            } else if v == STOP {
+                return;
+            }
+        }
+    }
+    let ctl = spsc::Receiver::<u64>::open(&format!("{base}-ctl0"), &Options::new()).unwrap();
+    say_ready();
+    while let Ok(n) = ctl.recv() {
+        for i in 0..n {
+            ring.push(i);
+        }
+        ring.push(END);
+    }
+    ring.push(STOP);
+}
+
+/// Stops a `lamport` consumer.
+const STOP: u64 = u64::MAX - 1;
+
+/// The minimal Lamport ring of [`lamport`], over a mapping.
+mod lamport_ring {
+    use std::cell::Cell;
+    use std::sync::atomic::{AtomicU64, Ordering::*};
+
+    const CAP: u64 = super::CAP as u64;
+    /// `tail` on the first 128-byte line, `head` on the second, then the slots.
+    pub const BYTES: usize = 256 + 8 * CAP as usize;
+
+    pub struct Ring<'a> {
+        tail: &'a AtomicU64,
+        head: &'a AtomicU64,
+        slots: &'a [AtomicU64],
+        /// This side's own index and its cached copy of the other side's.
+        mine: Cell<u64>,
+        theirs: Cell<u64>,
+    }
+
+    impl<'a> Ring<'a> {
+        pub fn new(map: &'a memmap2::MmapMut) -> Ring<'a> {
+            assert!(map.len() >= BYTES);
+            // SAFETY: the mapping is page-aligned and at least BYTES long; every access to it
+            // is atomic; it outlives the ring ('a).
+            let words =
+                unsafe { std::slice::from_raw_parts(map.as_ptr().cast::<AtomicU64>(), BYTES / 8) };
+            Ring {
+                tail: &words[0],
+                head: &words[16],
+                slots: &words[32..],
+                mine: Cell::new(0),
+                theirs: Cell::new(0),
+            }
+        }
+
+        #[inline(always)]
+        pub fn push(&self, v: u64) {
+            let t = self.mine.get();
+            while t - self.theirs.get() == CAP {
+                self.theirs.set(self.head.load(Acquire));
+                if t - self.theirs.get() == CAP {
+                    std::hint::spin_loop();
+                }
+            }
+            self.slots[(t % CAP) as usize].store(v, Relaxed);
+            self.tail.store(t + 1, Release);
+            self.mine.set(t + 1);
+        }
+
+        #[inline(always)]
+        pub fn pop(&self) -> u64 {
+            let h = self.mine.get();
+            while h == self.theirs.get() {
+                self.theirs.set(self.tail.load(Acquire));
+                if h == self.theirs.get() {
+                    std::hint::spin_loop();
+                }
+            }
+            let v = self.slots[(h % CAP) as usize].load(Relaxed);
+            self.head.store(h + 1, Release);
+            self.mine.set(h + 1);
+            v
+        }
+    }
+}
+
 fn peer(spec: &str) {
     let p: Vec<&str> = spec.split(' ').collect();
+    if p[0].starts_with("lamport-") {
+        return lamport_peer(p[0], p[2], p[3]);
+    }
     if p[0].starts_with("frame-") {
         return frame_peer(p[0], p[2], p[3].parse().unwrap());
     }

@@ -14,13 +14,22 @@
 //! producer and one consumer process, against about 240 M/s for SPSC
 //! (`cargo bench --bench throughput`). With one producer and one consumer, use SPSC.
 //!
+//! # Zero-copy
+//!
+//! [`Sender::loan`] claims a slot to be written in place ([`Loan`], published by
+//! [`Loan::commit`], given up when dropped) and [`Receiver::recv_ref`] claims a message to be
+//! read in place ([`Ref`], freed when it drops); each is its own claimed slot, so a handle may
+//! hold several.
+//!
 //! # Guarantees when a process dies
 //!
 //! - A producer killed between claiming a slot and publishing it loses that one message; the
 //!   others go on within about 40 ms (the slot is repaired once the producer is found dead),
 //!   and a half-written message is never delivered.
-//! - A consumer killed while copying a message out loses that message; no other message is
-//!   lost or delivered twice.
+//! - A consumer killed while copying a message out, or while holding it as a [`Ref`], loses
+//!   that message; no other message is lost or delivered twice.
+//! - A loan dropped without a commit gives its position up at once (nothing of it is
+//!   delivered); a producer killed holding one loses that position, as for a `send`.
 //! - Receivers see `Disconnected` once every sender is gone (dropped or dead) and the ring is
 //!   drained; senders see it once every receiver is gone.
 //! - Per-producer order is kept: messages of one sender reach any one receiver in the order

@@ -1,6 +1,6 @@
 //! A byte stream between two processes, as a pipe is: a [`Writer`] that is an
 //! [`io::Write`], a [`Reader`] that is an [`io::Read`] and an [`io::BufRead`], and no message
-//! boundaries. It runs over the same ring as [`frame`](crate::frame) (each write is one or more
+//! boundaries. It runs over the same ring as [`frame`] (each write is one or more
 //! records), without a system call per write or read.
 //!
 //! End of file is what a pipe gives: once the writer is gone (dropped, or its process died)
@@ -246,7 +246,7 @@ impl io::BufRead for Reader {
         }
     }
 
-    /// Mark `amt` bytes of what [`fill_buf`](Self::fill_buf) returned as read; a record read
+    /// Mark `amt` bytes of what [`fill_buf`](io::BufRead::fill_buf) returned as read; a record read
     /// to its end is freed for the writer at once.
     fn consume(&mut self, amt: usize) {
         if self.inner.chan().forked() {

@@ -11,6 +11,11 @@
 //! once per batch (8-byte messages between two processes: about 300 M/s in batches of 64
 //! against 240 M/s one by one, `cargo bench --bench throughput`).
 //!
+//! Large messages need not be copied at all: [`Sender::loan`] lends the next slot to be
+//! written in place ([`Loan`], published by [`Loan::commit`]) and [`Receiver::recv_ref`] lends
+//! the next message to be read in place ([`Ref`], its slot freed when it drops); see the
+//! [`Loan`] and [`Ref`] docs for what a reference into shared memory guarantees.
+//!
 //! ```
 //! use shmchan::{spsc, Options};
 //! # let name = format!("doc-spsc-{}", std::process::id());

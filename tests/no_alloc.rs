@@ -163,3 +163,41 @@ fn pipes_without_allocating() {
     });
     assert_eq!(n, 0, "allocations on the pipe paths");
 }
+
+#[test]
+fn loans_and_refs_without_allocating() {
+    let name = format!("shmchan-test-noalloc-loans-{}", std::process::id());
+    let mut tx = spsc::Sender::<[u64; 512]>::create(&name, &Options::new().capacity(4)).unwrap();
+    let mut rx = spsc::Receiver::<[u64; 512]>::open(&name, &Options::new()).unwrap();
+    let mname = format!("shmchan-test-noalloc-mloans-{}", std::process::id());
+    let mtx = mpmc::Sender::<[u64; 512]>::create(&mname, &Options::new().capacity(4)).unwrap();
+    let mrx = mpmc::Receiver::<[u64; 512]>::open(&mname, &Options::new()).unwrap();
+    let second = Duration::from_secs(1);
+    let big = [3u64; 512];
+    let n = allocations(|| {
+        for i in 0..N / 10 {
+            let mut slot = tx.loan().unwrap();
+            slot[0] = i;
+            slot.commit();
+            assert_eq!(rx.recv_ref().unwrap()[0], i);
+            tx.try_loan().unwrap().commit();
+            drop(rx.try_recv_ref().unwrap());
+            tx.loan_timeout(second).unwrap().commit();
+            drop(rx.recv_ref_timeout(second).unwrap());
+            tx.send(big).unwrap(); // large values by reference
+            assert_eq!(rx.recv().unwrap()[511], 3);
+            let mut slot = mtx.loan().unwrap();
+            slot[0] = i;
+            slot.commit();
+            drop(mtx.try_loan().unwrap()); // abandoned
+            assert_eq!(mrx.recv_ref().unwrap()[0], i);
+            mtx.loan_timeout(second).unwrap().commit();
+            drop(mrx.recv_ref_timeout(second).unwrap());
+            mtx.send(big).unwrap();
+            assert_eq!(mrx.try_recv().unwrap()[0], 3);
+        }
+        assert!(rx.try_recv_ref().is_err());
+        assert!(mrx.recv_ref_timeout(Duration::from_millis(1)).is_err());
+    });
+    assert_eq!(n, 0, "allocations on the loan and reference paths");
+}

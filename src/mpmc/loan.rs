@@ -42,7 +42,12 @@ pub struct Loan<'a, T: Pod> {
 }
 
 /// A message claimed by [`Receiver::recv_ref`] to be read in place. Derefs to `T` in the
-/// slot; the slot is freed for the producers when it drops.
+/// slot; the slot is freed for the producers when it drops. A consumer killed holding one
+/// loses that message only.
+///
+/// A reference into shared memory is only as stable as the peers are honest: one writing the
+/// ring against the protocol can change the bytes under a `Ref`. Against untrusted peers,
+/// receive with [`Receiver::recv`], which copies the message out, and validate the copy.
 pub struct Ref<'a, T: Pod> {
     rx: &'a Receiver<T>,
     pos: u64,

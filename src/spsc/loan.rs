@@ -40,7 +40,14 @@ pub struct Loan<'a, T: Pod> {
 }
 
 /// The message at the receiver's position, lent by [`Receiver::recv_ref`] to be read in
-/// place. Derefs to `T` in the slot; the slot goes back to the sender when it drops.
+/// place. Derefs to `T` in the slot; the slot goes back to the sender when it drops (a `Ref`
+/// leaked with `mem::forget` is not received again: its slot comes back with the next
+/// receive).
+///
+/// A reference into shared memory is only as stable as the peer is honest: a sender writing
+/// the ring against the protocol can change the bytes under a `Ref` (never where it points,
+/// never beyond the slot). Against an untrusted peer, receive with [`Receiver::recv`], which
+/// copies the message out, and validate the copy.
 pub struct Ref<'a, T: Pod> {
     rx: &'a Receiver<T>,
     pos: u64,
