@@ -155,6 +155,8 @@ def main():
             # Only the loom test target is needed.
             toml = open(os.path.join(tree, "Cargo.toml")).read()
             toml = re.sub(r"\[\[bench\]\][^\[]*", "", toml)
+            # The copy is the library alone, not the workspace (`cli/` is not copied).
+            toml = re.sub(r"\[workspace\][^\[]*", "", toml)
             open(os.path.join(tree, "Cargo.toml"), "w").write(toml)
             apply(tree, i)
             targets = []
