@@ -84,6 +84,7 @@ mod layout;
 pub mod mpmc;
 mod options;
 pub mod pipe;
+mod reactor;
 mod region;
 mod ring;
 pub mod spsc;
@@ -100,6 +101,11 @@ pub use error::{
     WaitForPeerError,
 };
 pub use options::{Backend, Options, WaitStrategy};
+#[doc(hidden)]
+pub use reactor::registered_waiters;
+#[cfg(loom)]
+#[doc(hidden)]
+pub use reactor::{loom_run, loom_stop};
 
 /// For the loom models only: the System V gate's word protocol (`region/gate_word.rs`).
 #[cfg(loom)]

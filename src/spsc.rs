@@ -31,7 +31,9 @@ use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 use std::time::{Duration, Instant};
 
+mod async_io;
 mod loan;
+pub use async_io::{RecvFuture, RecvStream, SendFuture};
 pub use loan::{Loan, Ref};
 
 use crate::Pod;

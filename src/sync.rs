@@ -46,6 +46,13 @@ macro_rules! atomic {
 atomic!(AtomicU32, u32);
 atomic!(AtomicU64, u64);
 
+#[cfg(loom)]
+pub(crate) use loom::sync::{Mutex, MutexGuard};
+/// A mutex (std's, or loom's model of it): the async reactor's registration table
+/// (`reactor.rs`), which is process-private and off the hot path.
+#[cfg(not(loom))]
+pub(crate) use std::sync::{Mutex, MutexGuard};
+
 /// A memory fence (std's, or loom's model of it).
 #[inline(always)]
 pub(crate) fn fence(order: Ordering) {

@@ -363,6 +363,126 @@ pub(crate) unsafe fn futex_wake(word: *const u32) {
     unsafe { libc::syscall(libc::SYS_futex, word, libc::FUTEX_WAKE, i32::MAX) };
 }
 
+/// One word for [`futex_waitv`]: `struct futex_waitv` of the kernel's UAPI.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FutexWaitv {
+    /// The value the word must hold for the call to sleep.
+    pub(crate) val: u64,
+    /// The word's address.
+    pub(crate) uaddr: u64,
+    /// `FUTEX2_SIZE_U32` (a 32-bit word), shared (no `FUTEX2_PRIVATE`).
+    pub(crate) flags: u32,
+    reserved: u32,
+}
+
+/// `FUTEX2_SIZE_U32`.
+const FUTEX2_SIZE_U32: u32 = 0x02;
+
+impl FutexWaitv {
+    /// Wait on the shared 32-bit word at `addr` while it holds `expected`.
+    pub(crate) fn shared_u32(addr: usize, expected: u32) -> FutexWaitv {
+        FutexWaitv {
+            val: u64::from(expected),
+            uaddr: addr as u64,
+            flags: FUTEX2_SIZE_U32,
+            reserved: 0,
+        }
+    }
+}
+
+/// Most words one [`futex_waitv`] call takes (`FUTEX_WAITV_MAX`).
+pub(crate) const FUTEX_WAITV_MAX: usize = 128;
+
+/// Sleep until one of `words` is woken, or until `deadline` (`CLOCK_MONOTONIC`, absolute;
+/// `None`: no limit). Returns the index of the word that was woken. Fails with `EAGAIN` if a
+/// word did not hold its value when the call began (which one is not said), `ETIMEDOUT`,
+/// `EINTR`, `EFAULT` if a word is not mapped (nothing is written through any of them), and
+/// `ENOSYS` before Linux 5.16.
+///
+/// The kernel only reads the words, and only through checked user accesses: an address that is
+/// no longer mapped gives `EFAULT`, never a fault in this process.
+///
+/// # References
+/// `futex_waitv(2)` (Linux 5.16, `Documentation/userspace-api/futex2.rst`)
+pub(crate) fn futex_waitv(
+    words: &[FutexWaitv],
+    deadline: Option<libc::timespec>,
+) -> io::Result<usize> {
+    let ts_ptr = deadline
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `words` is a live array of `words.len()` `struct futex_waitv`s (at most
+    // FUTEX_WAITV_MAX, checked by the kernel), `ts_ptr` null or a timespec that outlives the
+    // call. The kernel reads the words' addresses with checked accesses (EFAULT if unmapped).
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_futex_waitv,
+            words.as_ptr(),
+            words.len() as libc::c_uint,
+            0 as libc::c_uint,
+            ts_ptr,
+            libc::CLOCK_MONOTONIC,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r as usize)
+    }
+}
+
+/// Does the shared 32-bit word at `addr` still hold `expected`? Asked of the kernel
+/// (`FUTEX_WAIT` with a zero timeout: `ETIMEDOUT` means it does, `EAGAIN` that it does not),
+/// so that the caller never dereferences an address whose mapping may be gone: `Err(EFAULT)`
+/// then, nothing else.
+///
+/// # References
+/// `futex(2)`, `FUTEX_WAIT`
+pub(crate) fn futex_holds(addr: usize, expected: u32) -> io::Result<bool> {
+    let zero = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    loop {
+        // SAFETY: the kernel reads the word at `addr` with a checked access (EFAULT if it is
+        // not mapped) and writes nothing; `zero` outlives the call.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                addr as *const u32,
+                libc::FUTEX_WAIT,
+                expected,
+                &zero as *const libc::timespec,
+            )
+        };
+        if r == 0 {
+            return Ok(true); // woken in that instant: it held the value when the call began
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::ETIMEDOUT) => return Ok(true),
+            Some(libc::EAGAIN) => return Ok(false),
+            Some(libc::EINTR) => continue,
+            _ => return Err(e),
+        }
+    }
+}
+
+/// `CLOCK_MONOTONIC` now.
+///
+/// # References
+/// `clock_gettime(2)`
+pub(crate) fn monotonic_now() -> libc::timespec {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is valid for writes of one timespec; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts
+}
+
 /// The system page size.
 pub(crate) fn page_size() -> usize {
     // SAFETY: sysconf has no preconditions.

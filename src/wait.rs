@@ -90,7 +90,7 @@ impl Doorbell {
     /// Register as a sleeper. The caller then re-checks its condition and either calls
     /// [`sleep`](Self::sleep) with the returned value or leaves (the flag stays set: one
     /// spurious wake for the next notifier).
-    fn prepare(&self) -> u32 {
+    pub(crate) fn prepare(&self) -> u32 {
         // Acquire: pairs with `wake`'s Release; reading a newer `seq` means seeing the publish
         // (and the flag clear) that came before it.
         let seq = self.seq.load(Ordering::Acquire);
@@ -148,7 +148,7 @@ pub(crate) fn register_process() {
 
 /// May this process's notifiers skip the full fence?
 #[inline(always)]
-fn asymmetric() -> bool {
+pub(crate) fn asymmetric() -> bool {
     #[cfg(not(loom))]
     return MEMBARRIER.load(Ordering::Relaxed) == REGISTERED;
     #[cfg(loom)]
@@ -249,18 +249,18 @@ pub(crate) fn wait_until<R>(
 }
 
 #[cfg(not(loom))]
-mod futex {
+pub(crate) mod futex {
     use crate::sync::AtomicU32;
     use std::time::Duration;
 
-    pub(super) fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+    pub(crate) fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
         // SAFETY: `word` is a live, 4-byte aligned atomic in the mapped header, which the
         // caller's handle keeps mapped for the duration of the call; `AtomicU32` has the same
         // layout as `u32`.
         unsafe { crate::sys::futex_wait(word.as_ptr(), expected, timeout) }
     }
 
-    pub(super) fn wake(word: &AtomicU32) {
+    pub(crate) fn wake(word: &AtomicU32) {
         // SAFETY: as in `wait`.
         unsafe { crate::sys::futex_wake(word.as_ptr()) }
     }
@@ -271,7 +271,7 @@ mod futex {
 /// sleep cannot be lost, as with the kernel's futex. Timeouts are ignored, so a lost wake-up
 /// shows up as a deadlock.
 #[cfg(loom)]
-mod futex {
+pub(crate) mod futex {
     use crate::sync::{AtomicU32, Ordering};
     use loom::sync::{Condvar, Mutex};
     use std::time::Duration;
@@ -288,8 +288,23 @@ mod futex {
         }
     }
 
-    pub(super) fn wake(_word: &AtomicU32) {
+    pub(crate) fn wake(_word: &AtomicU32) {
         let _guard = LOCK.lock().unwrap();
         COND.notify_all();
+    }
+
+    /// `futex_waitv` for the async reactor's model (`reactor.rs`): the index of the first word
+    /// that does not hold its value, or `None` after a wake (of any word; the caller looks
+    /// again). Checked and slept under the lock, so no wake is lost in between.
+    pub(crate) fn wait_any(words: &[(&AtomicU32, u32)]) -> Option<usize> {
+        let guard = LOCK.lock().unwrap();
+        if let Some(i) = words
+            .iter()
+            .position(|(w, v)| w.load(Ordering::Relaxed) != *v)
+        {
+            return Some(i);
+        }
+        drop(COND.wait(guard).unwrap());
+        None
     }
 }
