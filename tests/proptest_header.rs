@@ -60,7 +60,7 @@ const OPEN_TIMEOUT: Duration = Duration::from_millis(20);
 const MAX_HANDLES: usize = 8;
 
 // The header layout (`src/layout.rs`, where these offsets are asserted).
-const SLOTS: usize = 1536; // slot 0, for `Msg` (size 16, alignment 8)
+const SLOTS: usize = 1664; // slot 0, for `Msg` (size 16, alignment 8), after the 1664-byte header
 const STRIDE: usize = 24; // an 8-byte stamp, then the 16-byte payload
 const MAX_CAPACITY: usize = 16;
 const TAIL: usize = 1024;
