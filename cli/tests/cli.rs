@@ -1,4 +1,5 @@
 //! The `shmchan` binary against real channels held by other processes, on every backend.
+#![cfg(not(loom))]
 
 mod harness;
 
