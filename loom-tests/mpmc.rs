@@ -158,3 +158,27 @@ fn dropped_loan_among_producers_and_consumers() {
         assert_eq!(rx.try_recv(), Ok(8), "the ring goes on after the abandon");
     });
 }
+
+/// A loan dropped in one thread, its slot reused by the next lap's producer in another (a ring
+/// of 1): the second producer's writes come after the first's (the abandon releases the slot
+/// as a consumer's free does), and the consumer gets the second value whole, never the
+/// dropped one.
+#[test]
+fn abandoned_slot_reused_by_another_producer() {
+    loom::model(|| {
+        let (tx, rx) = mpmc::channel::<[u32; 2]>(1).unwrap();
+        let tx2 = tx.clone();
+        let dropper = thread::spawn(move || {
+            let mut loan = tx2.loan().unwrap();
+            *loan = [9, 9];
+        });
+        let sender = thread::spawn(move || tx.send([7, 7]).unwrap());
+        assert_eq!(rx.recv(), Ok([7, 7]));
+        dropper.join().unwrap();
+        sender.join().unwrap();
+        assert!(
+            rx.recv().is_err(),
+            "nothing else: the dropped loan is never delivered"
+        );
+    });
+}
