@@ -113,17 +113,27 @@ MUTANTS = [
     ("src/endpoint.rs", "detach: CAS AcqRel -> Relaxed (disconnect after last)",
      r"(pub\(crate\) fn detach.*?compare_exchange\(\s*word,.*?)Ordering::AcqRel",
      r"\1Ordering::Relaxed"),
+    ("src/reactor.rs", "async wait: register without the re-check after arming (flag, fence, re-check)",
+     r"(// The re-check: [^\n]*\n)\s*if let Poll::Ready\(r\) = attempt\(probe\) \{.*?\n        \}\n",
+     r"\1"),
+    ("src/reactor.rs", "async wait: register the seq read after the re-check, not the one prepare read",
+     r"register\(self\.key, &bell\.seq, expected,",
+     "register(self.key, &bell.seq, bell.seq.load(Ordering::Acquire),"),
+    ("src/reactor.rs", "reactor: a registration does not bump ctl (a reactor about to sleep misses it)",
+     r"(fn changed\(&self, st: &mut State\) -> bool \{.*?)self\.ctl\.fetch_add\(1, Ordering::Relaxed\);",
+     r"\1"),
 ]
 BENIGN = set()  # every mutant must be caught
 
 # Which loom suites run the code a mutated file holds (the others cannot catch its mutants, and
 # the MPMC suite alone takes ~45 s). Files not listed run every suite.
-ALL_MODELS = ["loom_spsc", "loom_mpmc", "loom_gate", "loom_frame"]
+ALL_MODELS = ["loom_spsc", "loom_mpmc", "loom_gate", "loom_frame", "loom_async"]
 MODELS = {
     "src/ring/spsc.rs": ["loom_spsc"],
     "src/ring/frame.rs": ["loom_frame"],
     "src/ring/mpmc.rs": ["loom_mpmc"],
     "src/region/gate_word.rs": ["loom_gate"],
+    "src/reactor.rs": ["loom_async"],
 }
 
 

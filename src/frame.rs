@@ -63,6 +63,9 @@ use crate::ring::Bytes;
 use crate::ring::frame::{self as ring, Claim};
 use crate::wait::Poll;
 
+mod async_io;
+pub use async_io::{FrameStream, RecvFuture};
+
 fn spec(role: Role) -> Spec {
     spec_of(Kind::Frame, role)
 }

@@ -55,7 +55,9 @@ use std::mem::MaybeUninit;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod async_io;
 mod loan;
+pub use async_io::{RecvFuture, RecvStream, SendFuture};
 pub use loan::{Loan, Ref};
 
 use crate::Pod;

@@ -188,7 +188,8 @@ impl Reactor {
         waker: &Waker,
         short: bool,
     ) -> Option<Key> {
-        let addr = word.as_ptr() as usize;
+        // The wrapper's address is the word's (`sync.rs` atomics are `repr(transparent)`).
+        let addr = std::ptr::from_ref(word) as usize;
         let mut st = self.lock();
         if st.broken {
             return None;
@@ -483,7 +484,7 @@ loom::lazy_static! {
 
 #[cfg(loom)]
 fn reactor() -> &'static Reactor {
-    LOOM_REACTOR.get()
+    &LOOM_REACTOR
 }
 
 /// Loom only: run the reactor loop until [`loom_stop`].
@@ -491,10 +492,13 @@ fn reactor() -> &'static Reactor {
 pub fn loom_run() {
     let r = reactor();
     let mut list = Vec::new();
-    // Relaxed: the flag only ends the model; it is set before a wake of `ctl`.
-    while r.stop.load(Ordering::Relaxed) == 0 {
+    loop {
         let ctl = {
             let mut st = r.lock();
+            // Relaxed (both): read under the lock that `loom_stop` sets and bumps them under.
+            if r.stop.load(Ordering::Relaxed) != 0 {
+                return;
+            }
             let ctl = r.ctl.load(Ordering::Relaxed);
             r.build(&mut st, 0, &mut list);
             ctl
@@ -517,8 +521,8 @@ pub fn loom_run() {
 #[cfg(loom)]
 pub fn loom_stop() {
     let r = reactor();
-    r.stop.store(1, Ordering::Relaxed);
     let mut st = r.lock();
+    r.stop.store(1, Ordering::Relaxed);
     r.changed(&mut st);
     drop(st);
     crate::wait::futex::wake(&r.ctl);

@@ -984,6 +984,188 @@ pub fn child_main() {
             assert_eq!(mrx.try_iter().collect::<Vec<_>>(), [4, 5]);
             println!("OK");
         }
+        // Async tests: open the sender and send 0..n, sleeping SHMCHAN_TEST_PACE_US after every
+        // 8th message (so that the receiver often finds the ring empty and waits); then exit.
+        "send-paced" => {
+            let pace = Duration::from_micros(env_u64("SHMCHAN_TEST_PACE_US", 200));
+            let tx = shmchan::spsc::Sender::<Msg>::open(&name, &opts).unwrap();
+            println!("READY");
+            for i in 0..n {
+                tx.send(Msg::new(i)).unwrap();
+                if i % 8 == 7 {
+                    std::thread::sleep(pace);
+                }
+            }
+            println!("SENT");
+        }
+        // As "send-paced", on an MPMC channel.
+        "mpmc-send-paced" => {
+            let pace = Duration::from_micros(env_u64("SHMCHAN_TEST_PACE_US", 200));
+            let tx = shmchan::mpmc::Sender::<Msg>::open(&name, &opts).unwrap();
+            println!("READY");
+            for i in 0..n {
+                tx.send(Msg::new(i)).unwrap();
+                if i % 8 == 7 {
+                    std::thread::sleep(pace);
+                }
+            }
+            println!("SENT");
+        }
+        // Async idle test, receiving side: create SPSC receivers `<name>-<i>` for i in 0..n,
+        // wait until each has its sender, start one async receive per channel under a tokio
+        // runtime (SHMCHAN_TEST_FLAVOR "multi" or "current"), measure this process's CPU time
+        // over SHMCHAN_TEST_MS of idling, print it, create the file SHMCHAN_TEST_GO, and print
+        // how many receives completed (each with message i) once all have.
+        "async-idle-recv" => {
+            let go = std::env::var("SHMCHAN_TEST_GO").unwrap();
+            let idle = Duration::from_millis(env_u64("SHMCHAN_TEST_MS", 2000));
+            let mut rxs: Vec<_> = (0..n)
+                .map(|i| {
+                    shmchan::spsc::Receiver::<Msg>::create(&format!("{name}-{i}"), &opts).unwrap()
+                })
+                .collect();
+            println!("READY");
+            for rx in &rxs {
+                rx.wait_for_peer(Duration::from_secs(20)).unwrap();
+            }
+            let rt = match std::env::var("SHMCHAN_TEST_FLAVOR").as_deref() {
+                Ok("current") => tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap(),
+                _ => tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .unwrap(),
+            };
+            let got = rt.block_on(async {
+                let tasks: Vec<_> = rxs
+                    .drain(..)
+                    .enumerate()
+                    .map(|(i, mut rx)| {
+                        tokio::spawn(async move {
+                            let m = rx.recv_async().await.unwrap();
+                            assert_eq!(m, Msg::new(i as u64));
+                            rx
+                        })
+                    })
+                    .collect();
+                tokio::time::sleep(Duration::from_millis(300)).await; // all registered
+                let before = cpu_time();
+                tokio::time::sleep(idle).await;
+                let cpu = cpu_time() - before;
+                println!(
+                    "CPU_US {} WAITERS {}",
+                    cpu.as_micros(),
+                    shmchan::registered_waiters()
+                );
+                let t0 = Instant::now();
+                std::fs::write(&go, b"go").unwrap();
+                let mut got = 0;
+                for t in tasks {
+                    let _rx = tokio::time::timeout(Duration::from_secs(20), t)
+                        .await
+                        .expect("every receiver wakes")
+                        .unwrap();
+                    got += 1;
+                }
+                println!("WOKE_MS {}", t0.elapsed().as_millis());
+                got
+            });
+            println!("GOT {got}");
+        }
+        // Async idle test, sending side: open SPSC senders `<name>-<i>` for i in 0..n, wait for
+        // the file SHMCHAN_TEST_GO, send message i on each, then exit.
+        "async-many-send" => {
+            let go = std::env::var("SHMCHAN_TEST_GO").unwrap();
+            let txs: Vec<_> = (0..n)
+                .map(|i| shmchan::spsc::Sender::<Msg>::open(&format!("{name}-{i}"), &opts).unwrap())
+                .collect();
+            println!("READY");
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !std::path::Path::new(&go).exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            for (i, tx) in txs.iter().enumerate() {
+                tx.send(Msg::new(i as u64)).unwrap();
+            }
+            println!("SENT");
+        }
+        // Async and fork: open both ends of the channel, receive once asynchronously (so this
+        // process has a reactor thread), then fork. In the child, the copies of the handles
+        // refuse at the first poll (recv_async, stream, send_async), and a new channel made in
+        // the child receives asynchronously (through a reactor of the child's own). Then the
+        // parent's handles still work asynchronously.
+        "async-fork" => {
+            use futures_core::Stream;
+            use std::future::Future;
+            use std::task::{Context, Poll, Waker};
+            let tx = shmchan::spsc::Sender::<Msg>::create(&name, &opts).unwrap();
+            let mut rx = shmchan::spsc::Receiver::<Msg>::open(&name, &opts).unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let t = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(50));
+                tx.send(Msg::new(0)).unwrap();
+                tx
+            });
+            assert_eq!(rt.block_on(rx.recv_async()).unwrap(), Msg::new(0));
+            let mut tx = t.join().unwrap();
+            // SAFETY: the child polls futures by hand, makes a heap channel and one thread, and
+            // `_exit`s; no lock of the parent's is taken (the old reactor is never touched).
+            match unsafe { libc::fork() } {
+                0 => {
+                    let mut cx = Context::from_waker(Waker::noop());
+                    let mut ok = matches!(
+                        std::pin::pin!(rx.recv_async()).poll(&mut cx),
+                        Poll::Ready(Err(_))
+                    );
+                    ok &= matches!(
+                        std::pin::pin!(rx.stream()).poll_next(&mut cx),
+                        Poll::Ready(None)
+                    );
+                    ok &= matches!(
+                        std::pin::pin!(tx.send_async(Msg::new(9))).poll(&mut cx),
+                        Poll::Ready(Err(shmchan::SendError(m))) if m == Msg::new(9)
+                    );
+                    // A channel of the child's own: its async receive needs a reactor thread,
+                    // which the fork did not copy.
+                    let (ctx, mut crx) = shmchan::spsc::channel::<u64>(4).unwrap();
+                    let t = std::thread::spawn(move || {
+                        std::thread::sleep(Duration::from_millis(50));
+                        ctx.send(5).unwrap();
+                    });
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .unwrap();
+                    ok &= rt.block_on(async {
+                        tokio::time::timeout(Duration::from_secs(10), crx.recv_async()).await
+                    }) == Ok(Ok(5));
+                    t.join().unwrap();
+                    // SAFETY: leaves the child at once, running no destructor of the parent's.
+                    unsafe { libc::_exit(if ok { 0 } else { 1 }) }
+                }
+                -1 => panic!("fork failed"),
+                pid => {
+                    let mut status = 0;
+                    // SAFETY: waits for our own child.
+                    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+                    assert!(
+                        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+                        "the forked child's async calls misbehaved ({status:#x})"
+                    );
+                }
+            }
+            rt.block_on(async {
+                tx.send_async(Msg::new(1)).await.unwrap();
+                assert_eq!(rx.recv_async().await.unwrap(), Msg::new(1));
+            });
+            println!("OK");
+        }
         // MPMC producer number SHMCHAN_TEST_P: send n messages whose seq is (P << 40) | i.
         "mpmc-send" => {
             let p = env_u64("SHMCHAN_TEST_P", 0);
