@@ -67,7 +67,9 @@ impl<T: Pod> Sender<T> {
 
     /// Claim a slot of the ring to write a message in place, waiting for room as long as it
     /// takes. Nothing is copied: fill the [`Loan`] and [`commit`](Loan::commit) it. A handle
-    /// (and its clones) may hold several loans at once.
+    /// (and its clones) may hold several loans at once; a process holding a whole ring's worth
+    /// of loans (or references) and asking for one more waits for itself: use
+    /// [`try_loan`](Self::try_loan) or [`loan_timeout`](Self::loan_timeout) there.
     ///
     /// # Errors
     /// [`SendError`] if every receiver is gone.
