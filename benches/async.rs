@@ -9,8 +9,9 @@
 //!   ratio (issue 13's target: async within 1.5x of park).
 //! - `sync_rtt_8B/plain` and `sync_rtt_8B/async_idle`: the 8-byte synchronous round trip
 //!   (`send` + `recv`, default wait strategy, echoing peer process), alone and with an async
-//!   receiver idling in this process (registered with a running reactor thread): the
-//!   synchronous path must not change.
+//!   receiver idling in this process (registered with a running reactor thread), then alone
+//!   again (`plain_again`, to show how much the machine drifted): the synchronous path must not
+//!   change.
 
 // A name counter and the peer's pause are plain std here; the loom seam is for the crate's
 // own code.
@@ -143,7 +144,8 @@ fn wake(c: &mut Criterion) {
 
 fn sync_rtt(c: &mut Criterion) {
     let mut g = c.benchmark_group("sync_rtt_8B");
-    for label in ["plain", "async_idle"] {
+    // `plain` again after `async_idle`, so that drift in a noisy machine shows.
+    for label in ["plain", "async_idle", "plain_again"] {
         // An async receiver idling in this process, registered with a running reactor.
         let idle = (label == "async_idle").then(|| {
             let (tx, mut rx) = spsc::channel::<u64>(4).unwrap();
