@@ -318,6 +318,38 @@ fn hundred_idle_receivers_cost_no_cpu_then_wake() {
     }
 }
 
+/// Where `futex_waitv` is missing (forced here with `SHMCHAN_NO_FUTEX_WAITV=1`), the reactor
+/// falls back to short naps and asks the kernel about each word: 3 idle receivers still cost
+/// little, and all wake.
+#[test]
+fn fallback_without_futex_waitv_still_wakes() {
+    let n = 3;
+    let backend = Backend::Posix;
+    let name = unique_name("async-fallback");
+    let _cleanups: Vec<_> = (0..n)
+        .map(|i| Cleanup(format!("{name}-{i}"), backend.clone()))
+        .collect();
+    let go = std::env::temp_dir().join(format!("shmchan-test-go-{name}"));
+    let _go = GoFile(go.clone());
+    let env = [
+        ("SHMCHAN_TEST_N", n.to_string()),
+        ("SHMCHAN_TEST_GO", go.display().to_string()),
+        ("SHMCHAN_TEST_MS", "500".to_string()),
+        ("SHMCHAN_NO_FUTEX_WAITV", "1".to_string()),
+    ];
+    let mut rx = spawn("async-idle-recv", &name, &backend, &env);
+    rx.expect_line("READY", LONG);
+    let mut tx = spawn("async-many-send", &name, &backend, &env);
+    let line = rx.expect_line("CPU_US", LONG);
+    let cpu_us: u64 = line.split_whitespace().next().unwrap().parse().unwrap();
+    eprintln!("fallback: {n} idle async receivers, 0.5 s: {cpu_us} us CPU");
+    assert!(cpu_us < 100_000, "{cpu_us} us");
+    rx.expect_line("WOKE_MS", LONG);
+    assert_eq!(rx.expect_line("GOT", LONG), n.to_string());
+    rx.assert_success(LONG);
+    tx.assert_success(LONG);
+}
+
 /// Removes a file when dropped.
 struct GoFile(std::path::PathBuf);
 
