@@ -261,7 +261,7 @@ impl Reactor {
         let shard = st.threads;
         let spawned = std::thread::Builder::new()
             .name(format!("shmchan-reactor-{shard}"))
-            .stack_size(64 * 1024)
+            .stack_size(256 * 1024) // wakers run here: room for an executor's wake path
             .spawn(move || self.run(shard));
         if spawned.is_ok() {
             st.threads += 1;
