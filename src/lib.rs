@@ -62,6 +62,14 @@
 //! type, fill level, messages sent and received, endpoints and whether each is alive, owner,
 //! creation time) without attaching or writing anything: what the `shmchan` command
 //! (`cli/` in the repository: `shmchan ls`, `stat`, `watch`, `rm`, `gc`, `doctor`) prints.
+//!
+//! # Async
+//!
+//! Receivers have `recv_async` and `stream()` (a [`futures_core::Stream`]), typed senders
+//! `send_async` ([`spsc::Receiver::recv_async`], [`mpmc::Sender::send_async`],
+//! [`frame::Receiver::stream`], ...): `Send`, cancellation-safe futures for any executor,
+//! woken by one process-wide reactor thread that sleeps on every waiting channel's doorbell at
+//! once (`futex_waitv`), not by a thread per channel.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
