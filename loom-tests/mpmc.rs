@@ -1,6 +1,7 @@
 //! loom models of the MPMC ring on the production code: exactly-once delivery with several
-//! producers and consumers, and the repair of a slot whose producer is judged dead racing with
-//! that producer's late publish.
+//! producers and consumers, the repair of a slot whose producer is judged dead racing with
+//! that producer's late publish, and loans and references (committed, dropped and reused
+//! slots, a consumer asleep at a dropped loan's position).
 //!
 //! Run with:
 //! `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test --release --test loom_mpmc
@@ -180,5 +181,21 @@ fn abandoned_slot_reused_by_another_producer() {
             rx.recv().is_err(),
             "nothing else: the dropped loan is never delivered"
         );
+    });
+}
+
+/// A consumer asleep at a loan's position is woken when the loan is dropped, and takes the
+/// message behind it (a ring of 2: the loan, then a sent value); a lost wake-up after the
+/// abandon is a loom deadlock.
+#[test]
+fn dropped_loan_wakes_a_consumer_waiting_at_its_position() {
+    loom::model(|| {
+        let (tx, rx) = mpmc::channel::<u32>(2).unwrap();
+        let loan = tx.loan().unwrap();
+        tx.send(5).unwrap();
+        let consumer = thread::spawn(move || rx.recv());
+        drop(loan);
+        assert_eq!(consumer.join().unwrap(), Ok(5));
+        drop(tx);
     });
 }

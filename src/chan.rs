@@ -528,6 +528,17 @@ impl Chan {
         generation() != self.generation
     }
 
+    /// Panic if this is a forked child's copy of the handle: for a loan's or a `Ref`'s
+    /// `Deref`, which has no error to return, and whose slot belongs to the parent (the
+    /// mapping is shared with it: a write through the copy would change the parent's message,
+    /// and the parent may reuse the slot under a read).
+    #[inline(always)]
+    pub(crate) fn refuse_in_child(&self, what: &str) {
+        if self.forked() {
+            forked_access(what, &self.name);
+        }
+    }
+
     /// What the endpoints of the other role look like. With `probe`, the kernel is asked
     /// whether each attached one is alive (a system call each), and dead ones are marked.
     #[inline]
@@ -876,4 +887,14 @@ fn geometry(opts: &Options, spec: &Spec) -> Result<Geometry, Error> {
         spec.max_receivers,
     )
     .map_err(|reason| Error::InvalidOptions { reason })
+}
+
+#[cold]
+#[inline(never)]
+fn forked_access(what: &str, name: &str) -> ! {
+    panic!(
+        "{what} of channel {name:?} used in a child created by fork: its slot belongs to the \
+         parent process (a forked child's copies of handles, loans and references refuse to \
+         act)"
+    )
 }

@@ -170,7 +170,11 @@ fn killed_receiver_holding_a_ref_disconnects_the_sender() {
         let mut child = spawn("ref-hang", &name, &backend, &[]);
         tx.send(Big::new(0)).unwrap();
         assert_eq!(child.expect_line("HOLDING", SHORT), "0");
-        while tx.try_send(Big::new(1)).is_ok() {} // fill the ring
+        let mut sent = 1;
+        while tx.try_send(Big::new(sent)).is_ok() {
+            sent += 1;
+        }
+        assert_eq!(sent, 4, "{backend}: the held message keeps its slot");
         child.kill9();
         let t0 = Instant::now();
         assert!(
@@ -307,7 +311,7 @@ fn loan_and_ref_timeouts() {
 }
 
 /// A reference leaked with `mem::forget` is not received again, and its slot comes back
-/// with the next receive.
+/// with the next receive, even in a ring of 1 where no next message could come to free it.
 #[test]
 fn a_leaked_ref_is_not_received_twice() {
     let (tx, mut rx) = spsc::channel::<u64>(2).unwrap();
@@ -316,9 +320,21 @@ fn a_leaked_ref_is_not_received_twice() {
     std::mem::forget(rx.recv_ref().unwrap());
     assert_eq!(tx.try_send(3), Err(TrySendError::Full(3)), "still held");
     assert_eq!(*rx.recv_ref().unwrap(), 2);
-    tx.send(3).unwrap();
-    tx.send(4).unwrap();
+    tx.send_timeout(3, SHORT).unwrap();
+    tx.send_timeout(4, SHORT).unwrap();
     assert_eq!(rx.try_iter().collect::<Vec<_>>(), [3, 4]);
+
+    let (tx, mut rx) = spsc::channel::<u64>(1).unwrap();
+    tx.send(1).unwrap();
+    std::mem::forget(rx.recv_ref().unwrap());
+    assert_eq!(tx.try_send(2), Err(TrySendError::Full(2)), "still held");
+    assert_eq!(
+        rx.try_recv(),
+        Err(TryRecvError::Empty),
+        "not received twice"
+    );
+    tx.send_timeout(2, SHORT).unwrap(); // the empty receive gave the slot back
+    assert_eq!(rx.recv_timeout(SHORT), Ok(2));
 }
 
 /// The copying path of a large payload and the in-place path carry the same bytes: values

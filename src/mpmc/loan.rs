@@ -9,14 +9,14 @@
 //! dead, as for a producer killed mid-`send`. A consumer killed holding a `Ref` loses that
 //! one message; no message is delivered twice.
 //!
-//! Holding is not free for the others: the ring stays in order, so consumers wait at a
-//! loan's position until it is committed or dropped, and producers wait for a `Ref`'s slot
-//! when the ring comes round to it. A loan or `Ref` leaked with `mem::forget` holds its slot
-//! until this process exits.
+//! Holding is not free for the others: the ring stays in order, so consumers (in every
+//! process) wait at a loan's position until it is committed or dropped, and producers wait for
+//! a `Ref`'s slot when the ring comes round to it. A loan or `Ref` leaked with `mem::forget`
+//! holds its slot until this endpoint goes (every clone of the handle dropped, or the process
+//! gone): meanwhile a leaked loan stops every consumer at its position.
 //!
 //! A reference into shared memory is only as stable as the peers are honest: one writing the
-//! ring against the protocol can change the bytes under a `Ref`. Against untrusted peers,
-//! receive with [`Receiver::recv`], which copies the message out, and validate the copy.
+//! slot against the protocol races the reads through a `Ref` (see `spsc::Ref`).
 
 use std::fmt;
 use std::ops::{Deref, DerefMut};
@@ -34,7 +34,8 @@ use crate::wait::Poll;
 ///
 /// Derefs to `T` in the slot, which holds whatever was there before (an older message, or
 /// zeros): set every field you publish. [`commit`](Self::commit) publishes it; dropping the
-/// loan gives the position up (consumers skip it).
+/// loan (or a panic while it is held) gives the position up (consumers skip it). While it is
+/// held, consumers wait at its position (messages sent after it queue behind it).
 #[must_use = "a loan publishes nothing unless it is committed"]
 pub struct Loan<'a, T: Pod> {
     tx: &'a Sender<T>,
@@ -46,8 +47,8 @@ pub struct Loan<'a, T: Pod> {
 /// loses that message only.
 ///
 /// A reference into shared memory is only as stable as the peers are honest: one writing the
-/// ring against the protocol can change the bytes under a `Ref`. Against untrusted peers,
-/// receive with [`Receiver::recv`], which copies the message out, and validate the copy.
+/// slot against the protocol races the reads through it (see `spsc::Ref`). Against untrusted
+/// peers, receive with [`Receiver::recv`] and validate the copy.
 pub struct Ref<'a, T: Pod> {
     rx: &'a Receiver<T>,
     pos: u64,
@@ -125,7 +126,9 @@ impl<T: Pod> Sender<T> {
 
 impl<T: Pod> Loan<'_, T> {
     /// Publish the message. (In a child created by `fork`, a copy of its parent's loan
-    /// publishes nothing: the slot is its parent's.)
+    /// publishes nothing: the slot is its parent's. If shared memory was corrupted so that
+    /// another endpoint repaired the slot as a dead owner's, the message is not delivered, as
+    /// for a `send` in that case.)
     #[inline]
     pub fn commit(self) {
         let this = std::mem::ManuallyDrop::new(self);
@@ -152,19 +155,26 @@ impl<T: Pod> Drop for Loan<'_, T> {
 
 impl<T: Pod> Deref for Loan<'_, T> {
     type Target = T;
+    /// # Panics
+    /// In a child created by `fork`, on a copy of its parent's loan: the slot is the parent's.
     #[inline(always)]
     fn deref(&self) -> &T {
+        self.tx.shared.chan.refuse_in_child("mpmc::Loan");
         // SAFETY: the claiming CAS made the slot at `pos` ours (WRITING(pos, me)) until this
         // loan publishes or abandons it, both of which consume it; no consumer reads a
-        // WRITING slot. The loan borrows the sender, which keeps the region mapped; `T` is the
-        // payload type the geometry was validated for.
-        unsafe { self.tx.shared.slots.payload_mut(self.pos) }
+        // WRITING slot, and writes go through `deref_mut`, which `&mut self` keeps from
+        // overlapping this shared borrow. The loan borrows the sender, which keeps the region
+        // mapped; `T` is the payload type the geometry was validated for.
+        unsafe { self.tx.shared.slots.payload(self.pos) }
     }
 }
 
 impl<T: Pod> DerefMut for Loan<'_, T> {
+    /// # Panics
+    /// As [`deref`](Deref::deref).
     #[inline(always)]
     fn deref_mut(&mut self) -> &mut T {
+        self.tx.shared.chan.refuse_in_child("mpmc::Loan");
         // SAFETY: as in `deref`; `&mut self` makes this the only reference to the slot (every
         // other loan holds another position).
         unsafe { self.tx.shared.slots.payload_mut(self.pos) }
@@ -192,7 +202,10 @@ impl<T: Pod> Receiver<T> {
     }
 
     /// Receive a message in place, waiting as long as it takes: the [`Ref`] reads the slot
-    /// itself, freed for the producers when the `Ref` drops. A handle may hold several.
+    /// itself, freed for the producers when the `Ref` drops. A handle may hold several; a
+    /// process holding a whole ring's worth of references (or loans) and waiting for one more
+    /// message waits for itself: use [`try_recv_ref`](Self::try_recv_ref) or
+    /// [`recv_ref_timeout`](Self::recv_ref_timeout) there.
     ///
     /// # Errors
     /// [`RecvError`] once the ring is empty and every sender is gone.
@@ -239,8 +252,12 @@ impl<T: Pod> Receiver<T> {
 
 impl<T: Pod> Deref for Ref<'_, T> {
     type Target = T;
+    /// # Panics
+    /// In a child created by `fork`, on a copy of its parent's `Ref`: the slot is the
+    /// parent's.
     #[inline(always)]
     fn deref(&self) -> &T {
+        self.rx.shared.chan.refuse_in_child("mpmc::Ref");
         // SAFETY: the claiming CAS (Acquire, after the producer's Release publish) made the
         // slot at `pos` ours (READING(pos, me)) until this `Ref` frees it on drop; no producer
         // writes a READING slot. The `Ref` borrows the receiver, which keeps the region

@@ -219,8 +219,9 @@ impl Slots {
         // Larger payloads: a plain (vectorised) copy. A word loop took 1 KiB streaming from
         // 9.0 to 4.9 M msg/s. A peer writing the slot against the protocol is then a data race
         // in Rust's model (the value is copied once into a local and never re-read here, but
-        // the compiler is not bound to that); a race-free copy at memory speed (wide stores in
-        // inline assembly) is left to the work on large payloads.
+        // the compiler is not bound to that); a race-free copy at memory speed (wide loads in
+        // inline assembly) is still to be written. (Handles copy payloads this large with
+        // `read_into`, the same plain copy, straight into the caller's memory.)
         #[cfg(not(loom))]
         // SAFETY: in bounds and aligned as in `write`; `T: Pod` accepts every bit pattern.
         unsafe {

@@ -47,6 +47,10 @@ pub(crate) struct Producer {
 pub(crate) struct Consumer {
     /// Our position: the next slot to read.
     head: Cell<u64>,
+    /// What we last stored into the shared `head`: behind `head` only while a `Ref` holds the
+    /// slot below it, or after one was leaked (then the next receive that finds the ring
+    /// empty gives the slot back: see [`Consumer::give_back_leaked`]).
+    freed: Cell<u64>,
 }
 
 /// Load both positions, checking they make sense together.
@@ -228,7 +232,32 @@ impl Consumer {
         let (head, _) = positions(hdr, capacity)?;
         Ok(Consumer {
             head: Cell::new(head),
+            freed: Cell::new(head),
         })
+    }
+
+    /// A `Ref` leaked with `mem::forget` left the shared `head` behind ours: store ours, so
+    /// that its slot goes back to the producer even if no message ever comes to free it (in
+    /// a ring of 1, none could). Called when a receive finds the ring empty; no `Ref` can be
+    /// alive then (each borrows the receiver).
+    #[cold]
+    #[inline(never)]
+    fn give_back_leaked(&self, hdr: &Header) {
+        let head = self.head.get();
+        // SYNC POINT (slot-free): Release, as in `release`.
+        hdr.head.store(head, Ordering::Release);
+        self.freed.set(head);
+        hdr.space_bell.notify();
+    }
+
+    /// The ring looked empty: give back a leaked `Ref`'s slot if there is one (one compare of
+    /// private values otherwise).
+    #[inline(always)]
+    fn empty(&self, hdr: &Header) -> Error {
+        if self.freed.get() != self.head.get() {
+            self.give_back_leaked(hdr);
+        }
+        Error::WouldBlock
     }
 
     /// Pop one value if there is one.
@@ -243,7 +272,7 @@ impl Consumer {
         // SYNC POINT (publish): Acquire, pairs with the producer's Release store of the stamp
         // in `push`.
         if slots.stamp(head).load(Ordering::Acquire) != next {
-            return Err(Error::WouldBlock);
+            return Err(self.empty(hdr));
         }
         // SAFETY: the stamp says the producer published position `head` in this slot, and it
         // will not overwrite it until we move `head` past it; we are the only consumer (this
@@ -253,6 +282,7 @@ impl Consumer {
         // `push`: our read of the slot happens before the producer reuses it.
         hdr.head.store(next, Ordering::Release);
         self.head.set(next);
+        self.freed.set(next);
         hdr.space_bell.notify();
         Ok(value)
     }
@@ -260,30 +290,31 @@ impl Consumer {
     /// Take the message at our position for reading in place, if one is published: returns
     /// its position and moves our private position past it, so it is never returned twice.
     /// Its slot stays the consumer's (the shared `head` does not move) until
-    /// [`release`](Self::release), or the next pop, which frees it with its own.
+    /// [`release`](Self::release) (or, if the `Ref` was leaked, the next pop, which frees it
+    /// with its own slot, or the next receive that finds the ring empty).
     #[inline(always)]
-    pub(crate) fn peek(&self, slots: &Slots) -> Result<u64, Error> {
+    pub(crate) fn peek(&self, hdr: &Header, slots: &Slots) -> Result<u64, Error> {
         let head = self.head.get();
         let next = head.wrapping_add(1);
         // SYNC POINT (publish): Acquire, pairs with the producer's Release store of the stamp
         // in `push`/`commit`: the payload is complete before we hand out a reference to it.
         if slots.stamp(head).load(Ordering::Acquire) != next {
-            return Err(Error::WouldBlock);
+            return Err(self.empty(hdr));
         }
         self.head.set(next);
         Ok(head)
     }
 
-    /// Free the slots below `next` (a [`peek`](Self::peek)ed message's position + 1) for the
-    /// producer, unless a later pop already did.
+    /// Free the slots below `next`, a [`peek`](Self::peek)ed message's position + 1, for the
+    /// producer. Nothing was received since that peek (the `Ref` borrows the receiver), so
+    /// `next` is our position.
     #[inline(always)]
     pub(crate) fn release(&self, hdr: &Header, next: u64) {
-        if next != self.head.get() {
-            return; // a later pop freed it with its own slots
-        }
+        debug_assert_eq!(next, self.head.get());
         // SYNC POINT (slot-free): Release, pairs with the producer's Acquire load of `head` in
         // `room`: every read of the slot through the reference happens before it is reused.
         hdr.head.store(next, Ordering::Release);
+        self.freed.set(next);
         hdr.space_bell.notify();
     }
 
@@ -299,7 +330,7 @@ impl Consumer {
         slots: &Slots,
         out: &mut std::mem::MaybeUninit<T>,
     ) -> Result<(), Error> {
-        let pos = self.peek(slots)?;
+        let pos = self.peek(hdr, slots)?;
         // SAFETY: `peek` saw the slot published, and it stays ours until `release`.
         unsafe { slots.read_into(pos, out) };
         self.release(hdr, pos.wrapping_add(1));
@@ -335,11 +366,12 @@ impl Consumer {
             n += 1;
         }
         if n == 0 {
-            return Err(Error::WouldBlock);
+            return Err(self.empty(hdr));
         }
         // SYNC POINT (slot-free): as in `pop`, for every slot read above.
         hdr.head.store(pos, Ordering::Release);
         self.head.set(pos);
+        self.freed.set(pos);
         hdr.space_bell.notify();
         Ok(n)
     }

@@ -2,20 +2,16 @@
 //! and published by [`Loan::commit`]; a [`Ref`] is the slot at the receiver's position, read in
 //! place and freed when it drops.
 //!
-//! A loan writes nothing shared until it is committed, so dropping it (or leaking it, or the
-//! process dying with it) leaves the ring exactly as it was: the next loan or send takes the
-//! same slot. A `Ref` moves the receiver's private position past its message at once, so the
-//! message is never received twice; the shared position, which gives the slot back to the
-//! sender, moves when the `Ref` drops (a `Ref` leaked with `mem::forget` is given back by the
-//! next receive). One loan or `Ref` at a time per handle: each borrows its handle mutably.
-//!
-//! A reference into shared memory is only as stable as the peer is honest: a peer writing the
-//! ring against the protocol can change the bytes under a `Ref` (never their location, never
-//! beyond the slot). Against an untrusted peer, receive with [`Receiver::recv`], which copies
-//! the message out, and validate the copy.
+//! A loan changes none of the ring's shared state (positions, stamps) until it is committed
+//! (only the slot's own bytes, which no reader looks at before the commit), so dropping it,
+//! leaking it, or the process dying with it leaves the ring as it was: the next loan or send
+//! takes the same slot. A `Ref` moves the receiver's private position past its message at once,
+//! so the message is never received twice; the shared position, which gives the slot back to
+//! the sender, moves when the `Ref` drops (a leaked `Ref` is given back by the next receive:
+//! the next message's, or one that finds the ring empty). One loan or `Ref` at a time per
+//! handle: each borrows its handle mutably.
 
 use std::fmt;
-use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
@@ -31,12 +27,15 @@ use crate::wait::Poll;
 ///
 /// Derefs to `T` in the slot, which holds whatever was there before (an older message, or
 /// zeros): set every field you publish. [`commit`](Self::commit) publishes it; dropping the
-/// loan publishes nothing.
+/// loan (or a panic while it is held) publishes nothing. `Send`: it may be filled on another
+/// thread.
+///
+/// The slot is shared memory: a receiver that reads it against the protocol sees your writes
+/// early, and one that writes it against the protocol races your writes.
 #[must_use = "a loan publishes nothing unless it is committed"]
 pub struct Loan<'a, T: Pod> {
-    tx: &'a Sender<T>,
+    tx: &'a mut Sender<T>,
     pos: u64,
-    _mut: PhantomData<&'a mut T>,
 }
 
 /// The message at the receiver's position, lent by [`Receiver::recv_ref`] to be read in
@@ -44,12 +43,15 @@ pub struct Loan<'a, T: Pod> {
 /// leaked with `mem::forget` is not received again: its slot comes back with the next
 /// receive).
 ///
-/// A reference into shared memory is only as stable as the peer is honest: a sender writing
-/// the ring against the protocol can change the bytes under a `Ref` (never where it points,
-/// never beyond the slot). Against an untrusted peer, receive with [`Receiver::recv`], which
-/// copies the message out, and validate the copy.
+/// A reference into shared memory is only as stable as the peer is honest. A sender writing
+/// the slot against the protocol while you hold a `Ref` races your reads: the compiler assumes
+/// the bytes behind a `&T` do not change, so a value checked once may read differently later.
+/// The reference never points outside the slot. Against an untrusted peer, receive with
+/// [`Receiver::recv`] and validate the copy: for payloads of up to 256 bytes the copy is made
+/// of atomic loads (a racing writer can tear it, but what you validate is then yours); larger
+/// payloads are copied with a plain `memcpy`, which such a writer races as well.
 pub struct Ref<'a, T: Pod> {
-    rx: &'a Receiver<T>,
+    rx: &'a mut Receiver<T>,
     pos: u64,
 }
 
@@ -65,11 +67,7 @@ impl<T: Pod> Sender<T> {
 
     #[inline(always)]
     fn lend(&mut self, pos: u64) -> Loan<'_, T> {
-        Loan {
-            tx: self,
-            pos,
-            _mut: PhantomData,
-        }
+        Loan { tx: self, pos }
     }
 
     /// Borrow the next slot of the ring to write a message in place, waiting for room as long
@@ -161,18 +159,25 @@ impl<T: Pod> Loan<'_, T> {
 
 impl<T: Pod> Deref for Loan<'_, T> {
     type Target = T;
+    /// # Panics
+    /// In a child created by `fork`, on a copy of its parent's loan: the slot is the parent's.
     #[inline(always)]
     fn deref(&self) -> &T {
+        self.tx.chan.refuse_in_child("spsc::Loan");
         // SAFETY: the claim made the slot at `pos` ours until it is published, which consumes
-        // the loan; the loan borrows the sender, which keeps the region mapped. `T` is the
-        // payload type the geometry was validated for.
-        unsafe { self.tx.slots.payload_mut(self.pos) }
+        // the loan; the loan borrows the sender mutably, which keeps the region mapped and any
+        // other access to the slot out. `T` is the payload type the geometry was validated
+        // for.
+        unsafe { self.tx.slots.payload(self.pos) }
     }
 }
 
 impl<T: Pod> DerefMut for Loan<'_, T> {
+    /// # Panics
+    /// As [`deref`](Deref::deref).
     #[inline(always)]
     fn deref_mut(&mut self) -> &mut T {
+        self.tx.chan.refuse_in_child("spsc::Loan");
         // SAFETY: as in `deref`; `&mut self` makes this the only reference to the slot.
         unsafe { self.tx.slots.payload_mut(self.pos) }
     }
@@ -191,7 +196,9 @@ impl<T: Pod> Receiver<T> {
     /// position, or a disconnect; `Pending` when empty.
     #[inline(always)]
     fn poll_ref(&self, probe: bool) -> Poll<Result<u64, ()>> {
-        handle::poll_recv(&self.chan, probe, |_| self.ring.peek(&self.slots))
+        handle::poll_recv(&self.chan, probe, |_| {
+            self.ring.peek(self.chan.header(), &self.slots)
+        })
     }
 
     #[inline(always)]
@@ -244,8 +251,12 @@ impl<T: Pod> Receiver<T> {
 
 impl<T: Pod> Deref for Ref<'_, T> {
     type Target = T;
+    /// # Panics
+    /// In a child created by `fork`, on a copy of its parent's `Ref`: the slot is the
+    /// parent's, and it may reuse it at any time.
     #[inline(always)]
     fn deref(&self) -> &T {
+        self.rx.chan.refuse_in_child("spsc::Ref");
         // SAFETY: `peek` saw the slot at `pos` published (Acquire), and the producer does not
         // write it until the shared position passes it, which happens only when this `Ref`
         // drops (or, if it was leaked, at a receive this `Ref`'s borrow rules out while it

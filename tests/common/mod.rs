@@ -919,9 +919,9 @@ pub fn child_main() {
             println!("HOLDING {}", seqs.join(" "));
             hang();
         }
-        // Loans and fork: this process holds an SPSC loan and a `Ref`, forks, and the child
-        // commits the loan and drops the `Ref` through its copies: neither may change the
-        // parent's rings. Prints OK.
+        // Loans and fork: this process holds a loan and a `Ref` (SPSC, then MPMC) and forks;
+        // the child's copies refuse to be written or read (a panic), and committing or
+        // dropping them changes nothing in the parent's rings. Prints OK.
         "loan-fork" => {
             let opts = opts.capacity(2);
             let (a, b) = (format!("{name}-a"), format!("{name}-b"));
@@ -929,26 +929,45 @@ pub fn child_main() {
             let mut rx = shmchan::spsc::Receiver::<u64>::open(&a, &opts).unwrap();
             let mtx = shmchan::mpmc::Sender::<u64>::create(&b, &opts).unwrap();
             let mrx = shmchan::mpmc::Receiver::<u64>::open(&b, &opts).unwrap();
-            let in_child = |f: &mut dyn FnMut()| {
-                // SAFETY: the child only runs `f` (commits or drops copies of our handles'
-                // loans and references, no allocation) and `_exit`s.
+            // Runs `f` in a forked child; its exit status (`f`'s value).
+            let in_child = |f: &mut dyn FnMut() -> i32| -> i32 {
+                // SAFETY: the child only runs `f` (commits, drops or touches copies of our
+                // handles' loans and references) and `_exit`s.
                 match unsafe { libc::fork() } {
                     0 => {
-                        f();
+                        let code = f();
                         // SAFETY: leaves at once, running no destructor of the parent's.
-                        unsafe { libc::_exit(0) }
+                        unsafe { libc::_exit(code) }
                     }
                     pid => {
                         let mut status = 0;
                         // SAFETY: waits for our own child.
                         assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+                        libc::WEXITSTATUS(status)
                     }
                 }
             };
-            // An SPSC loan committed by a forked copy publishes nothing.
+            // Did `f` panic (in the child)? 0: it panicked, as it should.
+            let panics = |f: &mut dyn FnMut()| -> i32 {
+                let quiet = std::panic::take_hook();
+                std::panic::set_hook(Box::new(|_| {}));
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+                std::panic::set_hook(quiet);
+                i32::from(r.is_ok())
+            };
+            // An SPSC loan: a forked copy may not write into it (the slot is the parent's),
+            // and committed by the copy it publishes nothing.
             let mut loan = Some(tx.loan().unwrap());
             **loan.as_mut().unwrap() = 5;
-            in_child(&mut || loan.take().unwrap().commit());
+            let code = in_child(&mut || panics(&mut || **loan.as_mut().unwrap() = 666));
+            assert_eq!(
+                code, 0,
+                "spsc: a forked copy of a loan refused to be written"
+            );
+            in_child(&mut || {
+                loan.take().unwrap().commit();
+                0
+            });
             // (Our own copy of the loan is never committed: an SPSC loan dropped does nothing.)
             assert!(
                 rx.try_recv().is_err(),
@@ -958,14 +977,27 @@ pub fn child_main() {
             tx.send(1).unwrap();
             tx.send(2).unwrap();
             let mut held = Some(rx.recv_ref().unwrap());
-            in_child(&mut || drop(held.take()));
+            let code = in_child(&mut || panics(&mut || assert_eq!(**held.as_ref().unwrap(), 1)));
+            assert_eq!(code, 0, "spsc: a forked copy of a Ref refused to be read");
+            in_child(&mut || {
+                drop(held.take());
+                0
+            });
             assert_eq!(tx.len(), 2, "spsc: the slot is still held");
             drop(held);
             assert_eq!(tx.len(), 1, "spsc: our own drop frees it");
             // MPMC: a loan committed by a forked copy publishes nothing (and ours, dropped,
             // gives the position up); a `Ref` dropped by a copy frees nothing.
             let mut loan = Some(mtx.loan().unwrap());
-            in_child(&mut || loan.take().unwrap().commit());
+            let code = in_child(&mut || panics(&mut || **loan.as_mut().unwrap() = 666));
+            assert_eq!(
+                code, 0,
+                "mpmc: a forked copy of a loan refused to be written"
+            );
+            in_child(&mut || {
+                loan.take().unwrap().commit();
+                0
+            });
             drop(loan);
             assert!(
                 mrx.try_recv().is_err(),
@@ -974,7 +1006,12 @@ pub fn child_main() {
             mtx.send(3).unwrap();
             mtx.send(4).unwrap();
             let mut held = Some(mrx.recv_ref().unwrap());
-            in_child(&mut || drop(held.take()));
+            let code = in_child(&mut || panics(&mut || assert_eq!(**held.as_ref().unwrap(), 3)));
+            assert_eq!(code, 0, "mpmc: a forked copy of a Ref refused to be read");
+            in_child(&mut || {
+                drop(held.take());
+                0
+            });
             assert!(
                 mtx.try_send(5).is_err(),
                 "mpmc: the held slot is still held"
