@@ -12,7 +12,9 @@
 //!   `recv_ref`) on both sides, beside `shmchan_default`'s `send`/`recv`;
 //! - `rtt_payload/shmchan_{64B,1KiB,4KiB}`: larger messages, copied in and out;
 //!   `rtt_payload/shmchan_4KiB_in_place`: 4 KiB written and read in place through loans and
-//!   references (a word in every cache line each way, as the copies touch every line).
+//!   references (a word in every cache line each way, as the copies touch every line);
+//!   `rtt_payload/shmchan_4KiB_in_place_1_line`: the same message with only its first line
+//!   touched (a header read or written in place, the rest left where it is).
 
 // The floor and the futex baseline are raw atomics by definition; the loom seam is for the
 // crate's own code.
@@ -82,7 +84,7 @@ fn rtt(c: &mut Criterion) {
         ping.store(u64::MAX, Ordering::Release);
         drop(peer);
     }
-    shmchan_rtt_in_place::<1>(&mut g, "shmchan_loan", 0);
+    shmchan_rtt_in_place::<1>(&mut g, "shmchan_loan", 0, 1);
     for (label, wait) in [
         ("shmchan_default", WaitStrategy::default()),
         ("shmchan_spin", WaitStrategy::Spin),
@@ -147,30 +149,35 @@ fn rtt(c: &mut Criterion) {
     shmchan_rtt::<[u8; 64]>(&mut g, "shmchan_64B", wait, 64);
     shmchan_rtt::<[u8; 1024]>(&mut g, "shmchan_1KiB", wait, 1024);
     shmchan_rtt::<[u8; 4096]>(&mut g, "shmchan_4KiB", wait, 4096);
-    shmchan_rtt_in_place::<512>(&mut g, "shmchan_4KiB_in_place", 4096);
+    shmchan_rtt_in_place::<512>(&mut g, "shmchan_4KiB_in_place", 4096, 64);
+    shmchan_rtt_in_place::<512>(&mut g, "shmchan_4KiB_in_place_1_line", 4096, 1);
     g.finish();
 }
 
-/// Write one word in each 64-byte line of `m` (all of `m` for 8 bytes): a message built in
-/// place touches every line it sends, as a copy in would.
+/// Write one word in each of the first `lines` 64-byte lines of `m` (all of `m` for 8 bytes):
+/// a message built in place touches every line it sends, as a copy in would.
 #[inline(always)]
-fn write_lines<const W: usize>(m: &mut [u64; W], seq: u64) {
-    for i in (0..W).step_by(8) {
+fn write_lines<const W: usize>(m: &mut [u64; W], seq: u64, lines: usize) {
+    for i in (0..W).step_by(8).take(lines) {
         m[i] = seq;
     }
 }
 
-/// Read one word in each 64-byte line of `m`: every line crosses to this core, as a copy out
-/// would bring it.
+/// Read one word in each of the first `lines` 64-byte lines of `m`: every line crosses to this
+/// core, as a copy out would bring it.
 #[inline(always)]
-fn read_lines<const W: usize>(m: &[u64; W]) -> u64 {
-    (0..W).step_by(8).map(|i| m[i]).fold(0, u64::wrapping_add)
+fn read_lines<const W: usize>(m: &[u64; W], lines: usize) -> u64 {
+    (0..W)
+        .step_by(8)
+        .take(lines)
+        .map(|i| m[i])
+        .fold(0, u64::wrapping_add)
 }
 
 /// Round trips written and read in place: a loan filled in place (a word in every cache
 /// line) and committed, the answer read in place through a `Ref` (a word of every line); the
 /// peer does the same (`echo_in_place`).
-fn shmchan_rtt_in_place<const W: usize>(g: &mut Group<'_>, label: &str, size: usize)
+fn shmchan_rtt_in_place<const W: usize>(g: &mut Group<'_>, label: &str, size: usize, lines: usize)
 where
     [u64; W]: Pod,
 {
@@ -178,20 +185,20 @@ where
     let opts = Options::new().capacity(64);
     let mut ping = spsc::Sender::<[u64; W]>::create(&format!("{base}-ping"), &opts).unwrap();
     let mut pong = spsc::Receiver::<[u64; W]>::create(&format!("{base}-pong"), &opts).unwrap();
-    let peer = Peer::spawn(&format!("shmchan-in-place {base} {size}"));
+    let peer = Peer::spawn(&format!("shmchan-in-place {base} {size} {lines}"));
     bench(g, label, |i| {
         let mut slot = ping.loan().unwrap();
-        write_lines(&mut slot, i);
+        write_lines(&mut slot, i, lines);
         slot.commit();
         let m = pong.recv_ref().unwrap();
-        std::hint::black_box(read_lines(&m));
+        std::hint::black_box(read_lines(&m, lines));
     });
     drop((ping, pong));
     drop(peer);
 }
 
 /// The peer of [`shmchan_rtt_in_place`]: read each message in place, answer in place.
-fn echo_in_place<const W: usize>(base: &str)
+fn echo_in_place<const W: usize>(base: &str, lines: usize)
 where
     [u64; W]: Pod,
 {
@@ -200,10 +207,10 @@ where
     let mut pong = spsc::Sender::<[u64; W]>::open(&format!("{base}-pong"), &opts).unwrap();
     say_ready();
     while let Ok(m) = ping.recv_ref() {
-        let seq = read_lines(&m);
+        let seq = read_lines(&m, lines);
         drop(m);
         let Ok(mut slot) = pong.loan() else { return };
-        write_lines(&mut slot, seq);
+        write_lines(&mut slot, seq, lines);
         slot.commit();
     }
 }
@@ -408,10 +415,10 @@ fn peer(spec: &str) {
                 other => panic!("no payload of {other} bytes"),
             }
         }
-        "shmchan-in-place" => match parts[2] {
-            "0" => echo_in_place::<1>(parts[1]),
-            "4096" => echo_in_place::<512>(parts[1]),
-            other => panic!("no in-place payload of {other} bytes"),
+        "shmchan-in-place" => match (parts[2], parts[3].parse().unwrap()) {
+            ("0", lines) => echo_in_place::<1>(parts[1], lines),
+            ("4096", lines) => echo_in_place::<512>(parts[1], lines),
+            (other, _) => panic!("no in-place payload of {other} bytes"),
         },
         other => panic!("unknown peer {other}"),
     }

@@ -558,7 +558,7 @@ impl<T: Pod> Receiver<T> {
         self.recv_deadline(crate::chan::deadline_after(timeout))
     }
 
-    #[inline(always)]
+    #[inline]
     fn recv_deadline(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
         if const { size_of::<T>() > LARGE } {
             let mut out = MaybeUninit::uninit();
