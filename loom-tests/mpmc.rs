@@ -199,3 +199,30 @@ fn dropped_loan_wakes_a_consumer_waiting_at_its_position() {
         drop(tx);
     });
 }
+
+/// A producer judged dead (while it still runs) drops its loan while a consumer may repair
+/// the same slot: the abandon and the repair are CASes from the same WRITING stamp to the
+/// same FREE one, so either may win and the other changes nothing; the dropped value is
+/// never delivered, and the ring's next lap works.
+#[test]
+fn abandon_races_a_repair() {
+    loom::model(|| {
+        let (tx, rx) = mpmc::channel::<[u32; 2]>(1).unwrap();
+        tx.loom_declare_dead();
+        let tx2 = tx.clone();
+        let producer = thread::spawn(move || {
+            if let Ok(mut loan) = tx2.try_loan() {
+                *loan = [9, 9]; // then dropped: abandoned
+            }
+        });
+        for _ in 0..2 {
+            if let Ok(v) = rx.try_recv() {
+                panic!("a dropped loan was delivered: {v:?}");
+            }
+            thread::yield_now();
+        }
+        producer.join().unwrap();
+        assert!(rx.try_recv().is_err(), "nothing to deliver");
+        drop(tx);
+    });
+}
