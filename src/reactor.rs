@@ -31,9 +31,26 @@
 //! wake-up, then the executor's) in each wake-up. On kernels older than 5.16 (`ENOSYS`), each
 //! reactor thread falls back to sleeping on its own word for at most [`FALLBACK_NAP`] and then
 //! asking the kernel, word by word, whether each registered word still holds its value (one
-//! `FUTEX_WAIT` with a zero timeout each): wake-ups up to 2 ms late, and 500 system calls a
-//! second per idle waiter. (`SHMCHAN_NO_FUTEX_WAITV=1` in the environment of a process,
-//! read when its reactor threads start, forces the fallback: how the tests exercise it.)
+//! `FUTEX_WAIT` with a zero timeout each): wake-ups usually up to 2 ms late (later while the
+//! registration set keeps changing, since a change skips that round's scan; never later than
+//! the 40 ms liveness wake-up), and 500 system calls a second per idle waiter; with nothing
+//! registered the thread sleeps without a deadline. Any other refusal of `futex_waitv`
+//! (`EPERM` from a seccomp filter that does not know the call, as Docker's and systemd's
+//! filters answer) takes the same fallback rather than retrying in a loop.
+//! (`SHMCHAN_NO_FUTEX_WAITV=1` in the environment of a process, read when its reactor threads
+//! start, forces the fallback: how the tests exercise it.)
+//!
+//! What an idle waiter costs grows with their number: each one is a registration (of its own,
+//! even when many wait on one word: 2,000 futures on one MPMC channel take 16 threads) and a
+//! poll every 40 ms (below). Reactor threads are never retired: a burst of N waiting futures
+//! leaves about N/127 threads, asleep, for the life of the process. If no thread can be
+//! started (a thread limit), a waiting future naps 1 ms on its executor's thread and polls
+//! again, and the next registration tries to start one again.
+//!
+//! Wakers run on the reactor thread that serves up to 127 registrations: a slow waker delays
+//! the others; one that panics is caught (the others are still woken, and the thread goes
+//! on). Wakers are cloned and dropped outside the reactor's lock, so one whose drop drops a
+//! task owning another of our futures cannot deadlock.
 //!
 //! # The protocol
 //!
@@ -120,8 +137,15 @@ struct State {
     threads: usize,
     /// A thread may be asleep with the current `ctl` value: whoever bumps `ctl` must wake it.
     parked: bool,
-    /// Threads could not be started: waiters poll instead (see [`Wait::poll`]).
-    broken: bool,
+}
+
+/// Wake tasks from a reactor thread. A waker is the executor's code: one that panics must not
+/// take the thread (and every other registration it serves) down with it, nor keep the
+/// others from being woken.
+fn wake_all(wakers: Vec<Waker>) {
+    for w in wakers {
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.wake()));
+    }
 }
 
 /// The process's reactor (one per fork generation).
@@ -152,7 +176,6 @@ impl Reactor {
                 next_id: 1,
                 threads: 0,
                 parked: false,
-                broken: false,
             }),
             ctl: AtomicU32::new(0),
             generation,
@@ -191,17 +214,22 @@ impl Reactor {
     ) -> Option<Key> {
         // The wrapper's address is the word's (`sync.rs` atomics are `repr(transparent)`).
         let addr = std::ptr::from_ref(word) as usize;
+        // Wakers are cloned and dropped outside the lock: their code is the executor's, and
+        // dropping one may drop a task that owns another of our futures, whose `Drop` takes
+        // this lock (a deadlock if we held it).
+        let mut fresh = Some(waker.clone());
         let mut st = self.lock();
-        if st.broken {
-            return None;
-        }
         if let Some(k) = key {
             if let Some(Some(e)) = st.slots.get_mut(k.slot) {
                 if e.id == k.id {
                     if !e.waker.will_wake(waker) {
-                        e.waker.clone_from(waker);
+                        if let Some(w) = fresh.as_mut() {
+                            std::mem::swap(&mut e.waker, w); // the old one is dropped below
+                        }
                     }
                     if e.word == addr && e.expected == expected && e.short == short {
+                        drop(st);
+                        drop(fresh);
                         return Some(k); // nothing the threads wait on changed
                     }
                     e.word = addr;
@@ -209,6 +237,7 @@ impl Reactor {
                     e.short = short;
                     let wake = self.changed(&mut st);
                     drop(st);
+                    drop(fresh);
                     self.ring_ctl(wake);
                     return Some(k);
                 }
@@ -221,8 +250,11 @@ impl Reactor {
                 st.slots.len() - 1
             }
         };
+        // A thread for this slot's shard; if none can be started now (a thread limit), the
+        // caller naps and polls instead, and the next registration tries again.
         if slot / PER_THREAD >= st.threads && !self.start_thread(&mut st) {
-            st.broken = true;
+            drop(st);
+            drop(fresh);
             return None;
         }
         let id = st.next_id;
@@ -231,7 +263,7 @@ impl Reactor {
             id,
             word: addr,
             expected,
-            waker: waker.clone(),
+            waker: fresh.take().unwrap_or_else(|| waker.clone()),
             short,
         });
         let wake = self.changed(&mut st);
@@ -240,14 +272,16 @@ impl Reactor {
         Some(Key { slot, id })
     }
 
-    /// Remove the registration `key` if it still exists.
+    /// Remove the registration `key` if it still exists (its waker is dropped after the lock
+    /// is released: see `register`).
     fn deregister(&self, key: Key) {
         let mut st = self.lock();
-        if let Some(slot) = st.slots.get_mut(key.slot) {
-            if slot.as_ref().is_some_and(|e| e.id == key.id) {
-                *slot = None;
-            }
-        }
+        let old = match st.slots.get_mut(key.slot) {
+            Some(slot) if slot.as_ref().is_some_and(|e| e.id == key.id) => slot.take(),
+            _ => None,
+        };
+        drop(st);
+        drop(old);
     }
 
     /// Is the registration `key` still there (not yet fired)?
@@ -312,7 +346,7 @@ impl Reactor {
                 }
             }
         }
-        wake.into_iter().for_each(Waker::wake);
+        wake_all(wake);
     }
 
     /// Wake the tasks of thread `shard` (all of them, or only the `short` ones), keeping their
@@ -329,7 +363,7 @@ impl Reactor {
                 .map(|e| e.waker.clone())
                 .collect()
         };
-        wake.into_iter().for_each(Waker::wake);
+        wake_all(wake);
     }
 
     /// A reactor thread: sleep on `ctl` and the words of slots
@@ -361,7 +395,8 @@ impl Reactor {
                 None
             };
             let mut deadline = [next_tick, next_nap].into_iter().flatten().min();
-            if fallback {
+            // Nothing registered: sleep on `ctl` alone, with no deadline, even in the fallback.
+            if fallback && !list.is_empty() {
                 deadline = Some(deadline.map_or(now + FALLBACK_NAP, |d| d.min(now + FALLBACK_NAP)));
             }
             let outcome = if fallback {
@@ -387,8 +422,12 @@ impl Reactor {
                         self.fire(&[hit]);
                     }
                 }
-                Err(libc::ENOSYS) => fallback = true,
                 Err(libc::ETIMEDOUT | libc::EINTR) => {}
+                // ENOSYS (before Linux 5.16), or refused: EPERM from a seccomp filter that does
+                // not know the call (Docker's default profile before 20.10.x, systemd's
+                // `SystemCallFilter=`), EINVAL. Anything but the answers the loop expects:
+                // fall back to naps for good, rather than retry the call in a hot loop.
+                Err(e) if e != libc::EAGAIN && e != libc::EFAULT => fallback = true,
                 // EAGAIN: some word did not hold its value; EFAULT: some word is not mapped
                 // (a future leaked with its handle dropped). Unless `ctl` moved (then the set
                 // is simply rebuilt), ask the kernel about each word.
@@ -615,7 +654,10 @@ impl Wait {
         let short = !crate::wait::asymmetric() && cfg!(not(loom));
         self.key = reactor.register(self.key, &bell.seq, expected, cx.waker(), short);
         if self.key.is_none() {
-            // No reactor thread could be started: poll again soon rather than hang.
+            // No reactor thread could be started (a thread limit): poll again in a moment
+            // rather than hang, napping first so that a waiting task does not spin a core (a
+            // millisecond of this executor thread; the next poll tries to start one again).
+            std::thread::sleep(Duration::from_millis(1));
             cx.waker().wake_by_ref();
         }
         std::task::Poll::Pending

@@ -601,3 +601,41 @@ fn futures_are_send() {
     send(&frx.stream());
     let _ = (env_u64("UNUSED", 0), pin!(async {}));
 }
+
+/// A waker that panics runs on a reactor thread: the panic is caught there, so the thread goes
+/// on and a task on another channel, registered after it on the same thread, is still woken
+/// (not only at a timeout's deadline).
+#[test]
+fn a_panicking_waker_does_not_stop_the_reactor() {
+    struct Panics;
+    impl std::task::Wake for Panics {
+        fn wake(self: std::sync::Arc<Self>) {
+            panic!("this waker panics on purpose (tests/async.rs)");
+        }
+    }
+    let (tx1, mut rx1) = spsc::channel::<u64>(4).unwrap();
+    let waker = Waker::from(std::sync::Arc::new(Panics));
+    let mut cx = Context::from_waker(&waker);
+    let mut first = Box::pin(rx1.recv_async());
+    assert!(first.as_mut().poll(&mut cx).is_pending());
+    tx1.send(1).unwrap(); // the reactor wakes the panicking waker
+    std::thread::sleep(Duration::from_millis(100));
+    runtime(false).block_on(async {
+        let (tx2, mut rx2) = spsc::channel::<u64>(4).unwrap();
+        let sender = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            tx2.send(2).unwrap();
+            tx2
+        });
+        let t0 = Instant::now();
+        let got = tokio::time::timeout(Duration::from_secs(10), rx2.recv_async()).await;
+        assert_eq!(got.expect("woken before the timeout"), Ok(2));
+        assert!(
+            t0.elapsed() < Duration::from_secs(2),
+            "woken by the reactor, not by the timeout: {:?}",
+            t0.elapsed()
+        );
+        drop(sender.join().unwrap());
+    });
+    drop(first);
+}
