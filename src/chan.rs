@@ -776,44 +776,7 @@ fn attach(
 /// ```
 #[cfg(not(loom))]
 pub fn remove(name: &str, opts: &Options) -> Result<(), Error> {
-    region::validate_name(name)?;
-    let backend = &opts.backend;
-    loop {
-        let (region, _gate) = match Region::open(name, backend, deadline_after(opts.open_timeout)) {
-            Err(Error::NotReady { .. }) => {
-                return Err(Error::NotReady {
-                    name: name.to_owned(),
-                    backend: backend.clone(),
-                    waited: opts.open_timeout,
-                });
-            }
-            r => r?,
-        };
-        if !region.is_named() {
-            continue; // replaced meanwhile: look at what is there now
-        }
-        return match classify(&region, name) {
-            Found::Foreign(detail) => Err(Error::Incompatible {
-                name: name.to_owned(),
-                backend: backend.clone(),
-                detail: format!("{detail}; not removed"),
-            }),
-            Found::Live(who) => Err(Error::InUse {
-                name: name.to_owned(),
-                backend: backend.clone(),
-                detail: who,
-            }),
-            Found::HalfMade | Found::Closed | Found::Abandoned => {
-                close(&region);
-                region.remove_name().map_err(|source| Error::Io {
-                    op: "remove the name",
-                    name: name.to_owned(),
-                    backend: backend.clone(),
-                    source,
-                })
-            }
-        };
-    }
+    remove_under_gate(name, opts, false).map(|_| ())
 }
 
 /// Remove the name `name` whatever it holds, under its gate (so never a name that meanwhile
@@ -823,6 +786,13 @@ pub fn remove(name: &str, opts: &Options) -> Result<(), Error> {
 /// was (the channel was abandoned, closed or half-made, as [`remove`] would have found).
 #[cfg(not(loom))]
 pub(crate) fn remove_forced(name: &str, opts: &Options) -> Result<Option<String>, Error> {
+    remove_under_gate(name, opts, true)
+}
+
+/// [`remove`] (`force` false: a live or foreign object is an error) and [`remove_forced`]
+/// (`force` true: it is removed too, and what was broken is returned).
+#[cfg(not(loom))]
+fn remove_under_gate(name: &str, opts: &Options, force: bool) -> Result<Option<String>, Error> {
     region::validate_name(name)?;
     let backend = &opts.backend;
     loop {
@@ -834,9 +804,9 @@ pub(crate) fn remove_forced(name: &str, opts: &Options) -> Result<Option<String>
                     waited: opts.open_timeout,
                 });
             }
-            // A System V segment too small to hold a header (so no gate either): removed by
-            // its id, which no other segment can have.
-            Err(Error::Incompatible { detail, .. }) if *backend == Backend::SysV => {
+            // Forced: a System V segment too small to hold a header (so no gate either),
+            // removed by its id, which no other segment can have.
+            Err(Error::Incompatible { detail, .. }) if force && *backend == Backend::SysV => {
                 region::sysv::remove_unmapped(name).map_err(|source| Error::Io {
                     op: "remove the name (shmctl IPC_RMID)",
                     name: name.to_owned(),
@@ -851,11 +821,25 @@ pub(crate) fn remove_forced(name: &str, opts: &Options) -> Result<Option<String>
             continue; // replaced meanwhile: look at what is there now
         }
         let broke = match classify(&region, name) {
+            Found::Foreign(detail) if !force => {
+                return Err(Error::Incompatible {
+                    name: name.to_owned(),
+                    backend: backend.clone(),
+                    detail: format!("{detail}; not removed"),
+                });
+            }
+            Found::Live(who) if !force => {
+                return Err(Error::InUse {
+                    name: name.to_owned(),
+                    backend: backend.clone(),
+                    detail: who,
+                });
+            }
+            Found::Foreign(detail) => Some(detail),
             Found::Live(who) => {
                 close(&region);
                 Some(format!("{who} still attached and alive"))
             }
-            Found::Foreign(detail) => Some(detail),
             Found::HalfMade | Found::Closed | Found::Abandoned => {
                 close(&region);
                 None

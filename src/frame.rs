@@ -465,15 +465,7 @@ impl Sender {
         self.chan.geo.capacity as usize
     }
 
-    /// Is the receiver gone (dropped, or its process died)? `false` before it attached.
-    pub fn is_disconnected(&self) -> bool {
-        self.chan.forked() || self.chan.peers(true) == crate::endpoint::RoleState::Gone
-    }
-
-    /// Is the receiver attached and alive now (asked of the kernel)?
-    pub fn is_connected(&self) -> bool {
-        !self.chan.forked() && self.chan.peers(true) == crate::endpoint::RoleState::Live
-    }
+    crate::handle::liveness_queries!("receiver");
 
     crate::handle::wait_for_peer!(
         "receiver",
@@ -786,15 +778,7 @@ impl Receiver {
         self.chan.geo.capacity as usize
     }
 
-    /// Is the sender gone (dropped, or its process died)? `false` before it attached.
-    pub fn is_disconnected(&self) -> bool {
-        self.chan.forked() || self.chan.peers(true) == crate::endpoint::RoleState::Gone
-    }
-
-    /// Is the sender attached and alive now (asked of the kernel)?
-    pub fn is_connected(&self) -> bool {
-        !self.chan.forked() && self.chan.peers(true) == crate::endpoint::RoleState::Live
-    }
+    crate::handle::liveness_queries!("sender");
 
     crate::handle::wait_for_peer!(
         "sender",

@@ -241,6 +241,15 @@ macro_rules! queries {
             self.chan().geo.capacity as usize
         }
 
+        crate::handle::liveness_queries!($peer);
+    };
+}
+pub(crate) use queries;
+
+/// `is_disconnected` and `is_connected`, for an `impl` block whose type has a
+/// `fn chan(&self) -> &Chan` (every handle, typed or not). `$peer` names the other side.
+macro_rules! liveness_queries {
+    ($peer:literal) => {
         #[doc = concat!("Is every ", $peer, " gone (dropped, or its process died)? `false` \
                          before any ", $peer, " has attached. Asks the kernel about each \
                          attached ", $peer, " (a system call each). Always `true` for a \
@@ -258,10 +267,9 @@ macro_rules! queries {
             !self.chan().forked()
                 && self.chan().peers(true) == crate::endpoint::RoleState::Live
         }
-
     };
 }
-pub(crate) use queries;
+pub(crate) use liveness_queries;
 
 /// `wait_for_peer` for a handle type with `fn chan(&self) -> &Chan` and
 /// `fn wait_strategy(&self) -> WaitStrategy`;

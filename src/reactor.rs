@@ -284,12 +284,6 @@ impl Reactor {
         drop(old);
     }
 
-    /// Is the registration `key` still there (not yet fired)?
-    fn registered(&self, key: Key) -> bool {
-        let st = self.lock();
-        matches!(st.slots.get(key.slot), Some(Some(e)) if e.id == key.id)
-    }
-
     #[cfg(not(loom))]
     fn start_thread(&'static self, st: &mut State) -> bool {
         let shard = st.threads;
@@ -673,21 +667,28 @@ impl Wait {
             }
         }
     }
-
-    /// Is this waiter registered with the reactor now (for tests of cancellation)?
-    #[allow(dead_code)]
-    pub(crate) fn is_registered(&self) -> bool {
-        match (self.key, self.reactor) {
-            (Some(k), Some(r)) => r.generation == generation() && r.registered(k),
-            _ => false,
-        }
-    }
 }
 
 impl Drop for Wait {
     fn drop(&mut self) {
         self.cancel();
     }
+}
+
+/// A stream's poll, fused: once `poll` gave `Ready(None)` (the channel is disconnected and
+/// drained), `Ready(None)` for ever, without polling again (`FusedStream`).
+pub(crate) fn poll_fused<T>(
+    done: &mut bool,
+    poll: impl FnOnce() -> std::task::Poll<Option<T>>,
+) -> std::task::Poll<Option<T>> {
+    if *done {
+        return std::task::Poll::Ready(None);
+    }
+    let r = poll();
+    if let std::task::Poll::Ready(None) = r {
+        *done = true;
+    }
+    r
 }
 
 /// How many registrations this process's reactor holds now (tests: cancellation leaves none).

@@ -613,6 +613,7 @@ fn a_panicking_waker_does_not_stop_the_reactor() {
             panic!("this waker panics on purpose (tests/async.rs)");
         }
     }
+    let _serial = serial(); // registers waiters: not beside the tests that count them
     let (tx1, mut rx1) = spsc::channel::<u64>(4).unwrap();
     let waker = Waker::from(std::sync::Arc::new(Panics));
     let mut cx = Context::from_waker(&waker);

@@ -133,23 +133,13 @@ impl futures_core::Stream for FrameStream<'_> {
     type Item = Vec<u8>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> std::task::Poll<Option<Vec<u8>>> {
-        let this = self.get_mut();
-        if this.done {
-            return std::task::Poll::Ready(None);
-        }
-        match this.rx.poll_async(&mut this.wait, cx) {
-            std::task::Poll::Pending => std::task::Poll::Pending,
-            std::task::Poll::Ready(None) => {
-                this.done = true;
-                std::task::Poll::Ready(None)
-            }
-            std::task::Poll::Ready(Some(at)) => {
-                let frame = this.rx.frame(at);
-                let owned = frame.to_vec();
-                drop(frame); // frees its bytes for the sender
-                std::task::Poll::Ready(Some(owned))
-            }
-        }
+        let FrameStream { rx, wait, done } = self.get_mut();
+        crate::reactor::poll_fused(done, || {
+            rx.poll_async(wait, cx).map(|at| {
+                // A copy, then the frame dropped: its bytes go back to the sender.
+                at.map(|at| rx.frame(at).to_vec())
+            })
+        })
     }
 }
 

@@ -148,15 +148,8 @@ impl<T: Pod> futures_core::Stream for RecvStream<'_, T> {
     type Item = T;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> std::task::Poll<Option<T>> {
-        let this = self.get_mut();
-        if this.done {
-            return std::task::Poll::Ready(None);
-        }
-        let r = this.rx.poll_async(&mut this.wait, cx);
-        if let std::task::Poll::Ready(None) = r {
-            this.done = true;
-        }
-        r
+        let RecvStream { rx, wait, done } = self.get_mut();
+        crate::reactor::poll_fused(done, || rx.poll_async(wait, cx))
     }
 }
 

@@ -88,11 +88,7 @@ impl<T: Pod> Sender<T> {
     /// ```
     #[inline]
     pub fn loan(&self) -> Result<Loan<'_, T>, SendError<()>> {
-        let s = &*self.shared;
-        match handle::send_deadline(&s.chan, s.wait, (), None, |(), p| self.poll_loan(p)) {
-            Ok(pos) => Ok(Loan { tx: self, pos }),
-            Err(_) => Err(SendError(())),
-        }
+        self.loan_deadline(None).map_err(|_| SendError(()))
     }
 
     /// Claim a slot without waiting.
@@ -114,6 +110,7 @@ impl<T: Pod> Sender<T> {
         self.loan_deadline(crate::chan::deadline_after(timeout))
     }
 
+    #[inline]
     fn loan_deadline(
         &self,
         deadline: Option<Instant>,
@@ -220,11 +217,7 @@ impl<T: Pod> Receiver<T> {
     /// ```
     #[inline]
     pub fn recv_ref(&self) -> Result<Ref<'_, T>, RecvError> {
-        let s = &*self.shared;
-        match handle::recv_deadline(&s.chan, s.wait, None, |p| self.poll_ref(p)) {
-            Ok(pos) => Ok(Ref { rx: self, pos }),
-            Err(_) => Err(RecvError),
-        }
+        self.ref_deadline(None).map_err(|_| RecvError)
     }
 
     /// Receive a message in place without waiting.
@@ -243,8 +236,12 @@ impl<T: Pod> Receiver<T> {
     /// [`RecvTimeoutError::Timeout`] if nothing arrived, [`RecvTimeoutError::Disconnected`] if
     /// the ring is empty and every sender is gone.
     pub fn recv_ref_timeout(&self, timeout: Duration) -> Result<Ref<'_, T>, RecvTimeoutError> {
+        self.ref_deadline(crate::chan::deadline_after(timeout))
+    }
+
+    #[inline]
+    fn ref_deadline(&self, deadline: Option<Instant>) -> Result<Ref<'_, T>, RecvTimeoutError> {
         let s = &*self.shared;
-        let deadline = crate::chan::deadline_after(timeout);
         let pos = handle::recv_deadline(&s.chan, s.wait, deadline, |p| self.poll_ref(p))?;
         Ok(Ref { rx: self, pos })
     }

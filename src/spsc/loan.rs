@@ -93,10 +93,7 @@ impl<T: Pod> Sender<T> {
     /// ```
     #[inline]
     pub fn loan(&mut self) -> Result<Loan<'_, T>, SendError<()>> {
-        match handle::send_deadline(&self.chan, self.wait, (), None, |(), p| self.poll_loan(p)) {
-            Ok(pos) => Ok(self.lend(pos)),
-            Err(_) => Err(SendError(())),
-        }
+        self.loan_deadline(None).map_err(|_| SendError(()))
     }
 
     /// Borrow the next slot without waiting.
@@ -128,6 +125,7 @@ impl<T: Pod> Sender<T> {
         self.loan_deadline(crate::chan::deadline_after(timeout))
     }
 
+    #[inline]
     fn loan_deadline(
         &mut self,
         deadline: Option<Instant>,
@@ -221,10 +219,7 @@ impl<T: Pod> Receiver<T> {
     /// ```
     #[inline]
     pub fn recv_ref(&mut self) -> Result<Ref<'_, T>, RecvError> {
-        match handle::recv_deadline(&self.chan, self.wait, None, |p| self.poll_ref(p)) {
-            Ok(pos) => Ok(self.lend(pos)),
-            Err(_) => Err(RecvError),
-        }
+        self.ref_deadline(None).map_err(|_| RecvError)
     }
 
     /// Receive the next message in place without waiting.
@@ -243,7 +238,11 @@ impl<T: Pod> Receiver<T> {
     /// [`RecvTimeoutError::Timeout`] if nothing arrived, [`RecvTimeoutError::Disconnected`] if
     /// the ring is empty and the sender is gone.
     pub fn recv_ref_timeout(&mut self, timeout: Duration) -> Result<Ref<'_, T>, RecvTimeoutError> {
-        let deadline = crate::chan::deadline_after(timeout);
+        self.ref_deadline(crate::chan::deadline_after(timeout))
+    }
+
+    #[inline]
+    fn ref_deadline(&mut self, deadline: Option<Instant>) -> Result<Ref<'_, T>, RecvTimeoutError> {
         let pos = handle::recv_deadline(&self.chan, self.wait, deadline, |p| self.poll_ref(p))?;
         Ok(self.lend(pos))
     }

@@ -1021,27 +1021,21 @@ pub fn child_main() {
             assert_eq!(mrx.try_iter().collect::<Vec<_>>(), [4, 5]);
             println!("OK");
         }
-        // Async tests: open the sender and send 0..n, sleeping SHMCHAN_TEST_PACE_US after every
-        // 8th message (so that the receiver often finds the ring empty and waits); then exit.
-        "send-paced" => {
+        // Async tests: open the sender (SPSC, or MPMC for "mpmc-send-paced") and send 0..n,
+        // sleeping SHMCHAN_TEST_PACE_US after every 8th message (so that the receiver often
+        // finds the ring empty and waits); then exit.
+        "send-paced" | "mpmc-send-paced" => {
             let pace = Duration::from_micros(env_u64("SHMCHAN_TEST_PACE_US", 200));
-            let tx = shmchan::spsc::Sender::<Msg>::open(&name, &opts).unwrap();
+            let send: Box<dyn Fn(Msg)> = if role == "send-paced" {
+                let tx = shmchan::spsc::Sender::<Msg>::open(&name, &opts).unwrap();
+                Box::new(move |m| tx.send(m).unwrap())
+            } else {
+                let tx = shmchan::mpmc::Sender::<Msg>::open(&name, &opts).unwrap();
+                Box::new(move |m| tx.send(m).unwrap())
+            };
             println!("READY");
             for i in 0..n {
-                tx.send(Msg::new(i)).unwrap();
-                if i % 8 == 7 {
-                    std::thread::sleep(pace);
-                }
-            }
-            println!("SENT");
-        }
-        // As "send-paced", on an MPMC channel.
-        "mpmc-send-paced" => {
-            let pace = Duration::from_micros(env_u64("SHMCHAN_TEST_PACE_US", 200));
-            let tx = shmchan::mpmc::Sender::<Msg>::open(&name, &opts).unwrap();
-            println!("READY");
-            for i in 0..n {
-                tx.send(Msg::new(i)).unwrap();
+                send(Msg::new(i));
                 if i % 8 == 7 {
                     std::thread::sleep(pace);
                 }
