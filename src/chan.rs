@@ -1,16 +1,20 @@
 //! What every channel handle does regardless of algorithm: the create/open handshake, the
-//! endpoint it holds, and closing the channel (and removing its name) when the last endpoint
-//! leaves. `spsc` and `mpmc` build their handles on [`Chan`].
+//! place it holds in the endpoint table, and leaving it (closing the channel when it was the
+//! last endpoint). `spsc`, `mpmc`, `frame` and `pipe` build their handles on [`Chan`].
 //!
 //! Every decision about a channel's life is taken under its gate (`region/lock.rs`):
 //!
-//! - `create` makes the object exclusively and holds its gate until the header is published,
-//!   so an opener never sees a half-made channel as anything but "not yet".
-//! - `open` validates the header, checks the channel is not closed, and claims its endpoint
-//!   under the gate.
+//! - `create` makes the object exclusively, marks it as shmchan's, and holds its gate until the
+//!   header is published, so an opener never sees a half-made channel as anything but "not
+//!   yet".
+//! - `open` checks the object's mark (another program's object is an error at once, and is
+//!   never written), validates the header, checks the channel is not closed, and claims a
+//!   place under the gate: a never-used one, or one whose endpoint detached or died, any number
+//!   of times (`endpoint.rs`).
 //! - The last endpoint out (found by asking the kernel about every other one), a `create` that
-//!   finds the name held by an abandoned channel, and [`remove`] mark the channel closed and
-//!   remove its name under the gate, after checking the name still refers to that object.
+//!   finds the name held by an abandoned channel, and [`remove`](crate::remove) mark the channel
+//!   closed and remove its name under the gate, after checking the name still refers to that
+//!   object (`name.rs`).
 //!
 //! So exactly one of any number of concurrent creators succeeds, nobody joins a channel that is
 //! being closed, and no name is ever removed once it refers to another object.
@@ -19,7 +23,9 @@ use std::time::{Duration, Instant};
 
 use crate::endpoint::{self, RoleState};
 use crate::error::Error;
-use crate::layout::{CLOSED, Fingerprint, Geometry, Header, Kind, MAGIC, OPEN, VERSION};
+use crate::layout::{Fingerprint, Geometry, Header, Kind, OPEN};
+#[cfg(not(loom))]
+use crate::name::{self, Found};
 use crate::options::{Backend, Options};
 use crate::region::{self, Gate, Region};
 use crate::sync::{AtomicU64, Ordering};
@@ -64,9 +70,9 @@ pub(crate) struct Chan {
     region: Region,
     pub(crate) geo: Geometry,
     role: Role,
-    /// Our index in the endpoint table.
+    /// Our place in the endpoint table.
     entry: usize,
-    /// The word we wrote there.
+    /// The word we wrote there (our place's generation, our token, ATTACHED).
     word: u64,
     /// The fork generation this handle was made in: a forked child's copy of it refuses every
     /// operation and detaches nothing (`fork.rs`).
@@ -152,22 +158,6 @@ const CREATE_TRIES: usize = 64;
 #[cfg(not(loom))]
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
-/// What `create` (or [`remove`]) found under a name it wanted, judged under its gate.
-#[cfg(not(loom))]
-#[derive(Debug, PartialEq, Eq)]
-enum Found {
-    /// Not a shmchan channel of this layout (another program's object, another version).
-    Foreign(String),
-    /// A creator died before publishing the header (we hold the gate it would hold).
-    HalfMade,
-    /// Closed by its last endpoint, whose process was not permitted to remove the name.
-    Closed,
-    /// Every endpoint that ever attached is gone (detached, or its process dead).
-    Abandoned,
-    /// Some endpoint is alive.
-    Live(String),
-}
-
 impl Chan {
     /// Create a named channel and attach to it as `spec.role`.
     #[cfg(not(loom))]
@@ -219,10 +209,10 @@ impl Chan {
         if !region.is_named() {
             return Ok(None); // replaced meanwhile: try again
         }
-        match classify(&region, name) {
+        match name::classify(&region, name) {
             Found::Foreign(_) | Found::Live(_) => Err(exists()),
             found @ (Found::HalfMade | Found::Closed | Found::Abandoned) => {
-                close(&region);
+                name::close(&region);
                 match region.remove_name() {
                     Ok(()) => Ok(None),
                     // Only a channel that was complete is made anew in place: a half-made
@@ -291,11 +281,21 @@ impl Chan {
                 Err(Error::NotReady { .. }) => return Err(not_ready()),
                 r => r?,
             };
-            // Under the gate: a creator holds it until it publishes, so a region that is not
-            // ready now has a creator that died, or one that made the object a moment ago
-            // and has not taken the gate yet. Wait (without the gate) for the second.
-            // A name that meanwhile moved to another object (closed and made anew) is looked up
-            // again.
+            // Under the gate: another program's object (or another layout version) is an
+            // error at once. A creator holds the gate until it publishes, so a region of ours
+            // that is not ready now has a creator that died, or one that made the object a
+            // moment ago and has not taken the gate yet. Wait (without the gate) for the
+            // second. A name that meanwhile moved to another object (closed and made anew) is
+            // looked up again.
+            if let Err(detail) = name::mark_verdict(region.mark()) {
+                if region.is_named() {
+                    return Err(Error::Incompatible {
+                        name: name.to_owned(),
+                        backend: opts.backend.clone(),
+                        detail,
+                    });
+                }
+            }
             let ready = region.try_header().is_some_and(Header::is_ready);
             if ready && region.is_named() {
                 return Self::join(region, gate, name, Some(opts.backend.clone()), spec);
@@ -493,6 +493,12 @@ impl Chan {
         backend: Option<Backend>,
     ) -> Chan {
         crate::wait::register_process();
+        // Before the handle records its fork generation: a fork must bump it in the child
+        // even if this process never opens a named channel (`fork.rs`).
+        // (Out of memory for them: the handle works, and a fork child's copy of it would not
+        // know itself for a copy; nothing better can be done here.)
+        #[cfg(not(loom))]
+        let _ = crate::fork::install_handlers();
         Chan {
             header: std::ptr::NonNull::from(region.header()),
             region,
@@ -550,6 +556,41 @@ impl Chan {
         endpoint::role_state(self.header(), range)
     }
 
+    /// Is a receiver perhaps asleep, waiting for data (the data doorbell's sleeper flag)? For
+    /// a sender about to send: that send will pay for waking it. One load of a line nobody
+    /// writes while nobody sleeps.
+    #[inline(always)]
+    pub(crate) fn receiver_may_sleep(&self) -> bool {
+        // Relaxed: a hint (what the notify after the push reads anyway); the probe decides.
+        self.header().data_bell.sleepers.load(Ordering::Relaxed) != 0
+    }
+
+    /// A sender found a receiver's sleeper flag set: ask the kernel whether any receiver
+    /// lives. If none does, wake whoever else sleeps there (clearing the flag, so that the
+    /// sends that follow do not ask again) and say so: the send is refused before anything is
+    /// put in the ring.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn receivers_died(&self) -> bool {
+        if self.peers(true) != RoleState::Gone {
+            return false;
+        }
+        self.header().data_bell.wake();
+        true
+    }
+
+    /// Can a peer still attach (the channel is named, and neither closed nor made anew since
+    /// we joined)? In-process channels have no name: nobody can join them.
+    pub(crate) fn joinable(&self) -> bool {
+        if self.region.is_heap() {
+            return false;
+        }
+        let life = &self.header().life;
+        // Relaxed: written under the gate; a look, not a decision made under it.
+        life.state.load(Ordering::Relaxed) == OPEN
+            && life.incarnation.load(Ordering::Relaxed) == self.incarnation
+    }
+
     /// The channel's key for byte-ring stamps (`ring/frame.rs`): its incarnation, a value
     /// unique to the channel that nobody outside its processes knows; odd, so that a stamp
     /// (a 16-aligned position XOR the key) is never the 0 of memory nobody wrote.
@@ -562,10 +603,16 @@ impl Chan {
         self.entry
     }
 
-    /// May the slots held by endpoint `o` be repaired (see [`endpoint::owner_gone`])?
-    pub(crate) fn owner_gone(&self, o: usize, probe: bool) -> bool {
+    /// The low 8 bits of our place's generation (what MPMC stamps record beside our place).
+    pub(crate) fn generation8(&self) -> u8 {
+        endpoint::generation_of(self.word) as u8
+    }
+
+    /// May the slots held by endpoint `o` of generation `generation` (low 8 bits) be repaired
+    /// (see [`endpoint::owner_gone`])?
+    pub(crate) fn owner_gone(&self, o: usize, generation: u8, probe: bool) -> bool {
         let used = self.geo.senders().start..self.geo.receivers().end;
-        endpoint::owner_gone(self.header(), &self.region, used, o, probe)
+        endpoint::owner_gone(self.header(), &self.region, used, o, generation, probe)
     }
 
     /// True at most once per [`PROBE_INTERVAL`]: time to look for dead peers (for the `try_`
@@ -617,108 +664,16 @@ impl Drop for Chan {
 
 impl Chan {
     /// After detaching: if no endpoint is alive any more, close the channel and remove its
-    /// name (under the gate). If the name cannot be removed (another user's object in a sticky
-    /// directory), the channel stays closed and the next `create` of the name uses it anew.
+    /// name (under the gate; see [`name::close_if_unused`]).
     #[cfg(not(loom))]
     fn close_if_unused(&self) {
-        let Ok(_gate) = self.region.gate(deadline_after(CLOSE_WAIT)) else {
-            return;
-        };
-        let hdr = self.header();
-        // Relaxed: written under the gate, which we hold. Another incarnation in the object
-        // (made anew in place since we joined) is not ours to close.
-        if hdr.life.state.load(Ordering::Relaxed) != OPEN
-            || hdr.life.incarnation.load(Ordering::Relaxed) != self.incarnation
-        {
-            return;
-        }
-        // Every entry the header counts, not only our geometry's (the header is the truth
-        // about who is attached now).
-        let all = 0..hdr.endpoint_count().min(crate::layout::MAX_ENDPOINTS);
-        if endpoint::reap_dead(hdr, &self.region, all) {
-            return;
-        }
-        close(&self.region);
-        let _ = self.region.remove_name();
-    }
-}
-
-/// Mark the channel closed (the caller holds the gate): nobody joins it again.
-#[cfg(not(loom))]
-fn close(region: &Region) {
-    if let Some(hdr) = region.try_header() {
-        if hdr.id.magic.load(Ordering::Relaxed) == MAGIC {
-            // Relaxed: read only under the gate.
-            hdr.life.state.store(CLOSED, Ordering::Relaxed);
+        if let Ok(_gate) = self.region.gate(deadline_after(CLOSE_WAIT)) {
+            name::close_if_unused(&self.region, self.incarnation);
         }
     }
 }
 
-/// Judge what is under `name`, holding its gate.
-#[cfg(not(loom))]
-fn classify(region: &Region, name: &str) -> Found {
-    let Some(hdr) = region.try_header() else {
-        // Smaller than a header: a creator that died before sizing it (0 bytes), or not ours.
-        return if region.object_len() == 0 {
-            Found::HalfMade
-        } else {
-            Found::Foreign(format!(
-                "{} bytes, smaller than a shmchan header",
-                region.object_len()
-            ))
-        };
-    };
-    let r = Ordering::Relaxed; // read under the gate
-    let magic = hdr.id.magic.load(r);
-    if magic == 0 && !hdr.is_ready() {
-        return Found::HalfMade; // sized, never initialised: its creator died (we hold its gate)
-    }
-    if magic != MAGIC {
-        return Found::Foreign(format!("not a shmchan region (magic {magic:#018x})"));
-    }
-    let version = hdr.id.version.load(r);
-    if version != VERSION {
-        return Found::Foreign(format!("a shmchan channel of layout version {version}"));
-    }
-    if !hdr.is_ready() {
-        return Found::HalfMade;
-    }
-    match hdr.name() {
-        Some(n) if n == name => {}
-        Some(other) => {
-            return Found::Foreign(format!(
-                "the region belongs to channel {other:?} (two names share one System V key)"
-            ));
-        }
-        None => return Found::Foreign("the name stored in its header is corrupt".into()),
-    }
-    if hdr.life.state.load(r) != OPEN {
-        return Found::Closed;
-    }
-    let n = hdr.endpoint_count().min(crate::layout::MAX_ENDPOINTS);
-    if endpoint::reap_dead(hdr, region, 0..n) {
-        Found::Live(live_endpoints(hdr, n))
-    } else {
-        Found::Abandoned
-    }
-}
-
-/// The entries still attached, in words ("sender pid 12, receiver pid 40").
-#[cfg(not(loom))]
-fn live_endpoints(hdr: &Header, n: usize) -> String {
-    let senders = hdr.id.max_senders.load(Ordering::Relaxed) as usize;
-    let mut out = Vec::new();
-    for (i, e) in hdr.endpoints[..n].iter().enumerate() {
-        let w = e.load(Ordering::Relaxed);
-        if w & 3 == endpoint::ATTACHED {
-            let role = if i < senders { "sender" } else { "receiver" };
-            out.push(format!("{role} pid {}", w >> 34));
-        }
-    }
-    out.join(", ")
-}
-
-/// Claim an endpoint entry of `role` for this process.
+/// Claim a place of `role` for this process (a never-used one, or one whose endpoint left).
 fn attach(
     region: &Region,
     geo: &Geometry,
@@ -735,123 +690,15 @@ fn attach(
     let token = region
         .token()
         .map_err(|e| io("make the liveness token", e))?;
-    let word = endpoint::word(std::process::id(), token);
-    match endpoint::attach(region.header(), region, range(geo, role), word) {
-        Ok(Ok(entry)) => Ok((entry, word)),
+    let pid = std::process::id();
+    match endpoint::attach(region.header(), region, range(geo, role), token, pid) {
+        Ok(Ok(claimed)) => Ok(claimed),
         Ok(Err(detail)) => Err(Error::EndpointTaken {
             name: name.to_owned(),
             role: role.as_str(),
             detail,
         }),
         Err(e) => Err(io("lock an endpoint entry (F_OFD_SETLK)", e)),
-    }
-}
-
-/// Remove the channel `name` if no endpoint of it is alive: the name is freed now, the memory
-/// when the last mapping goes. What a service's start-up script, or `shmchan rm`, uses to
-/// clear a channel left by processes that were killed.
-///
-/// A channel with a live endpoint (as the kernel vouches, see the crate docs on liveness) is
-/// never removed. Removing is safe against concurrent `create`, `open` and drops of the same
-/// name: it never removes a name that meanwhile refers to a new channel.
-///
-/// # Errors
-///
-/// [`Error::NotFound`] if there is no such name; [`Error::InUse`] if an endpoint is alive (it
-/// lists them); [`Error::Incompatible`] if the name holds something that is not a shmchan
-/// channel of this version (left alone); [`Error::Io`] if the system refuses (for example
-/// another user's channel in a sticky directory); [`Error::NotReady`] if another process held
-/// the channel's lock past [`Options::open_timeout`].
-///
-/// ```
-/// use shmchan::{spsc, Error, Options};
-/// # let name = format!("doc-remove-{}", std::process::id());
-/// let opts = Options::new();
-/// let tx = spsc::Sender::<u64>::create(&name, &opts)?;
-/// // The sender is alive: its channel is not removed.
-/// assert!(matches!(shmchan::remove(&name, &opts), Err(Error::InUse { .. })));
-/// drop(tx); // the last handle out removes the name itself
-/// assert!(matches!(shmchan::remove(&name, &opts), Err(Error::NotFound { .. })));
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[cfg(not(loom))]
-pub fn remove(name: &str, opts: &Options) -> Result<(), Error> {
-    remove_under_gate(name, opts, false).map(|_| ())
-}
-
-/// Remove the name `name` whatever it holds, under its gate (so never a name that meanwhile
-/// refers to a new channel): `shmchan rm --force`. Returns what was broken, in words: the
-/// endpoints that were alive (they keep their channel, but nobody can open it by name any
-/// more), or what the object was if it was not a channel of this layout; `None` if nothing
-/// was (the channel was abandoned, closed or half-made, as [`remove`] would have found).
-#[cfg(not(loom))]
-pub(crate) fn remove_forced(name: &str, opts: &Options) -> Result<Option<String>, Error> {
-    remove_under_gate(name, opts, true)
-}
-
-/// [`remove`] (`force` false: a live or foreign object is an error) and [`remove_forced`]
-/// (`force` true: it is removed too, and what was broken is returned).
-#[cfg(not(loom))]
-fn remove_under_gate(name: &str, opts: &Options, force: bool) -> Result<Option<String>, Error> {
-    region::validate_name(name)?;
-    let backend = &opts.backend;
-    loop {
-        let (region, _gate) = match Region::open(name, backend, deadline_after(opts.open_timeout)) {
-            Err(Error::NotReady { .. }) => {
-                return Err(Error::NotReady {
-                    name: name.to_owned(),
-                    backend: backend.clone(),
-                    waited: opts.open_timeout,
-                });
-            }
-            // Forced: a System V segment too small to hold a header (so no gate either),
-            // removed by its id, which no other segment can have.
-            Err(Error::Incompatible { detail, .. }) if force && *backend == Backend::SysV => {
-                region::sysv::remove_unmapped(name).map_err(|source| Error::Io {
-                    op: "remove the name (shmctl IPC_RMID)",
-                    name: name.to_owned(),
-                    backend: backend.clone(),
-                    source,
-                })?;
-                return Ok(Some(detail));
-            }
-            r => r?,
-        };
-        if !region.is_named() {
-            continue; // replaced meanwhile: look at what is there now
-        }
-        let broke = match classify(&region, name) {
-            Found::Foreign(detail) if !force => {
-                return Err(Error::Incompatible {
-                    name: name.to_owned(),
-                    backend: backend.clone(),
-                    detail: format!("{detail}; not removed"),
-                });
-            }
-            Found::Live(who) if !force => {
-                return Err(Error::InUse {
-                    name: name.to_owned(),
-                    backend: backend.clone(),
-                    detail: who,
-                });
-            }
-            Found::Foreign(detail) => Some(detail),
-            Found::Live(who) => {
-                close(&region);
-                Some(format!("{who} still attached and alive"))
-            }
-            Found::HalfMade | Found::Closed | Found::Abandoned => {
-                close(&region);
-                None
-            }
-        };
-        region.remove_name().map_err(|source| Error::Io {
-            op: "remove the name",
-            name: name.to_owned(),
-            backend: backend.clone(),
-            source,
-        })?;
-        return Ok(broke);
     }
 }
 

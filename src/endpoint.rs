@@ -1,27 +1,32 @@
 //! The endpoint table: who is attached to a channel, and whether they are still alive.
 //!
-//! Each entry is one `u64` in the header, written with a single CAS so that a process killed at
-//! any instruction leaves it either free or fully claimed:
+//! Each entry is a *place* for one endpoint: one `u64` in the header, written with a single CAS
+//! so that a process killed at any instruction leaves it either as it was or fully claimed:
 //!
 //! ```text
-//!  63        34 33                    2 1   0
-//! +------------+-----------------------+-----+
-//! |  pid (30)  |  token (32)           |state|     0 = free (never claimed)
-//! +------------+-----------------------+-----+
+//!  63           34 33                    2 1   0
+//! +---------------+-----------------------+-----+
+//! | generation(30)|  token (32)           |state|     0 = never claimed
+//! +---------------+-----------------------+-----+
 //! ```
 //!
 //! `state` is [`ATTACHED`], [`DETACHED`] (the handle was dropped) or [`DEAD`] (a peer found the
-//! process gone and marked it). An entry is claimed once and never reused: an SPSC channel's
-//! sender that left cannot be replaced, so "every sender that had attached is gone" stays true
-//! once it is.
+//! process gone and marked it). A place whose occupant detached or died is *vacant*, and the
+//! next `open` or `create` of its role takes it, any number of times: the channel outlives its
+//! peers. `generation` counts the place's occupants (1 for the first): each claim moves it on,
+//! so a peer's view of an old occupant can never be taken for the new one's. A reaper that read
+//! the old occupant's word marks it dead with a CAS from exactly that word, which fails once the
+//! place changed hands (even to a process of the same pid and token: the generation differs),
+//! and an MPMC slot stamped by an old occupant carries its generation (`ring/mpmc.rs`), so it is
+//! repaired as the dead occupant's and never waited for as the new one's. The occupant's pid is
+//! kept beside the table ([`Header::pids`]), for people.
 //!
 //! Liveness is the kernel's word, never a guess from `/proc` (see `region/lock.rs`): the
 //! claimer takes the entry's *witness* (a lock the kernel releases when the process exits,
 //! execs, or drops the handle) before its CAS, and keeps it until after it marks the entry
 //! detached. An entry that says ATTACHED while its witness is gone belongs to a dead process.
 //! `token` is what the witness needs besides the entry index (System V: the process's token
-//! id; 0 otherwise). `pid` is the claimer's pid as its own pid namespace numbers it, for
-//! people reading the table; nothing is decided on it.
+//! id; 0 otherwise).
 
 use crate::layout::Header;
 use crate::region::Region;
@@ -31,11 +36,12 @@ pub(crate) const ATTACHED: u64 = 1;
 pub(crate) const DETACHED: u64 = 2;
 pub(crate) const DEAD: u64 = 3;
 const STATE_MASK: u64 = 3;
-const PID_MASK: u64 = (1 << 30) - 1;
+/// Generations count modulo 2^30.
+const GEN_MASK: u64 = (1 << 30) - 1;
 
-/// The word a process with pid `pid` and liveness token `token` writes into an entry it claims.
-pub(crate) fn word(pid: u32, token: u32) -> u64 {
-    ((u64::from(pid) & PID_MASK) << 34) | (u64::from(token) << 2) | ATTACHED
+/// The state bits of an entry word: 0 (never claimed), [`ATTACHED`], [`DETACHED`], [`DEAD`].
+pub(crate) fn state_of(w: u64) -> u64 {
+    w & STATE_MASK
 }
 
 /// The witness token an entry word carries.
@@ -43,42 +49,68 @@ pub(crate) fn token_of(w: u64) -> u32 {
     (w >> 2) as u32
 }
 
-/// Claim a free entry in `range` for this process: take its witness, then CAS it from free to
-/// `word`. `Ok(Err(why))` when none is free, in words.
+/// The place's generation: how many endpoints have claimed it (modulo 2^30; 0 if none).
+pub(crate) fn generation_of(w: u64) -> u32 {
+    (w >> 34) as u32
+}
+
+/// The word the occupant of generation `generation` with liveness token `token` writes.
+fn word(generation: u32, token: u32) -> u64 {
+    ((u64::from(generation) & GEN_MASK) << 34) | (u64::from(token) << 2) | ATTACHED
+}
+
+/// Claim a place in `range` for this process: a never-claimed one, or one whose occupant
+/// detached or died (as the kernel says). Takes the place's witness, then CASes the entry from
+/// the vacant word it saw to ours, of the next generation; records `pid` beside it. Returns
+/// the index and the word written; `Ok(Err(why))` when every place is held by a live endpoint.
+///
+/// A live occupant's place is never taken: on POSIX and File regions its witness lock cannot be
+/// had while it lives, and on System V its token is asked (`Region::endpoint_alive`).
 pub(crate) fn attach(
     hdr: &Header,
     region: &Region,
     range: core::ops::Range<usize>,
-    word: u64,
-) -> std::io::Result<Result<usize, &'static str>> {
-    let mut any_live = false;
+    token: u32,
+    pid: u32,
+) -> std::io::Result<Result<(usize, u64), &'static str>> {
     for i in range {
         let e = &hdr.endpoints[i];
-        // Relaxed: a first look; the CAS below decides.
+        // Relaxed: a first look, to skip live places without taking their witness; the CAS
+        // below decides.
         let cur = e.load(Ordering::Relaxed);
-        if cur != 0 {
-            any_live |= cur & STATE_MASK == ATTACHED;
+        if state_of(cur) == ATTACHED && region.endpoint_alive(i, token_of(cur)) {
             continue;
         }
         if !region.hold_endpoint(i)? {
-            continue; // another process is claiming it
+            continue; // another process holds this place's witness: alive, or claiming it
         }
-        // SYNC POINT (endpoint): AcqRel CAS; Release so that peers reading the entry with
-        // Acquire see our setup.
-        match e.compare_exchange(0, word, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => return Ok(Ok(i)),
-            Err(cur) => {
-                region.release_endpoint(i);
-                any_live |= cur & STATE_MASK == ATTACHED;
+        // We hold the witness now. SYNC POINT (endpoint): Acquire, pairs with the Release of
+        // the previous occupant's `detach` (or its reaper's `reap`): what it did to the ring
+        // happens before what we do.
+        let cur = e.load(Ordering::Acquire);
+        // Still attached: on System V (no lock to hold) ask its token; on POSIX and File we
+        // hold the place's lock, so its occupant is gone (the kernel asked from our own
+        // descriptor reports no other holder).
+        if state_of(cur) == ATTACHED && region.endpoint_alive(i, token_of(cur)) {
+            region.release_endpoint(i);
+            continue;
+        }
+        let mine = word(generation_of(cur).wrapping_add(1), token);
+        // SYNC POINT (endpoint): AcqRel CAS from exactly the vacant word seen; Release so that
+        // peers reading the entry with Acquire see our setup. A racing claimer (System V, or
+        // a place reaped meanwhile) changes the word, and then we look further.
+        match e.compare_exchange(cur, mine, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => {
+                // Relaxed: for people only (see `Header::pids`).
+                hdr.pids[i].store(pid, Ordering::Relaxed);
+                return Ok(Ok((i, mine)));
             }
+            Err(_) => region.release_endpoint(i),
         }
     }
-    Ok(Err(if any_live {
-        "the channel already has as many of them attached as it allows"
-    } else {
-        "every place for one was taken by an endpoint that has since left, and a channel's \
-         endpoints cannot be replaced"
-    }))
+    Ok(Err(
+        "the channel already has as many of them attached as it allows",
+    ))
 }
 
 /// Mark our entry detached. Returns false if it no longer holds our word (a peer marked it
@@ -102,7 +134,7 @@ pub(crate) enum RoleState {
     NeverAttached,
     /// At least one is attached (and, if just probed, alive).
     Live,
-    /// Some attached once, and all of them are gone.
+    /// Some attached once, and none is attached now (until the next one claims a place).
     Gone,
 }
 
@@ -115,7 +147,7 @@ pub(crate) fn role_state(hdr: &Header, range: core::ops::Range<usize>) -> RoleSt
     for e in &hdr.endpoints[range] {
         // SYNC POINT (endpoint): Acquire, pairs with `detach`'s Release.
         let w = e.load(Ordering::Acquire);
-        if w & STATE_MASK == ATTACHED {
+        if state_of(w) == ATTACHED {
             return RoleState::Live;
         }
         seen |= w != 0;
@@ -128,14 +160,14 @@ pub(crate) fn role_state(hdr: &Header, range: core::ops::Range<usize>) -> RoleSt
 }
 
 /// Mark a dead process's entry. A CAS from exactly the word seen, so that a detach racing
-/// with it wins or loses cleanly.
+/// with it, or a new occupant claiming the place, wins or loses cleanly.
 fn reap(e: &AtomicU64, w: u64) {
     let dead = (w & !STATE_MASK) | DEAD;
     // AcqRel: as for `detach`, a peer that reads DEAD with Acquire sees what the reaper saw.
     let _ = e.compare_exchange(w, dead, Ordering::AcqRel, Ordering::Relaxed);
 }
 
-/// Mark an entry DEAD although its process lives on (the loom repair model).
+/// Mark an entry DEAD although its process lives on (the loom repair models).
 #[cfg(loom)]
 pub(crate) fn declare_dead(e: &AtomicU64) {
     // Release: as for `detach`.
@@ -154,7 +186,7 @@ pub(crate) fn reap_dead(hdr: &Header, region: &Region, range: core::ops::Range<u
     for (i, e) in hdr.endpoints[range.clone()].iter().enumerate() {
         // SYNC POINT (endpoint): Acquire, pairs with `detach`'s Release.
         let w = e.load(Ordering::Acquire);
-        if w & STATE_MASK == ATTACHED {
+        if state_of(w) == ATTACHED {
             if region.endpoint_alive(range.start + i, token_of(w)) {
                 live = true;
             } else {
@@ -165,15 +197,18 @@ pub(crate) fn reap_dead(hdr: &Header, region: &Region, range: core::ops::Range<u
     live
 }
 
-/// May the slots that endpoint `o` holds be repaired? True if `o` is outside the channel's
-/// table (a corrupt stamp), detached (a detached endpoint has no operation in flight, so a slot
-/// it holds can only be left from corruption), marked dead, or, when `probe` is set, still
-/// marked attached but the kernel says its process is gone (it is then marked dead).
+/// May a slot held by endpoint `o` of generation `generation` (modulo 2^8, as MPMC stamps keep
+/// it) be repaired? True if `o` is outside the channel's table (a corrupt stamp); if the place
+/// has another generation now (the occupant that stamped the slot has left, and a new one may
+/// sit there); if it is detached (a detached endpoint has no operation in flight, so a slot it
+/// holds can only be left from corruption) or marked dead; or, when `probe` is set, if it is
+/// still marked attached but the kernel says its process is gone (it is then marked dead).
 pub(crate) fn owner_gone(
     hdr: &Header,
     region: &Region,
     used: core::ops::Range<usize>,
     o: usize,
+    generation: u8,
     probe: bool,
 ) -> bool {
     if !used.contains(&o) {
@@ -183,7 +218,7 @@ pub(crate) fn owner_gone(
     // SYNC POINT (endpoint): Acquire, pairs with `detach`'s and `reap`'s Release: a repair
     // decided on a DETACHED or DEAD entry comes after what the owner (or its reaper) did.
     let w = e.load(Ordering::Acquire);
-    if w & STATE_MASK != ATTACHED {
+    if generation_of(w) as u8 != generation || state_of(w) != ATTACHED {
         return true;
     }
     if probe && !region.endpoint_alive(o, token_of(w)) {

@@ -99,21 +99,43 @@ extern "C" fn child() {
     unlock();
 }
 
-/// Install the fork handlers and the inert descriptor, once per process (a failure, such as
-/// running out of descriptors, is reported and tried again by the next call).
-fn install() -> io::Result<()> {
-    static INSTALLED: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
-    let mut done = INSTALLED.lock().unwrap_or_else(|e| e.into_inner());
-    if *done {
+/// Install the fork handlers, once per process (retried by the next call if the system had no
+/// memory for them). Called before anything a fork must invalidate is made: every handle
+/// (`chan.rs`, heap channels included, which record the fork generation too), every reactor
+/// (`reactor.rs`), and every guarded descriptor. A process whose handlers were installed only
+/// later (say at its first named channel) would keep generation 0 in a child forked before
+/// that, and the child would take its parent's handles and reactor for its own.
+pub(crate) fn install_handlers() -> io::Result<()> {
+    static INSTALLED: AtomicU32 = AtomicU32::new(0);
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    // Relaxed fast path: a process-private flag, set under `LOCK` after the registration.
+    if INSTALLED.load(Ordering::Relaxed) != 0 {
         return Ok(());
     }
-    let inert = crate::sys::eventfd()?;
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    if INSTALLED.load(Ordering::Relaxed) != 0 {
+        return Ok(());
+    }
     // SAFETY: the handlers only touch atomics, a mutex their own thread locked, and make
     // async-signal-safe system calls, as a child handler must.
     let err = unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
     if err != 0 {
         return Err(io::Error::from_raw_os_error(err));
     }
+    INSTALLED.store(1, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Install the fork handlers and the inert descriptor, once per process (a failure, such as
+/// running out of descriptors, is reported and tried again by the next call).
+fn install() -> io::Result<()> {
+    install_handlers()?;
+    static INSTALLED: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+    let mut done = INSTALLED.lock().unwrap_or_else(|e| e.into_inner());
+    if *done {
+        return Ok(());
+    }
+    let inert = crate::sys::eventfd()?;
     INERT.store(inert.as_raw_fd() as u32 + 1, Ordering::Relaxed);
     std::mem::forget(inert); // lives as long as the process
     *done = true;

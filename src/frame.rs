@@ -89,10 +89,6 @@ fn corrupt(chan: &Chan) -> Error {
     }
 }
 
-/// Every this many bytes of ring position, a sender checks whether to probe its receiver (as
-/// typed senders do every 64 messages; see `handle::poll_send`).
-const CHECKPOINT_BYTES: u64 = 4096;
-
 /// Why [`Sender::send`] (or [`Sender::loan`]) did not send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SendError {
@@ -215,6 +211,8 @@ pub struct Sender {
     bytes: Bytes,
     wait: WaitStrategy,
     chan: Chan,
+    /// Frames committed, for the checkpoint (see `commit`).
+    sends: u64,
 }
 
 /// The receiving end of a frame channel. `Send`, not `Sync`; its calls take `&mut self` (a
@@ -260,13 +258,15 @@ impl Sender {
     }
 
     pub(crate) fn from_chan(chan: Chan, wait: WaitStrategy) -> Result<Self, Error> {
-        let ring = ring::Producer::new(chan.header(), chan.geo.capacity, chan.key())
+        let bytes = Bytes::new(chan.region(), &chan.geo);
+        let ring = ring::Producer::new(chan.header(), &bytes, chan.geo.capacity, chan.key())
             .map_err(|_| corrupt(&chan))?;
         Ok(Sender {
             ring,
-            bytes: Bytes::new(chan.region(), &chan.geo),
+            bytes,
             wait,
             chan,
+            sends: 0,
         })
     }
 
@@ -344,8 +344,11 @@ impl Sender {
             self.ring
                 .commit(self.chan.header(), &self.bytes, claim, len)
         };
-        let next = claim.pos.wrapping_add(ring::record_size(len));
-        if claim.pos / CHECKPOINT_BYTES != next / CHECKPOINT_BYTES {
+        // Every `CHECKPOINT` frames, as typed senders do every so many messages: probe the
+        // receiver if a probe is due (`Chan::checkpoint`), so that frames sent to a dead,
+        // idle receiver stop succeeding within 40 ms or 64 frames.
+        self.sends = self.sends.wrapping_add(1);
+        if self.sends % crate::ring::CHECKPOINT == 0 {
             self.chan.checkpoint();
         }
     }

@@ -32,6 +32,13 @@ pub(crate) fn poll_send<T, R>(
     if chan.peers(false) == RoleState::Gone {
         return Poll::Ready(Err(value));
     }
+    // A receiver may be asleep: this send is about to pay for waking it. Ask the kernel first
+    // whether it lives, so that the first send after a receiver died waiting is refused
+    // (a line nobody writes while nobody sleeps, and which the notify after the push loads
+    // anyway).
+    if chan.receiver_may_sleep() && chan.receivers_died() {
+        return Poll::Ready(Err(value));
+    }
     match push(probe) {
         Ok(r) => Poll::Ready(Ok(r)),
         Err(RingError::Broken) => Poll::Ready(Err(value)),
@@ -187,7 +194,7 @@ pub(crate) fn recv_deadline<T>(
 }
 
 /// Wait until an endpoint of the other role is attached and alive (see the `wait_for_peer`
-/// methods).
+/// methods): the first one, or the next one after every earlier one left.
 pub(crate) fn wait_for_peer_until(
     chan: &Chan,
     bell: &crate::layout::Doorbell,
@@ -199,13 +206,11 @@ pub(crate) fn wait_for_peer_until(
             return Poll::Ready(Err(WaitForPeerError::Disconnected));
         }
         match chan.peers(false) {
-            RoleState::NeverAttached => Poll::Pending,
-            RoleState::Gone => Poll::Ready(Err(WaitForPeerError::Disconnected)),
             // The table says attached: ask the kernel whether it is alive.
-            RoleState::Live => match chan.peers(true) {
-                RoleState::Live => Poll::Ready(Ok(())),
-                _ => Poll::Ready(Err(WaitForPeerError::Disconnected)),
-            },
+            RoleState::Live if chan.peers(true) == RoleState::Live => Poll::Ready(Ok(())),
+            // None now: wait for the next, unless none can come any more.
+            _ if !chan.joinable() => Poll::Ready(Err(WaitForPeerError::Disconnected)),
+            _ => Poll::Pending,
         }
     };
     if let Poll::Ready(r) = attempt(false) {

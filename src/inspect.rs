@@ -179,7 +179,9 @@ impl EndpointState {
     }
 }
 
-/// One entry of a channel's endpoint table that some process claimed.
+/// One place of a channel's endpoint table that some process claimed, and its current (or
+/// last) occupant. Places are reused: when an occupant detaches or dies, the next endpoint of
+/// its role to attach takes the place.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Endpoint {
@@ -187,9 +189,12 @@ pub struct Endpoint {
     pub index: usize,
     /// Sender or receiver.
     pub role: Role,
-    /// The pid of the process that claimed it, as that process's pid namespace numbers it (for
-    /// people; liveness is never decided on it).
+    /// The pid of the place's current (or last) occupant, as that process's pid namespace
+    /// numbers it (for people; liveness is never decided on it).
     pub pid: u32,
+    /// How many endpoints have held this place over the channel's life (1 for the first
+    /// occupant; counted modulo 2^30).
+    pub attached: u32,
     /// What the table says.
     pub state: EndpointState,
     /// Attached, and the kernel says its process holds it now.
@@ -437,7 +442,7 @@ pub fn stat(name: &str, backend: &Backend) -> Result<Channel, Error> {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn remove_forced(name: &str, opts: &Options) -> Result<Option<String>, Error> {
-    crate::chan::remove_forced(name, opts)
+    crate::name::remove_forced(name, opts)
 }
 
 fn dir_of(backend: &Backend) -> std::path::PathBuf {
@@ -906,7 +911,7 @@ fn read_header(
     for (i, e) in hdr.endpoints[..n].iter().enumerate() {
         // SYNC POINT (endpoint): Acquire, as peers read entries (a look only).
         let w = e.load(Ordering::Acquire);
-        let state = match w & 3 {
+        let state = match endpoint::state_of(w) {
             0 => continue, // never claimed
             endpoint::ATTACHED => EndpointState::Attached,
             endpoint::DETACHED => EndpointState::Detached,
@@ -922,7 +927,9 @@ fn read_header(
             } else {
                 Role::Receiver
             },
-            pid: (w >> 34) as u32,
+            // Relaxed: for people (see `Header::pids`).
+            pid: hdr.pids[i].load(Ordering::Relaxed),
+            attached: endpoint::generation_of(w),
             state,
             alive,
         });

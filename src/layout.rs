@@ -21,8 +21,85 @@ pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMCHAN\x01");
 /// rings for frames and pipes. 3: the [`Origin`] line at the end of the header (payload type
 /// name, creation time, creator), so slots and byte rings start 128 bytes later; every other
 /// offset is unchanged, so `shmchan::inspect` still reads the identity of a version-2 channel
-/// to report it as incompatible).
-pub(crate) const VERSION: u32 = 3;
+/// to report it as incompatible. 4: endpoint places are reused: an entry word carries the
+/// place's generation instead of the occupant's pid, which moved to [`Header::pids`] after the
+/// origin line; MPMC stamps carry the owner's generation; a creator marks the object with
+/// `magic` and `version` before anything else, so that an object is only ever taken for a
+/// half-made channel when it is empty or carries that mark).
+pub(crate) const VERSION: u32 = 4;
+/// What the first bytes of an object say it is. Every creator writes `magic` and `version`
+/// (the first [`MARK_BYTES`] bytes of the header) before anything else of the channel, so an
+/// object that is not empty and does not start with them is not shmchan's, and nothing is
+/// ever written to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Mark {
+    /// The object has no bytes: made by a creator that has not marked it yet (or died first).
+    Empty,
+    /// All of the mark's bytes are zero: a System V segment a creator made a moment ago and has
+    /// not marked yet, or not a channel at all.
+    Zeros,
+    /// Marked by a creator of this layout version.
+    Ours,
+    /// Marked by a creator of another layout version.
+    OtherVersion(u32),
+    /// Something else, in words.
+    Foreign(String),
+}
+
+/// Bytes of the mark: `magic` (8) and `version` (4).
+pub(crate) const MARK_BYTES: usize = 12;
+
+impl Mark {
+    /// The mark a creator writes.
+    pub(crate) fn bytes() -> [u8; MARK_BYTES] {
+        let mut b = [0u8; MARK_BYTES];
+        b[..8].copy_from_slice(&MAGIC.to_le_bytes());
+        b[8..].copy_from_slice(&VERSION.to_le_bytes());
+        b
+    }
+
+    /// What the first bytes of an object (as many as it has, up to [`MARK_BYTES`]) say.
+    pub(crate) fn of(prefix: &[u8]) -> Mark {
+        if prefix.is_empty() {
+            return Mark::Empty;
+        }
+        if prefix.iter().all(|&b| b == 0) {
+            return Mark::Zeros;
+        }
+        if prefix.len() < MARK_BYTES || prefix[..8] != MAGIC.to_le_bytes() {
+            let shown: Vec<String> = prefix.iter().take(8).map(|b| format!("{b:02x}")).collect();
+            return Mark::Foreign(format!(
+                "its first bytes are {}, where a shmchan channel starts with \"SHMCHAN\\x01\"",
+                shown.join(" ")
+            ));
+        }
+        let version = u32::from_le_bytes(prefix[8..12].try_into().expect("4 bytes"));
+        if version == VERSION {
+            Mark::Ours
+        } else {
+            Mark::OtherVersion(version)
+        }
+    }
+
+    /// The mark of a mapped header (a System V segment, which is never smaller than one).
+    pub(crate) fn of_header(hdr: &Header) -> Mark {
+        let mut b = [0u8; MARK_BYTES];
+        // Relaxed: the mark is written once, before the gate is taken; a reader racing the
+        // creator's stores sees zeros (then waits) or the mark.
+        b[..8].copy_from_slice(&hdr.id.magic.load(Ordering::Relaxed).to_le_bytes());
+        b[8..].copy_from_slice(&hdr.id.version.load(Ordering::Relaxed).to_le_bytes());
+        Mark::of(&b)
+    }
+
+    /// Write the mark into a mapped header (a System V creator, into the segment it just made).
+    pub(crate) fn write(hdr: &Header) {
+        // Relaxed: as for the other identity fields, published by `publish`; an opener waits
+        // for the mark before it takes the gate.
+        hdr.id.magic.store(MAGIC, Ordering::Relaxed);
+        hdr.id.version.store(VERSION, Ordering::Relaxed);
+    }
+}
+
 /// Value of `init` once the header is complete.
 pub(crate) const READY: u32 = 0x5245_4459; // "REDY"
 /// Longest channel name, in bytes (the header keeps a copy of it).
@@ -255,6 +332,11 @@ pub(crate) struct Header {
     pub(crate) space_bell: Line<Doorbell>,
     /// Who made the channel, when, for which type (version 3).
     pub(crate) origin: Line<Origin>,
+    /// The pid of each place's current (or last) occupant, as its own pid namespace numbers
+    /// it: for people reading the table (`shmchan stat`); nothing is decided on it. Written by
+    /// the occupant right after it claims the place, so a reader may briefly see the previous
+    /// occupant's pid beside the new generation.
+    pub(crate) pids: Line<[AtomicU32; MAX_ENDPOINTS]>,
 }
 
 #[cfg(not(loom))]
@@ -274,7 +356,8 @@ const _: () = {
     assert!(size_of::<Origin>() == 128);
     assert!(offset_of!(Header, origin) == 1536);
     assert!(offset_of!(Origin, type_name) == 24);
-    assert!(size_of::<Header>() == 1664);
+    assert!(offset_of!(Header, pids) == 1664);
+    assert!(size_of::<Header>() == 1920);
     assert!(align_of::<Header>() == LINE);
 };
 
@@ -455,6 +538,7 @@ impl Header {
                 _reserved: a32(),
                 type_name: std::array::from_fn(|_| a64()),
             }),
+            pids: Line(std::array::from_fn(|_| a32())),
         }
     }
 

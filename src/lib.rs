@@ -90,6 +90,8 @@ mod handle;
 pub mod inspect;
 mod layout;
 pub mod mpmc;
+#[cfg(not(loom))]
+mod name;
 mod options;
 pub mod pipe;
 mod reactor;
@@ -102,12 +104,12 @@ mod sys;
 mod wait;
 
 pub use bytemuck::Pod;
-#[cfg(not(loom))]
-pub use chan::remove;
 pub use error::{
     Error, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
     WaitForPeerError,
 };
+#[cfg(not(loom))]
+pub use name::remove;
 pub use options::{Backend, Options, WaitStrategy};
 #[doc(hidden)]
 pub use reactor::registered_waiters;

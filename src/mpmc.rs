@@ -71,19 +71,22 @@ use crate::options::{Options, WaitStrategy};
 use crate::ring::{LARGE, Slots, mpmc as ring};
 use crate::wait::Poll;
 
-/// Most sender attachments a channel takes over its life (32; 2 in loom models, where every
-/// entry scanned is a branch point).
+/// Senders a channel takes attached at once unless [`Options::max_senders`] says otherwise
+/// (32; 2 in loom models, where every entry scanned is a branch point). A sender that leaves
+/// frees its place for the next.
 pub const MAX_SENDERS: usize = if cfg!(loom) { 2 } else { 32 };
-/// Most receiver attachments a channel takes over its life (32; 2 in loom models).
+/// Receivers a channel takes attached at once unless [`Options::max_receivers`] says
+/// otherwise (32; 2 in loom models).
 pub const MAX_RECEIVERS: usize = if cfg!(loom) { 2 } else { 32 };
 
-fn spec<T>(role: Role) -> Spec {
+/// The shape of a channel `create` makes (or `open` expects: the header's geometry decides).
+fn spec<T>(role: Role, opts: &Options) -> Spec {
     Spec {
         kind: Kind::Mpmc,
         role,
         fp: Fingerprint::of::<T>(),
-        max_senders: MAX_SENDERS as u32,
-        max_receivers: MAX_RECEIVERS as u32,
+        max_senders: opts.max_senders,
+        max_receivers: opts.max_receivers,
     }
 }
 
@@ -97,9 +100,14 @@ struct Shared {
 
 impl Shared {
     fn new(chan: Chan, wait: WaitStrategy) -> Arc<Shared> {
+        let ring = ring::Ring::new(chan.geo.capacity, chan.entry(), chan.generation8());
+        let slots = Slots::new(chan.region(), &chan.geo);
+        // Hand back what endpoints that left were holding (a consumer killed with a message
+        // in hand: it goes to the next consumer now), asking the kernel about the holders.
+        ring.sweep(chan.header(), &slots, |o, g| chan.owner_gone(o, g, true));
         Arc::new(Shared {
-            ring: ring::Ring::new(chan.geo.capacity, chan.entry()),
-            slots: Slots::new(chan.region(), &chan.geo),
+            ring,
+            slots,
             wait,
             chan,
         })
@@ -124,7 +132,7 @@ impl Shared {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn channel<T: Pod>(capacity: usize) -> Result<(Sender<T>, Receiver<T>), Error> {
-    let (a, b) = Chan::heap_pair(capacity, &spec::<T>(Role::Sender))?;
+    let (a, b) = Chan::heap_pair(capacity, &spec::<T>(Role::Sender, &Options::new()))?;
     let wait = WaitStrategy::default();
     Ok((Sender::from_chan(a, wait), Receiver::from_chan(b, wait)))
 }
@@ -177,7 +185,7 @@ impl<T: Pod> Sender<T> {
     #[cfg(not(loom))]
     pub fn create(name: &str, opts: &Options) -> Result<Self, Error> {
         Ok(Self::from_chan(
-            Chan::create(name, opts, &spec::<T>(Role::Sender))?,
+            Chan::create(name, opts, &spec::<T>(Role::Sender, opts))?,
             opts.wait,
         ))
     }
@@ -202,7 +210,7 @@ impl<T: Pod> Sender<T> {
     #[cfg(not(loom))]
     pub fn open(name: &str, opts: &Options) -> Result<Self, Error> {
         Ok(Self::from_chan(
-            Chan::open(name, opts, &spec::<T>(Role::Sender))?,
+            Chan::open(name, opts, &spec::<T>(Role::Sender, opts))?,
             opts.wait,
         ))
     }
@@ -221,8 +229,8 @@ impl<T: Pod> Sender<T> {
             // SAFETY: `T` is the payload type the geometry was validated for, and the ring's
             // owner index is the endpoint entry this process holds.
             unsafe {
-                s.ring.push(s.chan.header(), &s.slots, value, |o| {
-                    s.chan.owner_gone(o, probe)
+                s.ring.push(s.chan.header(), &s.slots, value, |o, g| {
+                    s.chan.owner_gone(o, g, probe)
                 })
             }
         })
@@ -290,8 +298,8 @@ impl<T: Pod> Sender<T> {
         handle::poll_send(&s.chan, (), probe, |probe| {
             // SAFETY: as in `poll`.
             unsafe {
-                s.ring.push_from(s.chan.header(), &s.slots, value, |o| {
-                    s.chan.owner_gone(o, probe)
+                s.ring.push_from(s.chan.header(), &s.slots, value, |o, g| {
+                    s.chan.owner_gone(o, g, probe)
                 })
             }
         })
@@ -376,7 +384,7 @@ impl<T: Pod> Receiver<T> {
     #[cfg(not(loom))]
     pub fn create(name: &str, opts: &Options) -> Result<Self, Error> {
         Ok(Self::from_chan(
-            Chan::create(name, opts, &spec::<T>(Role::Receiver))?,
+            Chan::create(name, opts, &spec::<T>(Role::Receiver, opts))?,
             opts.wait,
         ))
     }
@@ -388,7 +396,7 @@ impl<T: Pod> Receiver<T> {
     #[cfg(not(loom))]
     pub fn open(name: &str, opts: &Options) -> Result<Self, Error> {
         Ok(Self::from_chan(
-            Chan::open(name, opts, &spec::<T>(Role::Receiver))?,
+            Chan::open(name, opts, &spec::<T>(Role::Receiver, opts))?,
             opts.wait,
         ))
     }
@@ -406,8 +414,9 @@ impl<T: Pod> Receiver<T> {
         handle::poll_recv(&s.chan, probe, |probe| {
             // SAFETY: as in `Sender::poll`.
             unsafe {
-                s.ring
-                    .pop(s.chan.header(), &s.slots, |o| s.chan.owner_gone(o, probe))
+                s.ring.pop(s.chan.header(), &s.slots, |o, g| {
+                    s.chan.owner_gone(o, g, probe)
+                })
             }
         })
     }
@@ -464,8 +473,8 @@ impl<T: Pod> Receiver<T> {
         handle::poll_recv(&s.chan, probe, |probe| {
             // SAFETY: as in `poll`.
             unsafe {
-                s.ring.pop_into(s.chan.header(), &s.slots, out, |o| {
-                    s.chan.owner_gone(o, probe)
+                s.ring.pop_into(s.chan.header(), &s.slots, out, |o, g| {
+                    s.chan.owner_gone(o, g, probe)
                 })
             }
         })
@@ -533,17 +542,19 @@ mod tests {
     use crate::ring::mpmc::{READING, WRITING, stamp};
     use crate::sync::Ordering;
 
-    /// Make endpoint entry `o` look like a process that died and was reaped, holding `pos`'s
-    /// slot in `state`, with both position hints past `pos`.
+    /// An entry word of generation `generation` in `state` (token 0).
+    fn entry_word(generation: u64, state: u64) -> u64 {
+        (generation << 34) | state
+    }
+
+    /// Make place `o` look like one whose occupant of generation 9 died and was reaped, holding
+    /// `pos`'s slot in `state`, with the hint of its role past `pos`.
     fn plant_dead_owner(s: &Shared, o: usize, pos: u64, state: u64) {
         let hdr = s.chan.header();
-        hdr.endpoints[o].store(
-            (4_000_000u64 << 32) | crate::endpoint::DEAD,
-            Ordering::Relaxed,
-        );
+        hdr.endpoints[o].store(entry_word(9, crate::endpoint::DEAD), Ordering::Relaxed);
         s.slots
             .stamp(pos)
-            .store(stamp(pos, o, state), Ordering::Relaxed);
+            .store(stamp(pos, o, 9, state), Ordering::Relaxed);
         hdr.tail.store(pos + 1, Ordering::Relaxed);
         if state == READING {
             hdr.head.store(pos + 1, Ordering::Relaxed);
@@ -571,17 +582,67 @@ mod tests {
         }
     }
 
-    /// A consumer died while copying position 0 out: the producer that laps around to that
-    /// slot repairs it instead of finding the ring full forever.
+    /// A consumer died while holding position 0 (copying it out, or a `Ref`): the message is
+    /// not lost. The producer that laps around to its slot hands it back (the ring is full
+    /// until a consumer takes it), and the next receive delivers it first.
     #[test]
-    fn slot_of_a_dead_reader_is_repaired_by_the_next_lap() {
+    fn message_of_a_dead_reader_is_delivered_again() {
         let (tx, rx) = channel::<u64>(4).unwrap();
+        tx.send(99).unwrap();
         plant_dead_owner(&tx.shared, MAX_SENDERS + 7, 0, READING);
-        for i in 1..=4 {
+        for i in 1..=3 {
             tx.try_send(i).unwrap_or_else(|e| panic!("send {i}: {e}"));
         }
-        assert!(tx.try_send(5).unwrap_err().is_full());
-        assert_eq!(rx.try_iter().collect::<Vec<_>>(), [1, 2, 3, 4]);
+        assert!(
+            tx.try_send(4).unwrap_err().is_full(),
+            "the dead consumer's message still takes its slot"
+        );
+        assert_eq!(rx.try_iter().collect::<Vec<_>>(), [99, 1, 2, 3]);
+        tx.try_send(4).unwrap();
+        assert_eq!(rx.try_recv(), Ok(4));
+    }
+
+    /// A new endpoint hands back at once what a dead consumer held (its sweep), so the next
+    /// consumer gets it without waiting for the ring to come round.
+    #[test]
+    fn a_new_endpoint_sweeps_dead_readers_messages_back() {
+        let (tx, rx) = channel::<u64>(8).unwrap();
+        tx.send(42).unwrap();
+        plant_dead_owner(&tx.shared, MAX_SENDERS + 7, 0, READING);
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Empty), "hint past it");
+        let s = &*tx.shared;
+        s.ring.sweep(s.chan.header(), &s.slots, |o, g| {
+            s.chan.owner_gone(o, g, true)
+        });
+        assert_eq!(rx.try_recv(), Ok(42));
+    }
+
+    /// Places are reused: a slot stamped by an earlier occupant of a place (an older
+    /// generation) is repaired even though the place is attached again, while one stamped
+    /// by the current occupant is waited for.
+    #[test]
+    fn generations_tell_a_places_occupants_apart() {
+        let (tx, rx) = channel::<u64>(4).unwrap();
+        let s = &*tx.shared;
+        let hdr = s.chan.header();
+        let o = 5;
+        hdr.endpoints[o].store(entry_word(10, crate::endpoint::ATTACHED), Ordering::Relaxed);
+        // The current occupant (generation 10) is writing position 0: wait for it.
+        s.slots
+            .stamp(0)
+            .store(stamp(0, o, 10, WRITING), Ordering::Relaxed);
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+        assert_eq!(
+            s.slots.stamp(0).load(Ordering::Relaxed),
+            stamp(0, o, 10, WRITING)
+        );
+        // The previous occupant (generation 9) left it WRITING: repaired and skipped.
+        s.slots
+            .stamp(0)
+            .store(stamp(0, o, 9, WRITING), Ordering::Relaxed);
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+        tx.send(3).unwrap();
+        assert_eq!(rx.try_recv(), Ok(3));
     }
 
     /// A stamp that fits no state of the protocol makes the channel report itself broken
@@ -593,7 +654,7 @@ mod tests {
         tx.shared
             .slots
             .stamp(0)
-            .store(stamp(u64::MAX, 3, 2), Ordering::Relaxed);
+            .store(stamp(u64::MAX, 3, 0, 2), Ordering::Relaxed);
         assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
     }
 }

@@ -111,6 +111,8 @@ pub struct Options {
     pub(crate) mode: u32,
     pub(crate) open_timeout: Duration,
     pub(crate) wait: WaitStrategy,
+    pub(crate) max_senders: u32,
+    pub(crate) max_receivers: u32,
 }
 
 impl Default for Options {
@@ -121,6 +123,8 @@ impl Default for Options {
             mode: 0o600,
             open_timeout: Duration::from_secs(2),
             wait: WaitStrategy::default(),
+            max_senders: crate::mpmc::MAX_SENDERS as u32,
+            max_receivers: crate::mpmc::MAX_RECEIVERS as u32,
         }
     }
 }
@@ -156,6 +160,37 @@ impl Options {
     /// exactly, whatever the process umask.
     pub fn mode(mut self, mode: u32) -> Self {
         self.mode = mode & 0o777;
+        self
+    }
+
+    /// MPMC channels: how many senders may be attached *at once*, used by `create` (default
+    /// [`mpmc::MAX_SENDERS`](crate::mpmc::MAX_SENDERS), 32). A sender that leaves (dropped, or
+    /// its process died) frees its place for the next one, so this never limits how many
+    /// attach over the channel's life. Senders and receivers together may be at most 64;
+    /// `create` returns [`Error::InvalidOptions`](crate::Error::InvalidOptions) otherwise.
+    /// Ignored by the other kinds (one sender, one receiver).
+    ///
+    /// ```
+    /// use shmchan::{mpmc, Error, Options};
+    /// # let name = format!("doc-max-senders-{}", std::process::id());
+    /// let opts = Options::new().max_senders(1).max_receivers(4);
+    /// let rx = mpmc::Receiver::<u64>::create(&name, &opts)?;
+    /// let tx = mpmc::Sender::<u64>::open(&name, &opts)?;
+    /// assert!(matches!(mpmc::Sender::<u64>::open(&name, &opts), Err(Error::EndpointTaken { .. })));
+    /// drop(tx); // its place is free again
+    /// let tx = mpmc::Sender::<u64>::open(&name, &opts)?;
+    /// # Ok::<(), shmchan::Error>(())
+    /// ```
+    pub fn max_senders(mut self, n: usize) -> Self {
+        self.max_senders = u32::try_from(n).unwrap_or(u32::MAX);
+        self
+    }
+
+    /// MPMC channels: how many receivers may be attached *at once*, used by `create` (default
+    /// [`mpmc::MAX_RECEIVERS`](crate::mpmc::MAX_RECEIVERS), 32); as
+    /// [`max_senders`](Self::max_senders).
+    pub fn max_receivers(mut self, n: usize) -> Self {
+        self.max_receivers = u32::try_from(n).unwrap_or(u32::MAX);
         self
     }
 

@@ -161,8 +161,6 @@ pub struct Reader {
     /// The record being read: payload position and length, and how much of it is consumed.
     current: Option<(u64, u64)>,
     consumed: usize,
-    /// The writer is gone and the ring drained.
-    eof: bool,
 }
 
 impl Reader {
@@ -191,7 +189,6 @@ impl Reader {
             inner: frame::Receiver::from_chan(chan, wait)?,
             current: None,
             consumed: 0,
-            eof: false,
         })
     }
 
@@ -216,7 +213,9 @@ impl Reader {
 
 impl io::BufRead for Reader {
     /// The unread bytes of the next record, in place in the ring, waiting for one as long as
-    /// it takes; empty at end of file (the writer gone, everything read).
+    /// it takes; empty at end of file (the writer gone, everything read). End of file is not
+    /// for ever, as with a FIFO: once a new writer attaches, the next call waits for (and
+    /// returns) what it writes.
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
         if self.inner.chan().forked() {
             return Ok(&[]); // a forked child's copy reads nothing of its parent's pipe
@@ -232,15 +231,12 @@ impl io::BufRead for Reader {
                 self.inner.release(len);
                 self.current = None;
             }
-            if self.eof {
-                return Ok(&[]);
-            }
             match self.inner.next_frame(None) {
                 Ok(at) => {
                     self.current = Some(at);
                     self.consumed = 0;
                 }
-                Err(RecvTimeoutError::Disconnected) => self.eof = true,
+                Err(RecvTimeoutError::Disconnected) => return Ok(&[]),
                 Err(RecvTimeoutError::Timeout) => unreachable!("no deadline"),
             }
         }
@@ -282,7 +278,6 @@ impl std::fmt::Debug for Reader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("pipe::Reader")
             .field("inner", &self.inner)
-            .field("eof", &self.eof)
             .finish_non_exhaustive()
     }
 }

@@ -486,6 +486,11 @@ fn reactor() -> &'static Reactor {
     /// The current reactor, as an address (0: none yet). A lock-free slot, not a mutex: a
     /// mutex held by another thread at a `fork` would stay locked in the child.
     static CURRENT: AtomicU64 = AtomicU64::new(0);
+    // Before reading the generation this reactor will be of: a fork after this bumps it in
+    // the child, which then makes a reactor of its own (without the handlers, a process whose
+    // first wait came before any named channel kept generation 0 in its children, and they
+    // registered with this reactor, whose thread they do not have).
+    let _ = crate::fork::install_handlers();
     let gen_now = generation();
     loop {
         // Acquire: pairs with the Release of the CAS below (the reactor is initialised).

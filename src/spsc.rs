@@ -176,11 +176,12 @@ impl<T: Pod> Sender<T> {
     }
 
     fn from_chan(chan: Chan, wait: WaitStrategy) -> Result<Self, Error> {
-        let ring =
-            ring::Producer::new(chan.header(), chan.geo.capacity).map_err(|_| corrupt(&chan))?;
+        let slots = Slots::new(chan.region(), &chan.geo);
+        let ring = ring::Producer::new(chan.header(), &slots, chan.geo.capacity)
+            .map_err(|_| corrupt(&chan))?;
         Ok(Sender {
             ring,
-            slots: Slots::new(chan.region(), &chan.geo),
+            slots,
             wait,
             chan,
             _payload: PhantomData,

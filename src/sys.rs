@@ -108,6 +108,51 @@ pub(crate) fn fstat(fd: BorrowedFd<'_>) -> io::Result<libc::stat> {
     Ok(unsafe { st.assume_init() })
 }
 
+/// Read up to `buf.len()` bytes at `offset` of a file or shared memory object, without moving
+/// its offset; returns how many (fewer at its end). A read past the end of an object another
+/// process shrank returns what is there, never a SIGBUS (as a load from a mapping would).
+///
+/// # References
+/// `pread(2)`
+pub(crate) fn pread(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    let offset =
+        libc::off_t::try_from(offset).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the duration of the call.
+    let n = unsafe { libc::pread(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), offset) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
+/// Write all of `buf` at `offset` of a file or shared memory object (extending it if needed),
+/// without moving its offset.
+///
+/// # References
+/// `pwrite(2)`
+pub(crate) fn pwrite_all(fd: BorrowedFd<'_>, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
+    while !buf.is_empty() {
+        let off = libc::off_t::try_from(offset)
+            .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+        // SAFETY: `buf` is valid for reads of `buf.len()` bytes for the duration of the call.
+        let n = unsafe { libc::pwrite(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), off) };
+        match n {
+            n if n < 0 => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+            0 => return Err(io::Error::from(io::ErrorKind::WriteZero)),
+            n => {
+                buf = &buf[n as usize..];
+                offset += n as u64;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Status of a name in a directory (`None`: the current directory), not following a final
 /// symbolic link.
 ///
@@ -289,6 +334,28 @@ pub(crate) fn shm_stat(id: libc::c_int) -> io::Result<libc::shmid_ds> {
     cvt(unsafe { libc::shmctl(id, libc::IPC_STAT, ds.as_mut_ptr()) })?;
     // SAFETY: the call returned 0, so it initialised `ds`.
     Ok(unsafe { ds.assume_init() })
+}
+
+/// Set the group and permission bits of System V segment `id` (its owner uid unchanged). The
+/// caller must own or have created it.
+///
+/// # References
+/// `shmctl(2)` with `IPC_SET`
+pub(crate) fn shm_set_group_mode(id: libc::c_int, gid: u32, mode: u32) -> io::Result<()> {
+    let mut ds = shm_stat(id)?;
+    ds.shm_perm.gid = gid;
+    ds.shm_perm.mode = (mode & 0o777) as _;
+    // SAFETY: `ds` is a valid `shmid_ds` (from IPC_STAT), read by IPC_SET.
+    cvt(unsafe { libc::shmctl(id, libc::IPC_SET, &mut ds) }).map(drop)
+}
+
+/// The effective group id of this process.
+///
+/// # References
+/// `getegid(2)`
+pub(crate) fn getegid() -> u32 {
+    // SAFETY: plain system call, cannot fail.
+    unsafe { libc::getegid() }
 }
 
 /// The highest index in use in the kernel's System V segment table (for [`shm_stat_index`]).

@@ -149,12 +149,14 @@ fn second_sender_or_receiver_is_refused() {
             ),
             "{err:?}"
         );
-        // A sender that has left cannot be replaced (its receiver has seen it go).
+        // A sender that has left is replaced by the next one, and the receiver that saw it
+        // go works again.
         drop(tx);
         assert!(rx.recv().is_err());
-        let err = spsc::Sender::<u64>::open(&name, &opts).unwrap_err();
-        assert!(matches!(err, Error::EndpointTaken { .. }), "{err:?}");
-        drop(rx);
+        let tx = spsc::Sender::<u64>::open(&name, &opts).unwrap();
+        tx.send(5).unwrap();
+        assert_eq!(rx.recv(), Ok(5), "{backend}");
+        drop((tx, rx));
         assert_gone(&name, &backend);
     }
 }
@@ -163,22 +165,7 @@ fn second_sender_or_receiver_is_refused() {
 fn real_region_bytes(name: &str, backend: &Backend) -> Vec<u8> {
     let opts = Options::new().backend(backend.clone()).capacity(16);
     let _tx = spsc::Sender::<u64>::create(name, &opts).unwrap();
-    match backend {
-        Backend::Posix => std::fs::read(std::path::Path::new("/dev/shm").join(name)).unwrap(),
-        Backend::File(dir) => std::fs::read(dir.join(name)).unwrap(),
-        Backend::SysV => {
-            // SAFETY: attach the live segment read-only-in-practice and copy its bytes out.
-            unsafe {
-                let id = libc::shmget(Backend::sysv_key(name), 0, 0);
-                let mut ds: libc::shmid_ds = std::mem::zeroed();
-                libc::shmctl(id, libc::IPC_STAT, &mut ds);
-                let p = libc::shmat(id, std::ptr::null(), libc::SHM_RDONLY);
-                let v = std::slice::from_raw_parts(p.cast::<u8>(), ds.shm_segsz).to_vec();
-                libc::shmdt(p);
-                v
-            }
-        }
-    }
+    common::region_bytes(name, backend)
 }
 
 #[test]
@@ -212,7 +199,7 @@ fn garbage_header_is_incompatible() {
 fn tampered_headers_are_reported() {
     // (offset, new little-endian u32, expected words in the message)
     let cases: &[(usize, u32, &str)] = &[
-        (0, 0x0bad_f00d, "not a shmchan region"),
+        (0, 0x0bad_f00d, "not a shmchan channel"),
         (8, 99, "layout version 99"),
         (12, 2, "MPMC channel, opened as SPSC"),
         (12, 7, "unknown channel kind"),
@@ -264,7 +251,8 @@ fn unready_region_times_out_with_not_ready() {
     for backend in backends() {
         let name = unique_name("unready");
         let _cleanup = Cleanup(name.clone(), backend.clone());
-        plant(&name, &backend, &[0u8; 8192]); // a creator that died before publishing
+        // A creator that marked its object and died before publishing.
+        plant(&name, &backend, &common::half_made(8192));
         let opts = Options::new()
             .backend(backend.clone())
             .open_timeout(Duration::from_millis(100));
@@ -276,16 +264,53 @@ fn unready_region_times_out_with_not_ready() {
     }
 }
 
+/// An object of zeros is not a channel of ours: no creator leaves one (each marks its object
+/// first). POSIX and File objects say so at once; a System V segment, whose creator cannot
+/// mark it in the same step as making it, is given the open timeout to be marked.
 #[test]
-fn too_small_region_is_not_ready_then_reported() {
+fn zeroed_region_is_incompatible() {
+    for backend in backends() {
+        let name = unique_name("zeros");
+        let _cleanup = Cleanup(name.clone(), backend.clone());
+        plant(&name, &backend, &[0u8; 8192]);
+        let opts = Options::new()
+            .backend(backend.clone())
+            .open_timeout(Duration::from_millis(100));
+        let err = spsc::Receiver::<u64>::open(&name, &opts).unwrap_err();
+        assert!(
+            matches!(err, Error::Incompatible { .. }),
+            "{backend}: {err:?}"
+        );
+        assert!(err.to_string().contains("all zeros"), "{err}");
+    }
+}
+
+#[test]
+fn too_small_region_is_reported() {
     let dir = common::file_dir();
     for backend in [Backend::Posix, dir.backend()] {
+        // Another program's few bytes: not ours, at once.
         let name = unique_name("tiny");
         let _cleanup = Cleanup(name.clone(), backend.clone());
         plant(&name, &backend, b"hello");
         let opts = Options::new()
             .backend(backend.clone())
-            .open_timeout(Duration::from_millis(50));
+            .open_timeout(Duration::from_secs(10));
+        let t0 = std::time::Instant::now();
+        let err = spsc::Receiver::<u64>::open(&name, &opts).unwrap_err();
+        assert!(
+            matches!(err, Error::Incompatible { .. }),
+            "{backend}: {err:?}"
+        );
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "{backend}: not at once"
+        );
+        // A creator that marked its object and died before sizing it: not ready.
+        let name = unique_name("tiny-marked");
+        let _cleanup = Cleanup(name.clone(), backend.clone());
+        plant(&name, &backend, &common::mark());
+        let opts = opts.open_timeout(Duration::from_millis(50));
         let err = spsc::Receiver::<u64>::open(&name, &opts).unwrap_err();
         assert!(matches!(err, Error::NotReady { .. }), "{backend}: {err:?}");
     }

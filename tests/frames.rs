@@ -332,7 +332,7 @@ fn hostile_writes_over_a_frame_ring_do_not_crash() {
         let off = match next() % 4 {
             0 => 1024,
             1 => 1152,
-            _ => 1664 + (next() as usize % 4096), // the ring starts after the 1664-byte header
+            _ => 1920 + (next() as usize % 4096), // the ring starts after the 1920-byte header
         } & !7;
         let val = match next() % 4 {
             0 => next(),

@@ -16,7 +16,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Cleanup, Msg, assert_gone, backends, spawn, spawn_via, unique_name};
-use shmchan::{Backend, Options, RecvTimeoutError, WaitForPeerError, mpmc, spsc};
+use shmchan::{Backend, Options, RecvTimeoutError, TryRecvError, WaitForPeerError, mpmc, spsc};
 
 const SHORT: Duration = Duration::from_secs(10);
 /// Pause between messages in the slow ping-pong: longer than the probe interval (40 ms), so
@@ -392,8 +392,10 @@ fn kills_while_attaching_or_detaching_leave_nothing_behind() {
     }
 }
 
-/// `is_connected` and `wait_for_peer` across processes: no peer yet (timeout), a peer that
-/// attaches (returns at once), a peer killed (disconnected).
+/// `is_connected` and `wait_for_peer` across processes, on one handle across several peers: no
+/// peer yet (timeout), a peer that attaches (returns at once), a peer killed (not connected,
+/// and `wait_for_peer` waits for the next), the next peer (connected again, and the same
+/// handle receives from it).
 #[test]
 fn is_connected_and_wait_for_peer_follow_a_real_peer() {
     for backend in backends() {
@@ -422,11 +424,19 @@ fn is_connected_and_wait_for_peer_follow_a_real_peer() {
         child.reap(); // the kill takes effect (its descriptors are closed) by the time it is reaped
         assert!(!rx.is_connected(), "{backend}: killed, so not connected");
         assert_eq!(
-            rx.wait_for_peer(SHORT),
-            Err(WaitForPeerError::Disconnected),
-            "{backend}"
+            rx.wait_for_peer(Duration::from_millis(50)),
+            Err(WaitForPeerError::Timeout),
+            "{backend}: waits for the next sender"
         );
         assert_eq!(rx.recv(), Ok(Msg::new(0)), "what it sent is still there");
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected), "{backend}");
+        // The next sender: the same handle is connected again and receives from it.
+        let mut next = spawn("send", &name, &backend, &[("SHMCHAN_TEST_N", "3".into())]);
+        assert_eq!(rx.wait_for_peer(SHORT), Ok(()), "{backend}");
+        let got: Vec<Msg> = rx.iter().collect();
+        assert_eq!(got, (0..3).map(Msg::new).collect::<Vec<_>>(), "{backend}");
+        next.assert_success(SHORT);
+        assert!(!rx.is_connected(), "{backend}: the second sender left");
         drop(rx);
         assert_gone(&name, &backend);
     }

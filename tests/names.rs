@@ -285,23 +285,27 @@ fn remove_takes_only_what_no_live_endpoint_holds() {
 
         let name = unique_name("rm-half");
         let _cleanup = Cleanup(name.clone(), backend.clone());
-        common::plant(&name, &backend, &[0u8; 8192]); // a creator that died while creating
+        common::plant(&name, &backend, &common::half_made(8192)); // its creator died
         shmchan::remove(&name, &opts).unwrap();
         assert_gone(&name, &backend);
 
-        let name = unique_name("rm-foreign");
-        let _cleanup = Cleanup(name.clone(), backend.clone());
-        common::plant(&name, &backend, &[0xa5u8; 8192]);
-        let err = shmchan::remove(&name, &opts).unwrap_err();
-        assert!(
-            matches!(err, Error::Incompatible { .. }),
-            "{backend}: {err:?}"
-        );
-        assert!(err.to_string().contains("not removed"), "{err}");
-        assert!(
-            exists(&name, &backend),
-            "{backend}: a foreign object is left alone"
-        );
+        for (what, bytes) in foreign_objects() {
+            let name = unique_name("rm-foreign");
+            let _cleanup = Cleanup(name.clone(), backend.clone());
+            common::plant(&name, &backend, &bytes);
+            let opts = opts.clone().open_timeout(Duration::from_millis(50));
+            let err = shmchan::remove(&name, &opts).unwrap_err();
+            assert!(
+                matches!(err, Error::Incompatible { .. }),
+                "{backend}, {what}: {err:?}"
+            );
+            assert!(err.to_string().contains("not removed"), "{err}");
+            assert_eq!(
+                common::region_bytes(&name, &backend),
+                bytes,
+                "{backend}, {what}: a foreign object is left alone, not a byte changed"
+            );
+        }
     }
 }
 
@@ -337,14 +341,15 @@ fn a_stale_handle_does_not_close_the_channel_made_anew_in_its_object() {
 }
 
 /// `create` over a channel whose creator died before publishing it takes the name; over
-/// another program's object it fails and leaves the object alone.
+/// another program's object it fails and leaves the object alone, even one that looks like a
+/// half-made channel of the old rule (first word zero, ready word unset), or is all zeros.
 #[test]
 fn create_reclaims_half_made_channels_and_leaves_foreign_objects() {
     for backend in backends() {
         let opts = Options::new().backend(backend.clone());
         let name = unique_name("half");
         let _cleanup = Cleanup(name.clone(), backend.clone());
-        common::plant(&name, &backend, &[0u8; 8192]);
+        common::plant(&name, &backend, &common::half_made(8192));
         let tx = spsc::Sender::<Msg>::create(&name, &opts).unwrap();
         let rx = spsc::Receiver::<Msg>::open(&name, &opts).unwrap();
         tx.send(Msg::new(3)).unwrap();
@@ -352,14 +357,36 @@ fn create_reclaims_half_made_channels_and_leaves_foreign_objects() {
         drop((tx, rx));
         assert_gone(&name, &backend);
 
-        let name = unique_name("foreign");
-        let _cleanup = Cleanup(name.clone(), backend.clone());
-        common::plant(&name, &backend, &[0xa5u8; 8192]);
-        let err = spsc::Sender::<Msg>::create(&name, &opts).unwrap_err();
-        assert!(
-            matches!(err, Error::AlreadyExists { .. }),
-            "{backend}: {err:?}"
-        );
-        assert!(exists(&name, &backend), "{backend}");
+        for (what, bytes) in foreign_objects() {
+            let name = unique_name("foreign");
+            let _cleanup = Cleanup(name.clone(), backend.clone());
+            common::plant(&name, &backend, &bytes);
+            let err = spsc::Sender::<Msg>::create(&name, &opts).unwrap_err();
+            assert!(
+                matches!(err, Error::AlreadyExists { .. }),
+                "{backend}, {what}: {err:?}"
+            );
+            assert_eq!(
+                common::region_bytes(&name, &backend),
+                bytes,
+                "{backend}, {what}: not a byte changed"
+            );
+        }
     }
+}
+
+/// Other programs' objects: not one of them may be taken for a channel, written or removed.
+fn foreign_objects() -> Vec<(&'static str, Vec<u8>)> {
+    // First word zero and no ready word (what the old rule took for a half-made channel),
+    // with bytes of another program where the System V gate word is (offset 392).
+    let mut zero_first = vec![0xa5u8; 8192];
+    zero_first[..8].fill(0);
+    zero_first[392..400].copy_from_slice(&[0x8e, 0x8f, 0x90, 0x91, 0x92, 0x93, 0x94, 0x95]);
+    let mut zeros = vec![0u8; 8192];
+    zeros[392..400].copy_from_slice(&[0x8e, 0x8f, 0x90, 0x91, 0x92, 0x93, 0x94, 0x95]);
+    vec![
+        ("random bytes", vec![0xa5u8; 8192]),
+        ("first word zero", zero_first),
+        ("zeros but the gate word", zeros),
+    ]
 }

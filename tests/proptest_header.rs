@@ -60,7 +60,7 @@ const OPEN_TIMEOUT: Duration = Duration::from_millis(20);
 const MAX_HANDLES: usize = 8;
 
 // The header layout (`src/layout.rs`, where these offsets are asserted).
-const SLOTS: usize = 1664; // slot 0, for `Msg` (size 16, alignment 8), after the 1664-byte header
+const SLOTS: usize = 1920; // slot 0, for `Msg` (size 16, alignment 8), after the 1920-byte header
 const STRIDE: usize = 24; // an 8-byte stamp, then the 16-byte payload
 const MAX_CAPACITY: usize = 16;
 const TAIL: usize = 1024;
@@ -72,7 +72,7 @@ const HEAD: usize = 1152;
 /// head, and both doorbells (seq, sleepers, fence).
 const FIELDS: &[usize] = &[
     0, 8, 12, 16, 24, 32, 40, 48, 56, 64, 72, 76, 80, 84, 88, 96, 336, 384, 388, 392, 512, 520,
-    528, 760, 768, 1016, 1024, 1152, 1280, 1284, 1288, 1408, 1412, 1416,
+    528, 760, 768, 1016, 1024, 1152, 1280, 1284, 1288, 1408, 1412, 1416, 1664, 1916,
 ];
 const MAGIC: u64 = u64::from_le_bytes(*b"SHMCHAN\x01");
 const READY: u64 = 0x5245_4459;
@@ -223,15 +223,15 @@ fn offset_strategy() -> impl Strategy<Value = usize> {
 }
 
 fn value_strategy() -> impl Strategy<Value = u64> {
-    let pid = u64::from(std::process::id());
     prop_oneof![
         4 => select(INTERESTING),
         1 => (0u32..64).prop_map(|k| 1u64 << k),
         1 => (1u32..64).prop_map(|k| (1u64 << k) - 1),
         2 => 0u64..64,
-        // An endpoint word of this process, in each state (free, attached, detached, dead),
-        // with a small token.
-        1 => (0u64..4, 0u64..4).prop_map(move |(token, state)| (pid << 34) | (token << 2) | state),
+        // An endpoint word of a small generation, in each state (free, attached, detached,
+        // dead), with a small token.
+        1 => (0u64..4, 0u64..4, 0u64..4)
+            .prop_map(|(generation, token, state)| (generation << 34) | (token << 2) | state),
         2 => any::<u64>(),
     ]
 }

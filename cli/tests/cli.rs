@@ -65,7 +65,7 @@ fn ls_and_stat_show_a_channel_held_by_two_processes() {
             assert_eq!(ch["len"], 3);
             assert_eq!(ch["sent"], 5);
             assert_eq!(ch["received"], 2);
-            assert_eq!(ch["version"], 3);
+            assert_eq!(ch["version"], 4);
             assert_eq!(ch["mode"], "0600");
             assert_eq!(ch["creator_pid"], tx_pid);
             assert_eq!(ch["creator_uid"], 0);
@@ -286,7 +286,7 @@ fn bad_input_gives_a_clear_error() {
         assert!(exists(&foreign, &backend));
         let run = shmchan(&["rm", &foreign, "--backend", &b, "--force"]).ok();
         assert!(
-            run.stdout.contains("forced: not a shmchan region"),
+            run.stdout.contains("forced: not a shmchan channel"),
             "{}",
             run.stdout
         );
@@ -301,7 +301,7 @@ fn bad_input_gives_a_clear_error() {
         let run = shmchan(&["stat", &short, "--backend", &b]);
         assert_eq!(run.code, 1, "{b}");
         assert!(
-            run.stderr.contains("100 bytes") && run.stderr.contains("1664"),
+            run.stderr.contains("100 bytes") && run.stderr.contains("1920"),
             "{}{}",
             run.stdout,
             run.stderr

@@ -61,8 +61,9 @@ impl<T: Pod> Sender<T> {
     fn poll_loan(&self, probe: bool) -> Poll<Result<u64, ()>> {
         let s = &*self.shared;
         handle::poll_send(&s.chan, (), probe, |probe| {
-            s.ring
-                .claim(s.chan.header(), &s.slots, |o| s.chan.owner_gone(o, probe))
+            s.ring.claim(s.chan.header(), &s.slots, |o, g| {
+                s.chan.owner_gone(o, g, probe)
+            })
         })
     }
 
@@ -193,8 +194,9 @@ impl<T: Pod> Receiver<T> {
     fn poll_ref(&self, probe: bool) -> Poll<Result<u64, ()>> {
         let s = &*self.shared;
         handle::poll_recv(&s.chan, probe, |probe| {
-            s.ring
-                .take(s.chan.header(), &s.slots, |o| s.chan.owner_gone(o, probe))
+            s.ring.take(s.chan.header(), &s.slots, |o, g| {
+                s.chan.owner_gone(o, g, probe)
+            })
         })
     }
 

@@ -82,11 +82,14 @@ impl MappedFile {
                 backend,
             });
         }
-        let made = super::size(&file.fd, len, mode, err).and_then(|()| {
-            file.map()
-                .map_err(|e| err("mmap", e))?
-                .ok_or_else(|| err("mmap", std::io::Error::other("the file is empty")))
-        });
+        // The mark first, as for POSIX objects.
+        let made = super::mark(&file.fd, err)
+            .and_then(|()| super::size(&file.fd, len, mode, err))
+            .and_then(|()| {
+                file.map()
+                    .map_err(|e| err("mmap", e))?
+                    .ok_or_else(|| err("mmap", std::io::Error::other("the file is empty")))
+            });
         match made {
             Ok(map) => {
                 file.map = Some(map);

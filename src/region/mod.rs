@@ -202,7 +202,7 @@ impl Region {
         match &self.owner {
             Owner::Posix(r) => Gate::ofd(r.fd.as_fd(), deadline),
             Owner::File(r) => Gate::ofd(r.fd.as_fd(), deadline),
-            Owner::SysV(r) => r.gate(token::mine()?, deadline),
+            Owner::SysV(r) => r.gate(deadline),
             Owner::Heap(_) => Ok(Gate::Heap),
         }
     }
@@ -249,7 +249,7 @@ impl Region {
     pub(crate) fn token(&self) -> std::io::Result<u32> {
         match &self.owner {
             #[cfg(not(loom))]
-            Owner::SysV(_) => token::mine(),
+            Owner::SysV(r) => Ok(r.token),
             _ => Ok(0),
         }
     }
@@ -313,18 +313,28 @@ impl Region {
         let _ = len;
     }
 
-    /// Size of the object in bytes, mapped or not.
+    /// What the object's first bytes say it is (see [`Mark`](crate::layout::Mark)): read with
+    /// `pread` for POSIX and File objects (which may be smaller than a header, or shrink under
+    /// us), from the attachment for System V segments (never smaller than a header here).
     #[cfg(not(loom))]
-    pub(crate) fn object_len(&self) -> usize {
+    pub(crate) fn mark(&self) -> crate::layout::Mark {
+        use crate::layout::{MARK_BYTES, Mark};
         use std::os::fd::AsFd;
-        let fstat_len = |fd: &crate::fork::Guarded| {
-            crate::sys::fstat(fd.as_fd()).map_or(0, |st| usize::try_from(st.st_size).unwrap_or(0))
+        let of_fd = |fd: &crate::fork::Guarded| {
+            let mut b = [0u8; MARK_BYTES];
+            match crate::sys::pread(fd.as_fd(), &mut b, 0) {
+                Ok(n) => Mark::of(&b[..n]),
+                Err(e) => Mark::Foreign(format!("its first bytes could not be read: {e}")),
+            }
         };
         match &self.owner {
-            Owner::Posix(r) => fstat_len(&r.fd),
-            Owner::File(r) => fstat_len(&r.fd),
-            Owner::SysV(r) => r.attachment.len(),
-            Owner::Heap(_) => self.len,
+            Owner::Posix(r) => of_fd(&r.fd),
+            Owner::File(r) => of_fd(&r.fd),
+            Owner::SysV(_) => match self.try_header() {
+                Some(hdr) => Mark::of_header(hdr),
+                None => Mark::Foreign("smaller than a shmchan header".into()),
+            },
+            Owner::Heap(_) => Mark::Ours,
         }
     }
 
@@ -387,15 +397,17 @@ impl Region {
         }
     }
 
-    /// Zero the first `len` bytes but the header's `life` line (a closed channel's object
-    /// about to be used anew; the caller holds the gate, whose System V word lives in that
-    /// line, and no endpoint is alive).
+    /// Zero the first `len` bytes but the mark and the header's `life` line (a closed
+    /// channel's object about to be used anew; the caller holds the gate, whose System V word
+    /// lives in that line, and no endpoint is alive). The mark stays, so that a process killed
+    /// meanwhile leaves a half-made channel of ours, not an object nobody may reclaim.
     #[cfg(not(loom))]
     pub(crate) fn zero(&self, len: usize) {
         let len = len.min(self.len);
+        let mark = crate::layout::MARK_BYTES;
         let life = core::mem::offset_of!(Header, life);
         let after = life + crate::layout::LINE;
-        for (start, end) in [(0, life.min(len)), (after.min(len), len)] {
+        for (start, end) in [(mark.min(len), life.min(len)), (after.min(len), len)] {
             // SAFETY: in bounds of the mapping. Nobody else uses these bytes: the channel was
             // closed under the gate we hold, with every endpoint gone, and a new one is
             // published only after this. A hostile process writing them meanwhile changes only
@@ -472,6 +484,7 @@ impl Region {
                     id: r.id,
                     key: r.key,
                     attachment,
+                    token: r.token,
                 })))
             }
             Owner::Heap(_) => unreachable!("heap regions are never reused"),
@@ -585,6 +598,18 @@ fn gate_error(e: GateError, name: &str, backend: Backend) -> Error {
         },
         GateError::Io(e) => os_error("lock the region (F_OFD_SETLK)", name, backend, e),
     }
+}
+
+/// Mark a file or POSIX object just created exclusively (and still empty, under our gate) as
+/// a shmchan channel being made: its first bytes, in one write (see `layout::Mark`).
+#[cfg(not(loom))]
+fn mark(
+    fd: &crate::fork::Guarded,
+    err: impl Fn(&'static str, std::io::Error) -> Error,
+) -> Result<(), Error> {
+    use std::os::fd::AsFd;
+    crate::sys::pwrite_all(fd.as_fd(), &crate::layout::Mark::bytes(), 0)
+        .map_err(|e| err("pwrite (marking the new object as a shmchan channel)", e))
 }
 
 /// Finish a file or POSIX object just created exclusively: set its mode exactly (the umask

@@ -77,12 +77,15 @@ impl PosixShm {
                 backend: Backend::Posix,
             });
         }
-        // From here on the name is ours: remove it again if anything fails.
-        let made = super::size(&shm.fd, len, mode, err).and_then(|()| {
-            shm.map()
-                .map_err(|e| err("mmap", e))?
-                .ok_or_else(|| err("mmap", std::io::Error::other("the object is empty")))
-        });
+        // From here on the name is ours: remove it again if anything fails. The mark first,
+        // in one write to the empty object, so that it is never non-empty without it.
+        let made = super::mark(&shm.fd, err)
+            .and_then(|()| super::size(&shm.fd, len, mode, err))
+            .and_then(|()| {
+                shm.map()
+                    .map_err(|e| err("mmap", e))?
+                    .ok_or_else(|| err("mmap", std::io::Error::other("the object is empty")))
+            });
         match made {
             Ok(map) => {
                 shm.map = Some(map);

@@ -9,7 +9,7 @@ use std::time::Instant;
 use super::lock::{Gate, GateError};
 use super::{gate_error, os_error};
 use crate::error::Error;
-use crate::layout::{Header, sysv_key};
+use crate::layout::{Header, Mark, sysv_key};
 use crate::options::Backend;
 use crate::sys;
 
@@ -63,6 +63,8 @@ pub(super) struct SysVShm {
     pub(super) id: libc::c_int,
     pub(super) key: libc::key_t,
     pub(super) attachment: Attachment,
+    /// This process's liveness token for this segment's group and mode (`token.rs`).
+    pub(super) token: u32,
 }
 
 /// Remove the segment of channel `name` without attaching it (one too small to hold a header,
@@ -86,7 +88,8 @@ impl SysVShm {
         deadline: Option<Instant>,
     ) -> Result<(SysVShm, Gate), Error> {
         let err = |op, e| os_error(op, name, Backend::SysV, e);
-        let token = super::token::mine().map_err(|e| err("shmget (liveness token)", e))?;
+        let token =
+            super::token::for_new_segment(mode).map_err(|e| err("shmget (liveness token)", e))?;
         let key = sysv_key(name);
         // shmget's mode is not subject to the umask.
         let id = sys::shmget(
@@ -111,9 +114,14 @@ impl SysVShm {
                 id,
                 key,
                 attachment,
+                token,
             };
+            // Mark the segment as a channel being made before anything else touches it:
+            // openers, reclaimers and removers take the gate (a write to the segment) only
+            // of a marked segment.
+            Mark::write(seg.header());
             let gate = seg
-                .gate(token, deadline)
+                .gate(deadline)
                 .map_err(|e| gate_error(e, name, Backend::SysV))?;
             Ok((seg, gate))
         })();
@@ -125,9 +133,9 @@ impl SysVShm {
             }
         };
         // Under the gate, the segment must be as we made it: still named by us, and its header
-        // never written. Otherwise a reclaimer took it, between our `shmget` and our gate, for
-        // one whose creator died: removed it, or (another user's) made it a channel of its own.
-        if !seg.is_named() || !seg.header_untouched() {
+        // unpublished. Otherwise a reclaimer took it, between our mark and our gate, for one
+        // whose creator died, and removed it.
+        if !seg.is_named() || seg.header().is_ready() {
             return Err(Error::AlreadyExists {
                 name: name.to_owned(),
                 backend: Backend::SysV,
@@ -169,21 +177,49 @@ impl SysVShm {
                 ),
             });
         }
-        let token = super::token::mine().map_err(|e| err("shmget (liveness token)", e))?;
+        let token = super::token::for_segment(id).map_err(|e| err("shmget (liveness token)", e))?;
         let attachment = Attachment::new(id).map_err(|e| err("shmat", e))?;
         let seg = SysVShm {
             id,
             key,
             attachment,
+            token,
         };
+        seg.wait_for_mark(name, deadline)?;
         let gate = seg
-            .gate(token, deadline)
+            .gate(deadline)
             .map_err(|e| gate_error(e, name, Backend::SysV))?;
         Ok((seg, gate))
     }
 
-    pub(super) fn gate(&self, token: u32, deadline: Option<Instant>) -> Result<Gate, GateError> {
-        Gate::sysv(self.id, gate_offset(), token, deadline)
+    /// Nothing is written to a segment (not even its gate word) before it is known to be a
+    /// shmchan channel of this layout: wait until `deadline` for a segment whose mark is still
+    /// all zeros (a creator marks it microseconds after making it), and refuse one with
+    /// anything else there at once.
+    fn wait_for_mark(&self, name: &str, deadline: Option<Instant>) -> Result<(), Error> {
+        let incompatible = |detail| Error::Incompatible {
+            name: name.to_owned(),
+            backend: Backend::SysV,
+            detail,
+        };
+        loop {
+            match crate::name::mark_verdict(Mark::of_header(self.header())) {
+                Ok(_) => return Ok(()),
+                Err(detail) if Mark::of_header(self.header()) != Mark::Zeros => {
+                    return Err(incompatible(detail));
+                }
+                Err(detail) => {
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Err(incompatible(detail));
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+            }
+        }
+    }
+
+    pub(super) fn gate(&self, deadline: Option<Instant>) -> Result<Gate, GateError> {
+        Gate::sysv(self.id, gate_offset(), self.token, deadline)
     }
 
     /// Allocate the segment's memory now, so that running out of it is an error here rather
@@ -205,13 +241,13 @@ impl SysVShm {
         }
     }
 
-    /// Is the header all as `shmget` made it (no magic, not ready)?
-    fn header_untouched(&self) -> bool {
-        // SAFETY: the attachment is at least a header long (checked by `create`'s caller: the
-        // segment was made `len` >= a header's bytes) and page-aligned; every header field is
-        // an atomic, valid for any bits; the reference does not outlive `self`.
-        let hdr = unsafe { &*self.attachment.base().cast::<Header>() };
-        hdr.id.magic.load(crate::sync::Ordering::Relaxed) == 0 && !hdr.is_ready()
+    /// The header of the attachment (at least a header long: checked by `open`, and `create`
+    /// makes segments of a channel's length).
+    fn header(&self) -> &Header {
+        // SAFETY: the attachment is at least a header long (see above) and page-aligned; every
+        // header field is an atomic, valid for any bits; the reference does not outlive
+        // `self`, which keeps the attachment.
+        unsafe { &*self.attachment.base().cast::<Header>() }
     }
 
     /// Does the key still name this segment?

@@ -14,13 +14,21 @@
 //! (no `SHM_DEST`, another size) and reads as dead, or another live token and reads as alive,
 //! which never declares a live process dead.
 //!
+//! **Who may look.** Linux lets any process that may read a segment attach it, even one marked
+//! for removal, and an attachment keeps `shm_nattch` above zero: a process that could read a
+//! token could keep a dead peer looking alive for as long as it liked. So a token is readable
+//! by exactly the users who may read the channel it vouches for, the channel's parties (who
+//! can change the channel itself anyway): its owner is this process's user, its group the
+//! channel segment's group, its mode owner-read plus the channel's group and other read bits
+//! (`0400 | mode & 0044`). A process with channels of several groups or modes has one token
+//! for each ([`for_channel`]).
+//!
 //! A process killed between `shmget` and `IPC_RMID` (two system calls) leaves a 73-byte
 //! private segment that nothing attaches; the next process to make a token removes such
 //! orphans once they are 10 seconds old ([`sweep`]).
 
 use std::io;
 
-use crate::sync::{AtomicU64, Ordering};
 use crate::sys;
 
 /// The token's size: odd enough to tell a token from other private segments.
@@ -28,29 +36,51 @@ const TOKEN_BYTES: usize = 73;
 /// `SHM_DEST` (`<linux/shm.h>`): the segment is marked for removal at its last detach.
 const SHM_DEST: u32 = 0o1000;
 
-/// This process's token: `generation << 32 | (id + 1)`, or 0 before one is made. A token made
-/// in another fork generation belongs to an ancestor (the child does not have its attachment).
-static TOKEN: AtomicU64 = AtomicU64::new(0);
+/// The permission bits of a token for a channel of permission bits `mode`.
+fn token_mode(channel_mode: u32) -> u32 {
+    0o400 | (channel_mode & 0o044)
+}
 
-/// This process's token id, made on first use.
-pub(crate) fn mine() -> io::Result<u32> {
-    let generation = u64::from(crate::fork::generation());
-    // Relaxed: a process-private cache, written under `fork::exclusive` below.
-    let t = TOKEN.load(Ordering::Relaxed);
-    if t != 0 && t >> 32 == generation {
-        return Ok((t as u32) - 1);
+/// Tokens this process made: `(fork generation, group, mode, id)`. A token made in another
+/// fork generation belongs to an ancestor (the child does not have its attachment).
+static TOKENS: std::sync::Mutex<Vec<(u32, u32, u32, u32)>> = std::sync::Mutex::new(Vec::new());
+
+/// This process's token for a channel whose segment has group `gid` and permission bits
+/// `mode`, made on first use.
+pub(crate) fn for_channel(gid: u32, mode: u32) -> io::Result<u32> {
+    let generation = crate::fork::generation();
+    let mode = token_mode(mode);
+    let find = |list: &[(u32, u32, u32, u32)]| {
+        list.iter()
+            .find(|t| (t.0, t.1, t.2) == (generation, gid, mode))
+            .map(|t| t.3)
+    };
+    if let Some(id) = find(&TOKENS.lock().unwrap_or_else(|e| e.into_inner())) {
+        return Ok(id);
     }
-    // Outside the fork lock: one `shmctl` per System V segment of the system.
+    // Outside any lock: one `shmctl` per System V segment of the system.
     sweep();
     crate::fork::exclusive(|| {
-        let t = TOKEN.load(Ordering::Relaxed);
-        if t != 0 && t >> 32 == generation {
-            return Ok((t as u32) - 1);
+        let mut list = TOKENS.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(id) = find(&list) {
+            return Ok(id);
         }
-        let id = make()?;
-        TOKEN.store(generation << 32 | (u64::from(id) + 1), Ordering::Relaxed);
+        let id = make(gid, mode)?;
+        list.retain(|t| t.0 == generation); // an ancestor's tokens are of no use here
+        list.push((generation, gid, mode, id));
         Ok(id)
     })?
+}
+
+/// The token for a segment this process is about to make (its group is our effective group).
+pub(crate) fn for_new_segment(mode: u32) -> io::Result<u32> {
+    for_channel(sys::getegid(), mode)
+}
+
+/// The token for an existing segment `id`, from its group and mode.
+pub(crate) fn for_segment(id: libc::c_int) -> io::Result<u32> {
+    let ds = sys::shm_stat(id)?;
+    for_channel(ds.shm_perm.gid, u32::from(ds.shm_perm.mode) & 0o777)
 }
 
 /// How old an unattached, unremoved token segment must be to count as orphaned: its maker
@@ -73,7 +103,7 @@ fn sweep() {
         };
         let mode = u32::from(ds.shm_perm.mode);
         let orphan = ds.shm_segsz == TOKEN_BYTES
-            && mode & 0o777 == 0o444
+            && mode & 0o733 == 0o400
             && mode & SHM_DEST == 0
             && ds.shm_nattch == 0
             && now.saturating_sub(ds.shm_ctime) > ORPHAN_AGE_SECS;
@@ -83,13 +113,17 @@ fn sweep() {
     }
 }
 
-/// Create, attach (read-only, not inherited by fork) and mark for removal a token segment.
-fn make() -> io::Result<u32> {
+/// Create (readable by the channel's parties, see the module docs), attach (read-only, not
+/// inherited by fork) and mark for removal a token segment.
+fn make(gid: u32, mode: u32) -> io::Result<u32> {
     let mut tries = 0;
     let (id, addr) = loop {
-        // 0o444: any user may ask IPC_STAT about it (which needs read permission), so peers
-        // of other users can tell this process is alive.
-        let id = sys::shmget(libc::IPC_PRIVATE, TOKEN_BYTES, libc::IPC_CREAT | 0o444)?;
+        // Owner-read only until the group is set: nobody else may attach it meanwhile.
+        let id = sys::shmget(libc::IPC_PRIVATE, TOKEN_BYTES, libc::IPC_CREAT | 0o400)?;
+        if let Err(e) = sys::shm_set_group_mode(id, gid, mode) {
+            let _ = sys::shm_rmid(id);
+            return Err(e);
+        }
         let attached = sys::shmat(id, libc::SHM_RDONLY);
         let _ = sys::shm_rmid(id);
         match attached {

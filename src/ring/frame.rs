@@ -95,9 +95,47 @@ pub(crate) struct Producer {
 }
 
 impl Producer {
-    /// Take over the producer side at the current shared positions, for a channel of `key`.
-    pub(crate) fn new(hdr: &Header, capacity: u64, key: u64) -> Result<Producer, Error> {
-        let (head, tail) = positions(hdr, capacity)?;
+    /// Take over the producer side, for a channel of `key`: at the shared `tail`, moved past
+    /// every record a previous producer published beyond it (one killed between a record's
+    /// stamp and `tail`). Each record found is checked as the consumer would check it; a bad
+    /// one is [`Broken`](Error::Broken). At most `capacity / 16` records are read.
+    pub(crate) fn new(
+        hdr: &Header,
+        bytes: &Bytes,
+        capacity: u64,
+        key: u64,
+    ) -> Result<Producer, Error> {
+        let (head, mut tail) = positions(hdr, capacity)?;
+        loop {
+            let used = tail.wrapping_sub(head);
+            // SYNC POINT (frame-publish): Acquire, as in `peek`: a record found published is
+            // complete.
+            if used >= capacity
+                || bytes.stamp(tail.wrapping_add(8)).load(Ordering::Acquire) != tail ^ key
+            {
+                break;
+            }
+            let left = capacity - bytes.offset(tail);
+            // SAFETY: the stamp says a record was published at `tail` (a forged one only
+            // makes the word odd, and it is checked below).
+            let word = unsafe { bytes.read_word(tail) };
+            let size = if word & PAD != 0 {
+                HEADER + (word & !PAD)
+            } else {
+                record_size(word.min(capacity))
+            };
+            let ok = if word & PAD != 0 {
+                size == left
+            } else {
+                word <= capacity - HEADER && size <= left
+            };
+            if !ok || used + size > capacity {
+                return Err(Error::Broken);
+            }
+            tail = tail.wrapping_add(size);
+        }
+        // For `len` and the next handle's checks (Release: pairs with `positions`).
+        hdr.tail.store(tail, Ordering::Release);
         Ok(Producer {
             capacity,
             key,

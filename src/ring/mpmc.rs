@@ -4,14 +4,14 @@
 //! Every slot starts with a 64-bit stamp, changed only by CAS:
 //!
 //! ```text
-//!  63                              8 7        2 1   0
-//! +----------------------------------+----------+-----+
-//! |  lap position p (low 56 bits)    |  owner   |state|
-//! +----------------------------------+----------+-----+
-//! FREE(p)        the slot waits for the producer of position p
-//! WRITING(p, o)  endpoint o claimed position p and is copying the payload in
-//! FULL(p, o)     the payload of position p is complete
-//! READING(p, o)  endpoint o claimed position p and is copying the payload out
+//!  63                    16 15       8 7        2 1   0
+//! +------------------------+----------+----------+-----+
+//! |  lap position p (48)   |  gen (8) |  owner   |state|
+//! +------------------------+----------+----------+-----+
+//! FREE(p)           the slot waits for the producer of position p
+//! WRITING(p, o, g)  endpoint o (generation g of its place) claimed p and is copying it in
+//! FULL(p)           the payload of position p is complete
+//! READING(p, o, g)  endpoint o (generation g) claimed p and is copying it out
 //! ```
 //!
 //! A producer claims position `p` with a CAS FREE(p) -> WRITING(p, me), which records who
@@ -21,12 +21,21 @@
 //! of the next position to try: whoever takes a position, or sees it taken, stores the next one
 //! (racing stores may move a hint back; the stamps, not the hints, decide).
 //!
+//! `owner` is the holder's place in the endpoint table and `gen` the low 8 bits of that
+//! place's generation (`endpoint.rs`): places are reused, and a slot stamped by an occupant
+//! that has since left must never be taken for the new occupant's (it would wait for ever on a
+//! slot that nobody will finish), nor a repair decided on the old occupant's slot be applied to
+//! one the new occupant stamped (the CAS compares the generation too).
+//!
 //! Crash safety: if the owner of a WRITING or READING slot is gone (its endpoint was reaped as
-//! dead, or is not attached at all), whoever finds the slot repairs it with a CAS to
-//! FREE(p + capacity): that position's message is lost, nothing else. The repair and a late
-//! publish are CASes from the same WRITING value, so they cannot both succeed, and a consumer
-//! only reads FULL slots, so a half-written payload is never delivered. A consumer killed while
-//! reading loses only the message it held.
+//! dead, or detached, or its place has another generation now), whoever finds the slot repairs
+//! it: a WRITING slot with a CAS to FREE(p + capacity), so that position's message is lost and a
+//! half-written payload is never delivered; a READING slot with a CAS back to FULL(p), so the
+//! message a consumer died holding is delivered again (at least once), and the `head` hint is
+//! moved back to it so that the next consumer finds it at once. A repair and a late
+//! publish or free are CASes from the same stamp, so they cannot both succeed. A new endpoint
+//! sweeps the ring for such slots when it attaches ([`Ring::sweep`]), so a consumer killed
+//! holding a message hands it to the next one without waiting for the ring to come round.
 //!
 //! Nothing read from a stamp is trusted: the slot index is always masked, and a stamp that fits
 //! no state of the protocol makes the operation report [`Error::Broken`].
@@ -42,32 +51,49 @@ pub(crate) const FREE: u64 = 0;
 pub(crate) const WRITING: u64 = 1;
 pub(crate) const FULL: u64 = 2;
 pub(crate) const READING: u64 = 3;
-const POS_BITS: u32 = 56;
+const POS_BITS: u32 = 48;
 const POS_MASK: u64 = (1 << POS_BITS) - 1;
 
 /// Give up a push or pop after this many retries (another endpoint keeps winning, or a hostile
 /// peer keeps moving the hints) and report "would block"; the caller's wait loop retries.
 const RETRIES: usize = 1 << 16;
 
-pub(crate) fn stamp(pos: u64, owner: usize, state: u64) -> u64 {
-    ((pos & POS_MASK) << 8) | (((owner as u64) & 63) << 2) | state
+/// The stamp of position `pos` in `state`, held by endpoint `owner` of generation `generation`.
+pub(crate) fn stamp(pos: u64, owner: usize, generation: u8, state: u64) -> u64 {
+    ((pos & POS_MASK) << 16) | (u64::from(generation) << 8) | (((owner as u64) & 63) << 2) | state
 }
 
-/// `(position, owner, state)` of a stamp.
-fn decode(s: u64) -> (u64, usize, u64) {
-    (s >> 8, ((s >> 2) & 63) as usize, s & 3)
+/// A stamp taken apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Decoded {
+    /// The lap position (48 bits).
+    pos: u64,
+    owner: usize,
+    generation: u8,
+    state: u64,
 }
 
-/// Signed distance from `pos` to a stamp's 56-bit position.
+fn decode(s: u64) -> Decoded {
+    Decoded {
+        pos: s >> 16,
+        owner: ((s >> 2) & 63) as usize,
+        generation: (s >> 8) as u8,
+        state: s & 3,
+    }
+}
+
+/// Signed distance from `pos` to a stamp's 48-bit position.
 fn dist(stamp_pos: u64, pos: u64) -> i64 {
-    ((stamp_pos.wrapping_sub(pos) & POS_MASK) << 8) as i64 >> 8
+    ((stamp_pos.wrapping_sub(pos) & POS_MASK) << 16) as i64 >> 16
 }
 
 /// Initialise the stamps of a new ring: slot `i` waits for position `i`.
 pub(crate) fn init(slots: &Slots, capacity: u64) {
     for i in 0..capacity {
         // Relaxed: published by the header's ready flag (Release).
-        slots.stamp(i).store(stamp(i, 0, FREE), Ordering::Relaxed);
+        slots
+            .stamp(i)
+            .store(stamp(i, 0, 0, FREE), Ordering::Relaxed);
     }
 }
 
@@ -76,11 +102,23 @@ pub(crate) struct Ring {
     capacity: u64,
     /// Our endpoint index, recorded in the stamps we claim.
     me: usize,
+    /// The low 8 bits of our place's generation, recorded beside `me`.
+    generation: u8,
 }
 
 impl Ring {
-    pub(crate) fn new(capacity: u64, me: usize) -> Ring {
-        Ring { capacity, me }
+    pub(crate) fn new(capacity: u64, me: usize, generation: u8) -> Ring {
+        Ring {
+            capacity,
+            me,
+            generation,
+        }
+    }
+
+    /// A stamp of ours.
+    #[inline(always)]
+    fn mine(&self, pos: u64, state: u64) -> u64 {
+        stamp(pos, self.me, self.generation, state)
     }
 
     /// Move a position hint to `pos + 1` (someone took `pos`). Relaxed: the hints carry no
@@ -94,30 +132,77 @@ impl Ring {
         hint.store(pos.wrapping_add(1), Ordering::Relaxed);
     }
 
-    /// Free a slot that `owner` left WRITING or READING, for the next lap, if `owner` is
-    /// another endpoint and `gone`. Returns whether it was (the caller then reloads the stamp,
-    /// whichever repairer's CAS won); otherwise the holder may still finish and the caller
-    /// waits.
+    /// Repair a slot whose holder (the stamp `seen`, WRITING or READING) is another endpoint
+    /// that is `gone` (see the module docs): WRITING goes to FREE for the next lap (the message
+    /// is lost), READING back to FULL (the message is delivered again) with the `head` hint
+    /// moved back to it. Returns whether the holder was gone (the caller then reloads the
+    /// stamp, whichever repairer's CAS won); otherwise the holder may still finish and the
+    /// caller waits.
     fn repair_if_gone(
         &self,
+        hdr: &Header,
         cell: &AtomicU64,
         seen: u64,
-        owner: usize,
-        gone: &impl Fn(usize) -> bool,
+        gone: &impl Fn(usize, u8) -> bool,
     ) -> bool {
-        let repairable = owner != self.me && gone(owner);
+        let d = decode(seen);
+        let repairable =
+            (d.owner, d.generation) != (self.me, self.generation) && gone(d.owner, d.generation);
         if repairable {
-            let lap_pos = decode(seen).0;
-            // AcqRel: Acquire so a late owner's writes are ordered before ours; Release so the
-            // producer that claims the freed slot (Acquire) sees the slot handed over.
-            let _ = cell.compare_exchange(
-                seen,
-                stamp(lap_pos.wrapping_add(self.capacity), 0, FREE),
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            );
+            let to = if d.state == READING {
+                stamp(d.pos, 0, 0, FULL)
+            } else {
+                stamp(d.pos.wrapping_add(self.capacity), 0, 0, FREE)
+            };
+            // AcqRel: Acquire so the dead holder's accesses (and a late owner's, after
+            // corruption) are ordered before ours; Release so the endpoint that claims the
+            // repaired slot (Acquire) sees it handed over. A READING slot made FULL again
+            // still holds the payload its producer published (Release, which our Acquire
+            // here extends to the next taker).
+            if cell
+                .compare_exchange(seen, to, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+                && d.state == READING
+            {
+                Self::rewind(&hdr.head, d.pos);
+                // A consumer may be asleep, having found the ring empty.
+                hdr.data_bell.notify();
+            }
         }
         repairable
+    }
+
+    /// Move the `head` hint back to `pos` (a message there was handed back), unless it is
+    /// already at or before it (in 48-bit lap positions, as the stamps count). Relaxed: a hint.
+    #[cold]
+    fn rewind(hint: &AtomicU64, pos: u64) {
+        let mut cur = hint.load(Ordering::Relaxed);
+        while dist(pos, cur & POS_MASK) < 0 {
+            // The full 64-bit hint with its low 48 bits set back to `pos`.
+            let to = cur.wrapping_sub(((cur & POS_MASK).wrapping_sub(pos)) & POS_MASK);
+            match hint.compare_exchange(cur, to, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return,
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// Repair every slot in the ring held by an endpoint that is `gone` (see
+    /// [`repair_if_gone`](Self::repair_if_gone)): what a new endpoint does when it attaches, so
+    /// that a message a consumer died holding goes to the next consumer now rather than when
+    /// the ring comes round to it. Attaching already costs a pass over the region; this reads
+    /// one stamp per slot.
+    #[cold]
+    pub(crate) fn sweep(&self, hdr: &Header, slots: &Slots, gone: impl Fn(usize, u8) -> bool) {
+        for i in 0..self.capacity {
+            let cell = slots.stamp(i);
+            // Relaxed: the repairing CAS, from this value, carries the ordering.
+            let seen = cell.load(Ordering::Relaxed);
+            let state = decode(seen).state;
+            if state == WRITING || state == READING {
+                self.repair_if_gone(hdr, cell, seen, &gone);
+            }
+        }
     }
 
     /// Push one value if there is room. `gone(o)` tells whether endpoint `o` is dead or
@@ -132,7 +217,7 @@ impl Ring {
         hdr: &Header,
         slots: &Slots,
         value: T,
-        gone: impl Fn(usize) -> bool,
+        gone: impl Fn(usize, u8) -> bool,
     ) -> Result<(), Error> {
         let pos = self.claim(hdr, slots, gone)?;
         // SAFETY: the claim made this slot ours (WRITING(pos, me)); no consumer reads it
@@ -151,7 +236,7 @@ impl Ring {
         hdr: &Header,
         slots: &Slots,
         value: &T,
-        gone: impl Fn(usize) -> bool,
+        gone: impl Fn(usize, u8) -> bool,
     ) -> Result<(), Error> {
         let pos = self.claim(hdr, slots, gone)?;
         // SAFETY: as in `push`.
@@ -167,7 +252,7 @@ impl Ring {
         &self,
         hdr: &Header,
         slots: &Slots,
-        gone: impl Fn(usize) -> bool,
+        gone: impl Fn(usize, u8) -> bool,
     ) -> Result<u64, Error> {
         let cap = self.capacity as i64;
         let mut pos = hdr.tail.load(Ordering::Relaxed);
@@ -175,10 +260,10 @@ impl Ring {
             let cell = slots.stamp(pos);
             // Relaxed: the claiming CAS below, which reads the same value, carries the Acquire.
             let seen = cell.load(Ordering::Relaxed);
-            let (sp, owner, state) = decode(seen);
+            let Decoded { pos: sp, state, .. } = decode(seen);
             match dist(sp, pos) {
                 0 if state == FREE => {
-                    let mine = stamp(pos, self.me, WRITING);
+                    let mine = self.mine(pos, WRITING);
                     // SYNC POINT (slot-free): Acquire, pairs with the consumer's Release CAS
                     // that freed the slot (or a repairer's or an abandoning producer's
                     // AcqRel/Release): the old payload's read (or write) is done before we
@@ -193,10 +278,12 @@ impl Ring {
                 }
                 // Position `pos` was claimed by someone else, or the hint is behind.
                 d if d >= 0 => Self::advance(&hdr.tail, pos),
-                // The previous lap still holds the slot: full, unless its holder died.
+                // The previous lap still holds the slot: full, unless its holder died (a dead
+                // consumer's message goes back to FULL, and the ring stays full until another
+                // consumer takes it).
                 d if d == -cap => {
                     let stuck = state == WRITING || state == READING;
-                    if !(stuck && self.repair_if_gone(cell, seen, owner, &gone)) {
+                    if !(stuck && self.repair_if_gone(hdr, cell, seen, &gone)) {
                         return Err(Error::WouldBlock);
                     }
                 }
@@ -216,8 +303,8 @@ impl Ring {
         if slots
             .stamp(pos)
             .compare_exchange(
-                stamp(pos, self.me, WRITING),
-                stamp(pos, self.me, FULL),
+                self.mine(pos, WRITING),
+                self.mine(pos, FULL),
                 Ordering::Release,
                 Ordering::Relaxed,
             )
@@ -237,8 +324,8 @@ impl Ring {
         // CAS: our writes into the slot are done before it writes. Fails only if a repairer
         // freed the slot already (corruption marked us gone): nothing left to do then.
         let _ = slots.stamp(pos).compare_exchange(
-            stamp(pos, self.me, WRITING),
-            stamp(pos.wrapping_add(self.capacity), 0, FREE),
+            self.mine(pos, WRITING),
+            stamp(pos.wrapping_add(self.capacity), 0, 0, FREE),
             Ordering::Release,
             Ordering::Relaxed,
         );
@@ -257,7 +344,7 @@ impl Ring {
         &self,
         hdr: &Header,
         slots: &Slots,
-        gone: impl Fn(usize) -> bool,
+        gone: impl Fn(usize, u8) -> bool,
     ) -> Result<T, Error> {
         let pos = self.take(hdr, slots, gone)?;
         // SAFETY: the take made this slot ours (READING(pos, me)); no producer writes it until
@@ -281,7 +368,7 @@ impl Ring {
         hdr: &Header,
         slots: &Slots,
         out: &mut std::mem::MaybeUninit<T>,
-        gone: impl Fn(usize) -> bool,
+        gone: impl Fn(usize, u8) -> bool,
     ) -> Result<(), Error> {
         let pos = self.take(hdr, slots, gone)?;
         // SAFETY: as in `pop`.
@@ -296,19 +383,20 @@ impl Ring {
         &self,
         hdr: &Header,
         slots: &Slots,
-        gone: impl Fn(usize) -> bool,
+        gone: impl Fn(usize, u8) -> bool,
     ) -> Result<u64, Error> {
         let cap = self.capacity as i64;
         let mut pos = hdr.head.load(Ordering::Relaxed);
         for _ in 0..RETRIES {
             let cell = slots.stamp(pos);
             let seen = cell.load(Ordering::Relaxed);
-            let (sp, owner, state) = decode(seen);
+            let Decoded { pos: sp, state, .. } = decode(seen);
             match (dist(sp, pos), state) {
                 (0, FULL) => {
-                    let mine = stamp(pos, self.me, READING);
+                    let mine = self.mine(pos, READING);
                     // SYNC POINT (publish): Acquire, pairs with the producer's Release CAS
-                    // WRITING -> FULL: the payload is complete.
+                    // WRITING -> FULL (or a repairer's AcqRel READING -> FULL): the payload is
+                    // complete.
                     if cell
                         .compare_exchange(seen, mine, Ordering::Acquire, Ordering::Relaxed)
                         .is_ok()
@@ -321,22 +409,40 @@ impl Ring {
                 (0, FREE) => return Err(Error::WouldBlock),
                 // Being written: wait, unless the writer died (then that message is lost).
                 (0, WRITING) => {
-                    if !self.repair_if_gone(cell, seen, owner, &gone) {
+                    if !self.repair_if_gone(hdr, cell, seen, &gone) {
                         return Err(Error::WouldBlock);
                     }
                 }
-                // Another consumer has it (repair it if that consumer died), or the hint is
-                // behind: move on.
+                // Another consumer has it: move on, unless that consumer died (then the
+                // message is FULL again, and we look at it again).
                 (0, READING) => {
-                    self.repair_if_gone(cell, seen, owner, &gone);
-                    Self::advance(&hdr.head, pos);
+                    if !self.repair_if_gone(hdr, cell, seen, &gone) {
+                        Self::advance(&hdr.head, pos);
+                    }
                 }
                 (d, _) if d > 0 => Self::advance(&hdr.head, pos),
                 // The previous lap's consumer is still reading, so `pos` is not produced yet;
-                // free the slot if that consumer died.
+                // unless that consumer died: then its message is handed back (FULL), below.
                 (d, READING) if d == -cap => {
-                    if !self.repair_if_gone(cell, seen, owner, &gone) {
+                    if !self.repair_if_gone(hdr, cell, seen, &gone) {
                         return Err(Error::WouldBlock);
+                    }
+                }
+                // A message of the previous lap handed back by a repair (its consumer died)
+                // after the hint had passed it: take it now (the hint stays where it is).
+                (d, FULL) if d == -cap => {
+                    let back = pos.wrapping_sub(self.capacity);
+                    // SYNC POINT (publish): Acquire, pairs with the repairer's AcqRel CAS.
+                    if cell
+                        .compare_exchange(
+                            seen,
+                            self.mine(back, READING),
+                            Ordering::Acquire,
+                            Ordering::Relaxed,
+                        )
+                        .is_ok()
+                    {
+                        return Ok(back);
                     }
                 }
                 _ => return Err(Error::Broken),
@@ -355,8 +461,8 @@ impl Ring {
         if slots
             .stamp(pos)
             .compare_exchange(
-                stamp(pos, self.me, READING),
-                stamp(pos.wrapping_add(self.capacity), 0, FREE),
+                self.mine(pos, READING),
+                stamp(pos.wrapping_add(self.capacity), 0, 0, FREE),
                 Ordering::Release,
                 Ordering::Relaxed,
             )
@@ -375,11 +481,15 @@ mod tests {
 
     #[test]
     fn stamps_round_trip_and_distances_wrap() {
-        let s = stamp(12345, 17, READING);
-        assert_eq!(decode(s), (12345, 17, READING));
+        let s = stamp(12345, 17, 0xab, READING);
+        let d = decode(s);
+        assert_eq!(
+            (d.pos, d.owner, d.generation, d.state),
+            (12345, 17, 0xab, READING)
+        );
         assert_eq!(dist(5, 5), 0);
         assert_eq!(dist(3, 5), -2);
-        assert_eq!(dist(0, POS_MASK), 1, "56-bit wrap-around");
-        assert_eq!(dist(decode(stamp(u64::MAX, 0, FREE)).0, u64::MAX), 0);
+        assert_eq!(dist(0, POS_MASK), 1, "48-bit wrap-around");
+        assert_eq!(dist(decode(stamp(u64::MAX, 0, 0, FREE)).pos, u64::MAX), 0);
     }
 }

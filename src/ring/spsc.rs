@@ -64,9 +64,21 @@ fn positions(hdr: &Header, capacity: u64) -> Result<(u64, u64), Error> {
 }
 
 impl Producer {
-    /// Take over the producer side at the current shared positions.
-    pub(crate) fn new(hdr: &Header, capacity: u64) -> Result<Producer, Error> {
-        let (head, tail) = positions(hdr, capacity)?;
+    /// Take over the producer side: at the shared `tail`, moved past every slot a previous
+    /// producer published beyond it (one killed between a slot's stamp and `tail`, or within a
+    /// batch, which stores `tail` once at its end). Those messages stay published; the next
+    /// one goes after them. At most `capacity` stamps are read.
+    pub(crate) fn new(hdr: &Header, slots: &Slots, capacity: u64) -> Result<Producer, Error> {
+        let (head, mut tail) = positions(hdr, capacity)?;
+        // SYNC POINT (publish): Acquire, as the consumer loads stamps: the messages found
+        // published here are complete (their producer's Release store of the stamp).
+        while tail.wrapping_sub(head) < capacity
+            && slots.stamp(tail).load(Ordering::Acquire) == tail.wrapping_add(1)
+        {
+            tail = tail.wrapping_add(1);
+        }
+        // For `len` and the next handle's checks (Release: as in `push`).
+        hdr.tail.store(tail, Ordering::Release);
         Ok(Producer {
             capacity,
             tail: Cell::new(tail),
@@ -225,7 +237,9 @@ impl Producer {
 }
 
 impl Consumer {
-    /// Take over the consumer side at the current shared positions.
+    /// Take over the consumer side at the shared `head`: a message its predecessor was given
+    /// but did not free (a `Ref` it held, or one it was copying out, when it was killed) is
+    /// received again.
     pub(crate) fn new(hdr: &Header, capacity: u64) -> Result<Consumer, Error> {
         let (head, _) = positions(hdr, capacity)?;
         Ok(Consumer {

@@ -241,6 +241,44 @@ pub fn plant(name: &str, backend: &Backend, bytes: &[u8]) {
     }
 }
 
+/// Every byte of region `name` as it is now (read without attaching: a copy of the file, or
+/// of a System V segment attached read-only).
+pub fn region_bytes(name: &str, backend: &Backend) -> Vec<u8> {
+    match backend {
+        Backend::Posix => std::fs::read(std::path::Path::new("/dev/shm").join(name)).unwrap(),
+        Backend::File(dir) => std::fs::read(dir.join(name)).unwrap(),
+        Backend::SysV => {
+            // SAFETY: attach the segment read-only and copy its bytes out, then detach.
+            unsafe {
+                let id = libc::shmget(Backend::sysv_key(name), 0, 0);
+                assert!(id >= 0, "no segment for {name}");
+                let mut ds: libc::shmid_ds = std::mem::zeroed();
+                assert_eq!(libc::shmctl(id, libc::IPC_STAT, &mut ds), 0);
+                let p = libc::shmat(id, std::ptr::null(), libc::SHM_RDONLY);
+                assert_ne!(p as isize, -1);
+                let v = std::slice::from_raw_parts(p.cast::<u8>(), ds.shm_segsz).to_vec();
+                libc::shmdt(p);
+                v
+            }
+        }
+    }
+}
+
+/// The mark every shmchan creator writes first (magic, then the layout version, 4),
+/// little-endian: what makes an object a channel of ours, possibly a half-made one.
+pub fn mark() -> Vec<u8> {
+    let mut m = b"SHMCHAN\x01".to_vec();
+    m.extend_from_slice(&4u32.to_le_bytes());
+    m
+}
+
+/// `len` bytes of a channel whose creator died after marking it and before publishing it.
+pub fn half_made(len: usize) -> Vec<u8> {
+    let mut b = vec![0u8; len];
+    b[..12].copy_from_slice(&mark());
+    b
+}
+
 /// Removes the region when dropped, so a failing test leaves nothing behind.
 pub struct Cleanup(pub String, pub Backend);
 
