@@ -1,9 +1,12 @@
 //! Seeing channels from outside: which exist on a backend, and what each one's header says.
 //!
 //! What the `shmchan` command (`ls`, `stat`, `watch`) prints, as a library, so that monitoring
-//! can be built on it. Inspection only looks: it opens the object read-only, maps (or, for
-//! System V, attaches `SHM_RDONLY`) just its header, never takes an endpoint, a lock or the gate,
-//! never wakes anyone and never writes a byte. Liveness is asked of the kernel the way peers ask
+//! can be built on it. Inspection only looks: it opens the object read-only and copies just its
+//! header into this process with `pread` (System V: attaches the segment `SHM_RDONLY`), never
+//! takes an endpoint, a lock or the gate, never wakes anyone and never writes a byte. POSIX
+//! objects and files are never mapped, so one that another process shrinks while it is read is
+//! reported as it is then found (empty, truncated, resized), never a SIGBUS; a System V segment
+//! cannot change size. Liveness is asked of the kernel the way peers ask
 //! it (`F_OFD_GETLK` on the endpoint's lock byte; for System V, `IPC_STAT` of the endpoint's
 //! token segment), so an endpoint reads as alive exactly when its peers would see it alive, and
 //! nothing is marked dead by looking.
@@ -35,16 +38,16 @@
 use std::ffi::CString;
 use std::fmt;
 use std::io;
+use std::mem::offset_of;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileExt;
-use std::ptr::NonNull;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::endpoint;
 use crate::error::Error;
 use crate::layout::{
-    CLOSED, Fingerprint, Geometry, Header, Kind as LayoutKind, MAGIC, MAX_ENDPOINTS, VERSION,
+    CLOSED, Fingerprint, Geometry, Header, Identity, Kind as LayoutKind, MAGIC, MAX_ENDPOINTS,
+    VERSION,
 };
 use crate::options::{Backend, Options};
 use crate::region::{self, sysv::Attachment};
@@ -476,28 +479,96 @@ fn incompatible(name: &str, backend: &Backend, detail: String) -> Error {
     }
 }
 
-/// A header mapped read-only (a file mapping or a read-only System V attachment).
-struct View {
-    base: NonNull<u8>,
-    _keep: Keep,
-}
-
-/// What keeps a [`View`]'s memory mapped: held for its `Drop` (unmap, detach) only.
-#[allow(dead_code)]
-enum Keep {
-    Map(memmap2::MmapRaw),
+/// A header to read: a private copy (POSIX objects and files, read with `pread`), or a System
+/// V segment attached read-only.
+enum View {
+    /// Read with `pread` into this process's memory: nobody else can change it, and an object
+    /// that shrinks under us gives a short read, never a SIGBUS (as a load from a mapping of it
+    /// would).
+    Copy(Box<Header>),
+    /// A read-only attachment of at least `size_of::<Header>()` bytes (made by
+    /// [`View::attached`], which checks it). A System V segment never changes size, and stays
+    /// until its last detach even if removed, so loads from it cannot fault.
     SysV(Attachment),
 }
 
 impl View {
-    fn header(&self) -> &Header {
-        // SAFETY: every `View` maps at least `size_of::<Header>()` bytes (checked where it is
-        // made) at a page-aligned address, which satisfies `Header`'s 128-byte alignment; every
-        // field of `Header` is an atomic integer, valid for any bits, and is only loaded, which
-        // atomics allow on read-only memory (lock-free loads of at most 8 bytes). The mapping
-        // lives as long as `self`, which the reference cannot outlive.
-        unsafe { self.base.cast::<Header>().as_ref() }
+    /// A view of a System V attachment, if it is large enough to hold a header.
+    fn attached(att: Attachment) -> Option<View> {
+        (att.len() >= size_of::<Header>()).then_some(View::SysV(att))
     }
+
+    fn header(&self) -> &Header {
+        match self {
+            View::Copy(h) => h,
+            // SAFETY: the attachment is at least `size_of::<Header>()` bytes (checked in
+            // `attached`, the only place a `View::SysV` is made) at a page-aligned address,
+            // which satisfies `Header`'s 128-byte alignment; every field of `Header` is an
+            // atomic integer, valid for any bits, and is only loaded, which atomics allow on
+            // read-only memory (lock-free loads of at most 8 bytes). The attachment lives as
+            // long as `self`, which the reference cannot outlive.
+            View::SysV(att) => unsafe { &*att.base().cast::<Header>() },
+        }
+    }
+}
+
+/// Read from `offset` of `fd` into all of `buf`, or as much as the object has; returns how many
+/// bytes were read (fewer than `buf.len()`: the object ends there now).
+fn pread_full(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match sys::pread(fd, &mut buf[done..], offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
+/// A copy of the header of the object open on `fd`, read with `pread`: `Ok(None)` if the
+/// object is now shorter than a header (another process shrank it since its `fstat`).
+///
+/// A `pread` of a region a peer writes is not one atomic snapshot: the kernel copies it in
+/// order, and words written meanwhile may be read before or after the write. So a header found
+/// published is read a second time (its identity is then complete: the creator wrote all of it
+/// before it published), and the positions are read again after it, each an aligned 8-byte
+/// word on its own, the consumer's first, so that `received <= sent` holds in the copy as it
+/// does for a peer that loads them in that order.
+fn copy_header(fd: BorrowedFd<'_>) -> io::Result<Option<Box<Header>>> {
+    let mut copy = Box::new(std::mem::MaybeUninit::<Header>::uninit());
+    // SAFETY: the pointer is to the box's own allocation of one `Header`, valid for writes;
+    // zeroing every byte (padding included) makes all of them initialised.
+    unsafe { copy.as_mut_ptr().write_bytes(0, 1) };
+    let bytes = {
+        // SAFETY: the allocation is `size_of::<Header>()` bytes, all of them initialised (zeroed
+        // just above), so it may be seen as bytes; the slice is the only access to it while it
+        // lives.
+        unsafe {
+            std::slice::from_raw_parts_mut(copy.as_mut_ptr().cast::<u8>(), size_of::<Header>())
+        }
+    };
+    if pread_full(fd, bytes, 0)? < bytes.len() {
+        return Ok(None);
+    }
+    let ready = u32::from_ne_bytes(
+        bytes[offset_of!(Header, id) + offset_of!(Identity, init)..][..4]
+            .try_into()
+            .expect("4 bytes"),
+    ) == crate::layout::READY;
+    if ready && pread_full(fd, bytes, 0)? < bytes.len() {
+        return Ok(None);
+    }
+    for at in [offset_of!(Header, head), offset_of!(Header, tail)] {
+        let mut word = [0u8; 8];
+        if pread_full(fd, &mut word, at as u64)? == 8 {
+            bytes[at..at + 8].copy_from_slice(&word);
+        }
+    }
+    // SAFETY: every byte is initialised (above), and every field of `Header` is an atomic
+    // integer (or an array or line of them), for which any bits are a valid value.
+    Ok(Some(unsafe { copy.assume_init() }))
 }
 
 /// How to ask whether the holder of an endpoint entry (or of the gate) lives.
@@ -536,7 +607,7 @@ fn read_file_object(
     let path = dir.join(name);
     let cpath = CString::new(path.as_os_str().as_bytes())
         .map_err(|_| incompatible(name, backend, "the path contains a NUL byte".into()))?;
-    let fd: OwnedFd = sys::openat(
+    let owned: OwnedFd = sys::openat(
         None,
         &cpath,
         libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK,
@@ -551,7 +622,8 @@ fn read_file_object(
         ),
         _ => io_error("open (read-only)", name, backend, e),
     })?;
-    let st = sys::fstat(fd.as_fd()).map_err(|e| io_error("fstat", name, backend, e))?;
+    let fd = owned.as_fd();
+    let st = sys::fstat(fd).map_err(|e| io_error("fstat", name, backend, e))?;
     if st.st_mode & libc::S_IFMT != libc::S_IFREG {
         return if listing {
             Ok(None)
@@ -573,31 +645,35 @@ fn read_file_object(
         sysv_key: None,
     };
     // The mark first, with `pread` (no mapping: another program's object may shrink under us
-    // without harm).
-    let file = std::fs::File::from(fd);
+    // without harm; see `copy_header`).
     let mut first = [0u8; 8];
-    let marked = size >= 8 && file.read_exact_at(&mut first, 0).is_ok();
+    let got = if size >= 8 {
+        pread_full(fd, &mut first, 0).map_err(|e| io_error("pread", name, backend, e))?
+    } else {
+        0
+    };
+    if got < 8 && size >= 8 {
+        return Ok(Some(resized(name, backend, object, fd)));
+    }
     let magic = u64::from_le_bytes(first);
-    if !marked || magic != MAGIC {
+    if magic != MAGIC {
         if listing {
             return Ok(None);
         }
         return unmarked(name, backend, object, magic, size, |buf| {
-            file.read_exact_at(buf, 0)
+            pread_full(fd, buf, 0)
         });
     }
     if size < HEADER_BYTES {
         return Ok(Some(truncated(name, backend, object)));
     }
-    let map = memmap2::MmapOptions::new()
-        .len(size_of::<Header>())
-        .map_raw_read_only(&file)
-        .map_err(|e| io_error("mmap (read-only)", name, backend, e))?;
-    let view = View {
-        base: NonNull::new(map.as_mut_ptr()).expect("mmap never returns null"),
-        _keep: Keep::Map(map),
+    // The header, copied with `pread`: no mapping, so an object that another process shrinks
+    // meanwhile gives a short read, never a SIGBUS.
+    let Some(copy) = copy_header(fd).map_err(|e| io_error("pread", name, backend, e))? else {
+        return Ok(Some(resized(name, backend, object, fd)));
     };
-    let probe = Probe::Ofd(file.as_fd());
+    let view = View::Copy(copy);
+    let probe = Probe::Ofd(fd);
     Ok(Some(read_header(name, backend, object, &view, &probe)))
 }
 
@@ -651,12 +727,8 @@ fn read_sysv_segment(
         Some(libc::EINVAL | libc::EIDRM) => not_found(&label, &backend),
         _ => io_error("attach read-only (shmat)", &label, &backend, e),
     })?;
-    if att.len() < size_of::<Header>() {
+    let Some(view) = View::attached(att) else {
         return Ok(None);
-    }
-    let view = View {
-        base: NonNull::new(att.base()).expect("shmat never returns null"),
-        _keep: Keep::SysV(att),
     };
     let hdr = view.header();
     let magic = hdr.id.magic.load(Ordering::Relaxed);
@@ -702,23 +774,17 @@ fn read_sysv_segment(
 
 /// What an object without shmchan's mark is, for `stat`: empty or zero where a header would
 /// be is a creator's first steps (or one that died there): not ready; anything else is not a
-/// channel. `read` reads the first bytes (as many as the buffer holds).
+/// channel. `read` reads the first bytes (as many as the buffer holds, or the object has).
 fn unmarked(
     name: &str,
     backend: &Backend,
     object: Object,
     magic: u64,
     size: u64,
-    read: impl Fn(&mut [u8]) -> io::Result<()>,
+    read: impl Fn(&mut [u8]) -> io::Result<usize>,
 ) -> Result<Option<Channel>, Error> {
     if size == 0 {
-        let mut ch = blank(name, backend, object, State::NotReady, 0);
-        ch.problem = Some(
-            "the object is empty: a creator that has not sized it yet, or one that died before \
-             (`shmchan rm` removes it if no creator is at work)"
-                .into(),
-        );
-        return Ok(Some(ch));
+        return Ok(Some(empty(name, backend, object)));
     }
     if size < HEADER_BYTES {
         return Err(incompatible(
@@ -731,8 +797,18 @@ fn unmarked(
         ));
     }
     let mut head = vec![0u8; size_of::<Header>()];
-    let zero = read(&mut head).is_ok() && head.iter().all(|&b| b == 0);
-    if zero {
+    let got = read(&mut head).map_err(|e| io_error("pread", name, backend, e))?;
+    if got < head.len() {
+        return Err(incompatible(
+            name,
+            backend,
+            format!(
+                "the object was {size} bytes and shrank to fewer than {HEADER_BYTES} while it \
+                 was read (another process is resizing it): look again"
+            ),
+        ));
+    }
+    if head.iter().all(|&b| b == 0) {
         let mut ch = blank(name, backend, object, State::NotReady, 0);
         ch.problem = Some(
             "the header is all zeros: a creator that has not written it yet, or one that died \
@@ -746,6 +822,40 @@ fn unmarked(
         backend,
         format!("not a shmchan channel (its first word is {magic:#018x})"),
     ))
+}
+
+/// An empty object: a creator's first step, or one that died there.
+fn empty(name: &str, backend: &Backend, object: Object) -> Channel {
+    let mut ch = blank(name, backend, object, State::NotReady, 0);
+    ch.problem = Some(
+        "the object is empty: a creator that has not sized it yet, or one that died before \
+         (`shmchan rm` removes it if no creator is at work)"
+            .into(),
+    );
+    ch
+}
+
+/// A marked object that was shorter when read than its `fstat` said: another process shrank
+/// it meanwhile (a creator reusing it, or a hostile one). What it is now, from a new `fstat`.
+fn resized(name: &str, backend: &Backend, object: Object, fd: BorrowedFd<'_>) -> Channel {
+    let before = object.size;
+    let now = sys::fstat(fd).map_or(0, |st| u64::try_from(st.st_size).unwrap_or(0));
+    let object = Object {
+        size: now,
+        ..object
+    };
+    if now == 0 {
+        return empty(name, backend, object);
+    }
+    if now < HEADER_BYTES {
+        return truncated(name, backend, object);
+    }
+    let mut ch = blank(name, backend, object, State::Incompatible, 0);
+    ch.problem = Some(format!(
+        "the object changed size while it was read ({before} bytes, then shorter than a \
+         header, now {now}): another process is resizing it; look again"
+    ));
+    ch
 }
 
 /// A channel with nothing but its object known.

@@ -212,3 +212,121 @@ fn hostile_headers_never_panic() {
     }
     std::fs::remove_file(&path).unwrap();
 }
+
+/// Issue 18 #5: another process shrinks a channel's object (`ftruncate` to 0) and writes it
+/// back, over and over, while `stat` and `list` look at it in a loop. The looker runs in a child
+/// process (this binary re-executed, [`shrink_looker_main`]) whose exit status is checked, so a
+/// SIGBUS fails the test instead of killing the test binary. POSIX and File (System V segments
+/// cannot shrink).
+#[test]
+fn a_shrinking_object_never_crashes_the_inspector() {
+    use std::os::unix::fs::FileExt;
+    use std::process::{Command, Stdio};
+    use std::sync::mpsc;
+    use std::time::Instant;
+
+    let dir = common::file_dir();
+    for backend in [Backend::Posix, dir.backend()] {
+        let name = unique_name("insp-shrink");
+        let _c = Cleanup(name.clone(), backend.clone());
+        // A real channel's bytes, planted as an object that no process holds.
+        let opts = Options::new().backend(backend.clone()).capacity(8);
+        let tx = spsc::Sender::<Msg>::create(&name, &opts).unwrap();
+        tx.send(Msg::new(1)).unwrap();
+        let good = object_bytes(&name, &backend);
+        drop(tx);
+        common::plant(&name, &backend, &good);
+        let path = match &backend {
+            Backend::File(d) => d.join(&name),
+            _ => std::path::Path::new("/dev/shm").join(&name),
+        };
+
+        let (stop, stopped) = mpsc::channel::<()>();
+        let shrinker = std::thread::spawn(move || {
+            let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+            let mut rounds = 0u64;
+            // Each state held a moment, so the looker sees both (and is caught between its
+            // `fstat` and its read of the header in some rounds).
+            while stopped.try_recv().is_err() {
+                f.set_len(0).unwrap();
+                std::thread::sleep(Duration::from_micros(50));
+                f.write_all_at(&good, 0).unwrap();
+                std::thread::sleep(Duration::from_micros(50));
+                rounds += 1;
+            }
+            rounds
+        });
+        let mut looker = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--ignored",
+                "--exact",
+                "shrink_looker_main",
+                "--nocapture",
+                "--test-threads=1",
+                "-q",
+            ])
+            .env("SHMCHAN_INSPECT_SHRINK_NAME", &name)
+            .env("SHMCHAN_INSPECT_SHRINK_BACKEND", common::encode(&backend))
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(st) = looker.try_wait().unwrap() {
+                break st;
+            }
+            if Instant::now() > deadline {
+                let _ = looker.kill();
+                let _ = looker.wait();
+                panic!("{backend}: the looker did not finish within 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let _ = stop.send(());
+        let rounds = shrinker.join().unwrap();
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut looker.stdout.take().unwrap(), &mut out).unwrap();
+        assert!(
+            status.success(),
+            "{backend}: the looker died while the object shrank under it: {status} \
+             (signal 7 is SIGBUS); it printed: {out}"
+        );
+        eprintln!("{backend}: {rounds} shrink rounds; looker: {}", out.trim());
+        // The race was run: the looker saw the object both empty and whole.
+        let seen = out
+            .lines()
+            .find(|l| l.starts_with("SAW"))
+            .expect("a SAW line");
+        assert!(
+            !seen.contains("empty=0 ") && !seen.ends_with("whole=0"),
+            "{backend}: the looker never saw the object both empty and whole: {seen}"
+        );
+    }
+}
+
+/// Entry point of [`a_shrinking_object_never_crashes_the_inspector`]'s looker: `stat` and
+/// `list` over and over (400 rounds, at most 5 s); any outcome but a crash is fine, except an
+/// error that is not about what the object holds.
+#[test]
+#[ignore = "entry point of the looker process a_shrinking_object_never_crashes_the_inspector starts"]
+fn shrink_looker_main() {
+    let Ok(name) = std::env::var("SHMCHAN_INSPECT_SHRINK_NAME") else {
+        return;
+    };
+    let backend = common::decode(&std::env::var("SHMCHAN_INSPECT_SHRINK_BACKEND").unwrap());
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    let (mut empty, mut whole, mut other) = (0u32, 0u32, 0u32);
+    for round in 0..400 {
+        match inspect::stat(&name, &backend) {
+            Ok(ch) if ch.object.size == 0 => empty += 1,
+            Ok(ch) if ch.ring.is_some() => whole += 1,
+            Ok(_) | Err(Error::Incompatible { .. }) => other += 1,
+            Err(e) => panic!("round {round}: {e}"),
+        }
+        inspect::list(&backend).unwrap();
+        if std::time::Instant::now() > until {
+            break;
+        }
+    }
+    println!("SAW other={other} empty={empty} whole={whole}");
+}
