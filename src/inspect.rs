@@ -287,6 +287,11 @@ pub struct Channel {
     pub origin: Option<Origin>,
     /// Every endpoint entry some process claimed, senders first.
     pub endpoints: Vec<Endpoint>,
+    /// Which channel this is, of all that have had its name: a value its creator chose, unique
+    /// to it (when the header is published and valid). A channel removed and created anew
+    /// under the same name, or made anew in the same object, has another one; monitoring that
+    /// compares counts between looks (as `shmchan watch` does) must start again when it changes.
+    pub incarnation: Option<u64>,
 }
 
 /// What [`list`] found on a backend.
@@ -870,6 +875,7 @@ fn blank(name: &str, backend: &Backend, object: Object, state: State, version: u
         ring: None,
         origin: None,
         endpoints: Vec::new(),
+        incarnation: None,
     }
 }
 
@@ -1097,5 +1103,6 @@ fn read_header(
         }),
         origin,
         endpoints,
+        incarnation: Some(hdr.life.incarnation.load(r)),
     }
 }

@@ -56,6 +56,11 @@ fn endpoint_json(e: &Endpoint) -> Value {
     })
 }
 
+/// How many endpoints a place has had, in words: `3 attached so far`.
+pub fn attached_words(n: u32) -> String {
+    format!("{n} attached so far")
+}
+
 /// An endpoint in words: `sender 4242`, `receiver 77 (dead)`.
 pub fn endpoint_words(e: &Endpoint) -> String {
     let how = if e.alive {

@@ -533,6 +533,171 @@ fn watch_ends_when_the_channel_goes_and_on_ctrl_c() {
     }
 }
 
+/// One screen of `watch` output, parsed: the sender's pid (which process holds the channel),
+/// the two rates (`None` for `-`) and the sent count.
+#[derive(Debug)]
+struct Screen {
+    sender_pid: Option<u32>,
+    rates: Option<(Option<f64>, Option<f64>)>,
+    sent: Option<u64>,
+}
+
+fn parse_screens(out: &str) -> Vec<Screen> {
+    let rate = |cell: &str| -> Option<f64> {
+        let cell = cell.trim();
+        if cell == "-" {
+            None
+        } else {
+            Some(
+                cell.strip_suffix("/s")
+                    .unwrap_or_else(|| panic!("not a rate: {cell:?}"))
+                    .parse()
+                    .unwrap_or_else(|e| panic!("not a rate: {cell:?}: {e}")),
+            )
+        }
+    };
+    // "in:       {rate:>14}  sent     {n} msg"
+    let field = |line: &str, tag: &str| -> (Option<f64>, Option<u64>) {
+        let rest = line.strip_prefix(tag).unwrap().trim_start();
+        let (r, tail) = rest.split_once("  ").expect("rate, then the count");
+        let n = tail
+            .split_whitespace()
+            .nth(1)
+            .map(|n| n.replace(',', "").parse().expect("a count"));
+        (rate(r), n)
+    };
+    out.split("(Ctrl-C to quit)")
+        .filter(|s| s.contains("fill:") || s.contains("peers:"))
+        .map(|screen| {
+            let mut s = Screen {
+                sender_pid: None,
+                rates: None,
+                sent: None,
+            };
+            let (mut r_in, mut r_out) = (None, None);
+            for line in screen.lines() {
+                if line.starts_with("in:") {
+                    let (r, n) = field(line, "in:");
+                    r_in = Some(r);
+                    s.sent = n;
+                } else if line.starts_with("out:") {
+                    r_out = Some(field(line, "out:").0);
+                } else if line.trim_start().starts_with("sender") {
+                    s.sender_pid = line
+                        .split_whitespace()
+                        .skip_while(|w| *w != "pid")
+                        .nth(1)
+                        .and_then(|p| p.parse().ok());
+                }
+            }
+            if let (Some(i), Some(o)) = (r_in, r_out) {
+                s.rates = Some((i, o));
+            }
+            s
+        })
+        .collect()
+}
+
+/// Issue 18 #8: `watch` while the channel under its name is replaced (killed, then created
+/// anew by another process with another number of messages, twice): it goes on watching the
+/// new channel, starts its rates again (`-` on the first screen of each new channel) and never
+/// prints a rate above what was sent (nothing is sent between screens but a new channel's own
+/// messages, so no rate can exceed the most any channel held over the shortest interval).
+#[test]
+fn watch_restarts_its_rates_when_the_channel_is_made_anew() {
+    let (_dir, list) = backends();
+    const INTERVAL_MS: u64 = 50;
+    let counts = [3000u64, 7, 2000];
+    let bound = *counts.iter().max().unwrap() as f64 * 1000.0 / INTERVAL_MS as f64;
+    for backend in list {
+        let name = unique_name("rewatch");
+        let _cleanup = Cleanup(name.clone(), backend.clone());
+        let b = arg(&backend);
+        let env = |n: u64| {
+            [
+                ("SHMCHAN_CLI_N", n.to_string()),
+                ("SHMCHAN_CLI_CAP", "4096".to_string()),
+            ]
+        };
+        let mut holder = spawn("hold-sender", &name, &backend, &env(counts[0]));
+        let mut pids = vec![holder.expect("READY").parse::<u32>().unwrap()];
+        let watcher = std::process::Command::new(env!("CARGO_BIN_EXE_shmchan"))
+            .args([
+                "watch",
+                &name,
+                "--backend",
+                &b,
+                "--interval",
+                &INTERVAL_MS.to_string(),
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let watcher_pid = watcher.id();
+        // Killed with SIGINT even if an assertion below fails.
+        struct Interrupt(u32);
+        impl Drop for Interrupt {
+            fn drop(&mut self) {
+                // SAFETY: plain system call on our own child's pid (SIGINT ends it cleanly).
+                unsafe { libc::kill(self.0 as libc::pid_t, libc::SIGINT) };
+            }
+        }
+        let interrupt = Interrupt(watcher_pid);
+        std::thread::sleep(Duration::from_millis(400));
+        for &n in &counts[1..] {
+            // The holder dies: the channel is abandoned under its name, and the next create
+            // of the name (another process, another count) replaces it.
+            holder.kill9();
+            holder = spawn("hold-sender", &name, &backend, &env(n));
+            pids.push(holder.expect("READY").parse().unwrap());
+            std::thread::sleep(Duration::from_millis(400));
+        }
+        drop(interrupt);
+        let out = wait(watcher);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            out.status.success(),
+            "{backend}: watch failed: {:?}\n{stdout}\n{stderr}",
+            out.status
+        );
+        let screens = parse_screens(&stdout);
+        for pid in &pids {
+            assert!(
+                screens.iter().any(|s| s.sender_pid == Some(*pid)),
+                "{backend}: watch never showed the channel of pid {pid} (it stopped watching?):\n\
+                 {stdout}\n{stderr}"
+            );
+        }
+        let mut last_pid = None;
+        for (i, s) in screens.iter().enumerate() {
+            if let Some((r_in, r_out)) = s.rates {
+                for r in [r_in, r_out].into_iter().flatten() {
+                    assert!(
+                        r <= bound,
+                        "{backend}: screen {i} shows a rate of {r}/s, above the {bound}/s \
+                         anything was sent at:\n{stdout}"
+                    );
+                }
+                if s.sender_pid != last_pid && last_pid.is_some() {
+                    assert_eq!(
+                        (r_in, r_out),
+                        (None, None),
+                        "{backend}: screen {i} is of a new channel (sender pid {:?}, before \
+                         {last_pid:?}) and shows rates measured against the old one:\n{stdout}",
+                        s.sender_pid
+                    );
+                }
+            }
+            if s.sender_pid.is_some() {
+                last_pid = s.sender_pid;
+            }
+        }
+        eprintln!("{backend}: {} screens", screens.len());
+    }
+}
+
 fn wait(child: std::process::Child) -> std::process::Output {
     let (tx, rx) = std::sync::mpsc::channel();
     let pid = child.id();
