@@ -300,8 +300,60 @@ pub struct Channel {
 pub struct Listing {
     /// The channels, sorted by name.
     pub channels: Vec<Channel>,
-    /// Objects that could not be read (another user's, say), which may or may not be channels.
+    /// POSIX objects and files that could not be read (another user's, say), which may or may
+    /// not be channels, as errors naming them. A System V segment that cannot be read has no
+    /// name this process can learn (it is in the header), so it is only in
+    /// [`skipped`](Self::skipped).
     pub unreadable: Vec<Error>,
+    /// Every object of the backend that could not be read, System V segments included: where
+    /// it is, whose, and why. An object that is not a channel can look the same from outside,
+    /// so these may or may not be channels.
+    pub skipped: Vec<Unreadable>,
+}
+
+/// An object [`list`] could not read: what the system says of it, and why.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Unreadable {
+    /// The backend it is on.
+    pub backend: Backend,
+    /// The channel name its path gives (POSIX objects and files); `None` for a System V
+    /// segment, whose name is in the header that could not be read.
+    pub name: Option<String>,
+    /// Where it is: its path, or its System V key and id.
+    pub location: String,
+    /// Its owner's user id, when the system says it.
+    pub owner_uid: Option<u32>,
+    /// Its permission bits, when the system says them.
+    pub mode: Option<u32>,
+    /// Its size in bytes, when the system says it.
+    pub size: Option<u64>,
+    /// What could not be done (`"open (read-only)"`, `"read the segment's status (shmctl
+    /// SHM_STAT)"`).
+    pub op: &'static str,
+    /// Why: the operating system's error (`PermissionDenied` for another user's object), or
+    /// what was found instead.
+    pub error: io::Error,
+}
+
+impl fmt::Display for Unreadable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.location)?;
+        let mut what = Vec::new();
+        if let Some(uid) = self.owner_uid {
+            what.push(format!("owner uid {uid}"));
+        }
+        if let Some(mode) = self.mode {
+            what.push(format!("mode {mode:04o}"));
+        }
+        if let Some(size) = self.size {
+            what.push(format!("{size} bytes"));
+        }
+        if !what.is_empty() {
+            write!(f, " ({})", what.join(", "))?;
+        }
+        write!(f, ": {} failed: {}", self.op, self.error)
+    }
 }
 
 /// Every shmchan channel of a backend: POSIX objects in `/dev/shm`, System V segments (found
@@ -313,7 +365,8 @@ pub struct Listing {
 /// # Errors
 ///
 /// [`Error::Io`] if the backend cannot be listed at all (a missing directory, say); objects
-/// that cannot be read are returned in [`Listing::unreadable`].
+/// that cannot be read (another user's, say) are returned in [`Listing::skipped`], with what
+/// the system says of them and why.
 ///
 /// ```
 /// let listing = shmchan::inspect::list(&shmchan::Backend::SysV)?;
@@ -326,6 +379,7 @@ pub fn list(backend: &Backend) -> Result<Listing, Error> {
     let mut listing = Listing {
         channels: Vec::new(),
         unreadable: Vec::new(),
+        skipped: Vec::new(),
     };
     match backend {
         Backend::Posix | Backend::File(_) => {
@@ -347,35 +401,187 @@ pub fn list(backend: &Backend) -> Result<Listing, Error> {
                     Ok(Some(ch)) => listing.channels.push(ch),
                     Ok(None) => {}
                     Err(Error::NotFound { .. }) => {} // removed meanwhile
-                    Err(e) => listing.unreadable.push(e),
+                    Err(e) => {
+                        listing
+                            .skipped
+                            .push(unreadable_file(&name, backend, &dir, &e));
+                        listing.unreadable.push(e);
+                    }
                 }
             }
         }
-        Backend::SysV => {
-            let max = sys::shm_max_index().map_err(|source| Error::Io {
-                op: "list System V segments (shmctl IPC_INFO)",
-                name: String::new(),
-                backend: Backend::SysV,
-                source,
-            })?;
-            for index in 0..=max {
-                let Ok((id, ds)) = sys::shm_stat_index(index) else {
-                    continue;
-                };
-                let key = ds.shm_perm.__key;
-                if key == libc::IPC_PRIVATE || ds.shm_segsz < 8 {
-                    continue; // liveness tokens and other private segments have no name
-                }
-                match read_sysv_segment(None, id, key, &ds, true) {
-                    Ok(Some(ch)) => listing.channels.push(ch),
-                    Ok(None) => {}
-                    Err(e) => listing.unreadable.push(e),
-                }
-            }
-        }
+        Backend::SysV => list_sysv(&mut listing)?,
     }
     listing.channels.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(listing)
+}
+
+/// What is known of POSIX object or file `name` that could not be read (error `e`).
+fn unreadable_file(name: &str, backend: &Backend, dir: &std::path::Path, e: &Error) -> Unreadable {
+    let path = dir.join(name);
+    // `lstat` needs no permission on the object itself, only on its directory.
+    let st = std::fs::symlink_metadata(&path).ok();
+    let (op, error) = match e {
+        Error::Io { op, source, .. } => (*op, copy_error(source)),
+        other => (
+            "read",
+            io::Error::new(io::ErrorKind::InvalidData, other.to_string()),
+        ),
+    };
+    Unreadable {
+        backend: backend.clone(),
+        name: Some(name.to_owned()),
+        location: path.display().to_string(),
+        owner_uid: st.as_ref().map(std::os::unix::fs::MetadataExt::uid),
+        mode: st
+            .as_ref()
+            .map(|m| std::os::unix::fs::MetadataExt::mode(m) & 0o7777),
+        size: st.as_ref().map(std::fs::Metadata::len),
+        op,
+        error,
+    }
+}
+
+/// An `io::Error` like `e` (which is not `Clone`): the same OS error, or kind and words.
+fn copy_error(e: &io::Error) -> io::Error {
+    match e.raw_os_error() {
+        Some(code) => io::Error::from_raw_os_error(code),
+        None => io::Error::new(e.kind(), e.to_string()),
+    }
+}
+
+/// The System V part of [`list`]: every segment of the kernel's table that has a key and can
+/// hold a header. `SHM_STAT` of a segment this user may not read fails without saying which
+/// segment it is; those are described from `/proc/sysvipc/shm` (which lists every segment to
+/// everyone) and reported in [`Listing::skipped`], as a POSIX object that cannot be opened is.
+fn list_sysv(listing: &mut Listing) -> Result<(), Error> {
+    let backend = Backend::SysV;
+    let max = sys::shm_max_index().map_err(|source| Error::Io {
+        op: "list System V segments (shmctl IPC_INFO)",
+        name: String::new(),
+        backend: backend.clone(),
+        source,
+    })?;
+    let mut seen = Vec::new();
+    let mut denied = Vec::new();
+    for index in 0..=max {
+        let (id, ds) = match sys::shm_stat_index(index) {
+            Ok(found) => found,
+            Err(e) if e.raw_os_error() == Some(libc::EACCES) => {
+                denied.push(index);
+                continue;
+            }
+            Err(_) => continue, // an unused index
+        };
+        seen.push(id);
+        let key = ds.shm_perm.__key;
+        if key == libc::IPC_PRIVATE || ds.shm_segsz < 8 {
+            continue; // liveness tokens and other private segments have no name
+        }
+        match read_sysv_segment(None, id, key, &ds, true) {
+            Ok(Some(ch)) => listing.channels.push(ch),
+            Ok(None) | Err(Error::NotFound { .. }) => {} // not ours, or removed meanwhile
+            Err(e) => {
+                let (op, error) = match &e {
+                    Error::Io { op, source, .. } => (*op, copy_error(source)),
+                    other => (
+                        "read",
+                        io::Error::new(io::ErrorKind::InvalidData, other.to_string()),
+                    ),
+                };
+                listing.skipped.push(Unreadable {
+                    backend: backend.clone(),
+                    name: None,
+                    location: sysv_location(key, id),
+                    owner_uid: Some(ds.shm_perm.uid),
+                    mode: Some(u32::from(ds.shm_perm.mode) & 0o777),
+                    size: Some(ds.shm_segsz as u64),
+                    op,
+                    error,
+                });
+            }
+        }
+    }
+    if denied.is_empty() {
+        return Ok(());
+    }
+    const STAT_OP: &str = "read the segment's status (shmctl SHM_STAT)";
+    let table = match std::fs::read_to_string("/proc/sysvipc/shm") {
+        Ok(t) => t,
+        Err(e) => {
+            // Without the table, nothing says which segments these are, nor whether they
+            // are private ones (liveness tokens) that could not be channels: say what we know.
+            for index in denied {
+                listing.skipped.push(Unreadable {
+                    backend: backend.clone(),
+                    name: None,
+                    location: format!(
+                        "the System V segment at index {index} of the kernel's table (its key is \
+                         unknown: /proc/sysvipc/shm cannot be read: {e})"
+                    ),
+                    owner_uid: None,
+                    mode: None,
+                    size: None,
+                    op: STAT_OP,
+                    error: io::Error::from_raw_os_error(libc::EACCES),
+                });
+            }
+            return Ok(());
+        }
+    };
+    for seg in table.lines().skip(1).filter_map(ProcSegment::parse) {
+        if seen.contains(&seg.id) || seg.key == libc::IPC_PRIVATE || seg.size < HEADER_BYTES {
+            continue; // read above; or private (a liveness token), or too small: no channel
+        }
+        // Asked again by id: only a segment this user may still not read is reported (one
+        // made or opened up since the walk above is not, and neither is one removed).
+        match sys::shm_stat(seg.id) {
+            Err(e) if e.raw_os_error() == Some(libc::EACCES) => {
+                listing.skipped.push(Unreadable {
+                    backend: backend.clone(),
+                    name: None,
+                    location: sysv_location(seg.key, seg.id),
+                    owner_uid: Some(seg.uid),
+                    mode: Some(seg.mode),
+                    size: Some(seg.size),
+                    op: STAT_OP,
+                    error: e,
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn sysv_location(key: libc::key_t, id: libc::c_int) -> String {
+    format!("System V segment key {key:#010x}, id {id}")
+}
+
+/// One line of `/proc/sysvipc/shm`: `key shmid perms size cpid lpid nattch uid gid ...`.
+struct ProcSegment {
+    key: libc::key_t,
+    id: libc::c_int,
+    mode: u32,
+    size: u64,
+    uid: u32,
+}
+
+impl ProcSegment {
+    fn parse(line: &str) -> Option<ProcSegment> {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 8 {
+            return None;
+        }
+        Some(ProcSegment {
+            // The key is printed as a signed decimal `key_t`.
+            key: f[0].parse().ok()?,
+            id: f[1].parse().ok()?,
+            mode: u32::from_str_radix(f[2], 8).ok()? & 0o777,
+            size: f[3].parse().ok()?,
+            uid: f[7].parse().ok()?,
+        })
+    }
 }
 
 /// Read channel `name` on `backend` at this moment.

@@ -4,7 +4,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 use shmchan::Backend;
-use shmchan::inspect::{Channel, Endpoint};
+use shmchan::inspect::{Channel, Endpoint, Unreadable};
 
 /// `posix`, `sysv` or `file:DIR`: the spelling `--backend` takes.
 pub fn backend_name(b: &Backend) -> String {
@@ -54,6 +54,32 @@ fn endpoint_json(e: &Endpoint) -> Value {
         "alive": e.alive,
         "state": e.state.as_str(),
     })
+}
+
+/// Say on standard error what a listing could not read, one line each, then how many of each
+/// backend (`ls` and `gc` alike): `left` is what became of them (`not shown`).
+pub fn report_unreadable(all: &[Unreadable], left: &str) {
+    for u in all {
+        eprintln!("shmchan: {left}: {u}");
+    }
+    if all.is_empty() {
+        return;
+    }
+    let mut per: Vec<(String, usize)> = Vec::new();
+    for u in all {
+        let b = backend_name(&u.backend);
+        match per.iter_mut().find(|(name, _)| *name == b) {
+            Some((_, n)) => *n += 1,
+            None => per.push((b, 1)),
+        }
+    }
+    let per: Vec<String> = per.iter().map(|(b, n)| format!("{n} {b}")).collect();
+    eprintln!(
+        "shmchan: {} object(s) could not be read ({}) and are {left}: they may or may not be \
+         channels; run as their owner or as root to see them",
+        all.len(),
+        per.join(", ")
+    );
 }
 
 /// How many endpoints a place has had, in words: `3 attached so far`.

@@ -396,12 +396,91 @@ fn no_permission_is_a_clear_error() {
         let run = shmchan_as(Some(nobody), &["ls", "--backend", &arg(&backend), "--json"]);
         assert_eq!(run.code, 0, "{}", run.stderr);
         assert!(!run.stdout.contains(&name));
-        if backend != Backend::SysV {
-            assert!(run.stderr.contains(&name) && run.stderr.contains("Permission denied"));
-        }
+        let named = match &backend {
+            Backend::SysV => format!("{:#010x}", Backend::sysv_key(&name)),
+            _ => name.clone(),
+        };
+        assert!(
+            run.stderr.contains(&named) && run.stderr.contains("Permission denied"),
+            "{backend}: {}",
+            run.stderr
+        );
         let run = shmchan_as(Some(nobody), &["rm", &name, "--backend", &arg(&backend)]);
         assert_eq!(run.code, 1);
         assert!(exists(&name, &backend));
+        h.finish();
+    }
+}
+
+/// Why tests as another user cannot run here (`None`: they can): they need root, and user
+/// 65534 able to run the binary.
+fn other_user_unavailable() -> Option<String> {
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != 0 {
+        return Some("needs root, to run shmchan as another user".into());
+    }
+    let probe = shmchan_as(Some(NOBODY), &["--version"]);
+    (probe.code != 0).then(|| format!("user {NOBODY} cannot run the binary: {}", probe.stderr))
+}
+
+const NOBODY: u32 = 65534;
+
+/// Issue 18 #9: `ls` and `gc` run by a user who may not read a channel (root's, mode 0600) say
+/// so on every backend, System V included (it was silently left out): the object is named
+/// (its path, or its System V key), with why, and counted.
+#[test]
+fn ls_and_gc_as_another_user_name_what_they_could_not_read() {
+    if let Some(why) = other_user_unavailable() {
+        eprintln!("SKIPPED: {why}");
+        return;
+    }
+    let dir = TempDir::new();
+    std::fs::set_permissions(&dir.0, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    for backend in [Backend::Posix, Backend::SysV, Backend::File(dir.0.clone())] {
+        let b = arg(&backend);
+        let name = unique_name("unread");
+        let _cleanup = Cleanup(name.clone(), backend.clone());
+        let mut h = spawn("hold-sender", &name, &backend, &[]);
+        h.expect("READY");
+        // How the object is named where its name cannot be read.
+        let named = match &backend {
+            Backend::SysV => format!("{:#010x}", Backend::sysv_key(&name)),
+            _ => name.clone(),
+        };
+        for args in [
+            vec!["ls", "--backend", &b],
+            vec!["ls", "--backend", &b, "--json"],
+            vec!["gc", "--backend", &b, "--dry-run"],
+        ] {
+            let run = shmchan_as(Some(NOBODY), &args);
+            assert_eq!(run.code, 0, "{backend}: {args:?}: {}", run.stderr);
+            assert!(
+                !run.stdout.contains(&name),
+                "{backend}: {args:?}: {}",
+                run.stdout
+            );
+            let line = run
+                .stderr
+                .lines()
+                .find(|l| l.contains(&named))
+                .unwrap_or_else(|| {
+                    panic!(
+                        "{backend}: {args:?} does not say it could not read {named}:\n{}",
+                        run.stderr
+                    )
+                });
+            assert!(line.contains("Permission denied"), "{backend}: {line}");
+            assert!(
+                run.stderr.contains("could not be read"),
+                "{backend}: {args:?}: no count of what could not be read:\n{}",
+                run.stderr
+            );
+        }
+        // Without --backend, POSIX and System V together.
+        if !matches!(backend, Backend::File(_)) {
+            let run = shmchan_as(Some(NOBODY), &["ls"]);
+            assert!(run.stderr.contains(&named), "{}", run.stderr);
+        }
         h.finish();
     }
 }

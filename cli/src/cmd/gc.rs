@@ -13,6 +13,7 @@ use crate::view;
 
 pub fn run(backend: Option<Backend>, dry_run: bool) -> Result<ExitCode, String> {
     let (mut removed, mut kept, mut failed) = (0, 0, false);
+    let mut skipped = Vec::new();
     for b in crate::default_backends(backend) {
         let listing = match inspect::list(&b) {
             Ok(l) => l,
@@ -22,9 +23,7 @@ pub fn run(backend: Option<Backend>, dry_run: bool) -> Result<ExitCode, String> 
                 continue;
             }
         };
-        for e in listing.unreadable {
-            eprintln!("shmchan: skipped (cannot read): {e}");
-        }
+        skipped.extend(listing.skipped);
         // A creator at work holds the lock only for a few system calls; wait a little for it.
         let opts = Options::new()
             .backend(b.clone())
@@ -61,6 +60,7 @@ pub fn run(backend: Option<Backend>, dry_run: bool) -> Result<ExitCode, String> 
             }
         }
     }
+    view::report_unreadable(&skipped, "left alone");
     let verb = if dry_run { "would remove" } else { "removed" };
     println!("{verb} {removed} channel(s); kept {kept} that came alive or are being made");
     Ok(if failed {

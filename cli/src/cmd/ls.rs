@@ -9,14 +9,13 @@ use crate::view;
 
 pub fn run(backend: Option<Backend>, json: bool) -> Result<ExitCode, String> {
     let mut channels = Vec::new();
+    let mut skipped = Vec::new();
     let mut failed = false;
     for b in crate::default_backends(backend) {
         match inspect::list(&b) {
             Ok(listing) => {
                 channels.extend(listing.channels);
-                for e in listing.unreadable {
-                    eprintln!("shmchan: not shown: {e}");
-                }
+                skipped.extend(listing.skipped);
             }
             Err(e) => {
                 eprintln!("shmchan: cannot list {}: {e}", view::backend_name(&b));
@@ -24,6 +23,7 @@ pub fn run(backend: Option<Backend>, json: bool) -> Result<ExitCode, String> {
             }
         }
     }
+    view::report_unreadable(&skipped, "not shown");
     if json {
         let all: Vec<_> = channels.iter().map(view::channel_json).collect();
         println!(
@@ -31,8 +31,10 @@ pub fn run(backend: Option<Backend>, json: bool) -> Result<ExitCode, String> {
             serde_json::to_string_pretty(&all).map_err(|e| e.to_string())?
         );
     } else if channels.is_empty() {
-        if !failed {
+        if !failed && skipped.is_empty() {
             println!("no channels");
+        } else if !failed {
+            println!("no channels that this user can read");
         }
     } else {
         print!("{}", table(&channels));
