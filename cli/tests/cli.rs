@@ -816,6 +816,63 @@ fn doctor_reports_each_check() {
     }
 }
 
+/// Issue 18 #10: `doctor` run by a user who may not read `/proc/1/ns` says it cannot tell
+/// whether pid 1 shares this process's namespaces, instead of saying it does not.
+#[test]
+fn doctor_says_when_it_cannot_tell_the_namespaces_of_pid_1() {
+    if let Some(why) = other_user_unavailable() {
+        eprintln!("SKIPPED: {why}");
+        return;
+    }
+    use std::os::unix::process::CommandExt;
+    let readable = std::process::Command::new("readlink")
+        .args(["/proc/1/ns/pid", "/proc/1/ns/ipc"])
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map(|s| s.success());
+    if readable.as_ref().is_ok_and(|ok| *ok) {
+        eprintln!("SKIPPED: user {NOBODY} can read /proc/1/ns here");
+        return;
+    }
+    for json in [true, false] {
+        let args: &[&str] = if json {
+            &["doctor", "--json"]
+        } else {
+            &["doctor"]
+        };
+        let run = shmchan_as(Some(NOBODY), args);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let message = if json {
+            let checks = run.json();
+            let ns = checks
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["check"] == "namespaces")
+                .cloned()
+                .expect("a namespaces check");
+            ns["message"].as_str().unwrap().to_owned()
+        } else {
+            run.stdout
+                .lines()
+                .find(|l| l.contains("namespaces"))
+                .expect("a namespaces line")
+                .to_owned()
+        };
+        assert!(
+            !message.contains("is in others"),
+            "doctor claims what it could not see: {message}"
+        );
+        assert!(
+            message.contains("cannot tell") && message.contains("/proc/1/ns"),
+            "doctor does not say it could not tell: {message}"
+        );
+    }
+}
+
 /// `--help` of every command shows an example; `ls --help` documents every JSON field.
 #[test]
 fn help_has_examples_and_the_json_fields() {

@@ -262,30 +262,34 @@ fn membarrier() -> Check {
 
 fn namespaces() -> Check {
     let name = "namespaces";
-    let ns = |who: &str, kind: &str| std::fs::read_link(format!("/proc/{who}/ns/{kind}")).ok();
+    let ns = |who: &str, kind: &str| std::fs::read_link(format!("/proc/{who}/ns/{kind}"));
     let (pid_self, ipc_self) = (ns("self", "pid"), ns("self", "ipc"));
-    let (pid_init, ipc_init) = (ns("1", "pid"), ns("1", "ipc"));
-    let show = |p: &Option<std::path::PathBuf>| {
-        p.as_ref()
-            .map_or_else(|| "unknown".to_string(), |p| p.display().to_string())
-    };
-    let message = format!("pid {}, ipc {}", show(&pid_self), show(&ipc_self));
-    // In a container, pid 1 is the container's init: same namespaces, nothing to compare.
-    let host_pid = "pid:[4026531836]";
-    let in_container = pid_self
-        .as_ref()
-        .is_some_and(|p| p.display().to_string() != host_pid);
-    if pid_self.is_none() || ipc_self.is_none() {
+    let (Ok(pid_self), Ok(ipc_self)) = (pid_self, ipc_self) else {
         return Check {
             name,
             status: Status::Info,
             message: "cannot read /proc/self/ns: namespaces unknown".into(),
         };
+    };
+    let mut msg = format!("pid {}, ipc {}", pid_self.display(), ipc_self.display());
+    // pid 1's namespaces can be read only by who may trace it (its owner, or root where
+    // allowed): not being able to read them says nothing about where it is.
+    match (ns("1", "pid"), ns("1", "ipc")) {
+        (Ok(pid_init), Ok(ipc_init)) => {
+            if pid_init != pid_self || ipc_init != ipc_self {
+                msg += " (pid 1 is in others)";
+            }
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            msg += &format!(
+                " (cannot tell whether pid 1 shares them: /proc/1/ns cannot be read by this user: \
+                 {e})"
+            );
+        }
     }
-    let mut msg = message;
-    if pid_init != pid_self || ipc_init != ipc_self {
-        msg += " (pid 1 is in others)";
-    }
+    // In a container, pid 1 is the container's init: same namespaces, nothing to compare.
+    let host_pid = "pid:[4026531836]";
+    let in_container = pid_self.display().to_string() != host_pid;
     if in_container {
         msg += ": not the host's pid namespace (a container?). Peers in other containers see \
                 a channel if they share /dev/shm (POSIX, File) or the IPC namespace (System V): \
