@@ -48,8 +48,12 @@ may be added, none renamed or removed):
   sent            sent since creation (the producer position; frame and pipe: bytes of ring
                   written, record headers and padding included; mpmc: a hint that may trail)
   received        received since creation (the consumer position, as `sent`)
-  endpoints       [{\"role\": \"sender\"|\"receiver\", \"pid\": N, \"alive\": true|false,
-                    \"state\": \"attached\"|\"detached\"|\"dead\"}], every entry ever claimed
+  endpoints       [{\"index\": N, \"role\": \"sender\"|\"receiver\", \"pid\": N,
+                    \"alive\": true|false, \"state\": \"attached\"|\"detached\"|\"dead\",
+                    \"attached\": N}], one per place some endpoint has held: its index in the
+                  endpoint table, the current (or last) occupant's role, pid and state, and
+                  how many endpoints have held the place (places are reused: a new endpoint
+                  takes the place of one that left or died)
   owner_uid       the object's owner
   mode            its permission bits, as an octal string (\"0600\")
   size            its size in bytes
@@ -101,9 +105,12 @@ impl std::str::FromStr for BackendArg {
 enum Command {
     /// List every shmchan channel, one line each.
     ///
-    /// Without --backend: POSIX (/dev/shm) and System V. Objects a creator killed before it
-    /// wrote the header carry no mark of shmchan and are not listed (`stat NAME` and `rm NAME`
-    /// still handle them).
+    /// Without --backend: POSIX (/dev/shm) and System V. PEERS is each place's current (or last)
+    /// occupant; ATTACHED how many endpoints have attached over the channel's life (places are
+    /// reused: a new endpoint takes the place of one that left or died). Objects a creator
+    /// killed before it wrote the header carry no mark of shmchan and are not listed (`stat
+    /// NAME` and `rm NAME` still handle them). Objects this user cannot read are named on
+    /// standard error, with why, and counted.
     #[command(
         after_help = "Examples:\n  shmchan ls\n  shmchan ls --backend file:/run/myapp --json",
         after_long_help = format!("Examples:\n  shmchan ls\n  shmchan ls --backend file:/run/myapp --json\n\n{JSON_FIELDS}")
@@ -117,6 +124,10 @@ enum Command {
         json: bool,
     },
     /// Everything the header of one channel says.
+    ///
+    /// The endpoint table has a row per place some endpoint has held: its current (or last)
+    /// occupant's role, pid and state, whether it is alive, and ATTACHED, how many endpoints
+    /// have held the place.
     #[command(
         after_help = "Example:\n  shmchan stat ticks --backend sysv",
         after_long_help = format!("Example:\n  shmchan stat ticks --backend sysv\n\n{JSON_FIELDS}")
@@ -133,7 +144,9 @@ enum Command {
     },
     /// Live rates in and out, fill level and peers of one channel, refreshed until Ctrl-C.
     ///
-    /// Exits 0 on Ctrl-C, after --count refreshes, or when the channel goes away.
+    /// Exits 0 on Ctrl-C, after --count refreshes, or when the channel goes away. A channel
+    /// made anew under the name (removed and created again) is watched on: its rates start
+    /// again from its own counts.
     #[command(after_help = "Examples:\n  shmchan watch ticks\n  \
                             shmchan watch ticks --interval 250 --count 20")]
     Watch {

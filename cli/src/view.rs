@@ -49,10 +49,12 @@ pub fn channel_json(ch: &Channel) -> Value {
 
 fn endpoint_json(e: &Endpoint) -> Value {
     json!({
+        "index": e.index,
         "role": e.role.as_str(),
         "pid": e.pid,
         "alive": e.alive,
         "state": e.state.as_str(),
+        "attached": e.attached,
     })
 }
 
@@ -87,16 +89,10 @@ pub fn attached_words(n: u32) -> String {
     format!("{n} attached so far")
 }
 
-/// An endpoint in words: `sender 4242`, `receiver 77 (dead)`.
-pub fn endpoint_words(e: &Endpoint) -> String {
-    let how = if e.alive {
-        ""
-    } else if e.state == shmchan::inspect::EndpointState::Detached {
-        " (left)"
-    } else {
-        " (dead)"
-    };
-    format!("{} {}{how}", e.role.as_str(), e.pid)
+/// Endpoints that have attached to the channel over its life, every place together (each
+/// place counts modulo 2^30).
+pub fn attached_total(ch: &Channel) -> u64 {
+    ch.endpoints.iter().map(|e| u64::from(e.attached)).sum()
 }
 
 /// The endpoints in a table cell: `s:4242 r:77(dead)`, at most four, then `+N`.

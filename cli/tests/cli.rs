@@ -74,8 +74,10 @@ fn ls_and_stat_show_a_channel_held_by_two_processes() {
             assert_eq!(
                 ch["endpoints"],
                 serde_json::json!([
-                    {"role": "sender", "pid": tx_pid, "alive": true, "state": "attached"},
-                    {"role": "receiver", "pid": rx_pid, "alive": true, "state": "attached"},
+                    {"index": 0, "role": "sender", "pid": tx_pid, "alive": true,
+                     "state": "attached", "attached": 1},
+                    {"index": 1, "role": "receiver", "pid": rx_pid, "alive": true,
+                     "state": "attached", "attached": 1},
                 ]),
                 "{backend}"
             );
@@ -101,17 +103,112 @@ fn ls_and_stat_show_a_channel_held_by_two_processes() {
             "live".into(),
             "Msg (16 bytes, alignment 8)".into(),
             "3 messages [####".into(),
-            format!("sender {tx_pid}"),
-            format!("receiver {rx_pid}"),
             format!("pid {tx_pid}, uid 0"),
         ] {
             assert!(human.contains(&want), "{backend}: {want:?} not in\n{human}");
+        }
+        // The endpoint table: a row per place, its occupant.
+        for (place, role, pid) in [("0", "sender", tx_pid), ("1", "receiver", rx_pid)] {
+            let row: Vec<String> = vec![
+                place.into(),
+                role.into(),
+                pid.to_string(),
+                "attached".into(),
+                "yes".into(),
+                "1".into(),
+            ];
+            assert!(
+                human
+                    .lines()
+                    .any(|l| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>() == row),
+                "{backend}: no row {row:?} in\n{human}"
+            );
         }
         // Inspecting attached nothing and woke nobody: both peers leave, and the last one out
         // removes the name as usual.
         rx.finish();
         tx.finish();
         assert!(!exists(&name, &backend), "{backend}: name left behind");
+    }
+}
+
+/// Issue 17: places are reused, and `stat` says for each place who holds it now and how many
+/// endpoints it has had (`attached` in `--json`, an ATTACHED column for people); `ls` shows the
+/// channel's total. A receiver leaves, another is killed, a third takes the place.
+#[test]
+fn stat_shows_each_place_and_how_many_endpoints_it_has_had() {
+    let (_dir, list) = backends();
+    for backend in list {
+        let b = arg(&backend);
+        let name = unique_name("places");
+        let _cleanup = Cleanup(name.clone(), backend.clone());
+        let mut tx = spawn("hold-sender", &name, &backend, &[]);
+        let tx_pid: u32 = tx.expect("READY").parse().unwrap();
+        let mut rx = spawn("hold-receiver", &name, &backend, &[]);
+        rx.expect("READY");
+        rx.finish(); // detached: its place is free
+        let mut rx = spawn("hold-receiver", &name, &backend, &[]);
+        rx.expect("READY");
+        rx.kill9(); // dead: its place goes to the next receiver
+        let mut rx = spawn("hold-receiver", &name, &backend, &[]);
+        let rx_pid: u32 = rx.expect("READY").parse().unwrap();
+
+        let ch = stat_json(&backend, &name);
+        assert_eq!(
+            ch["endpoints"],
+            serde_json::json!([
+                {"index": 0, "role": "sender", "pid": tx_pid, "alive": true,
+                 "state": "attached", "attached": 1},
+                {"index": 1, "role": "receiver", "pid": rx_pid, "alive": true,
+                 "state": "attached", "attached": 3},
+            ]),
+            "{backend}: {ch}"
+        );
+
+        let human = shmchan(&["stat", &name, "--backend", &b]).ok().stdout;
+        let head = human
+            .lines()
+            .find(|l| l.contains("ATTACHED"))
+            .unwrap_or_else(|| panic!("{backend}: no ATTACHED column in\n{human}"));
+        let col = head.find("ATTACHED").unwrap();
+        let cell = |line: &str| {
+            line.get(col..)
+                .unwrap_or("")
+                .split_whitespace()
+                .next()
+                .map(str::to_owned)
+        };
+        let row = |pid: u32| {
+            human
+                .lines()
+                .find(|l| l.split_whitespace().any(|w| w == pid.to_string()))
+                .unwrap_or_else(|| panic!("{backend}: no row for pid {pid} in\n{human}"))
+        };
+        assert_eq!(
+            cell(row(tx_pid)).as_deref(),
+            Some("1"),
+            "{backend}:\n{human}"
+        );
+        assert_eq!(
+            cell(row(rx_pid)).as_deref(),
+            Some("3"),
+            "{backend}:\n{human}"
+        );
+        assert!(row(rx_pid).contains("receiver"), "{backend}:\n{human}");
+
+        let table = shmchan(&["ls", "--backend", &b]).ok().stdout;
+        let head = table.lines().next().unwrap();
+        let col = head
+            .find("ATTACHED")
+            .unwrap_or_else(|| panic!("{backend}: no ATTACHED column in\n{table}"));
+        let line = table.lines().find(|l| l.starts_with(&name)).unwrap();
+        assert_eq!(
+            line.get(col..).unwrap_or("").split_whitespace().next(),
+            Some("4"),
+            "{backend}:\n{table}"
+        );
+        rx.finish();
+        tx.finish();
     }
 }
 
@@ -895,6 +992,8 @@ fn help_has_examples_and_the_json_fields() {
         "\"role\"",
         "\"pid\"",
         "\"alive\"",
+        "\"index\"",
+        "\"attached\"",
     ] {
         assert!(help.contains(field), "{field} not documented");
     }

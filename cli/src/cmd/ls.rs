@@ -51,7 +51,7 @@ pub fn table(channels: &[inspect::Channel]) -> String {
     let mut rows = vec![
         [
             "NAME", "BACKEND", "STATE", "KIND", "PAYLOAD", "LEN/CAP", "SENT", "RECEIVED", "PEERS",
-            "AGE",
+            "ATTACHED", "AGE",
         ]
         .map(String::from)
         .to_vec(),
@@ -72,6 +72,11 @@ pub fn table(channels: &[inspect::Channel]) -> String {
             ring.map_or_else(dash, |r| view::count(r.sent)),
             ring.map_or_else(dash, |r| view::count(r.received)),
             view::peers_cell(ch),
+            if ch.ring.is_some() {
+                view::attached_total(ch).to_string()
+            } else {
+                "-".into()
+            },
             ch.origin
                 .as_ref()
                 .map_or_else(dash, |o| view::age(o.created)),

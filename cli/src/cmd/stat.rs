@@ -30,7 +30,8 @@ pub fn run(name: &str, backend: &Backend, json: bool) -> Result<ExitCode, String
     Ok(ExitCode::SUCCESS)
 }
 
-/// `key: value` lines, the keys aligned.
+/// `key: value` lines, the keys aligned, with the endpoint table among them: one row per place
+/// some endpoint has held, its current (or last) occupant and how many endpoints it has had.
 pub fn describe(ch: &Channel) -> String {
     let mut rows: Vec<(&str, String)> = vec![
         ("name", ch.name.clone()),
@@ -69,14 +70,15 @@ pub fn describe(ch: &Channel) -> String {
         rows.push((
             "endpoints",
             format!(
-                "{} senders, {} receivers at most",
-                r.max_senders, r.max_receivers
+                "{} senders, {} receivers at most at once; {} attached over its life",
+                r.max_senders,
+                r.max_receivers,
+                view::attached_total(ch)
             ),
         ));
     }
-    for e in &ch.endpoints {
-        rows.push(("  endpoint", view::endpoint_words(e)));
-    }
+    // The endpoint table goes after the `endpoints` row (or where it would be).
+    let table_at = rows.len();
     if let Some(o) = &ch.origin {
         rows.push((
             "created",
@@ -105,7 +107,36 @@ pub fn describe(ch: &Channel) -> String {
         ),
     ));
     let width = rows.iter().map(|(k, _)| k.len() + 1).max().unwrap_or(0);
-    rows.iter()
-        .map(|(k, v)| format!("{:width$}  {v}\n", format!("{k}:")))
+    let line = |(k, v): &(&str, String)| format!("{:width$}  {v}\n", format!("{k}:"));
+    let mut out: String = rows[..table_at].iter().map(line).collect();
+    out += &endpoint_table(ch);
+    out.extend(rows[table_at..].iter().map(line));
+    out
+}
+
+/// The places some endpoint has held, indented under `endpoints:`: PLACE, ROLE, PID (the
+/// current or last occupant), STATE, ALIVE and ATTACHED (how many endpoints the place has had).
+pub fn endpoint_table(ch: &Channel) -> String {
+    if ch.endpoints.is_empty() {
+        return String::new();
+    }
+    let mut rows = vec![
+        ["PLACE", "ROLE", "PID", "STATE", "ALIVE", "ATTACHED"]
+            .map(String::from)
+            .to_vec(),
+    ];
+    for e in &ch.endpoints {
+        rows.push(vec![
+            e.index.to_string(),
+            e.role.as_str().into(),
+            e.pid.to_string(),
+            e.state.as_str().into(),
+            if e.alive { "yes" } else { "no" }.into(),
+            e.attached.to_string(),
+        ]);
+    }
+    view::table(&rows)
+        .lines()
+        .map(|l| format!("  {l}\n"))
         .collect()
 }
