@@ -874,6 +874,69 @@ fn watch_restarts_its_rates_when_the_channel_is_made_anew() {
     }
 }
 
+/// Issue 18 #5, through the command: `watch` of a channel whose object another process keeps
+/// truncating to nothing and writing back (POSIX and File) refreshes 150 times and exits 0; it
+/// used to die of SIGBUS (then `code` is -1: killed by a signal).
+#[test]
+fn watch_survives_an_object_that_shrinks_under_it() {
+    use std::os::unix::fs::FileExt;
+    let dir = TempDir::new();
+    for backend in [Backend::Posix, Backend::File(dir.0.clone())] {
+        let name = unique_name("shrink");
+        let _cleanup = Cleanup(name.clone(), backend.clone());
+        let path = match &backend {
+            Backend::File(d) => d.join(&name),
+            _ => std::path::Path::new("/dev/shm").join(&name),
+        };
+        // A real channel's bytes, planted as an object that no process holds.
+        let opts = shmchan::Options::new().backend(backend.clone()).capacity(8);
+        let tx = shmchan::spsc::Sender::<harness::Msg>::create(&name, &opts).unwrap();
+        tx.send(harness::Msg::new(1)).unwrap();
+        let good = std::fs::read(&path).unwrap();
+        drop(tx);
+        plant(&name, &backend, &good);
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let shrinker = std::thread::spawn(move || {
+            let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+            while stopped.try_recv().is_err() {
+                f.set_len(0).unwrap();
+                std::thread::sleep(Duration::from_micros(50));
+                f.write_all_at(&good, 0).unwrap();
+                std::thread::sleep(Duration::from_micros(50));
+            }
+        });
+        let run = shmchan(&[
+            "watch",
+            &name,
+            "--backend",
+            &arg(&backend),
+            "--interval",
+            "10",
+            "--count",
+            "150",
+        ]);
+        let _ = stop.send(());
+        shrinker.join().unwrap();
+        assert_eq!(
+            run.code,
+            0,
+            "{backend}: watch failed (-1: killed by a signal, SIGBUS):\n{}\n{}",
+            run.stderr,
+            run.stdout
+                .lines()
+                .rev()
+                .take(12)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        assert_eq!(
+            run.stdout.matches("(Ctrl-C to quit)").count(),
+            150,
+            "{backend}"
+        );
+    }
+}
+
 fn wait(child: std::process::Child) -> std::process::Output {
     let (tx, rx) = std::sync::mpsc::channel();
     let pid = child.id();
