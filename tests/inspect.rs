@@ -247,7 +247,7 @@ fn a_shrinking_object_never_crashes_the_inspector() {
             let mut rounds = 0u64;
             // Each state held a moment, so the looker sees both (and is caught between its
             // `fstat` and its read of the header in some rounds).
-            while stopped.try_recv().is_err() {
+            while let Err(std::sync::mpsc::TryRecvError::Empty) = stopped.try_recv() {
                 f.set_len(0).unwrap();
                 std::thread::sleep(Duration::from_micros(50));
                 f.write_all_at(&good, 0).unwrap();

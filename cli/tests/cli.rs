@@ -898,7 +898,7 @@ fn watch_survives_an_object_that_shrinks_under_it() {
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let shrinker = std::thread::spawn(move || {
             let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
-            while stopped.try_recv().is_err() {
+            while let Err(std::sync::mpsc::TryRecvError::Empty) = stopped.try_recv() {
                 f.set_len(0).unwrap();
                 std::thread::sleep(Duration::from_micros(50));
                 f.write_all_at(&good, 0).unwrap();
