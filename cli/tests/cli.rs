@@ -709,11 +709,12 @@ fn watch_ends_when_the_channel_goes_and_on_ctrl_c() {
     }
 }
 
-/// One screen of `watch` output, parsed: the sender's pid (which process holds the channel),
-/// the two rates (`None` for `-`) and the sent count.
+/// One screen of `watch` output, parsed: which channel it shows (the pid of the process that
+/// created it, from the `created:` line, or else of its sender), the two rates (`None` for
+/// `-`) and the sent count.
 #[derive(Debug)]
 struct Screen {
-    sender_pid: Option<u32>,
+    channel_pid: Option<u32>,
     rates: Option<(Option<f64>, Option<f64>)>,
     sent: Option<u64>,
 }
@@ -746,26 +747,33 @@ fn parse_screens(out: &str) -> Vec<Screen> {
         .filter(|s| s.contains("fill:") || s.contains("peers:"))
         .map(|screen| {
             let mut s = Screen {
-                sender_pid: None,
+                channel_pid: None,
                 rates: None,
                 sent: None,
             };
-            let (mut r_in, mut r_out) = (None, None);
+            let (mut r_in, mut r_out, mut creator) = (None, None, None);
             for line in screen.lines() {
-                if line.starts_with("in:") {
+                if line.starts_with("created:") {
+                    creator = line
+                        .rsplit_once("by pid ")
+                        .and_then(|(_, p)| p.trim().parse().ok());
+                } else if line.starts_with("in:") {
                     let (r, n) = field(line, "in:");
                     r_in = Some(r);
                     s.sent = n;
                 } else if line.starts_with("out:") {
                     r_out = Some(field(line, "out:").0);
                 } else if line.trim_start().starts_with("sender") {
-                    s.sender_pid = line
+                    s.channel_pid = line
                         .split_whitespace()
                         .skip_while(|w| *w != "pid")
                         .nth(1)
                         .and_then(|p| p.parse().ok());
                 }
             }
+            // The creator says which channel this is even before its sender has claimed its
+            // place (a moment after the header is published).
+            s.channel_pid = creator.or(s.channel_pid);
             if let (Some(i), Some(o)) = (r_in, r_out) {
                 s.rates = Some((i, o));
             }
@@ -841,7 +849,7 @@ fn watch_restarts_its_rates_when_the_channel_is_made_anew() {
         let screens = parse_screens(&stdout);
         for pid in &pids {
             assert!(
-                screens.iter().any(|s| s.sender_pid == Some(*pid)),
+                screens.iter().any(|s| s.channel_pid == Some(*pid)),
                 "{backend}: watch never showed the channel of pid {pid} (it stopped watching?):\n\
                  {stdout}\n{stderr}"
             );
@@ -856,18 +864,18 @@ fn watch_restarts_its_rates_when_the_channel_is_made_anew() {
                          anything was sent at:\n{stdout}"
                     );
                 }
-                if s.sender_pid != last_pid && last_pid.is_some() {
+                if s.channel_pid != last_pid && last_pid.is_some() {
                     assert_eq!(
                         (r_in, r_out),
                         (None, None),
                         "{backend}: screen {i} is of a new channel (sender pid {:?}, before \
                          {last_pid:?}) and shows rates measured against the old one:\n{stdout}",
-                        s.sender_pid
+                        s.channel_pid
                     );
                 }
             }
-            if s.sender_pid.is_some() {
-                last_pid = s.sender_pid;
+            if s.channel_pid.is_some() {
+                last_pid = s.channel_pid;
             }
         }
         eprintln!("{backend}: {} screens", screens.len());
