@@ -226,3 +226,52 @@ fn abandon_races_a_repair() {
         drop(tx);
     });
 }
+
+/// A consumer killed holding a message, and its place taken by the next consumer while a
+/// producer lapping the ring (capacity 1) may be repairing the dead one's slot: the message is
+/// delivered again exactly once to a live consumer (the new one, or whoever drains), the
+/// producer's late repair decided on the old occupant never touches the new occupant's claim
+/// (the stamps carry the place's generation), and the new message goes through too.
+#[test]
+fn place_reused_while_a_peer_repairs_its_old_occupant() {
+    loom::model(|| {
+        let (tx, rx) = mpmc::loom_channel::<u32>(1, 1, 1).unwrap();
+        let reopen = rx.loom_reopener();
+        tx.send(1).unwrap();
+        std::mem::forget(rx.try_recv_ref().unwrap()); // taken, never freed...
+        rx.loom_die(); // ...its process killed (and reaped)
+        let producer = thread::spawn(move || {
+            let sent = tx.try_send(2).is_ok(); // at the held slot: may hand the message back
+            (tx, sent)
+        });
+        let rx2 = reopen.mpmc_receiver::<u32>().unwrap(); // the dead one's place
+        let mut got: Vec<u32> = rx2.try_recv().ok().into_iter().collect();
+        let (tx, sent2) = producer.join().unwrap();
+        got.extend(rx2.try_iter());
+        if !sent2 {
+            tx.try_send(2).unwrap();
+            got.extend(rx2.try_iter());
+        }
+        assert_eq!(got, [1, 2], "each once, the handed-back one first");
+    });
+}
+
+/// The next consumer is handed a dead consumer's message at once when it attaches (its sweep
+/// moves the message and the `head` hint back), capacity 2, no producer activity needed.
+#[test]
+fn next_consumer_gets_a_dead_consumers_message_at_once() {
+    loom::model(|| {
+        let (tx, rx) = mpmc::loom_channel::<u32>(2, 1, 2).unwrap();
+        let reopen = rx.loom_reopener();
+        tx.send(1).unwrap();
+        let t = thread::spawn(move || {
+            std::mem::forget(rx.try_recv_ref().unwrap());
+            rx.loom_die();
+        });
+        t.join().unwrap();
+        let rx2 = reopen.mpmc_receiver::<u32>().unwrap();
+        assert_eq!(rx2.try_recv(), Ok(1));
+        drop(tx);
+        assert_eq!(rx2.try_recv(), Err(TryRecvError::Disconnected));
+    });
+}

@@ -186,3 +186,58 @@ fn refs_and_copies_interleave_in_order() {
         t.join().unwrap();
     });
 }
+
+/// A receiver restarted while the sender is parked on a full ring: the message the old one
+/// left in the ring goes to the next receiver, and the parked send either goes through to it
+/// (woken by its receive) or reports the disconnect of the window between the two. Nothing is
+/// lost, duplicated or left asleep (a lost wake-up is a loom deadlock).
+#[test]
+fn receiver_reattaches_while_sender_parks_on_full_ring() {
+    loom::model(|| {
+        let (tx, rx) = spsc::channel::<u32>(1).unwrap();
+        let reopen = rx.loom_reopener();
+        tx.send(1).unwrap(); // the ring is full
+        let t = thread::spawn(move || tx.send(2).is_ok()); // parks
+        drop(rx);
+        let rx2 = reopen.spsc_receiver::<u32>().unwrap();
+        let got: Vec<u32> = rx2.iter().collect(); // ends when the sender is gone and drained
+        let sent = t.join().unwrap();
+        let want: &[u32] = if sent { &[1, 2] } else { &[1] };
+        assert_eq!(got, want, "sent 2: {sent}");
+    });
+}
+
+/// A receiver killed while asleep in `recv`: the first send after that asks the kernel before
+/// ringing its doorbell and is refused with its value, leaving nothing in the ring. With a new
+/// receiver attaching meanwhile (in the dead one's place), the message is either refused (and
+/// not in the ring) or sent (and received), and the new receiver is never taken for the dead
+/// one: the sender's probe of the dead occupant cannot mark its successor dead.
+#[test]
+fn send_to_a_receiver_killed_asleep_is_refused_first() {
+    loom::model(|| {
+        let (tx, rx) = spsc::channel::<u32>(2).unwrap();
+        rx.loom_sleep_and_die();
+        assert_eq!(tx.try_send(7), Err(TrySendError::Disconnected(7)));
+        assert_eq!(tx.len(), 0, "nothing was put in the ring");
+    });
+    loom::model(|| {
+        let (tx, rx) = spsc::channel::<u32>(2).unwrap();
+        let reopen = rx.loom_reopener();
+        rx.loom_sleep_and_die();
+        let t = thread::spawn(move || {
+            let sent = tx.send(7).is_ok();
+            (tx, sent)
+        });
+        let rx2 = reopen.spsc_receiver::<u32>().unwrap();
+        let (tx, sent) = t.join().unwrap();
+        assert_eq!(
+            tx.try_send(8),
+            Ok(()),
+            "the new receiver is attached and alive"
+        );
+        drop(tx);
+        let got: Vec<u32> = rx2.iter().collect();
+        let want: &[u32] = if sent { &[7, 8] } else { &[8] };
+        assert_eq!(got, want, "sent 7: {sent}");
+    });
+}

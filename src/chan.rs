@@ -94,6 +94,21 @@ unsafe impl Send for Chan {}
 // SAFETY: as above; `&Chan` hands out only `&Header`, whose fields are atomics.
 unsafe impl Sync for Chan {}
 
+/// Loom only: a channel's heap region, kept to attach endpoints to it later (what opening by
+/// name does in production): `spsc::Receiver::loom_reopen`, `mpmc::Receiver::loom_reopen`.
+#[cfg(loom)]
+#[doc(hidden)]
+pub struct LoomReopen(pub(crate) Region);
+
+#[cfg(loom)]
+impl LoomReopen {
+    /// Join as `spec.role`, taking a never-used or vacant place.
+    pub(crate) fn join(&self, spec: &Spec) -> Result<Chan, Error> {
+        let region = self.0.share_heap().expect("a heap region");
+        Chan::join_heap(region, "(in-process)", spec, None)
+    }
+}
+
 /// `now + timeout`, or `None` (no deadline) if that is beyond what `Instant` can hold: a
 /// timeout of `Duration::MAX` means "forever", not a panic.
 pub(crate) fn deadline_after(timeout: Duration) -> Option<Instant> {
@@ -438,6 +453,28 @@ impl Chan {
             name,
             backend,
         ))
+    }
+
+    /// Loom only: another handle on this channel's heap region, from which endpoints can join
+    /// it later (as a restarted process opens a channel by name).
+    #[cfg(loom)]
+    pub(crate) fn loom_reopener(&self) -> LoomReopen {
+        LoomReopen(
+            self.region
+                .share_heap()
+                .expect("loom channels are on the heap"),
+        )
+    }
+
+    /// Loom only: this handle's process dies. The kernel's word on its place says so at once
+    /// (its witness is gone); with `reaped`, a peer has also marked its entry dead. The handle
+    /// must then be forgotten, never dropped (a dead process detaches nothing).
+    #[cfg(loom)]
+    pub(crate) fn loom_die(&self, reaped: bool) {
+        self.region.loom_kill(self.entry);
+        if reaped {
+            endpoint::declare_dead(&self.header().endpoints[self.entry]);
+        }
     }
 
     /// Join an in-process region: wait until `deadline` for it to be ready (the loom handshake

@@ -75,37 +75,42 @@ pub(crate) fn attach(
 ) -> std::io::Result<Result<(usize, u64), &'static str>> {
     for i in range {
         let e = &hdr.endpoints[i];
-        // Relaxed: a first look, to skip live places without taking their witness; the CAS
-        // below decides.
-        let cur = e.load(Ordering::Relaxed);
-        if state_of(cur) == ATTACHED && region.endpoint_alive(i, token_of(cur)) {
-            continue;
-        }
-        if !region.hold_endpoint(i)? {
-            continue; // another process holds this place's witness: alive, or claiming it
-        }
-        // We hold the witness now. SYNC POINT (endpoint): Acquire, pairs with the Release of
-        // the previous occupant's `detach` (or its reaper's `reap`): what it did to the ring
-        // happens before what we do.
-        let cur = e.load(Ordering::Acquire);
-        // Still attached: on System V (no lock to hold) ask its token; on POSIX and File we
-        // hold the place's lock, so its occupant is gone (the kernel asked from our own
-        // descriptor reports no other holder).
-        if state_of(cur) == ATTACHED && region.endpoint_alive(i, token_of(cur)) {
-            region.release_endpoint(i);
-            continue;
-        }
-        let mine = word(generation_of(cur).wrapping_add(1), token);
-        // SYNC POINT (endpoint): AcqRel CAS from exactly the vacant word seen; Release so that
-        // peers reading the entry with Acquire see our setup. A racing claimer (System V, or
-        // a place reaped meanwhile) changes the word, and then we look further.
-        match e.compare_exchange(cur, mine, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => {
-                // Relaxed: for people only (see `Header::pids`).
-                hdr.pids[i].store(pid, Ordering::Relaxed);
-                return Ok(Ok((i, mine)));
+        // A place's word changes under us only a few times (its occupant detaches, a reaper
+        // marks it dead, another claimer takes it): look again after each.
+        for _ in 0..4 {
+            // Relaxed: a first look, to skip live places without taking their witness; the
+            // CAS below decides.
+            let cur = e.load(Ordering::Relaxed);
+            if state_of(cur) == ATTACHED && region.endpoint_alive(i, token_of(cur)) {
+                break;
             }
-            Err(_) => region.release_endpoint(i),
+            if !region.hold_endpoint(i)? {
+                break; // another process holds this place's witness: alive, or claiming it
+            }
+            // We hold the witness now. SYNC POINT (endpoint): Acquire, pairs with the Release
+            // of the previous occupant's `detach` (or its reaper's `reap`): what it did to the
+            // ring happens before what we do.
+            let cur = e.load(Ordering::Acquire);
+            // Still attached: on System V (no lock to hold) ask its token; on POSIX and File
+            // we hold the place's lock, so its occupant is gone (the kernel asked from our own
+            // descriptor reports no other holder).
+            if state_of(cur) == ATTACHED && region.endpoint_alive(i, token_of(cur)) {
+                region.release_endpoint(i);
+                break;
+            }
+            let mine = word(generation_of(cur).wrapping_add(1), token);
+            // SYNC POINT (endpoint): AcqRel CAS from exactly the vacant word seen; Release so
+            // that peers reading the entry with Acquire see our setup. A reaper marking the
+            // old occupant dead meanwhile, or a racing claimer (System V), changes the word:
+            // then we look again.
+            match e.compare_exchange(cur, mine, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => {
+                    // Relaxed: for people only (see `Header::pids`).
+                    hdr.pids[i].store(pid, Ordering::Relaxed);
+                    return Ok(Ok((i, mine)));
+                }
+                Err(_) => region.release_endpoint(i),
+            }
         }
     }
     Ok(Err(

@@ -235,9 +235,11 @@ pub enum RecvTimeoutError {
 /// Why [`wait_for_peer`](crate::spsc::Sender::wait_for_peer) returned without a peer.
 #[derive(PartialEq, Eq, Clone, Copy, Debug)]
 pub enum WaitForPeerError {
-    /// No peer attached within the timeout.
+    /// No peer attached within the timeout (none yet, or none since the last one left).
     Timeout,
-    /// Every peer that attached has gone (and on an SPSC channel, none can take its place).
+    /// No peer can attach any more: the channel is an in-process one whose other end was
+    /// dropped, its name was removed by force (`shmchan rm --force`), or this is a forked
+    /// child's copy of a handle.
     Disconnected,
 }
 
@@ -245,7 +247,9 @@ impl fmt::Display for WaitForPeerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             WaitForPeerError::Timeout => f.write_str("timed out waiting for a peer to attach"),
-            WaitForPeerError::Disconnected => f.write_str("every peer that attached has gone"),
+            WaitForPeerError::Disconnected => {
+                f.write_str("no peer can attach to this channel any more")
+            }
         }
     }
 }

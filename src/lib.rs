@@ -104,6 +104,9 @@ mod sys;
 mod wait;
 
 pub use bytemuck::Pod;
+#[cfg(loom)]
+#[doc(hidden)]
+pub use chan::LoomReopen;
 pub use error::{
     Error, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
     WaitForPeerError,

@@ -137,6 +137,33 @@ pub fn channel<T: Pod>(capacity: usize) -> Result<(Sender<T>, Receiver<T>), Erro
     Ok((Sender::from_chan(a, wait), Receiver::from_chan(b, wait)))
 }
 
+/// Loom only: an in-process channel with `max_senders` and `max_receivers` places.
+#[cfg(loom)]
+#[doc(hidden)]
+pub fn loom_channel<T: Pod>(
+    capacity: usize,
+    max_senders: usize,
+    max_receivers: usize,
+) -> Result<(Sender<T>, Receiver<T>), Error> {
+    let opts = Options::new()
+        .max_senders(max_senders)
+        .max_receivers(max_receivers);
+    let (a, b) = Chan::heap_pair(capacity, &spec::<T>(Role::Sender, &opts))?;
+    Ok((
+        Sender::from_chan(a, WaitStrategy::Park),
+        Receiver::from_chan(b, WaitStrategy::Park),
+    ))
+}
+
+#[cfg(loom)]
+impl crate::chan::LoomReopen {
+    /// Loom only: attach a new MPMC receiver (a vacant place, or a never-used one).
+    pub fn mpmc_receiver<T: Pod>(&self) -> Result<Receiver<T>, Error> {
+        let spec = spec::<T>(Role::Receiver, &Options::new());
+        Ok(Receiver::from_chan(self.join(&spec)?, WaitStrategy::Park))
+    }
+}
+
 /// The sending side of an MPMC channel. `Clone` (clones share this endpoint), `Send` and
 /// `Sync`.
 pub struct Sender<T: Pod> {
@@ -521,6 +548,22 @@ assert_eq!(rx.wait_for_peer(wait), Err(WaitForPeerError::Timeout));
 # Ok::<(), Box<dyn std::error::Error>>(())
 ```"#
     );
+
+    /// Loom only: keep the region, to attach new receivers later.
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn loom_reopener(&self) -> crate::chan::LoomReopen {
+        self.shared.chan.loom_reopener()
+    }
+
+    /// Loom only: this receiver's process is killed (and a peer has marked it dead); whatever
+    /// it holds stays held.
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn loom_die(self) {
+        self.shared.chan.loom_die(true);
+        std::mem::forget(self);
+    }
 
     /// A blocking iterator; it ends when every sender is gone and the ring is drained.
     pub fn iter(&self) -> impl Iterator<Item = T> + '_ {

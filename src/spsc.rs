@@ -107,6 +107,19 @@ pub fn loom_racing_pair<T: Pod>(
     (create, open)
 }
 
+#[cfg(loom)]
+impl crate::chan::LoomReopen {
+    /// Loom only: attach a new SPSC receiver (the place of one that left or died).
+    pub fn spsc_receiver<T: Pod>(&self) -> Result<Receiver<T>, Error> {
+        Receiver::from_chan(self.join(&spec::<T>(Role::Receiver))?, WaitStrategy::Park)
+    }
+
+    /// Loom only: attach a new SPSC sender.
+    pub fn spsc_sender<T: Pod>(&self) -> Result<Sender<T>, Error> {
+        Sender::from_chan(self.join(&spec::<T>(Role::Sender))?, WaitStrategy::Park)
+    }
+}
+
 /// The sending end of an SPSC channel.
 ///
 /// `Send` but not `Sync`: one thread sends at a time. Dropping it disconnects the channel:
@@ -428,7 +441,12 @@ let rx = spsc::Receiver::<u64>::open(&name, &Options::new())?; // usually anothe
 tx.wait_for_peer(wait)?;
 assert!(tx.is_connected());
 drop(rx);
-assert_eq!(tx.wait_for_peer(wait), Err(WaitForPeerError::Disconnected));
+assert!(!tx.is_connected());
+assert_eq!(tx.wait_for_peer(wait), Err(WaitForPeerError::Timeout)); // waits for the next one
+let rx = spsc::Receiver::<u64>::open(&name, &Options::new())?; // a receiver restarted
+tx.wait_for_peer(wait)?;
+tx.send(7)?;
+assert_eq!(rx.recv()?, 7);
 # Ok::<(), Box<dyn std::error::Error>>(())
 ```"#
     );
@@ -704,6 +722,23 @@ impl<T: Pod> Receiver<T> {
         self.wait
     }
 
+    /// Loom only: keep the region, to attach a new receiver after this one is gone.
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn loom_reopener(&self) -> crate::chan::LoomReopen {
+        self.chan.loom_reopener()
+    }
+
+    /// Loom only: this receiver goes to sleep waiting for data (it registers as a sleeper on
+    /// the doorbell, as `recv` does before `futex_wait`) and its process is killed there.
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn loom_sleep_and_die(self) {
+        let _ = self.chan.header().data_bell.prepare();
+        self.chan.loom_die(false);
+        std::mem::forget(self);
+    }
+
     crate::handle::queries!("sender");
 
     crate::handle::wait_for_peer!(
@@ -746,3 +781,29 @@ assert!(rx.is_connected());
 
 crate::handle::debug_impl!(Sender, "spsc::Sender");
 crate::handle::debug_impl!(Receiver, "spsc::Receiver");
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::sync::Ordering;
+
+    /// A producer killed after publishing slots' stamps and before storing `tail` (or within
+    /// a batch): the next producer starts after what it published, whether or not the
+    /// consumer has taken it yet (then `head` is ahead of the shared `tail`).
+    #[test]
+    fn a_new_producer_starts_after_what_a_killed_one_published() {
+        for taken in [0usize, 1, 2] {
+            let (tx, rx) = channel::<u64>(4).unwrap();
+            tx.send(10).unwrap();
+            tx.send(11).unwrap();
+            // The stores of `tail` never happened.
+            tx.chan.header().tail.store(0, Ordering::Relaxed);
+            for want in [10, 11].into_iter().take(taken) {
+                assert_eq!(rx.try_recv(), Ok(want));
+            }
+            let next = ring::Producer::new(tx.chan.header(), &tx.slots, 4).unwrap();
+            assert_eq!(next.position(), 2, "{taken} taken");
+            assert_eq!(tx.chan.header().tail.load(Ordering::Relaxed), 2);
+        }
+    }
+}

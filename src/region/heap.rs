@@ -18,6 +18,11 @@ pub(crate) struct HeapBlock {
     /// MPMC slot stamps (loom atomics cannot live in the slot bytes).
     #[cfg(loom)]
     stamps: Box<[crate::sync::AtomicU64]>,
+    /// Per endpoint place, the witness a model's occupant holds (the id of its `Region`, 0:
+    /// none): the OFD lock of production, released when a model "kills" the occupant
+    /// (`Region::endpoint_alive`).
+    #[cfg(loom)]
+    witness: Box<[crate::sync::AtomicU32]>,
 }
 
 // SAFETY: the block owns its allocation; concurrent access to the bytes is governed by the
@@ -52,6 +57,10 @@ impl HeapBlock {
             stamps: (0..geo.capacity)
                 .map(|_| crate::sync::AtomicU64::new(0))
                 .collect(),
+            #[cfg(loom)]
+            witness: (0..crate::layout::MAX_ENDPOINTS)
+                .map(|_| crate::sync::AtomicU32::new(0))
+                .collect(),
         })
     }
 
@@ -82,6 +91,12 @@ impl HeapBlock {
     #[cfg(loom)]
     pub(crate) fn stamp(&self, i: usize) -> &crate::sync::AtomicU64 {
         &self.stamps[i]
+    }
+
+    /// The witness of endpoint place `i` (loom only).
+    #[cfg(loom)]
+    pub(crate) fn witness(&self, i: usize) -> &crate::sync::AtomicU32 {
+        &self.witness[i]
     }
 }
 

@@ -27,6 +27,8 @@ use crate::error::Error;
 use crate::layout::{Geometry, Header, MAX_NAME};
 #[cfg(not(loom))]
 use crate::options::Backend;
+#[cfg(loom)]
+use crate::sync::Ordering;
 
 pub(crate) use heap::HeapBlock;
 #[cfg(not(loom))]
@@ -51,6 +53,20 @@ pub(crate) struct Region {
     base: NonNull<u8>,
     len: usize,
     owner: Owner,
+    /// Loom only: this region's identity as a witness holder (see `HeapBlock::witness`),
+    /// unique among the regions of a model.
+    #[cfg(loom)]
+    id: u32,
+}
+
+/// Loom only: a new witness identity for a heap region.
+#[cfg(loom)]
+fn next_region_id() -> u32 {
+    // A process-wide counter, outside the model (only compared for equality within one run).
+    #[allow(clippy::disallowed_types)]
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+    #[allow(clippy::disallowed_types)]
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// What keeps the mapping alive, and the object it maps.
@@ -174,6 +190,8 @@ impl Region {
             base: block.base(),
             len: block.len(),
             owner: Owner::Heap(block),
+            #[cfg(loom)]
+            id: next_region_id(),
         })
     }
 
@@ -184,6 +202,8 @@ impl Region {
                 base: self.base,
                 len: self.len,
                 owner: Owner::Heap(block.clone()),
+                #[cfg(loom)]
+                id: next_region_id(),
             }),
             #[cfg(not(loom))]
             _ => None,
@@ -262,6 +282,13 @@ impl Region {
             Owner::Posix(r) => lock_byte(&r.fd, lock::endpoint_byte(i), true),
             #[cfg(not(loom))]
             Owner::File(r) => lock_byte(&r.fd, lock::endpoint_byte(i), true),
+            // AcqRel: as an OFD lock, taking it is ordered after the last holder's release.
+            #[cfg(loom)]
+            Owner::Heap(block) => Ok(block
+                .witness(i)
+                .compare_exchange(0, self.id, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()),
+            #[cfg(not(loom))]
             _ => {
                 let _ = i;
                 Ok(true)
@@ -276,6 +303,17 @@ impl Region {
             Owner::Posix(r) => drop(lock_byte(&r.fd, lock::endpoint_byte(i), false)),
             #[cfg(not(loom))]
             Owner::File(r) => drop(lock_byte(&r.fd, lock::endpoint_byte(i), false)),
+            // Release: pairs with the next holder's AcqRel.
+            #[cfg(loom)]
+            Owner::Heap(block) => {
+                let _ = block.witness(i).compare_exchange(
+                    self.id,
+                    0,
+                    Ordering::Release,
+                    Ordering::Relaxed,
+                );
+            }
+            #[cfg(not(loom))]
             _ => {
                 let _ = i;
             }
@@ -292,10 +330,31 @@ impl Region {
             Owner::File(r) => ofd_endpoint_alive(std::os::fd::AsFd::as_fd(&r.fd), i),
             #[cfg(not(loom))]
             Owner::SysV(_) => sysv_token_alive(token),
+            // In one process nobody dies alone; loom models "kill" an occupant by a flag.
+            #[cfg(not(loom))]
             Owner::Heap(_) => {
                 let _ = (i, token);
                 true
             }
+            // Held by another region (as the kernel answers `F_OFD_GETLK` about other open
+            // file descriptions only).
+            #[cfg(loom)]
+            Owner::Heap(block) => {
+                let _ = token;
+                // Acquire: pairs with the Release of `loom_kill` and `release_endpoint`.
+                let w = block.witness(i).load(Ordering::Acquire);
+                w != 0 && w != self.id
+            }
+        }
+    }
+
+    /// Loom only: what a process's death does to the kernel's word on place `i` (its witness
+    /// is released); the endpoint table still says attached until a peer probes it.
+    #[cfg(loom)]
+    pub(crate) fn loom_kill(&self, i: usize) {
+        match &self.owner {
+            // Release: what the "dead" occupant did happens before a prober's verdict.
+            Owner::Heap(block) => block.witness(i).store(0, Ordering::Release),
         }
     }
 

@@ -63,16 +63,24 @@ pub(crate) fn record_size(len: u64) -> u64 {
     HEADER + len.div_ceil(ALIGN) * ALIGN
 }
 
-/// Load both positions, checking they make sense together.
+/// Load both positions for a handle taking over a side, checking they make sense together
+/// (as `ring::spsc::positions`: a `tail` behind `head` was left by a producer killed between a
+/// record's stamp and `tail`, and the producer's side then starts at `head`).
 fn positions(hdr: &Header, capacity: u64) -> Result<(u64, u64), Error> {
     // Acquire: as in `ring::spsc::positions`, a handle taking over a side starts from records
     // its predecessor had finished with.
     let head = hdr.head.load(Ordering::Acquire);
     let tail = hdr.tail.load(Ordering::Acquire);
-    if tail.wrapping_sub(head) > capacity || tail % ALIGN != 0 || head % ALIGN != 0 {
+    if tail % ALIGN != 0 || head % ALIGN != 0 {
         return Err(Error::Broken);
     }
-    Ok((head, tail))
+    if tail.wrapping_sub(head) <= capacity {
+        Ok((head, tail))
+    } else if head.wrapping_sub(tail) <= capacity {
+        Ok((head, head))
+    } else {
+        Err(Error::Broken)
+    }
 }
 
 /// Room for one record, found by [`Producer::claim`]: `len` bytes of payload at position

@@ -51,16 +51,23 @@ pub(crate) struct Consumer {
     head: Cell<u64>,
 }
 
-/// Load both positions, checking they make sense together.
+/// Load both positions for a handle taking over a side, checking they make sense together.
+/// The shared `tail` may lag behind `head`: a producer killed between publishing a slot's
+/// stamp and storing `tail` (or within a batch) published messages the consumer has taken
+/// since. The position returned for the producer's side is then `head` (everything below it
+/// was published), from which [`Producer::new`] looks further.
 fn positions(hdr: &Header, capacity: u64) -> Result<(u64, u64), Error> {
     // Acquire: pair with the Release stores of `head` (in `pop`) and `tail` (in `push`), so
     // a handle taking over a side starts from slots its predecessor had finished with.
     let head = hdr.head.load(Ordering::Acquire);
     let tail = hdr.tail.load(Ordering::Acquire);
-    if tail.wrapping_sub(head) > capacity {
-        return Err(Error::Broken);
+    if tail.wrapping_sub(head) <= capacity {
+        Ok((head, tail))
+    } else if head.wrapping_sub(tail) <= capacity {
+        Ok((head, head))
+    } else {
+        Err(Error::Broken)
     }
-    Ok((head, tail))
 }
 
 impl Producer {

@@ -103,6 +103,108 @@ pub fn frame_is(seq: u64, max: usize, frame: &[u8]) -> bool {
     frame == want.as_slice()
 }
 
+/// The frame the reattach tests send for `seq`: its number, then `seq % 57` bytes derived
+/// from it (so a torn or short frame is detected).
+pub fn frame_msg(seq: u64) -> Vec<u8> {
+    let mut f = seq.to_le_bytes().to_vec();
+    f.extend((0..seq % 57).map(|i| (seq as u8) ^ (i as u8)));
+    f
+}
+
+/// The number of a frame made by [`frame_msg`], if it is one.
+pub fn frame_seq(f: &[u8]) -> Option<u64> {
+    let seq = u64::from_le_bytes(f.get(..8)?.try_into().ok()?);
+    (frame_msg(seq) == f).then_some(seq)
+}
+
+/// A receiver of any kind, for the reattach tests' children.
+pub enum AnyReceiver {
+    Spsc(shmchan::spsc::Receiver<Msg>),
+    Mpmc(shmchan::mpmc::Receiver<Msg>),
+    Frame(shmchan::frame::Receiver),
+    Pipe(shmchan::pipe::Reader),
+}
+
+impl AnyReceiver {
+    pub fn open(kind: &str, name: &str, opts: &Options) -> AnyReceiver {
+        match kind {
+            "spsc" => AnyReceiver::Spsc(shmchan::spsc::Receiver::open(name, opts).unwrap()),
+            "mpmc" => AnyReceiver::Mpmc(shmchan::mpmc::Receiver::open(name, opts).unwrap()),
+            "frame" => AnyReceiver::Frame(shmchan::frame::Receiver::open(name, opts).unwrap()),
+            "pipe" => AnyReceiver::Pipe(shmchan::pipe::Reader::open(name, opts).unwrap()),
+            k => panic!("kind {k}"),
+        }
+    }
+
+    /// Receive one message in place, print `GOT <seq>`, then free it (so a kill between the
+    /// print and the free leaves it to be delivered again). `None` once disconnected.
+    pub fn recv_printing(&mut self) -> Option<()> {
+        let seq = match self {
+            AnyReceiver::Spsc(rx) => {
+                let r = rx.recv_ref().ok()?;
+                assert!(r.is_intact(), "torn {:?}", *r);
+                println!("GOT {}", r.seq);
+                return Some(());
+            }
+            AnyReceiver::Mpmc(rx) => {
+                let r = rx.recv_ref().ok()?;
+                assert!(r.is_intact(), "torn {:?}", *r);
+                println!("GOT {}", r.seq);
+                return Some(());
+            }
+            AnyReceiver::Frame(rx) => {
+                let f = rx.recv().ok()?;
+                let seq = frame_seq(&f).expect("an intact frame");
+                println!("GOT {seq}");
+                return Some(());
+            }
+            AnyReceiver::Pipe(r) => {
+                use std::io::BufRead;
+                let n = r.fill_buf().ok()?.len();
+                if n == 0 {
+                    return None;
+                }
+                n
+            }
+        };
+        println!("GOT {seq}");
+        Some(())
+    }
+}
+
+/// A sender of kind spsc or frame, for the reattach tests' children.
+pub enum AnySender {
+    Spsc(shmchan::spsc::Sender<Msg>),
+    Frame(shmchan::frame::Sender),
+}
+
+impl AnySender {
+    pub fn open(kind: &str, name: &str, opts: &Options) -> AnySender {
+        match kind {
+            "spsc" => AnySender::Spsc(shmchan::spsc::Sender::open(name, opts).unwrap()),
+            "frame" => AnySender::Frame(shmchan::frame::Sender::open(name, opts).unwrap()),
+            k => panic!("kind {k}"),
+        }
+    }
+
+    /// Send message `seq`; false if there is no receiver now.
+    pub fn send(&mut self, seq: u64) -> bool {
+        match self {
+            AnySender::Spsc(tx) => tx.send(Msg::new(seq)).is_ok(),
+            AnySender::Frame(tx) => tx.send(&frame_msg(seq)).is_ok(),
+        }
+    }
+
+    /// Wait (up to 10 s) for a receiver to attach.
+    pub fn wait_for_peer(&self) -> Result<(), shmchan::WaitForPeerError> {
+        let t = Duration::from_secs(10);
+        match self {
+            AnySender::Spsc(tx) => tx.wait_for_peer(t),
+            AnySender::Frame(tx) => tx.wait_for_peer(t),
+        }
+    }
+}
+
 /// Byte `i` of the test stream the pipe tests send.
 pub fn stream_byte(i: u64) -> u8 {
     (i.wrapping_mul(131) ^ (i >> 10) ^ (i >> 21)) as u8
@@ -380,6 +482,24 @@ impl Peer {
         }
     }
 
+    /// The next line the child prints, waiting at most `timeout`; `None` once its output is
+    /// closed (it exited or was killed, and every line was read).
+    pub fn next_line(&self, timeout: Duration) -> Option<String> {
+        match self.lines.recv_timeout(timeout) {
+            Ok(l) => Some(l),
+            Err(mpsc::RecvTimeoutError::Disconnected) => None,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                panic!("child printed nothing within {timeout:?}")
+            }
+        }
+    }
+
+    /// Every line the child prints until its output is closed (call after it exited or was
+    /// killed).
+    pub fn rest(&self, timeout: Duration) -> Vec<String> {
+        std::iter::from_fn(|| self.next_line(timeout)).collect()
+    }
+
     /// Kill with SIGKILL, without reaping: the child stays a zombie until [`Peer::reap`].
     pub fn kill9(&mut self) {
         // SAFETY: plain system call on our own child's pid.
@@ -631,6 +751,93 @@ pub fn child_main() {
             println!("TOOK");
             if !flag("SHMCHAN_TEST_EXIT") {
                 hang();
+            }
+        }
+        // Channels that outlive their peers (tests/reattach.rs). Receive (kind
+        // SHMCHAN_TEST_KIND: spsc, mpmc, frame) and print each message before freeing it;
+        // after N messages (0: for ever) exit, dropping the receiver.
+        "re-recv" => {
+            let kind = std::env::var("SHMCHAN_TEST_KIND").unwrap();
+            let mut rx = AnyReceiver::open(&kind, &name, &opts);
+            println!("READY");
+            let mut got = 0;
+            while n == 0 || got < n {
+                match rx.recv_printing() {
+                    Some(()) => got += 1,
+                    None => break,
+                }
+            }
+            println!("DONE");
+        }
+        // Take one message and hold it (a `Ref` or a `Frame`) until killed.
+        "re-hold" => {
+            let kind = std::env::var("SHMCHAN_TEST_KIND").unwrap();
+            match kind.as_str() {
+                "spsc" => {
+                    let mut rx = shmchan::spsc::Receiver::<Msg>::open(&name, &opts).unwrap();
+                    let r = rx.recv_ref().unwrap();
+                    println!("HOLDING {}", r.seq);
+                    hang();
+                }
+                "frame" => {
+                    let mut rx = shmchan::frame::Receiver::open(&name, &opts).unwrap();
+                    let f = rx.recv().unwrap();
+                    println!("HOLDING {}", frame_seq(&f).unwrap());
+                    hang();
+                }
+                k => panic!("kind {k}"),
+            }
+        }
+        // Send N messages (kind spsc or frame) numbered SHMCHAN_TEST_BASE + j, printing each
+        // one sent; a disconnect (no receiver now) waits for the next receiver. Then exit.
+        "re-send" => {
+            let kind = std::env::var("SHMCHAN_TEST_KIND").unwrap();
+            let base = env_u64("SHMCHAN_TEST_BASE", 0);
+            let mut tx = AnySender::open(&kind, &name, &opts);
+            println!("READY");
+            for j in 0..n {
+                while !tx.send(base + j) {
+                    let _ = tx.wait_for_peer();
+                }
+                println!("SENT {j}");
+            }
+            println!("DONE");
+        }
+        // A frame sender: send N frames, then take a loan, write it, and hang until killed.
+        "re-loan-frame" => {
+            let mut tx = shmchan::frame::Sender::open(&name, &opts).unwrap();
+            for seq in 0..n {
+                tx.send(&frame_msg(seq)).unwrap();
+            }
+            let mut loan = tx.loan(64).unwrap();
+            loan[..8].copy_from_slice(&u64::MAX.to_le_bytes());
+            println!("LOANED");
+            hang();
+        }
+        // A pipe writer: write stream bytes SHMCHAN_TEST_BASE..SHMCHAN_TEST_N, then exit.
+        "re-pipe-write" => {
+            use std::io::Write;
+            let mut w = shmchan::pipe::Writer::open(&name, &opts).unwrap();
+            let bytes: Vec<u8> = (env_u64("SHMCHAN_TEST_BASE", 0)..n)
+                .map(stream_byte)
+                .collect();
+            w.write_all(&bytes).unwrap();
+            println!("WROTE");
+        }
+        // Attach a receiver of SHMCHAN_TEST_KIND (spsc, mpmc, frame, pipe) and then either
+        // block in a receive (SHMCHAN_TEST_PARK=1: asleep on the doorbell) or spin without
+        // receiving, until killed.
+        "re-idle" => {
+            let kind = std::env::var("SHMCHAN_TEST_KIND").unwrap();
+            let mut rx = AnyReceiver::open(&kind, &name, &opts);
+            println!("READY");
+            if flag("SHMCHAN_TEST_PARK") {
+                let _ = rx.recv_printing();
+                panic!("received something");
+            }
+            let mut x = 0u64;
+            loop {
+                x = std::hint::black_box(x.wrapping_add(1)); // busy, never in a receive
             }
         }
         // Block in recv() on an empty ring; report the CPU time used while blocked.
