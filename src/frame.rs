@@ -205,7 +205,8 @@ pub fn channel(capacity: usize) -> Result<(Sender, Receiver), Error> {
 
 /// The sending end of a frame channel. `Send`, not `Sync`; its calls take `&mut self` (a
 /// [`Loan`] borrows it). Dropping it disconnects the channel: the receiver drains what was
-/// sent, then gets `Disconnected`.
+/// sent, then gets `Disconnected`, until another sender opens the channel (an uncommitted
+/// loan of a sender that was killed is never delivered).
 pub struct Sender {
     ring: ring::Producer,
     bytes: Bytes,
@@ -216,7 +217,8 @@ pub struct Sender {
 }
 
 /// The receiving end of a frame channel. `Send`, not `Sync`; its calls take `&mut self` (a
-/// [`Frame`] borrows it). Dropping it disconnects the channel.
+/// [`Frame`] borrows it). Dropping it disconnects the channel until another receiver opens it;
+/// a frame this receiver's process was killed holding is delivered again to that one.
 pub struct Receiver {
     ring: ring::Consumer,
     bytes: Bytes,

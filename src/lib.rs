@@ -34,27 +34,41 @@
 //! [`Backend::Posix`] (`/dev/shm`, the default), [`Backend::SysV`] and [`Backend::File`]; see
 //! [`Backend`]. The name is removed from the system when the last handle detaches.
 //!
-//! # Peers that go away
+//! # Peers that go away, and come back
 //!
 //! A receiver whose sender is gone (dropped, or its process died) receives everything that was
 //! sent and then gets `Disconnected`. A sender whose receiver is gone gets `Disconnected`,
-//! including one blocked on a full ring, and one that never fills its ring (it checks every 64
-//! sends whether 40 ms passed: within about 40 ms for a busy sender, 64 sends for a slow one). Dropped handles are seen at once; a
-//! killed process is noticed by the next blocking call within about 40 ms, and by `try_` calls
-//! at most every 40 ms. [`is_connected`](spsc::Sender::is_connected) and
+//! including one blocked on a full ring; the first send after a receiver died asleep in a
+//! receive (it asks the kernel before ringing the doorbell); and one that never fills its ring
+//! within 40 ms or 64 sends. Dropped handles are seen at once; a killed process is noticed by
+//! the next blocking call within about 40 ms, and by `try_` calls at most every 40 ms.
+//! [`is_connected`](spsc::Sender::is_connected) and
 //! [`wait_for_peer`](spsc::Sender::wait_for_peer) ask directly.
+//!
+//! `Disconnected` is a state, not an end: the channel outlives its peers. A place in the
+//! channel whose endpoint left or died is taken by the next `open` of that role, any number of
+//! times (an MPMC channel limits how many are attached *at once*,
+//! [`Options::max_senders`]/[`Options::max_receivers`]), and the handle that saw the
+//! disconnect works again once the new peer is there (`wait_for_peer` waits for it). What is
+//! in the ring when a receiver goes waits for the next receiver; a message a receiver was
+//! killed holding (a [`spsc::Ref`], an [`mpmc::Ref`], a [`frame::Frame`], a pipe's
+//! `fill_buf`, or one it was copying out) is delivered again to the next one: *at least once*
+//! for that one message. A sender's uncommitted loan is never delivered.
 //!
 //! Death is the kernel's word, never a guess from `/proc`: each endpoint holds a lock that the
 //! kernel releases when its process exits or calls `exec` (an open-file-description lock on the
 //! region for POSIX and File regions; for System V, a private segment only that process
-//! attaches). So peers in different pid namespaces (two containers sharing `/dev/shm` or the IPC
-//! namespace), without `/proc`, behind `hidepid`, or whose main thread exited, are alive while
-//! they run. A child created by `fork` gets copies of its parent's handles that refuse every
-//! operation (as disconnected) and keep nothing of the parent alive.
+//! attaches, readable only by the channel's parties). So peers in different pid namespaces (two
+//! containers sharing `/dev/shm` or the IPC namespace), without `/proc`, behind `hidepid`, or
+//! whose main thread exited, are alive while they run. A child created by `fork` gets copies
+//! of its parent's handles that refuse every operation (as disconnected) and keep nothing of
+//! the parent alive.
 //!
 //! [`remove`] removes a channel no live endpoint holds (what a start-up script uses after a
 //! crash); `create` does the same by itself when the name it wants is held by an abandoned
-//! channel. Exactly one of any number of concurrent creators of a name succeeds.
+//! channel. Exactly one of any number of concurrent creators of a name succeeds. Another
+//! program's object under a channel's name is never written, reclaimed or removed: an object
+//! is taken for a channel only if it carries the mark every creator writes first.
 //!
 //! # Seeing channels
 //!

@@ -2,9 +2,10 @@
 //! [`Receiver`]s to one named channel, and each message is delivered to exactly one receiver.
 //!
 //! Handles are `Clone` and `Sync`: clones share this process's endpoint, so the channel stays
-//! connected while any of them lives. A channel takes up to [`MAX_SENDERS`] sender and
-//! [`MAX_RECEIVERS`] receiver attachments over its life (one per `create`/`open`; clones are
-//! free).
+//! connected while any of them lives. A channel takes up to [`Options::max_senders`] senders
+//! and [`Options::max_receivers`] receivers attached *at once* (32 each by default; one per
+//! `create`/`open`, clones are free); one that leaves or dies frees its place for the next, so
+//! a work queue outlives any number of workers.
 //!
 //! # Cost
 //!
@@ -27,11 +28,15 @@
 //!   others go on within about 40 ms (the slot is repaired once the producer is found dead),
 //!   and a half-written message is never delivered.
 //! - A consumer killed while copying a message out, or while holding it as a [`Ref`], loses
-//!   that message; no other message is lost or delivered twice.
+//!   nothing: that message is handed back and delivered again (at least once for it), to the
+//!   next consumer that attaches (at once: it sweeps the ring when it attaches) or, if none
+//!   does, to a live one when the ring comes round to its slot. No other message is delivered
+//!   twice.
 //! - A loan dropped without a commit gives its position up at once (nothing of it is
 //!   delivered); a producer killed holding one loses that position, as for a `send`.
 //! - Receivers see `Disconnected` once every sender is gone (dropped or dead) and the ring is
-//!   drained; senders see it once every receiver is gone.
+//!   drained; senders see it once every receiver is gone. Either way, until the next one
+//!   attaches: the same handles work again then.
 //! - Per-producer order is kept: messages of one sender reach any one receiver in the order
 //!   they were sent.
 //!
@@ -221,7 +226,8 @@ impl<T: Pod> Sender<T> {
     ///
     /// # Errors
     /// As [`spsc::Sender::open`](crate::spsc::Sender::open); [`Error::Incompatible`] if it is
-    /// an SPSC channel; [`Error::EndpointTaken`] after [`MAX_SENDERS`] attachments.
+    /// an SPSC channel; [`Error::EndpointTaken`] while [`Options::max_senders`] senders are
+    /// attached (and alive).
     ///
     /// ```
     /// use shmchan::{mpmc, Options};
@@ -419,7 +425,8 @@ impl<T: Pod> Receiver<T> {
     /// Open the existing channel `name` and attach as one more receiver.
     ///
     /// # Errors
-    /// As [`Sender::open`]; [`Error::EndpointTaken`] after [`MAX_RECEIVERS`] attachments.
+    /// As [`Sender::open`]; [`Error::EndpointTaken`] while [`Options::max_receivers`]
+    /// receivers are attached (and alive).
     #[cfg(not(loom))]
     pub fn open(name: &str, opts: &Options) -> Result<Self, Error> {
         Ok(Self::from_chan(

@@ -4,8 +4,11 @@
 //! records), without a system call per write or read.
 //!
 //! End of file is what a pipe gives: once the writer is gone (dropped, or its process died)
-//! and everything it wrote is read, `read` returns `Ok(0)`. A writer whose reader is gone gets
-//! [`io::ErrorKind::BrokenPipe`], never a SIGPIPE. As with any channel, the pipe goes when its
+//! and everything it wrote is read, `read` returns `Ok(0)`; as with a FIFO, a new writer can
+//! then open the pipe, and the same reader reads what it writes. A writer whose reader is gone
+//! gets [`io::ErrorKind::BrokenPipe`], never a SIGPIPE, until a new reader opens the pipe; a
+//! reader killed in the middle of a record (a write's worth, up to a quarter of the ring) leaves
+//! that whole record to the next reader, which reads it again from its start. As with any channel, the pipe goes when its
 //! last endpoint does: a writer that leaves before a reader ever attached takes what it wrote
 //! with it (wait for one first: [`Writer::wait_for_peer`]). A pipe whose shared memory was
 //! corrupted (a length that cannot be) reads as end of file.

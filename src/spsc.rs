@@ -123,7 +123,8 @@ impl crate::chan::LoomReopen {
 /// The sending end of an SPSC channel.
 ///
 /// `Send` but not `Sync`: one thread sends at a time. Dropping it disconnects the channel:
-/// the receiver drains what was sent, then gets `Disconnected`.
+/// the receiver drains what was sent, then gets `Disconnected`, until another sender opens
+/// the channel (its place is free again).
 pub struct Sender<T: Pod> {
     ring: ring::Producer,
     slots: Slots,
@@ -135,7 +136,9 @@ pub struct Sender<T: Pod> {
 /// The receiving end of an SPSC channel.
 ///
 /// `Send` but not `Sync`: one thread receives at a time. Dropping it disconnects the channel:
-/// the sender's calls return `Disconnected` from then on.
+/// the sender's calls return `Disconnected` until another receiver opens the channel, which
+/// receives what is still in the ring (and a message this receiver's process was killed
+/// holding, again: at least once for that one).
 pub struct Receiver<T: Pod> {
     ring: ring::Consumer,
     slots: Slots,

@@ -539,6 +539,17 @@ fn forked_copies_refuse_and_child_gets_its_own_reactor() {
     }
 }
 
+/// A process whose first async wait was on an in-process channel, before any named channel
+/// (so before the fork handlers were installed, as it once was): its forked child's own async
+/// receive is woken by a reactor of the child's, not registered with the parent's reactor,
+/// whose thread the child does not have.
+#[test]
+fn a_child_forked_after_an_in_process_async_wait_gets_its_own_reactor() {
+    let mut peer = spawn("async-fork-heap", "unused", &Backend::Posix, &[]);
+    assert_eq!(peer.expect_line("OK", LONG), "");
+    peer.assert_success(LONG);
+}
+
 /// Dropping a handle right after dropping (or leaking) its registered future never troubles
 /// the reactor: it only hands the words to the kernel, so a word whose mapping is gone costs
 /// an `EFAULT`, never a crash. Then async receives still work.

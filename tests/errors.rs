@@ -185,12 +185,23 @@ fn garbage_header_is_incompatible() {
         plant(&name, &backend, &garbage);
         let opts = Options::new()
             .backend(backend.clone())
-            .open_timeout(Duration::from_millis(50));
+            .open_timeout(Duration::from_secs(10));
+        let t0 = std::time::Instant::now();
         let err = spsc::Receiver::<u64>::open(&name, &opts).unwrap_err();
-        // Random bytes are either "not ready" (init word not set) or not a shmchan header.
+        // Another program's bytes: said at once, naming what was found (issue 18 #6: `open`
+        // waited out its whole timeout, then blamed a creator that may have died).
         assert!(
-            matches!(err, Error::Incompatible { .. } | Error::NotReady { .. }),
+            matches!(err, Error::Incompatible { .. }),
             "{backend}: {err:?}"
+        );
+        assert!(
+            err.to_string()
+                .contains("not a shmchan channel (its first bytes are"),
+            "{backend}: {err}"
+        );
+        assert!(
+            t0.elapsed() < Duration::from_secs(1),
+            "{backend}: not at once"
         );
     }
 }

@@ -392,6 +392,59 @@ fn kills_while_attaching_or_detaching_leave_nothing_behind() {
     }
 }
 
+/// A System V peer's liveness cannot be forged by a user who is not a party to the channel:
+/// another user cannot attach the peer's liveness token (which would keep it counted as
+/// attached, so a dead peer would look alive for as long as the forger held it), and the
+/// peer's death is seen within the usual probe interval.
+#[test]
+fn another_user_cannot_keep_a_dead_system_v_peer_alive() {
+    if let Some(why) = common::other_users_unavailable() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let backend = Backend::SysV;
+    let name = unique_name("forge");
+    let _cleanup = Cleanup(name.clone(), backend.clone());
+    let opts = Options::new().backend(backend.clone());
+    let tx = spsc::Sender::<Msg>::create(&name, &opts).unwrap();
+    let mut rx = spawn(
+        "recv-hang",
+        &name,
+        &backend,
+        &[("SHMCHAN_TEST_N", "0".into())],
+    );
+    rx.expect_line("TOOK", SHORT);
+    let tokens = common::sysv_tokens_of(rx.pid());
+    assert_eq!(tokens.len(), 1, "the receiver's token: {tokens:?}");
+    let mut forger = spawn_via(
+        &[],
+        Some(65534),
+        "forge-token",
+        &name,
+        &backend,
+        &[("SHMCHAN_TEST_TOKEN", tokens[0].to_string())],
+    );
+    let said = std::iter::from_fn(|| forger.next_line(SHORT))
+        .find(|l| l.starts_with("REFUSED") || l.starts_with("ATTACHED"))
+        .unwrap_or_default();
+    assert!(
+        said.starts_with("REFUSED"),
+        "another user attached the token: {said}"
+    );
+    rx.kill9();
+    rx.reap();
+    let t0 = Instant::now();
+    while tx.is_connected() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(1),
+            "a dead peer still looks alive"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    forger.kill9();
+    drop(tx);
+}
+
 /// `is_connected` and `wait_for_peer` across processes, on one handle across several peers: no
 /// peer yet (timeout), a peer that attaches (returns at once), a peer killed (not connected,
 /// and `wait_for_peer` waits for the next), the next peer (connected again, and the same

@@ -366,10 +366,16 @@ fn create_reclaims_half_made_channels_and_leaves_foreign_objects() {
                 matches!(err, Error::AlreadyExists { .. }),
                 "{backend}, {what}: {err:?}"
             );
+            let quick = opts.clone().open_timeout(Duration::from_millis(100));
+            let err = spsc::Receiver::<Msg>::open(&name, &quick).unwrap_err();
+            assert!(
+                matches!(err, Error::Incompatible { .. }),
+                "{backend}, {what}: {err:?}"
+            );
             assert_eq!(
                 common::region_bytes(&name, &backend),
                 bytes,
-                "{backend}, {what}: not a byte changed"
+                "{backend}, {what}: not a byte changed by create or open"
             );
         }
     }

@@ -557,6 +557,21 @@ pub fn namespaces_unavailable() -> Option<String> {
     }
 }
 
+/// The System V liveness tokens (73-byte segments, `region/token.rs`) made by process `pid`,
+/// as `/proc/sysvipc/shm` lists them: their ids.
+pub fn sysv_tokens_of(pid: u32) -> Vec<i32> {
+    let table = std::fs::read_to_string("/proc/sysvipc/shm").unwrap();
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // key shmid perms size cpid ...
+            (f.len() > 4 && f[3] == "73" && f[4] == pid.to_string()).then(|| f[1].parse().unwrap())
+        })
+        .collect()
+}
+
 /// Why tests as other users cannot run here (`None`: they can).
 pub fn other_users_unavailable() -> Option<String> {
     // SAFETY: plain system call.
@@ -740,6 +755,19 @@ pub fn child_main() {
             }
             assert_eq!(next, n, "received {next} messages, expected {n}");
             println!("GOT {next}");
+        }
+        // Attach System V segment SHMCHAN_TEST_TOKEN read-only (as a local user trying to
+        // keep a dead process's liveness token alive would) and hold it until killed.
+        "forge-token" => {
+            let id = env_u64("SHMCHAN_TEST_TOKEN", 0) as i32;
+            // SAFETY: plain system call; the attachment is never read.
+            let p = unsafe { libc::shmat(id, std::ptr::null(), libc::SHM_RDONLY) };
+            if p as isize == -1 {
+                println!("REFUSED {}", std::io::Error::last_os_error());
+            } else {
+                println!("ATTACHED");
+            }
+            hang();
         }
         // Take `n` messages, then exit (SHMCHAN_TEST_EXIT=1) or hang until killed.
         "recv-hang" => {
@@ -1373,6 +1401,57 @@ pub fn child_main() {
         // refuse at the first poll (recv_async, stream, send_async), and a new channel made in
         // the child receives asynchronously (through a reactor of the child's own). Then the
         // parent's handles still work asynchronously.
+        // A process whose first async wait is on an in-process channel (no named channel
+        // opened before the fork): its forked child's own async wait must get a reactor of its
+        // own (issue 18 #3: it registered with the parent's, whose thread it does not have).
+        "async-fork-heap" => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let (tx, mut rx) = shmchan::spsc::channel::<u64>(4).unwrap();
+            let t = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(20));
+                tx.send(1).unwrap();
+            });
+            assert_eq!(rt.block_on(rx.recv_async()), Ok(1));
+            t.join().unwrap();
+            // SAFETY: the child makes a channel, a thread and a runtime of its own, and
+            // `_exit`s; nothing of the parent's is used.
+            match unsafe { libc::fork() } {
+                0 => {
+                    let (ctx, mut crx) = shmchan::spsc::channel::<u64>(4).unwrap();
+                    let t = std::thread::spawn(move || {
+                        std::thread::sleep(Duration::from_millis(50));
+                        ctx.send(5).unwrap();
+                    });
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .unwrap();
+                    let t0 = Instant::now();
+                    let got = rt.block_on(async {
+                        tokio::time::timeout(Duration::from_secs(3), crx.recv_async()).await
+                    });
+                    // Woken by the send (50 ms), not found by the timer's last poll (3 s).
+                    let ok = got == Ok(Ok(5)) && t0.elapsed() < Duration::from_secs(1);
+                    t.join().unwrap();
+                    // SAFETY: leaves the child at once, running no destructor of the parent's.
+                    unsafe { libc::_exit(if ok { 0 } else { 1 }) }
+                }
+                -1 => panic!("fork failed"),
+                pid => {
+                    let mut status = 0;
+                    // SAFETY: waits for our own child.
+                    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+                    assert!(
+                        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+                        "the forked child's async receive was never woken ({status:#x})"
+                    );
+                    println!("OK");
+                }
+            }
+        }
         "async-fork" => {
             use futures_core::Stream;
             use std::future::Future;
