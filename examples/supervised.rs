@@ -19,6 +19,9 @@
 //! kill) and the gaps (messages sent more than a second ago that nobody has acknowledged: none,
 //! while some consumer is attached).
 
+// An example's Ctrl-C flag, not a channel's atomic (the crate's loom seam is internal).
+#![allow(clippy::disallowed_types)]
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -42,16 +45,15 @@ struct Ack {
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
-#[allow(clippy::disallowed_types)] // an example's Ctrl-C flag, not a channel's atomic
 static STOP: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_sigint(_: libc::c_int) {
     STOP.store(true, Ordering::Relaxed);
 }
 
-/// The two sides of the job channel, whichever kind was asked for.
+/// The sending side of the job channel, whichever kind was asked for.
 enum Jobs {
-    Spsc(spsc::Sender<Job>),
+    Spsc(Box<spsc::Sender<Job>>),
     Mpmc(mpmc::Sender<Job>),
 }
 
@@ -114,7 +116,7 @@ fn now_ns() -> u64 {
 fn produce(args: &Args) -> Result<()> {
     let acks_name = format!("{}-acks", args.name);
     let jobs = if args.spsc {
-        Jobs::Spsc(spsc::Sender::create(&args.name, &args.opts)?)
+        Jobs::Spsc(Box::new(spsc::Sender::create(&args.name, &args.opts)?))
     } else {
         Jobs::Mpmc(mpmc::Sender::create(&args.name, &args.opts)?)
     };
@@ -168,19 +170,14 @@ fn produce(args: &Args) -> Result<()> {
             }
         }
         // Take acknowledgements.
-        loop {
-            match acks.recv_timeout(Duration::from_micros(200)) {
-                Ok(a) => {
-                    *per_consumer.entry(a.pid).or_default() += 1;
-                    let n = delivered.entry(a.seq).or_default();
-                    *n += 1;
-                    if *n > 1 {
-                        duplicates += 1;
-                    }
-                    sent_at.remove(&a.seq);
-                }
-                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+        while let Ok(a) = acks.recv_timeout(Duration::from_micros(200)) {
+            *per_consumer.entry(a.pid).or_default() += 1;
+            let n = delivered.entry(a.seq).or_default();
+            *n += 1;
+            if *n > 1 {
+                duplicates += 1;
             }
+            sent_at.remove(&a.seq);
         }
         while delivered.contains_key(&acked_upto) {
             acked_upto += 1;
