@@ -142,6 +142,12 @@ MUTANTS = [
     ("src/ring/mpmc.rs", "repair: the head hint not moved back to a handed-back message",
      r"Self::rewind\(&hdr\.head, d\.pos\);",
      ""),
+    ("src/ring/spsc.rs", "takeover: a new producer does not look past the shared tail (overwrites what a killed one published)",
+     r"while tail\.wrapping_sub\(head\) < capacity",
+     "while false && tail.wrapping_sub(head) < capacity"),
+    ("src/ring/spsc.rs", "takeover: a tail behind head refused (a killed producer's messages already taken)",
+     r"\} else if head\.wrapping_sub\(tail\) <= capacity \{",
+     "} else if false {"),
     ("src/ring/mpmc.rs", "take: a handed-back message of the previous lap is not taken (left FULL behind the hint)",
      r"\(d, FULL\) if d == -cap => \{",
      "(d, FULL) if d == -cap && false => {"),
@@ -160,6 +166,21 @@ MODELS = {
     "src/endpoint.rs": ["loom_spsc", "loom_mpmc"],
     "src/handle.rs": ["loom_spsc"],
 }
+
+
+# Mutants whose models are in other suites than their file's (by description prefix): under
+# "a claim keeps the place's generation" the MPMC models livelock in their retry loops (a
+# live producer's slots repaired under it), so only the SPSC model, which catches it, runs.
+SUITES = {
+    "attach: a claim keeps": ["loom_spsc"],
+}
+
+
+def suites(i):
+    for prefix, s in SUITES.items():
+        if MUTANTS[i][1].startswith(prefix):
+            return s
+    return MODELS.get(MUTANTS[i][0], ALL_MODELS)
 
 
 def apply(tree, i):
@@ -195,7 +216,7 @@ def main():
             open(os.path.join(tree, "Cargo.toml"), "w").write(toml)
             apply(tree, i)
             targets = []
-            for t in MODELS.get(MUTANTS[i][0], ALL_MODELS):
+            for t in suites(i):
                 targets += ["--test", t]
             r = subprocess.run(["cargo", "test", "--release"] + targets,
                                cwd=tree, env=env, capture_output=True, text=True, timeout=1200)

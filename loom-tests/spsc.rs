@@ -241,3 +241,30 @@ fn send_to_a_receiver_killed_asleep_is_refused_first() {
         assert_eq!(got, want, "sent 7: {sent}");
     });
 }
+
+/// A sender killed after publishing a message and before moving the shared `tail`, while the
+/// receiver takes messages: the next sender (in its place) takes over after what it
+/// published, whether or not the receiver has taken it yet (then `head` is ahead of `tail`),
+/// so nothing is overwritten or lost, and the order holds.
+#[test]
+fn a_new_sender_takes_over_after_what_a_killed_one_published() {
+    loom::model(|| {
+        let (tx, rx) = spsc::channel::<u32>(2).unwrap();
+        let reopen = tx.loom_reopener();
+        tx.send(1).unwrap();
+        tx.loom_die_mid_send(2);
+        let receiver = thread::spawn(move || {
+            let mut got = Vec::new();
+            while let Ok(v) = rx.try_recv() {
+                got.push(v);
+            }
+            (rx, got)
+        });
+        let tx2 = reopen.spsc_sender::<u32>().unwrap();
+        let (rx, mut got) = receiver.join().unwrap();
+        tx2.send(3).unwrap();
+        drop(tx2);
+        got.extend(rx.iter());
+        assert_eq!(got, [1, 2, 3]);
+    });
+}

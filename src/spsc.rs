@@ -204,6 +204,27 @@ impl<T: Pod> Sender<T> {
         })
     }
 
+    /// Loom only: this sender's process is killed in the middle of sending `value`, after
+    /// the message is published and before the shared `tail` is moved.
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn loom_die_mid_send(self, value: T) {
+        // SAFETY: as in `poll`.
+        let _ = unsafe {
+            self.ring
+                .push_and_die_before_tail(self.chan.header(), &self.slots, value)
+        };
+        self.chan.loom_die(false);
+        std::mem::forget(self);
+    }
+
+    /// Loom only: keep the region, to attach a new sender after this one is gone.
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn loom_reopener(&self) -> crate::chan::LoomReopen {
+        self.chan.loom_reopener()
+    }
+
     /// One attempt: `Ready` when sent or disconnected, `Pending` when full.
     #[inline(always)]
     fn poll(&self, value: T, probe: bool) -> Poll<Result<(), T>> {

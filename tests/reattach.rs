@@ -739,3 +739,45 @@ fn sends_to_a_dead_idle_receiver_stop_within_64() {
         }
     }
 }
+
+/// The async forms reconnect too: a receiver's `stream()` ends when its sender is gone and
+/// the ring is drained, and a new `stream()` on the same handle yields what the next sender
+/// sends; `recv_async` likewise.
+#[test]
+fn async_receives_go_on_with_the_next_sender() {
+    use futures_core::Stream;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for backend in backends() {
+        let name = unique_name("re-async");
+        let _cleanup = Cleanup(name.clone(), backend.clone());
+        let opts = Options::new().backend(backend.clone());
+        let mut rx = spsc::Receiver::<Msg>::create(&name, &opts).unwrap();
+        for round in 0..3 {
+            let mut child = spawn("send", &name, &backend, &[("SHMCHAN_TEST_N", "5".into())]);
+            child.expect_line("READY", SHORT);
+            let got = rt.block_on(async {
+                let mut got = Vec::new();
+                if round == 2 {
+                    while let Ok(m) = rx.recv_async().await {
+                        got.push(m.seq);
+                    }
+                } else {
+                    let mut s = rx.stream();
+                    while let Some(m) =
+                        std::future::poll_fn(|cx| std::pin::Pin::new(&mut s).poll_next(cx)).await
+                    {
+                        got.push(m.seq);
+                    }
+                }
+                got
+            });
+            assert_eq!(got, [0, 1, 2, 3, 4], "{backend}, round {round}");
+            child.assert_success(SHORT);
+        }
+        drop(rx);
+        assert_gone(&name, &backend);
+    }
+}

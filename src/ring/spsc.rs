@@ -144,6 +144,32 @@ impl Producer {
         Ok(())
     }
 
+    /// Loom only: push as a producer killed between the stamp and the `tail` store does (the
+    /// message is published; `tail` is not moved).
+    ///
+    /// # Safety
+    /// As for [`push`](Self::push).
+    #[cfg(loom)]
+    pub(crate) unsafe fn push_and_die_before_tail<T: Pod>(
+        &self,
+        hdr: &Header,
+        slots: &Slots,
+        value: T,
+    ) -> Result<(), Error> {
+        let tail = self.tail.get();
+        if self.room(hdr, tail, 1)? == 0 {
+            return Err(Error::WouldBlock);
+        }
+        // SAFETY: as in `push`.
+        unsafe { slots.write(tail, value) };
+        // SYNC POINT (publish): as in `push`.
+        slots
+            .stamp(tail)
+            .store(tail.wrapping_add(1), Ordering::Release);
+        hdr.data_bell.notify();
+        Ok(())
+    }
+
     /// Push `*value` if there is room, copying it once, straight into the slot (the path of
     /// large payloads).
     ///
