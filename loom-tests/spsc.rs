@@ -215,12 +215,14 @@ fn receiver_reattaches_while_sender_parks_on_full_ring() {
 #[test]
 fn send_to_a_receiver_killed_asleep_is_refused_first() {
     loom::model(|| {
+        shmchan::loom_explore_probes(true);
         let (tx, rx) = spsc::channel::<u32>(2).unwrap();
         rx.loom_sleep_and_die();
         assert_eq!(tx.try_send(7), Err(TrySendError::Disconnected(7)));
         assert_eq!(tx.len(), 0, "nothing was put in the ring");
     });
     loom::model(|| {
+        shmchan::loom_explore_probes(true);
         let (tx, rx) = spsc::channel::<u32>(2).unwrap();
         let reopen = rx.loom_reopener();
         rx.loom_sleep_and_die();

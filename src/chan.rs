@@ -609,8 +609,13 @@ impl Chan {
     #[cold]
     #[inline(never)]
     pub(crate) fn receivers_died(&self) -> bool {
-        if self.peers(true) != RoleState::Gone {
+        let range = range(&self.geo, Role::Receiver);
+        // The first live receiver settles it (one question to the kernel in the usual case).
+        if endpoint::find_alive(self.header(), &self.region, range.clone()) {
             return false;
+        }
+        if endpoint::role_state(self.header(), range) != RoleState::Gone {
+            return false; // none ever attached (a sleeper of another kind), or one just did
         }
         self.header().data_bell.wake();
         true

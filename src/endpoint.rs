@@ -202,6 +202,24 @@ pub(crate) fn reap_dead(hdr: &Header, region: &Region, range: core::ops::Range<u
     live
 }
 
+/// Is an endpoint in `range` attached and alive? Asks the kernel about attached entries in
+/// turn, marking dead ones, and stops at the first live one.
+#[cold]
+#[inline(never)]
+pub(crate) fn find_alive(hdr: &Header, region: &Region, range: core::ops::Range<usize>) -> bool {
+    for (i, e) in hdr.endpoints[range.clone()].iter().enumerate() {
+        // SYNC POINT (endpoint): Acquire, pairs with `detach`'s Release.
+        let w = e.load(Ordering::Acquire);
+        if state_of(w) == ATTACHED {
+            if region.endpoint_alive(range.start + i, token_of(w)) {
+                return true;
+            }
+            reap(e, w);
+        }
+    }
+    false
+}
+
 /// May a slot held by endpoint `o` of generation `generation` (modulo 2^8, as MPMC stamps keep
 /// it) be repaired? True if `o` is outside the channel's table (a corrupt stamp); if the place
 /// has another generation now (the occupant that stamped the slot has left, and a new one may

@@ -36,7 +36,7 @@ pub(crate) fn poll_send<T, R>(
     // whether it lives, so that the first send after a receiver died waiting is refused
     // (a line nobody writes while nobody sleeps, and which the notify after the push loads
     // anyway).
-    if chan.receiver_may_sleep() && chan.receivers_died() {
+    if crate::sync::probe(|| chan.receiver_may_sleep() && chan.receivers_died()) {
         return Poll::Ready(Err(value));
     }
     match push(probe) {

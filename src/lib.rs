@@ -133,6 +133,9 @@ pub use reactor::registered_waiters;
 #[cfg(loom)]
 #[doc(hidden)]
 pub use reactor::{loom_run, loom_stop};
+#[cfg(loom)]
+#[doc(hidden)]
+pub use sync::loom_explore_probes;
 
 /// For the loom models only: the System V gate's word protocol (`region/gate_word.rs`).
 #[cfg(loom)]

@@ -80,6 +80,39 @@ pub(crate) fn yield_now() {
     loom::thread::yield_now();
 }
 
+/// Run `f`, a check whose outcome cannot change what a model observes while every peer lives
+/// (the probe a sender makes before waking a sleeping receiver, `handle::poll_send`). In
+/// production it is just `f()`. Under loom its loads and stores are not explored as branch
+/// points (`loom::stop_exploring`) unless the running model asked for it with
+/// [`loom_explore_probes`]: each send's probe made every model with a sleeping receiver ten
+/// times longer to check (`exactly_once_one_consumer`: 50 s to 550 s), while only the models
+/// of a dead sleeper need its interleavings, and they ask for them.
+#[inline(always)]
+pub(crate) fn probe<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(loom)]
+    if !EXPLORE_PROBES.with(|e| e.get()) {
+        loom::stop_exploring();
+        let r = f();
+        loom::explore();
+        return r;
+    }
+    f()
+}
+
+#[cfg(loom)]
+std::thread_local! {
+    /// Whether the model running on this thread explores probes (loom runs a model's threads
+    /// on the thread that called `loom::model`).
+    static EXPLORE_PROBES: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Loom only: let the model running on this thread explore the interleavings of probes
+/// (see [`probe`]); call it at the start of the model's closure.
+#[cfg(loom)]
+pub fn loom_explore_probes(on: bool) {
+    EXPLORE_PROBES.with(|e| e.set(on));
+}
+
 /// Causality tracking for the bytes of one ring slot.
 ///
 /// The slot bytes themselves are always copied with raw pointers (they live in memory another
