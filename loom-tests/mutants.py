@@ -134,7 +134,7 @@ MUTANTS = [
      r"let mine = word\(generation_of\(cur\)\.wrapping_add\(1\), token\);",
      "let mine = word(generation_of(cur), token);"),
     ("src/handle.rs", "poll_send: no probe before waking a sleeping receiver (a dead sleeper's ring gets the message)",
-     r"if chan\.receiver_may_sleep\(\) && chan\.receivers_died\(\) \{\s*return Poll::Ready\(Err\(value\)\);\s*\}",
+     r"if crate::sync::probe\(\|\| chan\.receiver_may_sleep\(\) && chan\.receivers_died\(\)\) \{\s*return Poll::Ready\(Err\(value\)\);\s*\}",
      ""),
     ("src/ring/mpmc.rs", "repair: a dead consumer's message freed (lost) instead of handed back",
      r"let to = if d\.state == READING \{",

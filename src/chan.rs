@@ -61,6 +61,9 @@ pub(crate) struct Spec {
     pub(crate) fp: Fingerprint,
     pub(crate) max_senders: u32,
     pub(crate) max_receivers: u32,
+    /// A broadcast topic's overflow mode and eviction delay in milliseconds, written into its
+    /// control line by the creator (`layout::Control`); 0 for the other kinds.
+    pub(crate) overflow: (u32, u32),
 }
 
 /// One attached endpoint of a channel: its region, validated geometry and table entry.
@@ -385,6 +388,12 @@ impl Chan {
         if geo.kind == Kind::Mpmc {
             crate::ring::mpmc::init(&crate::ring::Slots::new(&region, &geo), geo.capacity);
         }
+        if geo.kind == Kind::Broadcast {
+            let ctl = region.control(&geo);
+            // Relaxed: published by `publish` (Release), as the identity is.
+            ctl.mode.store(spec.overflow.0, Ordering::Relaxed);
+            ctl.evict_after_ms.store(spec.overflow.1, Ordering::Relaxed);
+        }
         let (entry, word) = match attach(&region, &geo, name, &backend, spec.role) {
             Ok(claimed) => claimed,
             Err(e) => {
@@ -648,6 +657,11 @@ impl Chan {
     /// The low 8 bits of our place's generation (what MPMC stamps record beside our place).
     pub(crate) fn generation8(&self) -> u8 {
         endpoint::generation_of(self.word) as u8
+    }
+
+    /// Our place's generation (how many endpoints have held it, us included).
+    pub(crate) fn place_generation(&self) -> u32 {
+        endpoint::generation_of(self.word)
     }
 
     /// May the slots held by endpoint `o` of generation `generation` (low 8 bits) be repaired

@@ -78,6 +78,7 @@ pub(crate) fn spec_of(kind: Kind, role: Role) -> Spec {
         fp: Fingerprint::bytes(),
         max_senders: 1,
         max_receivers: 1,
+        overflow: (0, 0),
     }
 }
 

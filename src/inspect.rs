@@ -106,16 +106,20 @@ pub enum Kind {
     Frame,
     /// [`pipe`](crate::pipe): a byte stream over a byte ring.
     Pipe,
+    /// [`broadcast`](crate::broadcast): one publisher, subscribers that each read every
+    /// message.
+    Broadcast,
 }
 
 impl Kind {
-    /// `"spsc"`, `"mpmc"`, `"frame"` or `"pipe"` (the `--json` values).
+    /// `"spsc"`, `"mpmc"`, `"frame"`, `"pipe"` or `"broadcast"` (the `--json` values).
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Spsc => "spsc",
             Kind::Mpmc => "mpmc",
             Kind::Frame => "frame",
             Kind::Pipe => "pipe",
+            Kind::Broadcast => "broadcast",
         }
     }
 
@@ -130,6 +134,7 @@ impl Kind {
             LayoutKind::Mpmc => Kind::Mpmc,
             LayoutKind::Frame => Kind::Frame,
             LayoutKind::Pipe => Kind::Pipe,
+            LayoutKind::Broadcast => Kind::Broadcast,
         }
     }
 }

@@ -23,9 +23,10 @@ pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMCHAN\x01");
 /// offset is unchanged, so `shmchan::inspect` still reads the identity of a version-2 channel
 /// to report it as incompatible. 4: endpoint places are reused: an entry word carries the
 /// place's generation instead of the occupant's pid, which moved to [`Header::pids`] after the
-/// origin line; MPMC stamps carry the owner's generation; a creator marks the object with
-/// `magic` and `version` before anything else, so that an object is only ever taken for a
-/// half-made channel when it is empty or carries that mark).
+/// origin line; the table has 128 places (MPMC channels use at most 64, a broadcast topic its
+/// publisher and up to 127 subscribers); MPMC stamps carry the owner's generation; a creator
+/// marks the object with `magic` and `version` before anything else, so that an object is only
+/// ever taken for a half-made channel when it is empty or carries that mark; kind 5, broadcast).
 pub(crate) const VERSION: u32 = 4;
 /// What the first bytes of an object say it is. Every creator writes `magic` and `version`
 /// (the first [`MARK_BYTES`] bytes of the header) before anything else of the channel, so an
@@ -106,7 +107,11 @@ pub(crate) const READY: u32 = 0x5245_4459; // "REDY"
 pub(crate) const MAX_NAME: usize = 200;
 const NAME_WORDS: usize = 32; // 256 bytes
 /// Size of the endpoint table; each channel uses `max_senders + max_receivers` entries of it.
-pub(crate) const MAX_ENDPOINTS: usize = 64;
+pub(crate) const MAX_ENDPOINTS: usize = 128;
+/// Most places an MPMC channel may have: its slot stamps name their holder in 6 bits.
+pub(crate) const MAX_MPMC_ENDPOINTS: usize = 64;
+/// Most subscribers a broadcast topic may have (its publisher takes one more place).
+pub(crate) const MAX_SUBSCRIBERS: usize = MAX_ENDPOINTS - 1;
 /// Cache-line size assumed for padding (two 64-byte lines, against adjacent-line prefetch).
 pub(crate) const LINE: usize = 128;
 
@@ -131,6 +136,9 @@ pub(crate) enum Kind {
     Frame = 3,
     /// A byte stream over the same byte ring.
     Pipe = 4,
+    /// One publisher, any number of subscribers, each reading every message
+    /// (`ring/broadcast.rs`).
+    Broadcast = 5,
 }
 
 impl Kind {
@@ -140,6 +148,7 @@ impl Kind {
             2 => Some(Kind::Mpmc),
             3 => Some(Kind::Frame),
             4 => Some(Kind::Pipe),
+            5 => Some(Kind::Broadcast),
             _ => None,
         }
     }
@@ -149,11 +158,16 @@ impl Kind {
             Kind::Mpmc => "MPMC",
             Kind::Frame => "frame",
             Kind::Pipe => "pipe",
+            Kind::Broadcast => "broadcast",
         }
     }
     /// "an SPSC", "a frame".
     pub(crate) fn article(self) -> &'static str {
-        if self.is_bytes() { "a" } else { "an" }
+        if matches!(self, Kind::Spsc | Kind::Mpmc) {
+            "an"
+        } else {
+            "a"
+        }
     }
     /// Is this a byte ring (capacity in bytes, no payload type)?
     pub(crate) fn is_bytes(self) -> bool {
@@ -349,17 +363,83 @@ const _: () = {
     assert!(offset_of!(Life, incarnation) == 16);
     assert!(size_of::<Doorbell>() == 8);
     assert!(offset_of!(Header, endpoints) == 512);
-    assert!(offset_of!(Header, tail) == 1024);
-    assert!(offset_of!(Header, head) == 1152);
-    assert!(offset_of!(Header, data_bell) == 1280);
-    assert!(offset_of!(Header, space_bell) == 1408);
+    assert!(offset_of!(Header, tail) == 1536);
+    assert!(offset_of!(Header, head) == 1664);
+    assert!(offset_of!(Header, data_bell) == 1792);
+    assert!(offset_of!(Header, space_bell) == 1920);
     assert!(size_of::<Origin>() == 128);
-    assert!(offset_of!(Header, origin) == 1536);
+    assert!(offset_of!(Header, origin) == 2048);
     assert!(offset_of!(Origin, type_name) == 24);
-    assert!(offset_of!(Header, pids) == 1664);
-    assert!(size_of::<Header>() == 1920);
+    assert!(offset_of!(Header, pids) == 2176);
+    assert!(size_of::<Header>() == 2688);
     assert!(align_of::<Header>() == LINE);
 };
+
+/// A broadcast topic's control line, right after the header (`ring/broadcast.rs`).
+#[repr(C)]
+pub(crate) struct Control {
+    /// [`OVERWRITE`] or [`BLOCK`]: written once by the creator before it publishes the
+    /// header, checked by every opener.
+    pub(crate) mode: AtomicU32,
+    /// Block mode: how long (milliseconds) a live subscriber that does not move may hold the
+    /// publisher back before it is evicted; 0: never. Written once, as `mode`.
+    pub(crate) evict_after_ms: AtomicU32,
+    /// Set (to 1) by a subscriber that joined, so that a Block-mode publisher scans the table
+    /// again before its next message; cleared by the publisher when it scans.
+    pub(crate) rescan: AtomicU32,
+    pub(crate) _reserved: AtomicU32,
+}
+
+/// Overflow mode of a broadcast topic: the publisher never waits; a subscriber left a ring
+/// behind is told how many it lost.
+pub(crate) const OVERWRITE: u32 = 1;
+/// Overflow mode of a broadcast topic: the publisher waits for the slowest live subscriber.
+pub(crate) const BLOCK: u32 = 2;
+
+/// One broadcast subscriber's line (its own, so that subscribers never share one), at
+/// `Control` + `LINE * (1 + i)` for subscriber place `1 + i`.
+#[repr(C)]
+pub(crate) struct Sub {
+    /// The next position this subscriber reads: written only by it (with Release, so that a
+    /// Block-mode publisher that reads it with Acquire overwrites only slots it is done with).
+    pub(crate) cursor: AtomicU64,
+    /// Messages it was told it lost (the sum of its `Lagged(n)`), for people.
+    pub(crate) lagged: AtomicU64,
+    /// The generation of the place's occupant that the publisher evicted (0: none). Keyed by
+    /// generation, so that a new occupant of the place is not taken for the evicted one.
+    pub(crate) evicted: AtomicU64,
+}
+
+#[cfg(not(loom))]
+const _: () = {
+    assert!(size_of::<Control>() <= LINE);
+    assert!(size_of::<Sub>() <= LINE);
+};
+
+#[cfg(loom)]
+impl Control {
+    /// A zeroed control line as a value (loom: the heap block holds one).
+    pub(crate) fn zeroed() -> Control {
+        Control {
+            mode: AtomicU32::new(0),
+            evict_after_ms: AtomicU32::new(0),
+            rescan: AtomicU32::new(0),
+            _reserved: AtomicU32::new(0),
+        }
+    }
+}
+
+#[cfg(loom)]
+impl Sub {
+    /// A zeroed subscriber line as a value (loom).
+    pub(crate) fn zeroed() -> Sub {
+        Sub {
+            cursor: AtomicU64::new(0),
+            lagged: AtomicU64::new(0),
+            evicted: AtomicU64::new(0),
+        }
+    }
+}
 
 /// The validated shape of a region, kept in process-private memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -407,13 +487,17 @@ impl Geometry {
                 fp.type_name, fp.align
             ));
         }
-        if max_senders == 0
-            || max_receivers == 0
-            || (max_senders as usize + max_receivers as usize) > MAX_ENDPOINTS
-        {
+        let places = max_senders as usize + max_receivers as usize;
+        if kind == Kind::Broadcast {
+            if max_senders != 1 || max_receivers == 0 || places > MAX_ENDPOINTS {
+                return Err(format!(
+                    "{max_receivers} subscribers: a topic takes 1 to {MAX_SUBSCRIBERS}"
+                ));
+            }
+        } else if max_senders == 0 || max_receivers == 0 || places > MAX_MPMC_ENDPOINTS {
             return Err(format!(
                 "{max_senders} senders and {max_receivers} receivers: each must be at least 1 \
-                 and together at most {MAX_ENDPOINTS}"
+                 and together at most {MAX_MPMC_ENDPOINTS}"
             ));
         }
         // Every slot is an 8-byte stamp, then the payload (aligned for it): the reader polls
@@ -422,7 +506,13 @@ impl Geometry {
         let payload_offset = 8usize.next_multiple_of(a);
         let stride = (payload_offset + fp.size as usize).next_multiple_of(a);
         let align = (fp.align as usize).max(LINE);
-        let slots_offset = size_of::<Header>().next_multiple_of(align);
+        // A broadcast topic's control line and one line per subscriber come first.
+        let extra = if kind == Kind::Broadcast {
+            LINE * (1 + max_receivers as usize)
+        } else {
+            0
+        };
+        let slots_offset = (size_of::<Header>() + extra).next_multiple_of(align);
         let page = 4096;
         let region_len = (stride as u64)
             .checked_mul(capacity)
@@ -470,6 +560,11 @@ impl Geometry {
             max_senders: 1,
             max_receivers: 1,
         })
+    }
+
+    /// Words (8 bytes) of a slot's payload, padding included (typed kinds).
+    pub(crate) fn payload_words(&self) -> usize {
+        (self.stride - self.payload_offset) / 8
     }
 
     /// Index range of the sender entries in the endpoint table.

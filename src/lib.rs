@@ -93,6 +93,7 @@
 #[cfg(not(target_os = "linux"))]
 compile_error!("shmchan supports Linux only (futex, /dev/shm, /proc)");
 
+pub mod broadcast;
 mod chan;
 mod endpoint;
 mod error;

@@ -92,6 +92,7 @@ fn spec<T>(role: Role, opts: &Options) -> Spec {
         fp: Fingerprint::of::<T>(),
         max_senders: opts.max_senders,
         max_receivers: opts.max_receivers,
+        overflow: (0, 0),
     }
 }
 

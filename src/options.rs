@@ -113,6 +113,8 @@ pub struct Options {
     pub(crate) wait: WaitStrategy,
     pub(crate) max_senders: u32,
     pub(crate) max_receivers: u32,
+    pub(crate) max_subscribers: u32,
+    pub(crate) overflow: Option<crate::broadcast::Overflow>,
 }
 
 impl Default for Options {
@@ -125,6 +127,8 @@ impl Default for Options {
             wait: WaitStrategy::default(),
             max_senders: crate::mpmc::MAX_SENDERS as u32,
             max_receivers: crate::mpmc::MAX_RECEIVERS as u32,
+            max_subscribers: crate::broadcast::DEFAULT_MAX_SUBSCRIBERS as u32,
+            overflow: None,
         }
     }
 }
@@ -191,6 +195,26 @@ impl Options {
     /// [`max_senders`](Self::max_senders).
     pub fn max_receivers(mut self, n: usize) -> Self {
         self.max_receivers = u32::try_from(n).unwrap_or(u32::MAX);
+        self
+    }
+
+    /// Broadcast topics: how many subscribers may be attached *at once*, used by `create`
+    /// (default [`broadcast::DEFAULT_MAX_SUBSCRIBERS`](crate::broadcast::DEFAULT_MAX_SUBSCRIBERS),
+    /// 64; at most 127). A subscriber that leaves (dropped, or its process died) frees its
+    /// place for the next. Each costs the topic 128 bytes; the publisher's cost per message in
+    /// the default overflow mode does not depend on it.
+    pub fn max_subscribers(mut self, n: usize) -> Self {
+        self.max_subscribers = u32::try_from(n).unwrap_or(u32::MAX);
+        self
+    }
+
+    /// Broadcast topics: what the publisher does when a subscriber is a ring behind
+    /// ([`broadcast::Overflow`](crate::broadcast::Overflow); default `Overwrite`: it never
+    /// waits, and the subscriber is told how many messages it lost). Chosen by `create`; an
+    /// `open` that sets it must match the topic's, or gets
+    /// [`Error::Incompatible`](crate::Error::Incompatible).
+    pub fn overflow(mut self, overflow: crate::broadcast::Overflow) -> Self {
+        self.overflow = Some(overflow);
         self
     }
 

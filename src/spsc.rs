@@ -54,6 +54,7 @@ fn spec<T>(role: Role) -> Spec {
         fp: Fingerprint::of::<T>(),
         max_senders: 1,
         max_receivers: 1,
+        overflow: (0, 0),
     }
 }
 

@@ -247,7 +247,7 @@ fn region_larger_than_its_file_is_reported() {
         let name = unique_name("short");
         let _cleanup = Cleanup(name.clone(), backend.clone());
         let bytes = real_region_bytes(&name, &backend);
-        plant(&name, &backend, &bytes[..2048]); // header intact, slots cut off
+        plant(&name, &backend, &bytes[..3072]); // header intact, slots cut off
         let err = spsc::Receiver::<u64>::open(&name, &Options::new().backend(backend.clone()))
             .unwrap_err();
         assert!(

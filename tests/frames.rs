@@ -330,9 +330,9 @@ fn hostile_writes_over_a_frame_ring_do_not_crash() {
     while Instant::now() < until {
         // Positions (tail, head), then anywhere in the ring.
         let off = match next() % 4 {
-            0 => 1024,
-            1 => 1152,
-            _ => 1920 + (next() as usize % 4096), // the ring starts after the 1920-byte header
+            0 => 1536,
+            1 => 1664,
+            _ => 2688 + (next() as usize % 4096), // the ring starts after the 2688-byte header
         } & !7;
         let val = match next() % 4 {
             0 => next(),

@@ -181,7 +181,7 @@ fn hostile_headers_never_panic() {
     let good = object_bytes(&name, &backend);
     drop(tx);
     let path = std::path::Path::new("/dev/shm").join(&name);
-    for off in (0..1920).step_by(4) {
+    for off in (0..2688).step_by(4) {
         for v in [0u32, 1, 0x7fff_ffff, u32::MAX, 3] {
             let mut bytes = good.clone();
             bytes[off..off + 4].copy_from_slice(&v.to_le_bytes());

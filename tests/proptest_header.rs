@@ -60,11 +60,11 @@ const OPEN_TIMEOUT: Duration = Duration::from_millis(20);
 const MAX_HANDLES: usize = 8;
 
 // The header layout (`src/layout.rs`, where these offsets are asserted).
-const SLOTS: usize = 1920; // slot 0, for `Msg` (size 16, alignment 8), after the 1920-byte header
+const SLOTS: usize = 2688; // slot 0, for `Msg` (size 16, alignment 8), after the 2688-byte header
 const STRIDE: usize = 24; // an 8-byte stamp, then the 16-byte payload
 const MAX_CAPACITY: usize = 16;
-const TAIL: usize = 1024;
-const HEAD: usize = 1152;
+const TAIL: usize = 1536;
+const HEAD: usize = 1664;
 /// The first byte of every header field: identity (magic, version, kind, payload size,
 /// alignment and type hash, capacity, stride, slots offset, length, max senders and receivers,
 /// name length, init, name), life (state, reserved, System V gate), endpoint entries (the
@@ -72,7 +72,7 @@ const HEAD: usize = 1152;
 /// head, and both doorbells (seq, sleepers, fence).
 const FIELDS: &[usize] = &[
     0, 8, 12, 16, 24, 32, 40, 48, 56, 64, 72, 76, 80, 84, 88, 96, 336, 384, 388, 392, 512, 520,
-    528, 760, 768, 1016, 1024, 1152, 1280, 1284, 1288, 1408, 1412, 1416, 1664, 1916,
+    528, 760, 768, 1016, 1528, 1536, 1664, 1792, 1796, 1800, 1920, 1924, 1928, 2176, 2684,
 ];
 const MAGIC: u64 = u64::from_le_bytes(*b"SHMCHAN\x01");
 const READY: u64 = 0x5245_4459;
@@ -214,7 +214,7 @@ fn role_strategy() -> impl Strategy<Value = Role> {
 fn offset_strategy() -> impl Strategy<Value = usize> {
     prop_oneof![
         6 => select(FIELDS),
-        2 => (0usize..64).prop_map(|i| 512 + 8 * i),      // any endpoint entry
+        2 => (0usize..128).prop_map(|i| 512 + 8 * i),     // any endpoint entry
         2 => (0usize..SLOTS / 4).prop_map(|w| 4 * w),     // any aligned header word
         1 => 0usize..SLOTS,                               // any header byte
         3 => (0usize..MAX_CAPACITY).prop_map(|i| SLOTS + STRIDE * i), // a slot's stamp

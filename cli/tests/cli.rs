@@ -398,7 +398,7 @@ fn bad_input_gives_a_clear_error() {
         let run = shmchan(&["stat", &short, "--backend", &b]);
         assert_eq!(run.code, 1, "{b}");
         assert!(
-            run.stderr.contains("100 bytes") && run.stderr.contains("1920"),
+            run.stderr.contains("100 bytes") && run.stderr.contains("2688"),
             "{}{}",
             run.stdout,
             run.stderr

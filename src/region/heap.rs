@@ -23,6 +23,17 @@ pub(crate) struct HeapBlock {
     /// (`Region::endpoint_alive`).
     #[cfg(loom)]
     witness: Box<[crate::sync::AtomicU32]>,
+    /// Broadcast payload words, `payload_words` per slot (loom only: a broadcast payload is
+    /// written and read word by word with atomics, racing by design).
+    #[cfg(loom)]
+    words: Box<[crate::sync::AtomicU64]>,
+    #[cfg(loom)]
+    payload_words: usize,
+    /// A broadcast topic's control line and subscriber lines (loom only).
+    #[cfg(loom)]
+    control: Box<crate::layout::Control>,
+    #[cfg(loom)]
+    subs: Box<[crate::layout::Sub]>,
 }
 
 // SAFETY: the block owns its allocation; concurrent access to the bytes is governed by the
@@ -61,6 +72,22 @@ impl HeapBlock {
             witness: (0..crate::layout::MAX_ENDPOINTS)
                 .map(|_| crate::sync::AtomicU32::new(0))
                 .collect(),
+            #[cfg(loom)]
+            words: (0..geo.capacity as usize * geo.payload_words())
+                .map(|_| crate::sync::AtomicU64::new(0))
+                .collect(),
+            #[cfg(loom)]
+            payload_words: geo.payload_words(),
+            #[cfg(loom)]
+            control: Box::new(crate::layout::Control::zeroed()),
+            #[cfg(loom)]
+            subs: (0..if geo.kind == crate::layout::Kind::Broadcast {
+                geo.max_receivers as usize
+            } else {
+                0
+            })
+                .map(|_| crate::layout::Sub::zeroed())
+                .collect(),
         })
     }
 
@@ -91,6 +118,24 @@ impl HeapBlock {
     #[cfg(loom)]
     pub(crate) fn stamp(&self, i: usize) -> &crate::sync::AtomicU64 {
         &self.stamps[i]
+    }
+
+    /// Word `i` of the payload of slot `slot` (loom only).
+    #[cfg(loom)]
+    pub(crate) fn word(&self, slot: usize, i: usize) -> &crate::sync::AtomicU64 {
+        &self.words[slot * self.payload_words + i]
+    }
+
+    /// A broadcast topic's control line (loom only).
+    #[cfg(loom)]
+    pub(crate) fn control(&self) -> &crate::layout::Control {
+        &self.control
+    }
+
+    /// Broadcast subscriber `i`'s line (loom only).
+    #[cfg(loom)]
+    pub(crate) fn sub(&self, i: usize) -> &crate::layout::Sub {
+        &self.subs[i]
     }
 
     /// The witness of endpoint place `i` (loom only).

@@ -550,6 +550,65 @@ impl Region {
         }
     }
 
+    /// A broadcast topic's control line, after the header, for a geometry validated against
+    /// this region.
+    pub(crate) fn control(&self, geo: &Geometry) -> &crate::layout::Control {
+        assert!(
+            geo.kind == crate::layout::Kind::Broadcast && geo.region_len <= self.len,
+            "a broadcast geometry validated against the region"
+        );
+        match &self.owner {
+            #[cfg(loom)]
+            Owner::Heap(block) => block.control(),
+            #[cfg(not(loom))]
+            _ => {
+                // SAFETY: a broadcast geometry puts a line for the control and one per
+                // subscriber between the header and the slots, inside `region_len <= len`
+                // (asserted); the base is page-aligned, so the line is 128-aligned; every
+                // field is an atomic, valid for any bits; the reference lives no longer than
+                // `self`.
+                unsafe {
+                    &*self
+                        .base
+                        .as_ptr()
+                        .add(size_of::<Header>())
+                        .cast::<crate::layout::Control>()
+                }
+            }
+        }
+    }
+
+    /// Broadcast subscriber line `i` (of place `1 + i`), as [`control`](Self::control).
+    pub(crate) fn sub(&self, geo: &Geometry, i: usize) -> &crate::layout::Sub {
+        assert!(i < geo.max_receivers as usize);
+        let _ = self.control(geo); // the same checks
+        match &self.owner {
+            #[cfg(loom)]
+            Owner::Heap(block) => block.sub(i),
+            #[cfg(not(loom))]
+            _ => {
+                // SAFETY: as in `control`: line `1 + i` after the header is subscriber `i`'s,
+                // and `i < max_receivers` (asserted) keeps it before the slots.
+                unsafe {
+                    &*self
+                        .base
+                        .as_ptr()
+                        .add(size_of::<Header>() + crate::layout::LINE * (1 + i))
+                        .cast::<crate::layout::Sub>()
+                }
+            }
+        }
+    }
+
+    /// Word `i` of the payload of broadcast slot `slot` (loom only; in production the words
+    /// are the slot's bytes).
+    #[cfg(loom)]
+    pub(crate) fn slot_word(&self, slot: usize, i: usize) -> &crate::sync::AtomicU64 {
+        match &self.owner {
+            Owner::Heap(block) => block.word(slot, i),
+        }
+    }
+
     /// The stamp of MPMC slot `i` (loom only; in production it is the slot's first word).
     #[cfg(loom)]
     pub(crate) fn slot_stamp(&self, i: usize) -> &crate::sync::AtomicU64 {

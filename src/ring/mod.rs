@@ -1,6 +1,7 @@
 //! The ring algorithms, over a header reference and a slot pointer. They never learn where the
 //! memory came from, so loom runs exactly this code on a heap region.
 
+pub(crate) mod broadcast;
 pub(crate) mod frame;
 pub(crate) mod mpmc;
 pub(crate) mod spsc;
@@ -45,6 +46,11 @@ pub(crate) struct Slots {
     tracks: NonNull<crate::sync::SlotTrack>,
     #[cfg(loom)]
     stamps: NonNull<crate::sync::AtomicU64>,
+    /// Broadcast payload words (loom only: they cannot live in the slot bytes).
+    #[cfg(loom)]
+    words: NonNull<crate::sync::AtomicU64>,
+    /// Words of a slot's payload, padding included.
+    payload_words: usize,
 }
 
 // SAFETY: `Slots` is an address range inside a region that the owning handle keeps alive; all
@@ -66,7 +72,69 @@ impl Slots {
             tracks: NonNull::from(region.slot_track(0)),
             #[cfg(loom)]
             stamps: NonNull::from(region.slot_stamp(0)),
+            #[cfg(loom)]
+            words: if geo.payload_words() == 0 {
+                NonNull::dangling()
+            } else {
+                NonNull::from(region.slot_word(0, 0))
+            },
+            payload_words: geo.payload_words(),
         }
+    }
+
+    /// Word `i` of the payload of the slot for `pos` (broadcast slots, which are written and
+    /// read word by word with atomics: a subscriber may read a slot the publisher is writing,
+    /// and tells by the stamp that it must not use what it read).
+    #[inline(always)]
+    fn payload_word(&self, pos: u64, i: usize) -> &crate::sync::AtomicU64 {
+        debug_assert!(i < self.payload_words);
+        let slot = (pos & self.mask) as usize;
+        #[cfg(loom)]
+        {
+            // SAFETY: the heap block holds `payload_words` atomics per slot, `capacity` slots
+            // in a row, for as long as the region (and `self`) lives; `i < payload_words`.
+            unsafe { &*self.words.as_ptr().add(slot * self.payload_words + i) }
+        }
+        #[cfg(not(loom))]
+        {
+            // SAFETY: the slot is in bounds (see `slot`), its payload starts 8-aligned and
+            // spans `payload_words` words inside the stride; `i < payload_words`.
+            unsafe {
+                word(
+                    self.base
+                        .as_ptr()
+                        .add(slot * self.stride + self.payload_offset),
+                    i,
+                )
+            }
+        }
+    }
+
+    /// Store `value` into the slot for `pos` word by word (Relaxed atomic stores: ordered by
+    /// the stamps around them; see `ring/broadcast.rs`).
+    #[inline(always)]
+    pub(crate) fn store_words<T: Pod>(&self, pos: u64, value: &T) {
+        for (i, chunk) in bytemuck::bytes_of(value).chunks(8).enumerate() {
+            let mut w = [0u8; 8];
+            w[..chunk.len()].copy_from_slice(chunk);
+            self.payload_word(pos, i)
+                .store(u64::from_ne_bytes(w), Ordering::Relaxed);
+        }
+    }
+
+    /// Load the slot for `pos` word by word (Relaxed atomic loads; the caller checks the
+    /// stamp again before using the value).
+    #[inline(always)]
+    pub(crate) fn load_words<T: Pod>(&self, pos: u64) -> T {
+        let mut out = T::zeroed();
+        for (i, chunk) in bytemuck::bytes_of_mut(&mut out).chunks_mut(8).enumerate() {
+            let w = self
+                .payload_word(pos, i)
+                .load(Ordering::Relaxed)
+                .to_ne_bytes();
+            chunk.copy_from_slice(&w[..chunk.len()]);
+        }
+        out
     }
 
     /// The stamp of the slot for position `pos` (every slot starts with one).

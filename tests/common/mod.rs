@@ -1086,7 +1086,7 @@ pub fn child_main() {
                 use std::os::unix::fs::FileExt;
                 let f = std::fs::File::open(std::path::Path::new("/dev/shm").join(&p_name));
                 let mut word = [0; 8];
-                f.unwrap().read_exact_at(&mut word, 1152).unwrap();
+                f.unwrap().read_exact_at(&mut word, 1664).unwrap(); // the header's head
                 u64::from_ne_bytes(word)
             };
             assert_eq!(head(), 0, "the child's consume moved nothing");

@@ -1,0 +1,305 @@
+//! One publisher, any number of subscribers, each reading every message: one ring of slots,
+//! each with a stamp, and a cursor per subscriber on a line of its own (after Aeron's log with
+//! per-subscriber positions and the Disruptor's sequence barrier; research/next.md, A).
+//!
+//! ```text
+//!  slot stamp:  0              never written
+//!               p + 1          holds message p, complete
+//!               (p + 1) | BUSY message p is being written (the publisher's seqlock marker)
+//! ```
+//!
+//! **Publishing** message `p` (one publisher: no CAS): store the marker, a Release fence,
+//! the payload word by word (Relaxed atomic stores), then the stamp `p + 1` with Release, then
+//! the shared `tail` (for joiners, lag and people). The publisher never reads a subscriber's
+//! cursor in Overwrite mode, so its cost does not grow with their number.
+//!
+//! **Receiving** at cursor `c` is a seqlock read: load the stamp (Acquire); if it is `c + 1`,
+//! copy the payload word by word (Relaxed atomic loads), an Acquire fence, and load the stamp
+//! again: unchanged, the copy is whole; changed, the publisher lapped us while we copied and
+//! the copy is thrown away. A stamp below `c + 1` (or `c + 1` being written) is a message not
+//! yet published; one above is a later lap: the subscriber *lagged*. It is then told how many
+//! messages it lost (`Lagged(n)`, exact) and moves on to the oldest message still in the ring,
+//! as `tokio::sync::broadcast` does.
+//!
+//! - SYNC POINT (bcast-publish): the publisher's Release store of the stamp `p + 1` pairs with
+//!   the subscriber's Acquire load of it: the payload is complete before it is read.
+//! - SYNC POINT (bcast-seqlock): the publisher's marker store, then Release fence, then payload
+//!   stores; the subscriber's payload loads, then Acquire fence, then the stamp's second load.
+//!   If the subscriber read any word of a newer payload, the fences make its second load see
+//!   the marker (or later), and it throws the copy away.
+//! - SYNC POINT (bcast-free, Block mode): the subscriber stores its cursor with Release after
+//!   reading a message; the publisher loads cursors with Acquire before it writes over their
+//!   slots.
+//!
+//! **Block mode** (lossless for live subscribers): the publisher keeps the lowest cursor of the
+//! attached, live, not evicted subscribers, as last scanned, and may write up to one ring past
+//! it; it scans the table again only when it gets there, or when a subscriber that joined asks
+//! (the control line's `rescan`), and between scans it reads no cursor. A subscriber joining
+//! stores its cursor, then asks for a scan; until the publisher has scanned, its reads are
+//! validated as in Overwrite mode (a race with the publisher can cost it the oldest of its
+//! history, told as `Lagged`, never a torn value). Every read is validated, in both modes.
+//!
+//! Nothing read from shared memory is trusted: positions from stamps and `tail` only decide
+//! where to read next and are clamped to a ring; a value is returned only when its stamp said
+//! so both before and after the copy.
+
+use std::cell::Cell;
+
+use bytemuck::Pod;
+
+use super::Slots;
+use crate::layout::{Control, Header, Sub};
+use crate::sync::{Ordering, fence};
+
+/// The stamp bit that marks a slot being written.
+pub(crate) const BUSY: u64 = 1 << 63;
+
+/// The publisher's private state.
+pub(crate) struct Publisher {
+    capacity: u64,
+    /// Our position: the next message to write. The shared `tail` holds it once published.
+    tail: Cell<u64>,
+}
+
+impl Publisher {
+    /// Take over the publisher side: at the shared `tail`, moved past every message a
+    /// previous publisher published beyond it (one killed between a stamp and `tail`). A slot
+    /// left being written is simply written again. At most `capacity` stamps are read.
+    pub(crate) fn new(hdr: &Header, slots: &Slots, capacity: u64) -> Publisher {
+        // Acquire: pairs with the Release store of `tail` in `publish`.
+        let mut tail = hdr.tail.load(Ordering::Acquire);
+        for _ in 0..capacity {
+            // SYNC POINT (bcast-publish): Acquire, as a subscriber loads stamps.
+            if slots.stamp(tail).load(Ordering::Acquire) != tail.wrapping_add(1) {
+                break;
+            }
+            tail = tail.wrapping_add(1);
+        }
+        // Release: as in `publish`.
+        hdr.tail.store(tail, Ordering::Release);
+        Publisher {
+            capacity,
+            tail: Cell::new(tail),
+        }
+    }
+
+    /// Our position (the next message to write): private, so reading it costs nothing shared.
+    #[inline(always)]
+    pub(crate) fn position(&self) -> u64 {
+        self.tail.get()
+    }
+
+    /// Publish `value` at our position (see the module docs). In Block mode the caller has
+    /// checked there is room ([`Gate::room`]).
+    #[inline(always)]
+    pub(crate) fn publish<T: Pod>(&self, hdr: &Header, slots: &Slots, value: &T) {
+        let p = self.tail.get();
+        self.begin(slots, p);
+        slots.store_words(p, value);
+        self.end(hdr, slots, p);
+    }
+
+    /// Mark the slot of position `p` as being written (the seqlock's first half). Relaxed,
+    /// then a Release fence: SYNC POINT (bcast-seqlock), the marker is ordered before the
+    /// payload stores that follow.
+    #[inline(always)]
+    pub(crate) fn begin(&self, slots: &Slots, p: u64) {
+        slots
+            .stamp(p)
+            .store(p.wrapping_add(1) | BUSY, Ordering::Relaxed);
+        fence(Ordering::Release);
+    }
+
+    /// Publish the slot of position `p`, written since [`begin`](Self::begin).
+    #[inline(always)]
+    pub(crate) fn end(&self, hdr: &Header, slots: &Slots, p: u64) {
+        debug_assert_eq!(p, self.tail.get());
+        let next = p.wrapping_add(1);
+        // SYNC POINT (bcast-publish): Release, pairs with the subscriber's Acquire load of
+        // the stamp.
+        slots.stamp(p).store(next, Ordering::Release);
+        // For joiners, lag and people (Release: a joiner that reads it sees the slots below
+        // it written).
+        hdr.tail.store(next, Ordering::Release);
+        self.tail.set(next);
+        hdr.data_bell.notify();
+    }
+
+    /// The capacity of the ring.
+    pub(crate) fn capacity(&self) -> u64 {
+        self.capacity
+    }
+}
+
+/// What one receive attempt found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Read<T> {
+    /// The message at our cursor, whole; the cursor moved past it.
+    Value(T),
+    /// Nothing published at our cursor yet.
+    Empty,
+    /// The publisher lapped us: this many messages were lost, and the cursor moved on to the
+    /// oldest still there.
+    Lagged(u64),
+}
+
+/// A subscriber's private state.
+pub(crate) struct Subscriber {
+    capacity: u64,
+    /// Our position: the next message to read. Published to our line after each message.
+    cursor: Cell<u64>,
+}
+
+impl Subscriber {
+    /// A subscriber starting at position `cursor` (see [`start`]).
+    pub(crate) fn new(capacity: u64, cursor: u64, sub: &Sub) -> Subscriber {
+        // SYNC POINT (bcast-free): Release, as in `read`.
+        sub.cursor.store(cursor, Ordering::Release);
+        Subscriber {
+            capacity,
+            cursor: Cell::new(cursor),
+        }
+    }
+
+    /// One attempt at the message at our cursor (see the module docs). On `Value` and
+    /// `Lagged` the cursor moved, and was published to `sub`.
+    #[inline(always)]
+    pub(crate) fn read<T: Pod>(&self, hdr: &Header, slots: &Slots, sub: &Sub) -> Read<T> {
+        let c = self.cursor.get();
+        let want = c.wrapping_add(1);
+        // SYNC POINT (bcast-publish): Acquire, pairs with the publisher's Release store.
+        let s1 = slots.stamp(c).load(Ordering::Acquire);
+        if s1 != want {
+            return self.not_here(hdr, sub, c, s1);
+        }
+        let value = slots.load_words::<T>(c);
+        // SYNC POINT (bcast-seqlock): the payload loads are ordered before the second stamp
+        // load; if any of them read a newer payload, that load sees the newer marker.
+        fence(Ordering::Acquire);
+        let s2 = slots.stamp(c).load(Ordering::Relaxed);
+        if s2 != s1 {
+            return self.not_here(hdr, sub, c, s2);
+        }
+        self.advance(sub, want);
+        Read::Value(value)
+    }
+
+    /// Move our cursor to `to` and publish it. SYNC POINT (bcast-free): Release, so that a
+    /// Block-mode publisher that reads it with Acquire writes over the slots below it only
+    /// after we read them.
+    #[inline(always)]
+    fn advance(&self, sub: &Sub, to: u64) {
+        self.cursor.set(to);
+        sub.cursor.store(to, Ordering::Release);
+    }
+
+    /// The slot at cursor `c` holds stamp `s`, not `c + 1`: not yet published, or lapped.
+    #[cold]
+    #[inline(never)]
+    fn not_here<T>(&self, hdr: &Header, sub: &Sub, c: u64, s: u64) -> Read<T> {
+        let held = s & !BUSY; // the position (+ 1) the slot holds or is being written with
+        // Positions earlier than ours (an older lap), ours being written, or never written:
+        // not published yet. Wrapping distances, so that a hostile stamp cannot overflow.
+        let ahead = held.wrapping_sub(c.wrapping_add(1)) as i64;
+        if held == 0 || ahead <= 0 {
+            return Read::Empty;
+        }
+        // A later lap: we lost messages. The publisher is at least past the slot's message
+        // (or at `tail`, if that is further); the oldest message still there is one ring
+        // behind it, less one (its slot is the next to be written).
+        // Acquire: as a joiner reads `tail` (the slots below it are written).
+        let tail = hdr.tail.load(Ordering::Acquire);
+        let front = if (tail.wrapping_sub(held) as i64) > 0 {
+            tail
+        } else {
+            held
+        };
+        let oldest = front.wrapping_sub(self.capacity).wrapping_add(1);
+        // At least one further than where we were (a hostile `tail` may not move us back).
+        let to = if (oldest.wrapping_sub(c) as i64) > 0 {
+            oldest
+        } else {
+            c.wrapping_add(1)
+        };
+        let lost = to.wrapping_sub(c);
+        // Relaxed: a counter for people.
+        sub.lagged.store(
+            sub.lagged.load(Ordering::Relaxed).wrapping_add(lost),
+            Ordering::Relaxed,
+        );
+        self.advance(sub, to);
+        Read::Lagged(lost)
+    }
+
+    /// Messages published and not yet read by us (clamped to the ring).
+    pub(crate) fn lag(&self, hdr: &Header) -> u64 {
+        // Relaxed: a snapshot.
+        let tail = hdr.tail.load(Ordering::Relaxed);
+        (tail.wrapping_sub(self.cursor.get()) as i64).clamp(0, self.capacity as i64) as u64
+    }
+}
+
+/// Where a new subscriber starts, from the shared `tail` (clamped to what the ring can hold):
+/// the next message (`back == 0`), or `back` messages before it, at most `capacity - 1` (the
+/// oldest slot is the next the publisher writes) and never before position 0.
+pub(crate) fn start(hdr: &Header, capacity: u64, back: u64) -> u64 {
+    // Acquire: pairs with the publisher's Release store of `tail`.
+    let tail = hdr.tail.load(Ordering::Acquire);
+    tail - back.min(capacity - 1).min(tail)
+}
+
+/// What a Block-mode publisher knows of its subscribers between scans: the lowest cursor it
+/// must not pass by a ring.
+pub(crate) struct Gate {
+    /// The lowest cursor seen by the last scan (`u64::MAX`: none).
+    low: Cell<u64>,
+}
+
+impl Gate {
+    pub(crate) fn new() -> Gate {
+        Gate {
+            low: Cell::new(u64::MAX),
+        }
+    }
+
+    /// May the publisher write position `p` without a scan? Only if it is less than a ring
+    /// past the lowest cursor seen, and no joiner asked for a scan.
+    #[inline(always)]
+    pub(crate) fn room(&self, ctl: &Control, p: u64, capacity: u64) -> bool {
+        let low = self.low.get();
+        // Relaxed: a request flag; the scan it asks for reads the cursors with Acquire.
+        (low == u64::MAX || p.wrapping_sub(low) < capacity)
+            && ctl.rescan.load(Ordering::Relaxed) == 0
+    }
+
+    /// Record the result of a scan (after [`begin_scan`](Self::begin_scan)): `cursors` are
+    /// those of the attached, live, not evicted subscribers (read with Acquire by the caller)
+    /// when the publisher is at `p`.
+    pub(crate) fn scanned(&self, cursors: impl Iterator<Item = u64>, p: u64) {
+        let low = cursors
+            // A cursor ahead of the publisher (hostile or stale) holds nothing back.
+            .map(|c| if (p.wrapping_sub(c) as i64) < 0 { p } else { c })
+            .min()
+            .unwrap_or(u64::MAX);
+        self.low.set(low);
+    }
+
+    /// Clear the joiners' request before reading the cursors. SYNC POINT (bcast-join): the
+    /// clear, a SeqCst fence, then the scan's loads of places and cursors; a joiner claims its
+    /// place and stores its cursor, a SeqCst fence, then sets the request ([`join`]). Either
+    /// the scan sees the joiner's cursor, or the joiner's request comes after the clear and
+    /// the next `room` sees it.
+    pub(crate) fn begin_scan(&self, ctl: &Control) {
+        ctl.rescan.store(0, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+    }
+}
+
+/// A subscriber that has claimed its place and stored its cursor asks a Block-mode publisher
+/// to scan again (see [`Gate::begin_scan`]).
+pub(crate) fn join(ctl: &Control) {
+    // SYNC POINT (bcast-join): the fence orders the claim and the cursor store before the
+    // request; pairs with the fence in `Gate::begin_scan`.
+    fence(Ordering::SeqCst);
+    ctl.rescan.store(1, Ordering::Relaxed);
+}
