@@ -263,13 +263,14 @@ fn overflow_of(chan: &Chan, opts: Option<&Options>) -> Result<Overflow, Error> {
 pub struct Publisher<T: Pod> {
     ring: ring::Publisher,
     slots: Slots,
+    lines: ring::Lines,
     wait: WaitStrategy,
     /// Block mode: what the publisher knows of its subscribers between scans.
     gate: Option<ring::Gate>,
     /// Block mode with eviction: how long a live subscriber may hold the publisher back.
     evict_after: Option<Duration>,
-    /// Per subscriber place: the generation and cursor last scanned, and since when unchanged
-    /// (for eviction).
+    /// Per subscriber line: the generation and cursor seen when the publisher was last
+    /// blocked, and since when unchanged (for eviction).
     watch: RefCell<Vec<(u32, u64, Instant)>>,
     chan: Chan,
     _payload: PhantomData<T>,
@@ -279,6 +280,9 @@ pub struct Publisher<T: Pod> {
 pub struct Subscriber<T: Pod> {
     ring: ring::Subscriber,
     slots: Slots,
+    lines: ring::Lines,
+    /// Our subscriber line's index (our place less the publisher's).
+    index: usize,
     wait: WaitStrategy,
     /// Block mode: the publisher waits for us, and may evict us.
     block: bool,
@@ -362,6 +366,7 @@ impl<T: Pod> Publisher<T> {
         Ok(Publisher {
             ring,
             slots,
+            lines: ring::Lines::new(chan.region(), &chan.geo),
             wait,
             gate,
             evict_after,
@@ -379,74 +384,77 @@ impl<T: Pod> Publisher<T> {
         match &self.gate {
             None => true,
             Some(gate) => {
-                let ctl = self.chan.region().control(&self.chan.geo);
                 let p = self.ring.position();
-                gate.room(ctl, p, self.ring.capacity()) || self.scan(gate, probe)
+                gate.room(self.lines.control(), p, self.ring.capacity()) || self.scan(gate, probe)
             }
         }
     }
 
     /// Block mode: read every subscriber's cursor again (see [`room`](Self::room)); returns
-    /// whether there is room now.
+    /// whether there is room now. Allocates nothing, and reads the clock only for eviction.
     #[cold]
     #[inline(never)]
     fn scan(&self, gate: &ring::Gate, probe: bool) -> bool {
         let (chan, geo) = (&self.chan, &self.chan.geo);
-        let (hdr, region) = (chan.header(), chan.region());
-        let ctl = region.control(geo);
+        let hdr = chan.header();
+        let ctl = self.lines.control();
         gate.begin_scan(ctl);
         if probe {
-            endpoint::reap_dead(hdr, region, geo.receivers());
+            endpoint::reap_dead(hdr, chan.region(), geo.receivers());
         }
         let p = self.ring.position();
-        let now = Instant::now();
-        let mut watch = self.watch.borrow_mut();
-        let mut held = Vec::new();
-        let cursors = geo.receivers().filter_map(|i| {
-            // SYNC POINT (endpoint): Acquire, pairs with a joiner's claim (and `detach`).
-            let w = hdr.endpoints[i].load(Ordering::Acquire);
-            if endpoint::state_of(w) != endpoint::ATTACHED {
-                return None;
-            }
-            let generation = endpoint::generation_of(w);
-            let sub = region.sub(geo, i - geo.receivers().start);
-            // Relaxed: written by the publisher (us) only.
-            if sub.evicted.load(Ordering::Relaxed) == u64::from(generation) {
-                return None;
-            }
-            // SYNC POINT (bcast-free): Acquire, pairs with the subscriber's Release store:
-            // the slots below its cursor are read before we write over them.
-            let c = sub.cursor.load(Ordering::Acquire);
-            let seen = &mut watch[i - geo.receivers().start];
-            if (seen.0, seen.1) != (generation, c) {
-                *seen = (generation, c, now);
-            }
-            held.push((i, generation, c, seen.2));
-            Some(c)
-        });
-        let cursors: Vec<u64> = cursors.collect();
-        gate.scanned(cursors.iter().copied(), p);
+        let first = geo.receivers().start;
+        // The live, attached, not evicted subscribers: (line, generation, cursor).
+        let live = || {
+            geo.receivers().filter_map(move |i| {
+                // SYNC POINT (endpoint): Acquire, pairs with a joiner's claim (and `detach`).
+                let w = hdr.endpoints[i].load(Ordering::Acquire);
+                if endpoint::state_of(w) != endpoint::ATTACHED {
+                    return None;
+                }
+                let generation = endpoint::generation_of(w);
+                let sub = self.lines.sub(i - first);
+                // Relaxed: written by the publisher (us) only.
+                if sub.evicted.load(Ordering::Relaxed) == u64::from(generation) {
+                    return None;
+                }
+                // SYNC POINT (bcast-free): Acquire, pairs with the subscriber's Release
+                // store: the slots below its cursor are read before we write over them.
+                let c = sub.cursor.load(Ordering::Acquire);
+                Some((i - first, generation, c))
+            })
+        };
+        gate.scanned(live().map(|(_, _, c)| c), p);
         if gate.room(ctl, p, self.ring.capacity()) {
             return true;
         }
-        // Blocked: evict the live subscribers holding us back that have not moved for longer
+        // Blocked. Evict the live subscribers holding us back that have not moved for longer
         // than `evict_after`, and look again.
         let Some(limit) = self.evict_after else {
             return false;
         };
+        let now = Instant::now();
+        let mut watch = self.watch.borrow_mut();
         let mut evicted = false;
-        for &(i, generation, c, since) in &held {
+        for (line, generation, c) in live() {
+            let seen = &mut watch[line];
+            if (seen.0, seen.1) != (generation, c) {
+                *seen = (generation, c, now);
+            }
             let behind = p.wrapping_sub(c) >= self.ring.capacity();
-            if behind && now.duration_since(since) >= limit {
-                let sub = region.sub(geo, i - geo.receivers().start);
-                // Release: the subscriber that reads its eviction sees what came before.
-                sub.evicted.store(u64::from(generation), Ordering::Release);
+            if behind && now.duration_since(seen.2) >= limit {
+                // Release: the subscriber that reads its eviction (Acquire) sees what came
+                // before it.
+                self.lines
+                    .sub(line)
+                    .evicted
+                    .store(u64::from(generation), Ordering::Release);
                 evicted = true;
             }
         }
+        drop(watch);
         if evicted {
             hdr.data_bell.wake(); // an evicted subscriber asleep learns of it at once
-            drop(watch);
             return self.scan(gate, false);
         }
         false
@@ -607,7 +615,7 @@ impl<T: Pod> Publisher<T> {
             .filter(|&i| {
                 // SYNC POINT (endpoint): Acquire, as in `role_state`.
                 let w = hdr.endpoints[i].load(Ordering::Acquire);
-                let sub = region.sub(geo, i - geo.receivers().start);
+                let sub = self.lines.sub(i - geo.receivers().start);
                 endpoint::state_of(w) == endpoint::ATTACHED
                     // Relaxed: written by the publisher only.
                     && sub.evicted.load(Ordering::Relaxed)
@@ -760,19 +768,31 @@ impl<T: Pod> Subscriber<T> {
             Start::Oldest => capacity,
         };
         let cursor = ring::start(chan.header(), capacity, back);
-        let sub = chan.region().sub(&chan.geo, Self::index(&chan));
-        let ring = ring::Subscriber::new(capacity, cursor, sub);
+        let lines = ring::Lines::new(chan.region(), &chan.geo);
+        let index = chan.entry() - chan.geo.receivers().start;
+        let sub = lines.sub(index);
+        let block = matches!(overflow, Overflow::Block { .. });
+        // How often the cursor is published: a Block-mode publisher waits for it, so often
+        // enough to keep a quarter of the ring moving; otherwise only people read it.
+        let every = if block {
+            (capacity / 4).clamp(1, 64)
+        } else {
+            64
+        };
+        let ring = ring::Subscriber::new(capacity, cursor, every, sub);
         // Relaxed: the place's lag counter starts again for its new occupant.
         sub.lagged.store(0, Ordering::Relaxed);
         // Ask a Block-mode publisher to count us before its next message, and wake it if it
         // waits for room (it scans again).
-        ring::join(chan.region().control(&chan.geo));
+        ring::join(lines.control());
         chan.header().space_bell.notify();
         Ok(Subscriber {
             ring,
             slots: Slots::new(chan.region(), &chan.geo),
+            lines,
+            index,
             wait,
-            block: matches!(overflow, Overflow::Block { .. }),
+            block,
             evicted: Cell::new(false),
             lag_pending: Cell::new(0),
             chan,
@@ -780,15 +800,9 @@ impl<T: Pod> Subscriber<T> {
         })
     }
 
-    /// Our subscriber line's index (our place less the publisher's).
-    fn index(chan: &Chan) -> usize {
-        chan.entry() - chan.geo.receivers().start
-    }
-
+    #[inline(always)]
     fn sub(&self) -> &Sub {
-        self.chan
-            .region()
-            .sub(&self.chan.geo, Self::index(&self.chan))
+        self.lines.sub(self.index)
     }
 
     /// One attempt at a message: `Ready` with it or an error, `Pending` when there is none.
@@ -803,8 +817,8 @@ impl<T: Pod> Subscriber<T> {
         let hdr = self.chan.header();
         match self.ring.read::<T>(hdr, &self.slots, self.sub()) {
             Read::Value(v) => {
-                if self.block {
-                    hdr.space_bell.notify(); // the publisher may wait for this slot
+                if self.block && self.ring.is_published() {
+                    hdr.space_bell.notify(); // the publisher may wait for these slots
                 }
                 Poll::Ready(Ok(v))
             }
@@ -834,7 +848,7 @@ impl<T: Pod> Subscriber<T> {
             RecvError::Evicted
         } else {
             if self.block {
-                self.chan.header().space_bell.notify();
+                self.chan.header().space_bell.notify(); // the jump published our cursor
             }
             RecvError::Lagged(n)
         }
@@ -844,6 +858,10 @@ impl<T: Pod> Subscriber<T> {
     /// it published before leaving, and `Disconnected`).
     #[cold]
     fn empty(&self, probe: bool) -> Poll<Result<T, RecvError>> {
+        // About to wait: say how far we got (a Block-mode publisher may wait for it).
+        if self.ring.publish(self.sub()) && self.block {
+            self.chan.header().space_bell.notify();
+        }
         if self.chan.peers(probe) != RoleState::Gone {
             return Poll::Pending;
         }
