@@ -43,11 +43,12 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::broadcast::Overflow;
 use crate::endpoint;
 use crate::error::Error;
 use crate::layout::{
-    CLOSED, Fingerprint, Geometry, Header, Identity, Kind as LayoutKind, MAGIC, MAX_ENDPOINTS,
-    VERSION,
+    BLOCK, CLOSED, Control, Fingerprint, Geometry, Header, Identity, Kind as LayoutKind, LINE,
+    MAGIC, MAX_ENDPOINTS, OVERWRITE, Sub, VERSION,
 };
 use crate::options::{Backend, Options};
 use crate::region::{self, sysv::Attachment};
@@ -244,18 +245,97 @@ pub struct Ring {
     /// Ring capacity: messages for SPSC and MPMC, bytes for frames and pipes.
     pub capacity: u64,
     /// What the ring holds now, in the same unit as `capacity` (clamped to `0..=capacity`).
+    ///
+    /// For a broadcast topic, whose ring every subscriber reads at its own pace, the lag of
+    /// its slowest *active* subscriber ([`Topic::slowest`]: attached, alive and not evicted),
+    /// 0 with none: how much of the ring some subscriber still has to read. In
+    /// [`Block`](crate::broadcast::Overflow::Block) mode the publisher waits when it reaches
+    /// `capacity`; in `Overwrite` mode that subscriber is about to lose messages.
     pub len: u64,
     /// Messages sent since the channel was made (for frames and pipes: bytes of ring written,
     /// record headers and padding included). The producer position; for MPMC a hint that may
-    /// trail by the sends in flight. Wraps at 2^64.
+    /// trail by the sends in flight; for a broadcast topic the publisher's position. Wraps at
+    /// 2^64.
     pub sent: u64,
     /// Messages received since the channel was made (frames and pipes: bytes of ring freed).
-    /// The consumer position, as `sent`.
+    /// The consumer position, as `sent`. A broadcast topic has no one consumer position: this
+    /// is `sent - len`, the position of its slowest active subscriber (`sent` with none); each
+    /// subscriber's own is in [`Channel::topic`].
     pub received: u64,
-    /// How many senders the channel takes.
+    /// How many senders the channel takes (a broadcast topic: 1, its publisher).
     pub max_senders: u32,
-    /// How many receivers the channel takes.
+    /// How many receivers the channel takes attached at once (a broadcast topic: its
+    /// `max_subscribers`).
     pub max_receivers: u32,
+}
+
+/// What a broadcast topic's own lines say: its overflow mode, and each subscriber place that
+/// some process claimed, with its position.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Topic {
+    /// What the publisher does when a subscriber is a ring behind (as the topic was made).
+    pub overflow: crate::broadcast::Overflow,
+    /// Every subscriber place some subscriber claimed, in place order (the publisher, place 0,
+    /// is in [`Channel::endpoints`]).
+    pub subscribers: Vec<Subscriber>,
+}
+
+impl Topic {
+    /// The active subscriber ([`Subscriber::is_active`]) with the largest lag (the first in
+    /// place order among equals), if any: the one a `Block` publisher waits for first.
+    pub fn slowest(&self) -> Option<&Subscriber> {
+        self.subscribers.iter().filter(|s| s.is_active()).fold(
+            None,
+            |best: Option<&Subscriber>, s| match best {
+                Some(b) if b.lag >= s.lag => Some(b),
+                _ => Some(s),
+            },
+        )
+    }
+
+    /// How many subscribers are active (attached, alive, not evicted).
+    pub fn active(&self) -> usize {
+        self.subscribers.iter().filter(|s| s.is_active()).count()
+    }
+}
+
+/// One subscriber place of a broadcast topic that some process claimed: its current (or last)
+/// occupant, as [`Endpoint`], and that occupant's position in the ring.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Subscriber {
+    /// Its place in the endpoint table (1 to the topic's `max_subscribers`).
+    pub index: usize,
+    /// The pid of the place's current (or last) occupant (for people).
+    pub pid: u32,
+    /// How many subscribers have held this place (counted modulo 2^30).
+    pub attached: u32,
+    /// What the table says.
+    pub state: EndpointState,
+    /// Attached, and the kernel says its process holds the place now.
+    pub alive: bool,
+    /// The next position it reads, as it last published it: a subscriber publishes its
+    /// cursor every few messages (64; in `Block` mode at most a quarter of the ring) and
+    /// whenever it finds nothing to read, so this may trail where it really is by that much.
+    pub cursor: u64,
+    /// Messages published and not yet read by it, as far as `cursor` says: `sent - cursor`,
+    /// clamped to `0..=capacity` (the ring holds no more; a subscriber further behind has lost
+    /// messages, or will be told so).
+    pub lag: u64,
+    /// Messages it was told it lost (the sum of its `Lagged(n)`) since it took the place.
+    pub lagged: u64,
+    /// `Block` mode: the publisher evicted this occupant (it held the publisher back longer
+    /// than `evict_after`); its receives say [`Evicted`](crate::broadcast::RecvError::Evicted).
+    pub evicted: bool,
+}
+
+impl Subscriber {
+    /// Attached, alive and not evicted: a subscriber the publisher of a `Block` topic waits
+    /// for, and the ones [`Ring::len`] is measured against.
+    pub fn is_active(&self) -> bool {
+        self.state == EndpointState::Attached && self.alive && !self.evicted
+    }
 }
 
 /// Who made the channel and when (layout version 3 on).
@@ -290,8 +370,13 @@ pub struct Channel {
     pub ring: Option<Ring>,
     /// Who made it and when (when the header is published and valid).
     pub origin: Option<Origin>,
-    /// Every endpoint entry some process claimed, senders first.
+    /// Every endpoint entry some process claimed, senders first (a broadcast topic: the
+    /// publisher at place 0, then the subscribers, which [`topic`](Self::topic) shows with
+    /// their positions).
     pub endpoints: Vec<Endpoint>,
+    /// A broadcast topic's overflow mode and subscribers (when the header is published and
+    /// valid); `None` for the other kinds.
+    pub topic: Option<Topic>,
     /// Which channel this is, of all that have had its name: a value its creator chose, unique
     /// to it (when the header is published and valid). A channel removed and created anew
     /// under the same name, or made anew in the same object, has another one; monitoring that
@@ -695,28 +780,28 @@ fn incompatible(name: &str, backend: &Backend, detail: String) -> Error {
     }
 }
 
-/// A header to read: a private copy (POSIX objects and files, read with `pread`), or a System
-/// V segment attached read-only.
-enum View {
+/// A header to read: a private copy (POSIX objects and files, read with `pread` from the
+/// descriptor it keeps, which later reads use too), or a System V segment attached read-only.
+enum View<'fd> {
     /// Read with `pread` into this process's memory: nobody else can change it, and an object
     /// that shrinks under us gives a short read, never a SIGBUS (as a load from a mapping of it
     /// would).
-    Copy(Box<Header>),
+    Copy(Box<Header>, BorrowedFd<'fd>),
     /// A read-only attachment of at least `size_of::<Header>()` bytes (made by
     /// [`View::attached`], which checks it). A System V segment never changes size, and stays
     /// until its last detach even if removed, so loads from it cannot fault.
     SysV(Attachment),
 }
 
-impl View {
+impl View<'_> {
     /// A view of a System V attachment, if it is large enough to hold a header.
-    fn attached(att: Attachment) -> Option<View> {
+    fn attached(att: Attachment) -> Option<View<'static>> {
         (att.len() >= size_of::<Header>()).then_some(View::SysV(att))
     }
 
     fn header(&self) -> &Header {
         match self {
-            View::Copy(h) => h,
+            View::Copy(h, _) => h,
             // SAFETY: the attachment is at least `size_of::<Header>()` bytes (checked in
             // `attached`, the only place a `View::SysV` is made) at a page-aligned address,
             // which satisfies `Header`'s 128-byte alignment; every field of `Header` is an
@@ -724,6 +809,65 @@ impl View {
             // read-only memory (lock-free loads of at most 8 bytes). The attachment lives as
             // long as `self`, which the reference cannot outlive.
             View::SysV(att) => unsafe { &*att.base().cast::<Header>() },
+        }
+    }
+
+    /// A copy of the `len` bytes at byte `offset` of the object (past the header); `Ok(None)`
+    /// if the object does not hold them all (now). `offset` and `len` must be multiples of 8
+    /// (System V: they are read as aligned 8-byte words).
+    fn bytes(&self, offset: usize, len: usize) -> io::Result<Option<Vec<u8>>> {
+        let Some(end) = offset.checked_add(len) else {
+            return Ok(None);
+        };
+        if offset % 8 != 0 || len % 8 != 0 {
+            return Ok(None);
+        }
+        match self {
+            View::Copy(_, fd) => {
+                let mut buf = vec![0u8; len];
+                if pread_full(*fd, &mut buf, offset as u64)? < len {
+                    return Ok(None);
+                }
+                Ok(Some(buf))
+            }
+            View::SysV(att) => {
+                if end > att.len() {
+                    return Ok(None);
+                }
+                let base = att.base().cast::<u8>();
+                let mut buf = Vec::with_capacity(len);
+                for at in (offset..end).step_by(8) {
+                    // SAFETY: `at + 8 <= end <= att.len()` (checked above), so the word lies
+                    // inside the attachment, which lives as long as `self`; the base is
+                    // page-aligned and `at` a multiple of 8, so the word is 8-aligned. An
+                    // atomic load of read-only shared memory that another process may write is
+                    // sound, and any bits are a valid `u64`.
+                    let word = unsafe { &*base.add(at).cast::<crate::sync::AtomicU64>() };
+                    // Relaxed: a snapshot for people, validated before use.
+                    buf.extend_from_slice(&word.load(Ordering::Relaxed).to_ne_bytes());
+                }
+                Ok(Some(buf))
+            }
+        }
+    }
+
+    /// The producer position (`tail`) now, read again (after something read later than the
+    /// header); `Ok(None)` if the object is now shorter than a header.
+    fn tail_now(&self) -> io::Result<Option<u64>> {
+        match self {
+            View::Copy(..) => Ok(self
+                .bytes(offset_of!(Header, tail), 8)?
+                .and_then(|b| u64_at(&b, 0))),
+            // Relaxed: a snapshot for people, as everything inspection reads.
+            View::SysV(_) => Ok(Some(self.header().tail.load(Ordering::Relaxed))),
+        }
+    }
+
+    /// The descriptor a copy was read from (`None` for System V).
+    fn fd(&self) -> Option<BorrowedFd<'_>> {
+        match self {
+            View::Copy(_, fd) => Some(*fd),
+            View::SysV(_) => None,
         }
     }
 }
@@ -869,7 +1013,7 @@ fn read_file_object(
         0
     };
     if got < 8 && size >= 8 {
-        return Ok(Some(resized(name, backend, object, fd)));
+        return Ok(Some(resized(name, backend, object, fd, "a header")));
     }
     let magic = u64::from_le_bytes(first);
     if magic != MAGIC {
@@ -886,11 +1030,11 @@ fn read_file_object(
     // The header, copied with `pread`: no mapping, so an object that another process shrinks
     // meanwhile gives a short read, never a SIGBUS.
     let Some(copy) = copy_header(fd).map_err(|e| io_error("pread", name, backend, e))? else {
-        return Ok(Some(resized(name, backend, object, fd)));
+        return Ok(Some(resized(name, backend, object, fd, "a header")));
     };
-    let view = View::Copy(copy);
+    let view = View::Copy(copy, fd);
     let probe = Probe::Ofd(fd);
-    Ok(Some(read_header(name, backend, object, &view, &probe)))
+    read_header(name, backend, object, &view, &probe).map(Some)
 }
 
 /// Read System V segment `id` (key `key`, status `ds`). `name`: the name asked for by `stat`
@@ -979,13 +1123,7 @@ fn read_sysv_segment(
         (None, Some(found)) if crate::layout::sysv_key(&found) == key => found,
         (None, _) => label,
     };
-    Ok(Some(read_header(
-        &name,
-        &backend,
-        object,
-        &view,
-        &Probe::SysV,
-    )))
+    read_header(&name, &backend, object, &view, &Probe::SysV).map(Some)
 }
 
 /// What an object without shmchan's mark is, for `stat`: empty or zero where a header would
@@ -1052,8 +1190,15 @@ fn empty(name: &str, backend: &Backend, object: Object) -> Channel {
 }
 
 /// A marked object that was shorter when read than its `fstat` said: another process shrank
-/// it meanwhile (a creator reusing it, or a hostile one). What it is now, from a new `fstat`.
-fn resized(name: &str, backend: &Backend, object: Object, fd: BorrowedFd<'_>) -> Channel {
+/// it meanwhile (a creator reusing it, or a hostile one), so that it no longer held `what`.
+/// What it is now, from a new `fstat`.
+fn resized(
+    name: &str,
+    backend: &Backend,
+    object: Object,
+    fd: BorrowedFd<'_>,
+    what: &str,
+) -> Channel {
     let before = object.size;
     let now = sys::fstat(fd).map_or(0, |st| u64::try_from(st.st_size).unwrap_or(0));
     let object = Object {
@@ -1068,8 +1213,8 @@ fn resized(name: &str, backend: &Backend, object: Object, fd: BorrowedFd<'_>) ->
     }
     let mut ch = blank(name, backend, object, State::Incompatible, 0);
     ch.problem = Some(format!(
-        "the object changed size while it was read ({before} bytes, then shorter than a \
-         header, now {now}): another process is resizing it; look again"
+        "the object changed size while it was read ({before} bytes, then too short for \
+         {what}, now {now}): another process is resizing it; look again"
     ));
     ch
 }
@@ -1086,6 +1231,7 @@ fn blank(name: &str, backend: &Backend, object: Object, state: State, version: u
         ring: None,
         origin: None,
         endpoints: Vec::new(),
+        topic: None,
         incarnation: None,
     }
 }
@@ -1122,9 +1268,9 @@ fn read_header(
     name: &str,
     backend: &Backend,
     object: Object,
-    view: &View,
+    view: &View<'_>,
     probe: &Probe<'_>,
-) -> Channel {
+) -> Result<Channel, Error> {
     let hdr = view.header();
     let r = Ordering::Relaxed;
     let version = hdr.id.version.load(r);
@@ -1142,18 +1288,18 @@ fn read_header(
                  the name"
             )
         });
-        return ch;
+        return Ok(ch);
     }
     if !hdr.is_ready() {
         let mut ch = half_made(name, backend, object, probe, hdr);
         ch.version = version;
-        return ch;
+        return Ok(ch);
     }
     // Published: the identity is complete (Acquire in `is_ready`). Validate it all.
     let corrupt = |object, why: String| {
         let mut ch = blank(name, backend, object, State::Incompatible, version);
         ch.problem = Some(format!("corrupt header: {why}"));
-        ch
+        Ok(ch)
     };
     match hdr.name() {
         Some(n) if n == name => {}
@@ -1263,8 +1409,30 @@ fn read_header(
     }
 
     // Positions: a snapshot; the fill level is clamped as the handles' `len()` is.
-    let head = hdr.head.load(r);
-    let tail = hdr.tail.load(r);
+    let mut head = hdr.head.load(r);
+    let mut tail = hdr.tail.load(r);
+    let mut topic = None;
+    if kind == LayoutKind::Broadcast {
+        let read = read_topic(view, receivers, capacity, &endpoints)
+            .map_err(|e| io_error("pread", name, backend, e))?;
+        let (found, now) = match read {
+            TopicRead::Found(t, now) => (t, now),
+            TopicRead::Corrupt(why) => return corrupt(object, why),
+            TopicRead::Shrank => {
+                return Ok(match view.fd() {
+                    Some(fd) => {
+                        resized(name, backend, object, fd, "its header and subscriber lines")
+                    }
+                    // A System V segment never shrinks: `bytes` checked the attachment.
+                    None => corrupt(object, "its subscriber lines are cut short".into())?,
+                });
+            }
+        };
+        // No one consumer position: the slowest active subscriber's (see `Ring::received`).
+        tail = now;
+        head = tail.wrapping_sub(found.slowest().map_or(0, |s| s.lag));
+        topic = Some(found);
+    }
     let len = (tail.wrapping_sub(head) as i64).clamp(0, capacity as i64) as u64;
     let payload = if kind.is_bytes() {
         "bytes".to_owned()
@@ -1293,7 +1461,7 @@ fn read_header(
     } else {
         (State::Abandoned, None)
     };
-    Channel {
+    Ok(Channel {
         name: name.to_owned(),
         backend: backend.clone(),
         state,
@@ -1314,6 +1482,108 @@ fn read_header(
         }),
         origin,
         endpoints,
+        topic,
         incarnation: Some(hdr.life.incarnation.load(r)),
+    })
+}
+
+/// What [`read_topic`] found.
+enum TopicRead {
+    /// The topic's lines, and the publisher's position read after them.
+    Found(Topic, u64),
+    /// They make no sense: why, in words.
+    Corrupt(String),
+    /// The object is now too short to hold them (another process shrank it).
+    Shrank,
+}
+
+/// Read a broadcast topic's control line and its `receivers` subscriber lines (which follow
+/// the header: the geometry, validated against the object's size, puts them before the
+/// slots), then `tail` again, so that every cursor was published before the position its lag
+/// is measured from. A subscriber that read a message before the publisher moved `tail` past
+/// it, or a hostile cursor, has a cursor ahead of `tail`: its lag is 0, by the clamp.
+///
+/// `endpoints` are the places some endpoint claimed (read from the header); those past the
+/// publisher's are the subscribers'.
+fn read_topic(
+    view: &View<'_>,
+    receivers: u32,
+    capacity: u64,
+    endpoints: &[Endpoint],
+) -> io::Result<TopicRead> {
+    let lines = 1 + receivers as usize; // the control line, then one per subscriber
+    let Some(bytes) = view.bytes(size_of::<Header>(), LINE * lines)? else {
+        return Ok(TopicRead::Shrank);
+    };
+    let Some(tail) = view.tail_now()? else {
+        return Ok(TopicRead::Shrank);
+    };
+    let cut = || TopicRead::Corrupt("its subscriber lines are cut short".into());
+    let (Some(mode), Some(evict_ms)) = (
+        u32_at(&bytes, offset_of!(Control, mode)),
+        u32_at(&bytes, offset_of!(Control, evict_after_ms)),
+    ) else {
+        return Ok(cut());
+    };
+    let overflow = match mode {
+        OVERWRITE => Overflow::Overwrite,
+        BLOCK => Overflow::Block {
+            evict_after: (evict_ms != 0).then(|| Duration::from_millis(u64::from(evict_ms))),
+        },
+        other => {
+            return Ok(TopicRead::Corrupt(format!(
+                "overflow mode {other} (a topic's is {OVERWRITE}, overwrite, or {BLOCK}, block)"
+            )));
+        }
+    };
+    let mut subscribers = Vec::new();
+    for e in endpoints {
+        // Place `p` (1 to `receivers`) has line `p` (line 0 is the control line).
+        if e.index == 0 || e.index >= lines {
+            continue; // the publisher's place
+        }
+        let at = LINE * e.index;
+        let (Some(cursor), Some(lagged), Some(evicted)) = (
+            u64_at(&bytes, at + offset_of!(Sub, cursor)),
+            u64_at(&bytes, at + offset_of!(Sub, lagged)),
+            u64_at(&bytes, at + offset_of!(Sub, evicted)),
+        ) else {
+            return Ok(cut());
+        };
+        subscribers.push(Subscriber {
+            index: e.index,
+            pid: e.pid,
+            attached: e.attached,
+            state: e.state,
+            alive: e.alive,
+            cursor,
+            // Wrapping distance, clamped: a hostile cursor or `tail` cannot overflow it.
+            lag: (tail.wrapping_sub(cursor) as i64).clamp(0, capacity as i64) as u64,
+            lagged,
+            // The publisher writes the generation of the occupant it evicted: this occupant
+            // is evicted if that is its place's generation now.
+            evicted: evicted != 0 && evicted == u64::from(e.attached),
+        });
     }
+    Ok(TopicRead::Found(
+        Topic {
+            overflow,
+            subscribers,
+        },
+        tail,
+    ))
+}
+
+/// The native-endian `u32` at byte `at` of `b`, if `b` holds it.
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    let mut w = [0u8; 4];
+    w.copy_from_slice(b.get(at..at.checked_add(4)?)?);
+    Some(u32::from_ne_bytes(w))
+}
+
+/// The native-endian `u64` at byte `at` of `b`, if `b` holds it.
+fn u64_at(b: &[u8], at: usize) -> Option<u64> {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(b.get(at..at.checked_add(8)?)?);
+    Some(u64::from_ne_bytes(w))
 }

@@ -4,7 +4,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 use shmchan::Backend;
-use shmchan::inspect::{Channel, Endpoint, Unreadable};
+use shmchan::broadcast::Overflow;
+use shmchan::inspect::{Channel, Endpoint, EndpointState, Role, Subscriber, Unreadable};
 
 /// `posix`, `sysv` or `file:DIR`: the spelling `--backend` takes.
 pub fn backend_name(b: &Backend) -> String {
@@ -19,6 +20,7 @@ pub fn backend_name(b: &Backend) -> String {
 pub fn channel_json(ch: &Channel) -> Value {
     let ring = ch.ring.as_ref();
     let origin = ch.origin.as_ref();
+    let topic = ch.topic.as_ref();
     json!({
         "name": ch.name,
         "backend": backend_name(&ch.backend),
@@ -35,6 +37,9 @@ pub fn channel_json(ch: &Channel) -> Value {
         "sent": ring.map(|r| r.sent),
         "received": ring.map(|r| r.received),
         "endpoints": ch.endpoints.iter().map(endpoint_json).collect::<Vec<_>>(),
+        "overflow": topic.map(|t| overflow_name(t.overflow)),
+        "evict_after_ms": topic.and_then(|t| evict_after_ms(t.overflow)),
+        "subscribers": topic.map(|t| t.subscribers.iter().map(subscriber_json).collect::<Vec<_>>()),
         "owner_uid": ch.object.owner_uid,
         "mode": format!("{:04o}", ch.object.mode),
         "size": ch.object.size,
@@ -56,6 +61,48 @@ fn endpoint_json(e: &Endpoint) -> Value {
         "state": e.state.as_str(),
         "attached": e.attached,
     })
+}
+
+fn subscriber_json(s: &Subscriber) -> Value {
+    json!({
+        "index": s.index,
+        "pid": s.pid,
+        "alive": s.alive,
+        "state": s.state.as_str(),
+        "attached": s.attached,
+        "lag": s.lag,
+        "lagged": s.lagged,
+        "evicted": s.evicted,
+        "cursor": s.cursor,
+    })
+}
+
+/// `overwrite` or `block`: a topic's overflow mode in one word (the `--json` value).
+pub fn overflow_name(o: Overflow) -> &'static str {
+    match o {
+        Overflow::Overwrite => "overwrite",
+        Overflow::Block { .. } => "block",
+    }
+}
+
+/// A `Block` topic's eviction delay in milliseconds (`None`: no eviction, or not `Block`).
+pub fn evict_after_ms(o: Overflow) -> Option<u64> {
+    match o {
+        Overflow::Block {
+            evict_after: Some(d),
+        } => Some(d.as_millis().try_into().unwrap_or(u64::MAX)),
+        _ => None,
+    }
+}
+
+/// A topic's overflow mode in words: `overwrite`, `block (evict after 300 ms)`, `block (never
+/// evicts)`.
+pub fn overflow_words(o: Overflow) -> String {
+    match (overflow_name(o), evict_after_ms(o)) {
+        ("block", Some(ms)) => format!("block (evict after {} ms)", count(ms)),
+        ("block", None) => "block (never evicts)".into(),
+        (name, _) => name.into(),
+    }
 }
 
 /// Say on standard error what a listing could not read, one line each, then how many of each
@@ -95,26 +142,42 @@ pub fn attached_total(ch: &Channel) -> u64 {
     ch.endpoints.iter().map(|e| u64::from(e.attached)).sum()
 }
 
-/// The endpoints in a table cell: `s:4242 r:77(dead)`, at most four, then `+N`.
+/// The endpoints in a table cell: `s:4242 r:77(dead)`, at most four, then `+N`. A broadcast
+/// topic's: its publisher and how many subscribers are active, then those that are not:
+/// `p:4242 subs:2 +1 evicted +1 gone`.
 pub fn peers_cell(ch: &Channel) -> String {
+    if let Some(topic) = &ch.topic {
+        let mut out: Vec<String> = ch
+            .endpoints
+            .iter()
+            .filter(|e| e.role == Role::Sender)
+            .map(|e| format!("p:{}{}", e.pid, gone_mark(e)))
+            .collect();
+        if out.is_empty() {
+            out.push("p:-".into());
+        }
+        out.push(format!("subs:{}", topic.active()));
+        let evicted = topic
+            .subscribers
+            .iter()
+            .filter(|s| s.alive && s.evicted)
+            .count();
+        let gone = topic.subscribers.iter().filter(|s| !s.alive).count();
+        if evicted > 0 {
+            out.push(format!("+{evicted} evicted"));
+        }
+        if gone > 0 {
+            out.push(format!("+{gone} gone"));
+        }
+        return out.join(" ");
+    }
     let mut out: Vec<String> = ch
         .endpoints
         .iter()
         .take(4)
         .map(|e| {
-            let r = if e.role == shmchan::inspect::Role::Sender {
-                's'
-            } else {
-                'r'
-            };
-            let how = if e.alive {
-                ""
-            } else if e.state == shmchan::inspect::EndpointState::Detached {
-                "(left)"
-            } else {
-                "(dead)"
-            };
-            format!("{r}:{}{how}", e.pid)
+            let r = if e.role == Role::Sender { 's' } else { 'r' };
+            format!("{r}:{}{}", e.pid, gone_mark(e))
         })
         .collect();
     if ch.endpoints.len() > 4 {
@@ -124,6 +187,27 @@ pub fn peers_cell(ch: &Channel) -> String {
         "-".into()
     } else {
         out.join(" ")
+    }
+}
+
+/// `""` for a live endpoint, `(left)` for one that detached, `(dead)` otherwise.
+fn gone_mark(e: &Endpoint) -> &'static str {
+    if e.alive {
+        ""
+    } else if e.state == EndpointState::Detached {
+        "(left)"
+    } else {
+        "(dead)"
+    }
+}
+
+/// An endpoint's role for people: `sender`/`receiver`, or for a broadcast topic
+/// `publisher`/`subscriber`.
+pub fn role_name(ch: &Channel, role: Role) -> &'static str {
+    match (ch.topic.is_some(), role) {
+        (true, Role::Sender) => "publisher",
+        (true, Role::Receiver) => "subscriber",
+        (false, r) => r.as_str(),
     }
 }
 

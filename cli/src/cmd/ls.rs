@@ -70,7 +70,9 @@ pub fn table(channels: &[inspect::Channel]) -> String {
                 format!("{}/{}{unit}", r.len, r.capacity)
             }),
             ring.map_or_else(dash, |r| view::count(r.sent)),
-            ring.map_or_else(dash, |r| view::count(r.received)),
+            // A topic has no one consumer position: each subscriber has its own (`stat`).
+            ring.filter(|_| ch.topic.is_none())
+                .map_or_else(dash, |r| view::count(r.received)),
             view::peers_cell(ch),
             if ch.ring.is_some() {
                 view::attached_total(ch).to_string()

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use shmchan::Backend;
-use shmchan::inspect::{self, Channel, State};
+use shmchan::inspect::{self, Channel, State, Topic};
 
 use crate::view;
 
@@ -57,25 +57,48 @@ pub fn describe(ch: &Channel) -> String {
             ),
         ));
         rows.push(("capacity", format!("{} {unit}", view::count(r.capacity))));
+        if let Some(t) = &ch.topic {
+            rows.push(("overflow", view::overflow_words(t.overflow)));
+        }
+        let slowest = match ch.topic.as_ref().map(|t| t.slowest()) {
+            Some(Some(s)) => format!(" (lag of the slowest subscriber, place {})", s.index),
+            Some(None) => " (no active subscriber)".into(),
+            None => String::new(),
+        };
         rows.push((
             "len",
             format!(
-                "{} {unit} {}",
+                "{} {unit} {}{slowest}",
                 view::count(r.len),
                 view::bar(r.len, r.capacity, 20)
             ),
         ));
-        rows.push(("sent", format!("{} {unit}", view::count(r.sent))));
-        rows.push(("received", format!("{} {unit}", view::count(r.received))));
-        rows.push((
-            "endpoints",
-            format!(
-                "{} senders, {} receivers at most at once; {} attached over its life",
-                r.max_senders,
-                r.max_receivers,
-                view::attached_total(ch)
-            ),
-        ));
+        if ch.topic.is_some() {
+            rows.push((
+                "sent",
+                format!("{} {unit} (the publisher's position)", view::count(r.sent)),
+            ));
+            rows.push((
+                "endpoints",
+                format!(
+                    "1 publisher, {} subscribers at most at once; {} attached over its life",
+                    r.max_receivers,
+                    view::attached_total(ch)
+                ),
+            ));
+        } else {
+            rows.push(("sent", format!("{} {unit}", view::count(r.sent))));
+            rows.push(("received", format!("{} {unit}", view::count(r.received))));
+            rows.push((
+                "endpoints",
+                format!(
+                    "{} senders, {} receivers at most at once; {} attached over its life",
+                    r.max_senders,
+                    r.max_receivers,
+                    view::attached_total(ch)
+                ),
+            ));
+        }
     }
     // The endpoint table goes after the `endpoints` row (or where it would be).
     let table_at = rows.len();
@@ -110,14 +133,42 @@ pub fn describe(ch: &Channel) -> String {
     let line = |(k, v): &(&str, String)| format!("{:width$}  {v}\n", format!("{k}:"));
     let mut out: String = rows[..table_at].iter().map(line).collect();
     out += &endpoint_table(ch);
+    if let Some(t) = &ch.topic {
+        let gone = t.subscribers.iter().filter(|s| !s.alive).count();
+        let evicted = t
+            .subscribers
+            .iter()
+            .filter(|s| s.alive && s.evicted)
+            .count();
+        out += &line(&(
+            "subscribers",
+            format!(
+                "{} active, {evicted} evicted, {gone} gone ({} places used)",
+                t.active(),
+                t.subscribers.len()
+            ),
+        ));
+        out += &subscriber_table(t);
+    }
     out.extend(rows[table_at..].iter().map(line));
     out
 }
 
 /// The places some endpoint has held, indented under `endpoints:`: PLACE, ROLE, PID (the
 /// current or last occupant), STATE, ALIVE and ATTACHED (how many endpoints the place has had).
+/// A broadcast topic's: its publisher's place (its subscribers are in `subscriber_table`).
 pub fn endpoint_table(ch: &Channel) -> String {
-    if ch.endpoints.is_empty() {
+    // A topic's subscribers have a table of their own (`subscriber_table`).
+    let shown: Vec<_> = ch
+        .endpoints
+        .iter()
+        .filter(|e| {
+            ch.topic
+                .as_ref()
+                .is_none_or(|t| t.subscribers.iter().all(|s| s.index != e.index))
+        })
+        .collect();
+    if shown.is_empty() {
         return String::new();
     }
     let mut rows = vec![
@@ -125,18 +176,50 @@ pub fn endpoint_table(ch: &Channel) -> String {
             .map(String::from)
             .to_vec(),
     ];
-    for e in &ch.endpoints {
+    for e in shown {
         rows.push(vec![
             e.index.to_string(),
-            e.role.as_str().into(),
+            view::role_name(ch, e.role).into(),
             e.pid.to_string(),
             e.state.as_str().into(),
             if e.alive { "yes" } else { "no" }.into(),
             e.attached.to_string(),
         ]);
     }
-    view::table(&rows)
-        .lines()
-        .map(|l| format!("  {l}\n"))
-        .collect()
+    indent(&view::table(&rows))
+}
+
+/// A topic's subscriber places, indented under `subscribers:`: PLACE, PID (the current or last
+/// occupant), STATE, ALIVE, ATTACHED (as in the endpoint table), then LAG (messages published
+/// and not yet read, from the cursor it last published, at most the capacity), LAGGED (messages
+/// it was told it lost) and EVICTED.
+pub fn subscriber_table(t: &Topic) -> String {
+    if t.subscribers.is_empty() {
+        return String::new();
+    }
+    let mut rows = vec![
+        [
+            "PLACE", "PID", "STATE", "ALIVE", "ATTACHED", "LAG", "LAGGED", "EVICTED",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    let yes = |b: bool| if b { "yes" } else { "no" }.to_string();
+    for s in &t.subscribers {
+        rows.push(vec![
+            s.index.to_string(),
+            s.pid.to_string(),
+            s.state.as_str().into(),
+            yes(s.alive),
+            s.attached.to_string(),
+            s.lag.to_string(),
+            s.lagged.to_string(),
+            yes(s.evicted),
+        ]);
+    }
+    indent(&view::table(&rows))
+}
+
+fn indent(table: &str) -> String {
+    table.lines().map(|l| format!("  {l}\n")).collect()
 }

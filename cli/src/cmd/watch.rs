@@ -48,12 +48,15 @@ struct Baseline {
     at: Instant,
     sent: u64,
     received: u64,
+    /// A broadcast topic's subscribers: (place, occupant's generation, cursor).
+    cursors: Vec<(usize, u32, u64)>,
 }
 
 /// Rates since the baseline, or why there are none on this screen.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Rates {
-    /// Messages (or bytes) per second in and out.
+    /// Messages (or bytes) per second in and out (a broadcast topic: out is not measured,
+    /// each subscriber's rate is in [`Look::reads`]).
     Measured(f64, f64),
     /// No baseline yet (the first look at a channel).
     First,
@@ -63,33 +66,66 @@ enum Rates {
     WentBack,
 }
 
+/// What one look measured: the rates, and for a broadcast topic each subscriber's read rate
+/// (in the order of `Topic::subscribers`; `None` for one whose place changed hands, or whose
+/// cursor went back, since the baseline, or when the rates are not measured).
+struct Look {
+    rates: Rates,
+    reads: Vec<Option<f64>>,
+}
+
 /// The rates between `base` and a look at `ch` at `now`, and the baseline for the next look.
-fn rates(base: Option<Baseline>, ch: &Channel, now: Instant) -> (Rates, Option<Baseline>) {
+fn rates(base: Option<Baseline>, ch: &Channel, now: Instant) -> (Look, Option<Baseline>) {
+    let subscribers = ch.topic.as_ref().map_or(&[][..], |t| &t.subscribers[..]);
     let Some(r) = ch.ring.as_ref() else {
         // Nothing to count (not ready, incompatible): keep the baseline, so that the same
         // channel seen again is measured across the gap and a new one is noticed.
-        return (Rates::First, base);
+        let look = Look {
+            rates: Rates::First,
+            reads: Vec::new(),
+        };
+        return (look, base);
     };
     let who = Identity::of(ch);
+    // A topic's `received` is its slowest active subscriber's position, which goes back when
+    // a slower one joins: only `sent` must not go back.
+    let went_back =
+        |b: &Baseline| r.sent < b.sent || (ch.topic.is_none() && r.received < b.received);
+    let secs = |b: &Baseline| now.duration_since(b.at).as_secs_f64().max(1e-9);
     let rates = match &base {
         None => Rates::First,
         Some(b) if b.who != who => Rates::MadeAnew,
-        Some(b) if r.sent < b.sent || r.received < b.received => Rates::WentBack,
-        Some(b) => {
-            let secs = now.duration_since(b.at).as_secs_f64().max(1e-9);
-            Rates::Measured(
-                (r.sent - b.sent) as f64 / secs,
-                (r.received - b.received) as f64 / secs,
-            )
-        }
+        Some(b) if went_back(b) => Rates::WentBack,
+        Some(b) => Rates::Measured(
+            (r.sent - b.sent) as f64 / secs(b),
+            r.received.saturating_sub(b.received) as f64 / secs(b),
+        ),
     };
+    let reads = subscribers
+        .iter()
+        .map(|s| {
+            let b = base
+                .as_ref()
+                .filter(|_| matches!(rates, Rates::Measured(..)))?;
+            let &(_, _, before) = b
+                .cursors
+                .iter()
+                .find(|&&(index, attached, _)| (index, attached) == (s.index, s.attached))?;
+            let moved = s.cursor.checked_sub(before)?;
+            Some(moved as f64 / secs(b))
+        })
+        .collect();
     let next = Baseline {
         who,
         at: now,
         sent: r.sent,
         received: r.received,
+        cursors: subscribers
+            .iter()
+            .map(|s| (s.index, s.attached, s.cursor))
+            .collect(),
     };
-    (rates, Some(next))
+    (Look { rates, reads }, Some(next))
 }
 
 pub fn run(
@@ -106,9 +142,9 @@ pub fn run(
     loop {
         let screen = match look(name, backend, shown > 0) {
             Ok(ch) => {
-                let (r, next) = rates(base.take(), &ch, Instant::now());
+                let (look, next) = rates(base.take(), &ch, Instant::now());
                 base = next;
-                render(&ch, r)
+                render(&ch, &look)
             }
             Err(Error::NotFound { .. }) if shown > 0 => {
                 println!("{name}: the channel went away");
@@ -170,8 +206,11 @@ fn look(name: &str, backend: &Backend, seen: bool) -> Result<Channel, Error> {
     }
 }
 
-/// One screen: what, how full, how fast, who.
-fn render(ch: &Channel, rates: Rates) -> String {
+/// One screen: what, how full, how fast, who. A broadcast topic: its overflow mode, the lag
+/// of its slowest subscriber instead of a fill level, the publish rate, and each subscriber
+/// with its lag, lagged total and read rate.
+fn render(ch: &Channel, look: &Look) -> String {
+    let rates = look.rates;
     let mut s = format!(
         "{}  ({}, {})   {}\n",
         ch.name,
@@ -189,32 +228,51 @@ fn render(ch: &Channel, rates: Rates) -> String {
             o.creator_pid
         );
     }
+    let rate = |r: f64| format!("{r:.0}/s");
     if let Some(r) = &ch.ring {
         let unit = if r.kind.counts_bytes() { "B" } else { "msg" };
-        s += &format!("kind:     {} of {}\n", r.kind.as_str(), r.payload);
+        s += &format!("kind:     {} of {}", r.kind.as_str(), r.payload);
+        if let Some(t) = &ch.topic {
+            s += &format!(", overflow {}", view::overflow_words(t.overflow));
+        }
+        s += "\n";
         let pct = if r.capacity == 0 {
             0.0
         } else {
             r.len as f64 * 100.0 / r.capacity as f64
         };
-        s += &format!(
-            "fill:     {} {}/{} {unit} ({pct:.0}%)\n",
+        let level = format!(
+            "{} {}/{} {unit} ({pct:.0}%)",
             view::bar(r.len, r.capacity, 40),
             view::count(r.len),
             view::count(r.capacity)
         );
+        match &ch.topic {
+            Some(t) => {
+                s += &match t.slowest() {
+                    Some(slow) => format!(
+                        "lag:      {level} slowest subscriber: place {}, pid {}\n",
+                        slow.index, slow.pid
+                    ),
+                    None => format!("lag:      {level} no active subscriber\n"),
+                };
+            }
+            None => s += &format!("fill:     {level}\n"),
+        }
         let (r_in, r_out) = match rates {
-            Rates::Measured(i, o) => (format!("{i:.0}/s"), format!("{o:.0}/s")),
+            Rates::Measured(i, o) => (rate(i), rate(o)),
             _ => ("-".to_string(), "-".to_string()),
         };
         s += &format!(
             "in:       {r_in:>14}  sent     {} {unit}\n",
             view::count(r.sent)
         );
-        s += &format!(
-            "out:      {r_out:>14}  received {} {unit}\n",
-            view::count(r.received)
-        );
+        if ch.topic.is_none() {
+            s += &format!(
+                "out:      {r_out:>14}  received {} {unit}\n",
+                view::count(r.received)
+            );
+        }
         match rates {
             Rates::MadeAnew => {
                 s += "note:     a new channel has this name since the last look (its counts \
@@ -227,21 +285,50 @@ fn render(ch: &Channel, rates: Rates) -> String {
             Rates::First | Rates::Measured(..) => {}
         }
     }
+    if let Some(t) = &ch.topic {
+        let evicted = t
+            .subscribers
+            .iter()
+            .filter(|s| s.alive && s.evicted)
+            .count();
+        let gone = t.subscribers.iter().filter(|s| !s.alive).count();
+        s += &format!(
+            "subscribers: {} active, {evicted} evicted, {gone} gone\n",
+            t.active()
+        );
+    }
     s += "peers:\n";
     if ch.endpoints.is_empty() {
         s += "  (none)\n";
     }
+    let width = if ch.topic.is_some() { 10 } else { 8 };
     for e in &ch.endpoints {
         let alive = if e.alive { "alive" } else { "gone" };
         s += &format!(
-            "  {:<8}  pid {:<8}  {:<8}  {:<5}  place {} ({})\n",
-            e.role.as_str(),
+            "  {:<width$}  pid {:<8}  {:<8}  {:<5}  place {} ({})",
+            view::role_name(ch, e.role),
             e.pid,
             e.state.as_str(),
             alive,
             e.index,
             view::attached_words(e.attached)
         );
+        let subscribers = ch.topic.as_ref().map_or(&[][..], |t| &t.subscribers[..]);
+        if let Some(at) = subscribers.iter().position(|sub| sub.index == e.index) {
+            let sub = &subscribers[at];
+            s += &format!(
+                "  lag {}  lagged {}",
+                view::count(sub.lag),
+                view::count(sub.lagged)
+            );
+            if let (true, Some(Some(r))) = (sub.alive, look.reads.get(at)) {
+                s += &format!("  reads {}", rate(*r));
+            }
+            if sub.evicted {
+                s += "  EVICTED";
+            }
+        }
+        s += "\n";
     }
     s += "(Ctrl-C to quit)\n";
     s

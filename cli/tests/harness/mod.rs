@@ -368,6 +368,8 @@ fn env_u64(key: &str, default: u64) -> u64 {
 /// The peers' roles. `hold`: create the sender, send N, open a receiver in the same process
 /// if RECV is set and receive R of them, print READY with its pid, then wait for its standard
 /// input to close. `stream-send`/`stream-recv`: N messages, in order, checked.
+/// `bcast-pub`/`bcast-sub`: a broadcast topic's publisher and a subscriber, driven by
+/// commands on their standard input (see [`bcast_pub`], [`bcast_sub`]).
 pub fn child_main() {
     let Ok(role) = std::env::var("SHMCHAN_CLI_ROLE") else {
         return;
@@ -428,6 +430,120 @@ pub fn child_main() {
             }
             println!("GOT {next}");
         }
+        "bcast-pub" => bcast_pub(&name, &opts),
+        "bcast-sub" => bcast_sub(&name, &opts),
         other => panic!("unknown role {other}"),
+    }
+}
+
+/// The options of a broadcast topic from the environment: SHMCHAN_CLI_SUBS subscribers at most
+/// (default 4); SHMCHAN_CLI_EVICT_MS set: Block mode, evicting after that many milliseconds (0:
+/// never); unset: Overwrite.
+fn bcast_opts(opts: &Options) -> Options {
+    let opts = opts
+        .clone()
+        .max_subscribers(env_u64("SHMCHAN_CLI_SUBS", 4) as usize);
+    match std::env::var("SHMCHAN_CLI_EVICT_MS") {
+        Ok(ms) => {
+            let ms: u64 = ms.parse().expect("SHMCHAN_CLI_EVICT_MS: milliseconds");
+            opts.overflow(shmchan::broadcast::Overflow::Block {
+                evict_after: (ms != 0).then(|| Duration::from_millis(ms)),
+            })
+        }
+        Err(_) => opts,
+    }
+}
+
+/// Lines of standard input, one command each, until it closes.
+fn commands() -> impl Iterator<Item = String> {
+    std::io::stdin().lock().lines().map_while(Result::ok)
+}
+
+/// Create the topic as its publisher, print `READY <pid>`, then for each line of standard
+/// input: `send N` publishes the next N messages (`Msg::new(seq)`, seq counting from 0) and
+/// prints `SENT <total>`. Leaves when standard input closes.
+fn bcast_pub(name: &str, opts: &Options) {
+    let mut tx = shmchan::broadcast::Publisher::<Msg>::create(name, &bcast_opts(opts)).unwrap();
+    println!("READY {}", std::process::id());
+    let mut seq = 0u64;
+    for cmd in commands() {
+        let n: u64 = match cmd.strip_prefix("send ") {
+            Some(n) => n.trim().parse().expect("send N"),
+            None => panic!("unknown command {cmd:?}"),
+        };
+        for _ in 0..n {
+            tx.send(Msg::new(seq)).unwrap();
+            seq += 1;
+        }
+        println!("SENT {seq}");
+    }
+}
+
+/// Subscribe (at the latest message), print `READY <pid>`, then for each line of standard
+/// input: `recv N` receives until N messages came (each checked: in order, not garbled),
+/// printing `LAGGED n` for each lag and `EVICTED` (then stopping) if evicted, then
+/// `GOT <messages> LAGGED <total lost>`; `drain` receives what is there without waiting, then
+/// prints the same line. Leaves when standard input closes.
+fn bcast_sub(name: &str, opts: &Options) {
+    use shmchan::broadcast::{Subscriber, TryRecvError};
+    let mut rx = Subscriber::<Msg>::open(name, &bcast_opts(opts)).unwrap();
+    println!("READY {}", std::process::id());
+    // Each message checked: not garbled, and after the one before (the library's own tests
+    // check the exact counts of lags; here they only have to add up in what `stat` shows).
+    let mut last: Option<u64> = None;
+    let mut check = |m: Msg| {
+        assert_eq!(m, Msg::new(m.seq), "garbled message");
+        assert!(last.is_none_or(|l| m.seq > l), "{} after {last:?}", m.seq);
+        last = Some(m.seq);
+    };
+    let mut lost_total = 0u64;
+    for cmd in commands() {
+        let mut got = 0u64;
+        let mut evicted = false;
+        if let Some(n) = cmd.strip_prefix("recv ") {
+            let n: u64 = n.trim().parse().expect("recv N");
+            while got < n {
+                match rx.recv() {
+                    Ok(m) => {
+                        check(m);
+                        got += 1;
+                    }
+                    Err(shmchan::broadcast::RecvError::Lagged(k)) => {
+                        println!("LAGGED {k}");
+                        lost_total += k;
+                    }
+                    Err(shmchan::broadcast::RecvError::Evicted) => {
+                        evicted = true;
+                        break;
+                    }
+                    Err(e) => panic!("recv: {e}"),
+                }
+            }
+        } else if cmd == "drain" {
+            loop {
+                match rx.try_recv() {
+                    Ok(m) => {
+                        check(m);
+                        got += 1;
+                    }
+                    Err(TryRecvError::Lagged(k)) => {
+                        println!("LAGGED {k}");
+                        lost_total += k;
+                    }
+                    Err(TryRecvError::Evicted) => {
+                        evicted = true;
+                        break;
+                    }
+                    Err(TryRecvError::Empty) => break,
+                    Err(e) => panic!("try_recv: {e}"),
+                }
+            }
+        } else {
+            panic!("unknown command {cmd:?}");
+        }
+        if evicted {
+            println!("EVICTED");
+        }
+        println!("GOT {got} LAGGED {lost_total}");
     }
 }
