@@ -774,8 +774,9 @@ fn parse_screens(out: &str) -> Vec<Screen> {
             // The creator says which channel this is even before its sender has claimed its
             // place (a moment after the header is published).
             s.channel_pid = creator.or(s.channel_pid);
-            if let (Some(i), Some(o)) = (r_in, r_out) {
-                s.rates = Some((i, o));
+            // A broadcast topic's screen has no `out:` line (each subscriber has its rate).
+            if let Some(i) = r_in {
+                s.rates = Some((i, r_out.flatten()));
             }
             s
         })
@@ -958,6 +959,401 @@ fn wait(child: std::process::Child) -> std::process::Output {
             panic!("watch did not exit");
         })
         .unwrap()
+}
+
+/// The row of `table` (whitespace-separated cells) equal to `row`, or a panic saying so.
+fn has_row(table: &str, row: &[String], what: &str) {
+    assert!(
+        table
+            .lines()
+            .any(|l| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>() == row),
+        "{what}: no row {row:?} in\n{table}"
+    );
+}
+
+/// `shmchan watch NAME --count 1`: one screen.
+fn watch_once(backend: &Backend, name: &str) -> String {
+    shmchan(&["watch", name, "--backend", &arg(backend), "--count", "1"])
+        .ok()
+        .stdout
+}
+
+/// The line of a topic's `watch` screen about the peer `pid`.
+fn peer_line<'a>(screen: &'a str, pid: &str) -> &'a str {
+    screen
+        .lines()
+        .filter(|l| {
+            let l = l.trim_start();
+            l.starts_with("publisher ") || l.starts_with("subscriber ")
+        })
+        .find(|l| {
+            l.split_whitespace()
+                .collect::<Vec<_>>()
+                .windows(2)
+                .any(|w| w == ["pid", pid])
+        })
+        .unwrap_or_else(|| panic!("no line for pid {pid} in\n{screen}"))
+}
+
+/// The parts of a topic's `--json` object every look must agree on; `a_state`: the killed
+/// subscriber's table state (`attached` until someone reaps it, then `dead`).
+fn subscribers_json(ch: &Value) -> Vec<Value> {
+    ch["subscribers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no subscribers list: {ch}"))
+        .clone()
+}
+
+/// Issue 19, an Overwrite topic: a publisher, subscriber A (read 3, then killed with SIGKILL)
+/// and subscriber B (lapped: told `Lagged`, then 5 behind). `ls`, `stat` and `watch`, in JSON
+/// and for people, show each subscriber's pid, alive, lag, lagged total and evicted; the
+/// topic's len is B's lag; looking changes no byte of the region; a publish rate is measured.
+fn overwrite_topic(backend: &Backend) {
+    let b = arg(backend);
+    let name = unique_name("topic-ow");
+    let _cleanup = Cleanup(name.clone(), backend.clone());
+    let env = [
+        ("SHMCHAN_CLI_CAP", "16".to_string()),
+        ("SHMCHAN_CLI_SUBS", "4".to_string()),
+    ];
+    let mut p = spawn("bcast-pub", &name, backend, &env);
+    let p_pid = p.expect("READY");
+    let mut a = spawn("bcast-sub", &name, backend, &env);
+    let a_pid = a.expect("READY");
+    let mut sb = spawn("bcast-sub", &name, backend, &env);
+    let b_pid = sb.expect("READY");
+    p.tell("send 3");
+    assert_eq!(p.expect("SENT"), "3");
+    a.tell("drain");
+    assert_eq!(a.expect("GOT"), "3 LAGGED 0", "{backend}");
+    a.kill9();
+    p.tell("send 37");
+    assert_eq!(p.expect("SENT"), "40");
+    // B never read: the publisher lapped it (a ring of 16); it is told how many it lost, and
+    // reads what is left.
+    sb.tell("drain");
+    let got = sb.expect("GOT");
+    let (read, lost) = match got.split_whitespace().collect::<Vec<_>>()[..] {
+        [n, "LAGGED", l] => (n.parse::<u64>().unwrap(), l.parse::<u64>().unwrap()),
+        _ => panic!("{got}"),
+    };
+    assert!(
+        read + lost == 40 && read <= 16 && lost > 0,
+        "{backend}: B read {read} and lost {lost} of 40"
+    );
+    p.tell("send 5");
+    assert_eq!(p.expect("SENT"), "45");
+
+    let before = harness::object_bytes(&name, backend);
+    let looks = [
+        listed(backend, &name).expect("listed"),
+        stat_json(backend, &name),
+    ];
+    let ls = shmchan(&["ls", "--backend", &b]).ok().stdout;
+    let stat = shmchan(&["stat", &name, "--backend", &b]).ok().stdout;
+    let screen = watch_once(backend, &name);
+    assert!(
+        before == harness::object_bytes(&name, backend),
+        "{backend}: looking changed the region"
+    );
+
+    for ch in &looks {
+        assert_eq!(ch["kind"], "broadcast", "{ch}");
+        assert_eq!(ch["state"], "live");
+        assert_eq!(ch["overflow"], "overwrite");
+        assert_eq!(ch["evict_after_ms"], Value::Null);
+        assert_eq!(ch["capacity"], 16);
+        assert_eq!(ch["sent"], 45);
+        assert_eq!(
+            ch["len"], 5,
+            "{backend}: the slowest live subscriber is B, 5 behind"
+        );
+        assert_eq!(ch["received"], 40);
+        let subs = subscribers_json(ch);
+        assert_eq!(subs.len(), 2, "{backend}: {ch}");
+        let a_state = subs[0]["state"].as_str().unwrap().to_owned();
+        assert!(["attached", "dead"].contains(&a_state.as_str()), "{ch}");
+        assert_eq!(
+            subs,
+            vec![
+                serde_json::json!({"index": 1, "pid": a_pid.parse::<u32>().unwrap(),
+                    "alive": false, "state": a_state, "attached": 1, "lag": 16, "lagged": 0,
+                    "evicted": false, "cursor": 3}),
+                serde_json::json!({"index": 2, "pid": b_pid.parse::<u32>().unwrap(),
+                    "alive": true, "state": "attached", "attached": 1, "lag": 5,
+                    "lagged": lost, "evicted": false, "cursor": 40}),
+            ],
+            "{backend}"
+        );
+        // The endpoint list keeps every place.
+        let places: Vec<(u64, String, bool)> = ch["endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["index"].as_u64().unwrap(),
+                    e["pid"].to_string(),
+                    e["alive"].as_bool().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            places,
+            [
+                (0, p_pid.clone(), true),
+                (1, a_pid.clone(), false),
+                (2, b_pid.clone(), true)
+            ],
+            "{backend}"
+        );
+    }
+
+    let head = ls.lines().next().unwrap();
+    let line = ls.lines().find(|l| l.starts_with(&name)).expect("listed");
+    let cell = |col: &str| {
+        line.get(head.find(col).unwrap()..)
+            .and_then(|c| c.split_whitespace().next())
+            .unwrap_or("")
+    };
+    assert_eq!(cell("KIND"), "broadcast", "{ls}");
+    assert_eq!(cell("LEN/CAP"), "5/16", "{ls}");
+    assert_eq!(cell("RECEIVED"), "-", "{ls}");
+    assert!(
+        line.contains(&format!("p:{p_pid} subs:1 +1 gone")),
+        "{backend}: {line}"
+    );
+
+    assert!(stat.contains("overwrite"), "{stat}");
+    assert!(
+        stat.contains("(lag of the slowest subscriber, place 2)"),
+        "{stat}"
+    );
+    let a_row: Vec<String> = [
+        "1",
+        &a_pid,
+        looks[1]["subscribers"][0]["state"].as_str().unwrap(),
+        "no",
+        "1",
+        "16",
+        "0",
+        "no",
+    ]
+    .map(String::from)
+    .to_vec();
+    has_row(&stat, &a_row, "stat");
+    let b_row: Vec<String> = [
+        "2",
+        &b_pid,
+        "attached",
+        "yes",
+        "1",
+        "5",
+        &lost.to_string(),
+        "no",
+    ]
+    .map(String::from)
+    .to_vec();
+    has_row(&stat, &b_row, "stat");
+    let p_row: Vec<String> = ["0", "publisher", &p_pid, "attached", "yes", "1"]
+        .map(String::from)
+        .to_vec();
+    has_row(&stat, &p_row, "stat");
+
+    assert!(
+        screen.contains("5/16 msg") && screen.contains(&format!("place 2, pid {b_pid}")),
+        "{backend}: watch does not show B as the slowest:\n{screen}"
+    );
+    let a_line = peer_line(&screen, &a_pid);
+    assert!(
+        a_line.contains("gone")
+            && a_line.contains("lag 16  lagged 0")
+            && !a_line.contains("EVICTED"),
+        "{a_line}"
+    );
+    let b_line = peer_line(&screen, &b_pid);
+    assert!(
+        b_line.contains("alive") && b_line.contains(&format!("lag 5  lagged {lost}")),
+        "{b_line}"
+    );
+
+    // The publish rate: 100 messages sent between two of three looks 400 ms apart.
+    let mut watcher = std::process::Command::new(env!("CARGO_BIN_EXE_shmchan"))
+        .args([
+            "watch",
+            &name,
+            "--backend",
+            &b,
+            "--interval",
+            "400",
+            "--count",
+            "3",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = watcher.stdout.take().unwrap();
+    let (tx, screens) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in std::io::BufRead::lines(std::io::BufReader::new(out)) {
+            let Ok(line) = line else { break };
+            if line.contains("(Ctrl-C to quit)") {
+                let _ = tx.send(());
+            }
+            all += &line;
+            all.push('\n');
+        }
+        all
+    });
+    screens
+        .recv_timeout(harness::SHORT)
+        .expect("watch printed no screen");
+    p.tell("send 100");
+    assert_eq!(p.expect("SENT"), "145");
+    let status = wait_status(watcher);
+    let stdout = reader.join().unwrap();
+    assert!(status.success(), "{backend}: watch: {status}\n{stdout}");
+    let parsed = parse_screens(&stdout);
+    assert_eq!(parsed.len(), 3, "{stdout}");
+    assert_eq!(parsed[2].sent, Some(145), "{stdout}");
+    let rates: Vec<f64> = parsed
+        .iter()
+        .filter_map(|s| s.rates.and_then(|r| r.0))
+        .collect();
+    assert!(
+        rates.iter().any(|&r| r > 0.0) && rates.iter().all(|&r| r <= 100.0 / 0.4),
+        "{backend}: publish rates {rates:?} for 100 messages in one of two 400 ms intervals:\n{stdout}"
+    );
+
+    p.finish();
+    sb.finish();
+    assert!(!exists(&name, backend), "{backend}: name left behind");
+}
+
+/// Issue 19, a Block topic evicting after 500 ms: subscriber A killed, B alive but stuck
+/// (evicted), C reading along. The publisher sends 21 into a ring of 16: it waits for A
+/// (dropped as dead) and B (evicted), then goes on. `ls`, `stat` and `watch` say so; B's next
+/// receive says `Evicted`, as `stat` did.
+fn block_topic(backend: &Backend) {
+    let b = arg(backend);
+    let name = unique_name("topic-block");
+    let _cleanup = Cleanup(name.clone(), backend.clone());
+    let env = [
+        ("SHMCHAN_CLI_CAP", "16".to_string()),
+        ("SHMCHAN_CLI_SUBS", "4".to_string()),
+        ("SHMCHAN_CLI_EVICT_MS", "500".to_string()),
+    ];
+    let mut p = spawn("bcast-pub", &name, backend, &env);
+    let p_pid = p.expect("READY");
+    let mut a = spawn("bcast-sub", &name, backend, &env);
+    let a_pid = a.expect("READY");
+    let mut sb = spawn("bcast-sub", &name, backend, &env);
+    let b_pid = sb.expect("READY");
+    let mut c = spawn("bcast-sub", &name, backend, &env);
+    let c_pid = c.expect("READY");
+    a.kill9();
+    c.tell("recv 21");
+    p.tell("send 21");
+    assert_eq!(p.expect("SENT"), "21");
+    assert_eq!(c.expect("GOT"), "21 LAGGED 0", "{backend}");
+    c.tell("drain"); // nothing left: its cursor is published where it is
+    assert_eq!(c.expect("GOT"), "0 LAGGED 0");
+
+    let before = harness::object_bytes(&name, backend);
+    let looks = [
+        listed(backend, &name).expect("listed"),
+        stat_json(backend, &name),
+    ];
+    let ls = shmchan(&["ls", "--backend", &b]).ok().stdout;
+    let stat = shmchan(&["stat", &name, "--backend", &b]).ok().stdout;
+    let screen = watch_once(backend, &name);
+    assert!(
+        before == harness::object_bytes(&name, backend),
+        "{backend}: looking changed the region"
+    );
+
+    for ch in &looks {
+        assert_eq!(ch["kind"], "broadcast", "{ch}");
+        assert_eq!(ch["overflow"], "block");
+        assert_eq!(ch["evict_after_ms"], 500);
+        assert_eq!(
+            (ch["sent"].as_u64(), ch["len"].as_u64()),
+            (Some(21), Some(0)),
+            "{ch}"
+        );
+        let subs = subscribers_json(ch);
+        let a_state = subs[0]["state"].as_str().unwrap().to_owned();
+        assert!(["attached", "dead"].contains(&a_state.as_str()), "{ch}");
+        assert_eq!(
+            subs,
+            vec![
+                serde_json::json!({"index": 1, "pid": a_pid.parse::<u32>().unwrap(),
+                    "alive": false, "state": a_state, "attached": 1, "lag": 16, "lagged": 0,
+                    "evicted": false, "cursor": 0}),
+                serde_json::json!({"index": 2, "pid": b_pid.parse::<u32>().unwrap(),
+                    "alive": true, "state": "attached", "attached": 1, "lag": 16, "lagged": 0,
+                    "evicted": true, "cursor": 0}),
+                serde_json::json!({"index": 3, "pid": c_pid.parse::<u32>().unwrap(),
+                    "alive": true, "state": "attached", "attached": 1, "lag": 0, "lagged": 0,
+                    "evicted": false, "cursor": 21}),
+            ],
+            "{backend}"
+        );
+    }
+    let line = ls.lines().find(|l| l.starts_with(&name)).expect("listed");
+    assert!(
+        line.contains(&format!("p:{p_pid} subs:1 +1 evicted +1 gone")),
+        "{backend}: {line}"
+    );
+    assert!(stat.contains("block (evict after 500 ms)"), "{stat}");
+    let b_row: Vec<String> = ["2", &b_pid, "attached", "yes", "1", "16", "0", "yes"]
+        .map(String::from)
+        .to_vec();
+    has_row(&stat, &b_row, "stat");
+    assert!(stat.contains("1 active, 1 evicted, 1 gone"), "{stat}");
+    assert!(
+        peer_line(&screen, &b_pid).ends_with("EVICTED"),
+        "{backend}:\n{screen}"
+    );
+    assert!(
+        screen.contains(&format!("place 3, pid {c_pid}")) && screen.contains("0/16 msg"),
+        "{backend}: watch does not show C as the slowest active one:\n{screen}"
+    );
+    assert!(!peer_line(&screen, &c_pid).contains("EVICTED"), "{screen}");
+
+    // What `stat` said is what B is told.
+    sb.tell("recv 1");
+    sb.expect("EVICTED");
+    p.finish();
+    sb.finish();
+    c.finish();
+    assert!(!exists(&name, backend), "{backend}: name left behind");
+}
+
+/// Issue 19: broadcast topics in `ls`, `stat` and `watch` (and `--json`), on every backend.
+#[test]
+fn ls_stat_and_watch_show_each_subscriber_of_a_topic() {
+    let (_dir, list) = backends();
+    for backend in list {
+        overwrite_topic(&backend);
+        block_topic(&backend);
+    }
+}
+
+fn wait_status(mut child: std::process::Child) -> std::process::ExitStatus {
+    let until = Instant::now() + harness::SHORT;
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st;
+        }
+        if Instant::now() > until {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("watch did not exit within {:?}", harness::SHORT);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// `doctor` checks what it says it checks, for people and in JSON.

@@ -186,6 +186,29 @@ pub fn poke_u32(name: &str, backend: &Backend, offset: usize, value: u32) {
     }
 }
 
+/// Every byte of the object `name` (to check that looking changed none).
+pub fn object_bytes(name: &str, backend: &Backend) -> Vec<u8> {
+    match backend {
+        Backend::SysV => {
+            // SAFETY: the segment is attached read-only, `shm_segsz` bytes of it copied out
+            // (a segment never changes size), then detached.
+            unsafe {
+                let id = libc::shmget(Backend::sysv_key(name), 0, 0);
+                assert!(id >= 0, "shmget: {}", std::io::Error::last_os_error());
+                let mut ds: libc::shmid_ds = std::mem::zeroed();
+                assert_eq!(libc::shmctl(id, libc::IPC_STAT, &mut ds), 0);
+                let p = libc::shmat(id, std::ptr::null(), libc::SHM_RDONLY);
+                assert_ne!(p as isize, -1, "shmat: {}", std::io::Error::last_os_error());
+                let v = std::slice::from_raw_parts(p.cast::<u8>(), ds.shm_segsz).to_vec();
+                libc::shmdt(p);
+                v
+            }
+        }
+        Backend::File(dir) => std::fs::read(dir.join(name)).unwrap(),
+        _ => std::fs::read(Path::new("/dev/shm").join(name)).unwrap(),
+    }
+}
+
 /// What a finished `shmchan` run gave.
 pub struct Run {
     pub code: i32,
