@@ -148,15 +148,46 @@ MUTANTS = [
     ("src/ring/spsc.rs", "takeover: a tail behind head refused (a killed producer's messages already taken)",
      r"\} else if head\.wrapping_sub\(tail\) <= capacity \{",
      "} else if false {"),
-    ("src/ring/mpmc.rs", "take: a handed-back message of the previous lap is not taken (left FULL behind the hint)",
-     r"\(d, FULL\) if d == -cap => \{",
-     "(d, FULL) if d == -cap && false => {"),
+    # Broadcast (issue 19): the seqlock, the publish, Block mode's join and eviction.
+    ("src/ring/broadcast.rs", "broadcast begin: no marker before writing (a lapped read cannot tell)",
+     r"slots\s*\.stamp\(p\)\s*\.store\(p\.wrapping_add\(1\) \| BUSY, Ordering::Relaxed\);",
+     ""),
+    ("src/ring/broadcast.rs", "broadcast begin: no Release fence after the marker (bcast-seqlock)",
+     r"(\| BUSY, Ordering::Relaxed\);\s*)fence\(Ordering::Release\);",
+     r"\1"),
+    ("src/ring/broadcast.rs", "broadcast read: no Acquire fence before the second stamp load (bcast-seqlock)",
+     r"fence\(Ordering::Acquire\);\s*let s2",
+     "let s2"),
+    ("src/ring/broadcast.rs", "broadcast read: the stamp not loaded again after the copy (a lapped read returned)",
+     r"if s2 != s1 \{",
+     "if false && s2 != s1 {"),
+    ("src/ring/broadcast.rs", "broadcast end: stamp store Release -> Relaxed (bcast-publish)",
+     r"slots\.stamp\(p\)\.store\(next, Ordering::Release\);",
+     "slots.stamp(p).store(next, Ordering::Relaxed);"),
+    ("src/ring/broadcast.rs", "broadcast read: stamp load Acquire -> Relaxed (bcast-publish)",
+     r"let s1 = slots\.stamp\(c\)\.load\(Ordering::Acquire\);",
+     "let s1 = slots.stamp(c).load(Ordering::Relaxed);"),
+    ("src/ring/broadcast.rs", "broadcast join: a joiner lapped before it was counted reports a lag",
+     r"\} else if self\.latest \{",
+     "} else if false {"),
+    ("src/ring/broadcast.rs", "broadcast room: a joiner's request for a scan ignored",
+     r"self\.fits\(p, capacity\) && ctl\.rescan\.load\(Ordering::Relaxed\) == 0",
+     "self.fits(p, capacity)"),
+    ("src/ring/broadcast.rs", "broadcast publish: cursor store Release -> Relaxed (bcast-free)",
+     r"sub\.cursor\.store\(c, Ordering::Release\);",
+     "sub.cursor.store(c, Ordering::Relaxed);"),
+    ("src/broadcast.rs", "broadcast scan: cursor load Acquire -> Relaxed (bcast-free)",
+     r"let c = sub\.cursor\.load\(Ordering::Acquire\);",
+     "let c = sub.cursor.load(Ordering::Relaxed);"),
+    ("src/broadcast.rs", "broadcast eviction: checked without the place's generation (a new occupant taken for the evicted one)",
+     r"let now = e != 0 && e == u64::from\(self\.chan\.place_generation\(\)\);",
+     "let now = e != 0;"),
 ]
 BENIGN = set()  # every mutant must be caught
 
 # Which loom suites run the code a mutated file holds (the others cannot catch its mutants, and
 # the MPMC suite alone takes ~45 s). Files not listed run every suite.
-ALL_MODELS = ["loom_spsc", "loom_mpmc", "loom_gate", "loom_frame", "loom_async"]
+ALL_MODELS = ["loom_spsc", "loom_mpmc", "loom_gate", "loom_frame", "loom_async", "loom_broadcast"]
 MODELS = {
     "src/ring/spsc.rs": ["loom_spsc"],
     "src/ring/frame.rs": ["loom_frame"],
@@ -164,6 +195,8 @@ MODELS = {
     "src/region/gate_word.rs": ["loom_gate"],
     "src/reactor.rs": ["loom_async"],
     "src/endpoint.rs": ["loom_spsc", "loom_mpmc"],
+    "src/ring/broadcast.rs": ["loom_broadcast"],
+    "src/broadcast.rs": ["loom_broadcast"],
     "src/handle.rs": ["loom_spsc"],
 }
 

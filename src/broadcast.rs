@@ -222,6 +222,35 @@ impl From<RecvError> for RecvTimeoutError {
     }
 }
 
+/// Loom only: an in-process topic (capacity, overflow mode, `max_subscribers`) with its
+/// publisher and one subscriber (starting at the latest); more subscribers join through
+/// [`Publisher::loom_reopener`].
+#[cfg(loom)]
+#[doc(hidden)]
+pub fn loom_channel<T: Pod>(
+    capacity: usize,
+    overflow: Overflow,
+    max_subscribers: usize,
+) -> Result<(Publisher<T>, Subscriber<T>), Error> {
+    let opts = Options::new()
+        .overflow(overflow)
+        .max_subscribers(max_subscribers);
+    let (a, b) = Chan::heap_pair(capacity, &spec::<T>(Role::Sender, &opts))?;
+    Ok((
+        Publisher::from_chan(a, WaitStrategy::Park, None)?,
+        Subscriber::from_chan(b, Start::Latest, WaitStrategy::Park, None)?,
+    ))
+}
+
+#[cfg(loom)]
+impl crate::chan::LoomReopen {
+    /// Loom only: a new subscriber of the topic, starting where `start` says.
+    pub fn broadcast_subscriber<T: Pod>(&self, start: Start) -> Result<Subscriber<T>, Error> {
+        let chan = self.join(&spec::<T>(Role::Receiver, &Options::new()))?;
+        Subscriber::from_chan(chan, start, WaitStrategy::Park, None)
+    }
+}
+
 fn spec<T>(role: Role, opts: &Options) -> Spec {
     Spec {
         kind: Kind::Broadcast,
@@ -424,8 +453,8 @@ impl<T: Pod> Publisher<T> {
                 Some((i - first, generation, c))
             })
         };
-        gate.scanned(live().map(|(_, _, c)| c), p);
-        if gate.room(ctl, p, self.ring.capacity()) {
+        gate.scanned(ctl, live().map(|(_, _, c)| c), p);
+        if gate.fits(p, self.ring.capacity()) {
             return true;
         }
         // Blocked. Evict the live subscribers holding us back that have not moved for longer
@@ -663,6 +692,27 @@ impl<T: Pod> Publisher<T> {
         self.chan.geo.capacity as usize
     }
 
+    /// Loom only: keep the region, to attach subscribers later.
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn loom_reopener(&self) -> crate::chan::LoomReopen {
+        self.chan.loom_reopener()
+    }
+
+    /// Loom only: evict the subscriber of place `1 + line` now, as a blocked publisher does
+    /// after `evict_after` (a model has no clock).
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn loom_evict(&self, line: usize) {
+        let place = self.chan.geo.receivers().start + line;
+        let w = self.chan.header().endpoints[place].load(Ordering::Acquire);
+        self.lines
+            .sub(line)
+            .evicted
+            .store(u64::from(endpoint::generation_of(w)), Ordering::Release);
+        self.chan.header().data_bell.wake();
+    }
+
     /// The topic's overflow mode.
     pub fn overflow(&self) -> Overflow {
         match self.gate {
@@ -779,13 +829,15 @@ impl<T: Pod> Subscriber<T> {
         } else {
             64
         };
-        let ring = ring::Subscriber::new(capacity, cursor, every, sub);
+        let ring = ring::Subscriber::new(capacity, cursor, every, start == Start::Latest, sub);
         // Relaxed: the place's lag counter starts again for its new occupant.
         sub.lagged.store(0, Ordering::Relaxed);
-        // Ask a Block-mode publisher to count us before its next message, and wake it if it
-        // waits for room (it scans again).
-        ring::join(lines.control());
-        chan.header().space_bell.notify();
+        if block {
+            // Ask the publisher to count us before its next message, and wake it if it waits
+            // for room (it scans again).
+            ring.join(lines.control());
+            chan.header().space_bell.notify();
+        }
         Ok(Subscriber {
             ring,
             slots: Slots::new(chan.region(), &chan.geo),
@@ -815,7 +867,10 @@ impl<T: Pod> Subscriber<T> {
             return Poll::Ready(Err(RecvError::Lagged(self.lag_pending.replace(0))));
         }
         let hdr = self.chan.header();
-        match self.ring.read::<T>(hdr, &self.slots, self.sub()) {
+        match self
+            .ring
+            .read::<T>(hdr, &self.slots, &self.lines, self.index)
+        {
             Read::Value(v) => {
                 if self.block && self.ring.is_published() {
                     hdr.space_bell.notify(); // the publisher may wait for these slots
@@ -869,7 +924,7 @@ impl<T: Pod> Subscriber<T> {
         // entry with Acquire: one more read sees everything it published.
         match self
             .ring
-            .read::<T>(self.chan.header(), &self.slots, self.sub())
+            .read::<T>(self.chan.header(), &self.slots, &self.lines, self.index)
         {
             Read::Value(v) => Poll::Ready(Ok(v)),
             Read::Lagged(n) => Poll::Ready(Err(self.lagged(n))),

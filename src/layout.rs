@@ -388,6 +388,9 @@ pub(crate) struct Control {
     /// again before its next message; cleared by the publisher when it scans.
     pub(crate) rescan: AtomicU32,
     pub(crate) _reserved: AtomicU32,
+    /// Block mode: scans of the subscribers the publisher has completed (written by it only);
+    /// a joiner counts itself protected once two more have (`ring/broadcast.rs`).
+    pub(crate) epoch: AtomicU64,
 }
 
 /// Overflow mode of a broadcast topic: the publisher never waits; a subscriber left a ring
@@ -425,6 +428,7 @@ impl Control {
             evict_after_ms: AtomicU32::new(0),
             rescan: AtomicU32::new(0),
             _reserved: AtomicU32::new(0),
+            epoch: AtomicU64::new(0),
         }
     }
 }

@@ -590,7 +590,7 @@ crate::handle::debug_impl!(Receiver, "mpmc::Receiver");
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use crate::ring::mpmc::{READING, WRITING, stamp};
+    use crate::ring::mpmc::{FULL, READING, WRITING, stamp};
     use crate::sync::Ordering;
 
     /// An entry word of generation `generation` in `state` (token 0).
@@ -694,6 +694,27 @@ mod tests {
         assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
         tx.send(3).unwrap();
         assert_eq!(rx.try_recv(), Ok(3));
+    }
+
+    /// A message handed back by a repair, whose slot the `head` hint left behind (a racing
+    /// hint store undid the repair's move back): the consumer that comes round to the slot a
+    /// lap later takes it, rather than taking the stamp for an impossible one.
+    #[test]
+    fn a_handed_back_message_behind_the_hint_is_taken_a_lap_later() {
+        let (tx, rx) = channel::<u64>(4).unwrap();
+        tx.send(5).unwrap();
+        let s = &*tx.shared;
+        let hdr = s.chan.header();
+        // Position 0 taken, its consumer died, the message handed back (FULL again), and the
+        // hints a lap on.
+        s.slots
+            .stamp(0)
+            .store(stamp(0, 0, 0, FULL), Ordering::Relaxed);
+        hdr.head.store(4, Ordering::Relaxed);
+        hdr.tail.store(4, Ordering::Relaxed);
+        assert_eq!(rx.try_recv(), Ok(5));
+        tx.send(6).unwrap();
+        assert_eq!(rx.try_recv(), Ok(6), "the ring goes on");
     }
 
     /// A stamp that fits no state of the protocol makes the channel report itself broken

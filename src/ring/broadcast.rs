@@ -35,9 +35,13 @@
 //! attached, live, not evicted subscribers, as last scanned, and may write up to one ring past
 //! it; it scans the table again only when it gets there, or when a subscriber that joined asks
 //! (the control line's `rescan`), and between scans it reads no cursor. A subscriber joining
-//! stores its cursor, then asks for a scan; until the publisher has scanned, its reads are
-//! validated as in Overwrite mode (a race with the publisher can cost it the oldest of its
-//! history, told as `Lagged`, never a torn value). Every read is validated, in both modes.
+//! stores its cursor, then asks for a scan, then reads how many scans the publisher has made
+//! (`epoch`, `e`): the publisher's scan `e + 2` began after the request, so it counts the
+//! joiner, and from then on the joiner cannot be lapped. Before that a publisher on an older
+//! scan can lap it: a joiner at the latest message then starts again at the latest, silently
+//! (it had not been counted yet: those messages were not yet its); a joiner with history is
+//! told `Lagged`. Every read is validated, in both modes, so a race never returns a torn
+//! value.
 //!
 //! Nothing read from shared memory is trusted: positions from stamps and `tail` only decide
 //! where to read next and are clamped to a ring; a value is returned only when its stamp said
@@ -211,21 +215,46 @@ pub(crate) struct Subscriber {
     published: Cell<u64>,
     /// A power of two: publish the cursor when it reaches a multiple of it.
     every: u64,
+    /// Block mode, after joining: the publisher's scan count at which we are protected (see
+    /// the module docs); 0 once we are, and in Overwrite mode.
+    guard: Cell<u64>,
+    /// We asked to start at the latest message: lapped before we are protected, we start
+    /// again at the latest instead of reporting a lag.
+    latest: bool,
 }
 
 impl Subscriber {
     /// A subscriber starting at position `cursor` (see [`start`]), publishing its cursor
     /// every `every` messages (a power of two).
-    pub(crate) fn new(capacity: u64, cursor: u64, every: u64, sub: &Sub) -> Subscriber {
+    pub(crate) fn new(
+        capacity: u64,
+        cursor: u64,
+        every: u64,
+        latest: bool,
+        sub: &Sub,
+    ) -> Subscriber {
         debug_assert!(every.is_power_of_two());
         let me = Subscriber {
             capacity,
             cursor: Cell::new(cursor),
             published: Cell::new(cursor.wrapping_sub(1)),
             every,
+            guard: Cell::new(0),
+            latest,
         };
         me.publish(sub);
         me
+    }
+
+    /// Block mode: ask the publisher to count us (after our cursor is published), and note
+    /// when we are protected. SYNC POINT (bcast-join): the claim and the cursor store, a
+    /// SeqCst fence, the request; pairs with the fence in [`Gate::begin_scan`].
+    pub(crate) fn join(&self, ctl: &Control) {
+        fence(Ordering::SeqCst);
+        ctl.rescan.store(1, Ordering::Relaxed);
+        // Acquire: pairs with the publisher's Release bump after a scan.
+        let e = ctl.epoch.load(Ordering::Acquire);
+        self.guard.set(e.wrapping_add(2).max(1));
     }
 
     /// Is the cursor on our line where we are (just published)?
@@ -252,13 +281,20 @@ impl Subscriber {
     /// `Lagged` the cursor moved; it is published to `sub` every `every` messages and on
     /// `Lagged` (`Empty` leaves that to the caller: [`publish`](Self::publish)).
     #[inline(always)]
-    pub(crate) fn read<T: Pod>(&self, hdr: &Header, slots: &Slots, sub: &Sub) -> Read<T> {
+    pub(crate) fn read<T: Pod>(
+        &self,
+        hdr: &Header,
+        slots: &Slots,
+        lines: &Lines,
+        index: usize,
+    ) -> Read<T> {
+        let sub = lines.sub(index);
         let c = self.cursor.get();
         let want = c.wrapping_add(1);
         // SYNC POINT (bcast-publish): Acquire, pairs with the publisher's Release store.
         let s1 = slots.stamp(c).load(Ordering::Acquire);
         if s1 != want {
-            return self.not_here(hdr, sub, c, s1);
+            return self.not_here(hdr, lines.control(), sub, c, s1);
         }
         let value = slots.load_words::<T>(c);
         // SYNC POINT (bcast-seqlock): the payload loads are ordered before the second stamp
@@ -266,7 +302,7 @@ impl Subscriber {
         fence(Ordering::Acquire);
         let s2 = slots.stamp(c).load(Ordering::Relaxed);
         if s2 != s1 {
-            return self.not_here(hdr, sub, c, s2);
+            return self.not_here(hdr, lines.control(), sub, c, s2);
         }
         self.advance(sub, want);
         Read::Value(value)
@@ -284,7 +320,7 @@ impl Subscriber {
     /// The slot at cursor `c` holds stamp `s`, not `c + 1`: not yet published, or lapped.
     #[cold]
     #[inline(never)]
-    fn not_here<T>(&self, hdr: &Header, sub: &Sub, c: u64, s: u64) -> Read<T> {
+    fn not_here<T>(&self, hdr: &Header, ctl: &Control, sub: &Sub, c: u64, s: u64) -> Read<T> {
         let held = s & !BUSY; // the position (+ 1) the slot holds or is being written with
         // Positions earlier than ours (an older lap), ours being written, or never written:
         // not published yet. Wrapping distances, so that a hostile stamp cannot overflow.
@@ -302,6 +338,19 @@ impl Subscriber {
         } else {
             held
         };
+        // Lapped before the publisher counted us (Block mode, just joined)?
+        let guard = self.guard.get();
+        if guard != 0 {
+            // Acquire: pairs with the publisher's Release bump after a scan.
+            if ctl.epoch.load(Ordering::Acquire).wrapping_sub(guard) as i64 >= 0 {
+                self.guard.set(0); // counted since: a lag like any other
+            } else if self.latest {
+                // Not yet ours: start again at the latest message.
+                self.cursor.set(front);
+                self.publish(sub);
+                return Read::Empty;
+            }
+        }
         let oldest = front.wrapping_sub(self.capacity).wrapping_add(1);
         // At least one further than where we were (a hostile `tail` may not move us back).
         let to = if (oldest.wrapping_sub(c) as i64) > 0 {
@@ -350,44 +399,48 @@ impl Gate {
         }
     }
 
-    /// May the publisher write position `p` without a scan? Only if it is less than a ring
-    /// past the lowest cursor seen, and no joiner asked for a scan.
+    /// May the publisher write position `p` without a scan? Only if it [`fits`](Self::fits),
+    /// and no joiner asked for a scan.
     #[inline(always)]
     pub(crate) fn room(&self, ctl: &Control, p: u64, capacity: u64) -> bool {
-        let low = self.low.get();
         // Relaxed: a request flag; the scan it asks for reads the cursors with Acquire.
-        (low == u64::MAX || p.wrapping_sub(low) < capacity)
-            && ctl.rescan.load(Ordering::Relaxed) == 0
+        self.fits(p, capacity) && ctl.rescan.load(Ordering::Relaxed) == 0
+    }
+
+    /// Is position `p` less than a ring past the lowest cursor the last scan saw? (After a
+    /// scan, a request made meanwhile is left to the next message: a joiner is not counted on
+    /// until the publisher's next scan anyway; see the module docs.)
+    #[inline(always)]
+    pub(crate) fn fits(&self, p: u64, capacity: u64) -> bool {
+        let low = self.low.get();
+        low == u64::MAX || p.wrapping_sub(low) < capacity
     }
 
     /// Record the result of a scan (after [`begin_scan`](Self::begin_scan)): `cursors` are
     /// those of the attached, live, not evicted subscribers (read with Acquire by the caller)
-    /// when the publisher is at `p`.
-    pub(crate) fn scanned(&self, cursors: impl Iterator<Item = u64>, p: u64) {
+    /// when the publisher is at `p`. Counts the scan (the control line's `epoch`).
+    pub(crate) fn scanned(&self, ctl: &Control, cursors: impl Iterator<Item = u64>, p: u64) {
         let low = cursors
             // A cursor ahead of the publisher (hostile or stale) holds nothing back.
             .map(|c| if (p.wrapping_sub(c) as i64) < 0 { p } else { c })
             .min()
             .unwrap_or(u64::MAX);
         self.low.set(low);
+        // Release: a joiner that reads the new count (Acquire) was counted by this scan or an
+        // earlier one (see `Subscriber::join`). Written by the publisher only.
+        ctl.epoch.store(
+            ctl.epoch.load(Ordering::Relaxed).wrapping_add(1),
+            Ordering::Release,
+        );
     }
 
     /// Clear the joiners' request before reading the cursors. SYNC POINT (bcast-join): the
     /// clear, a SeqCst fence, then the scan's loads of places and cursors; a joiner claims its
-    /// place and stores its cursor, a SeqCst fence, then sets the request ([`join`]). Either
-    /// the scan sees the joiner's cursor, or the joiner's request comes after the clear and
-    /// the next `room` sees it.
+    /// place and stores its cursor, a SeqCst fence, then sets the request
+    /// ([`Subscriber::join`]). Either the scan sees the joiner's cursor, or the joiner's
+    /// request comes after the clear and the next `room` sees it.
     pub(crate) fn begin_scan(&self, ctl: &Control) {
         ctl.rescan.store(0, Ordering::Relaxed);
         fence(Ordering::SeqCst);
     }
-}
-
-/// A subscriber that has claimed its place and stored its cursor asks a Block-mode publisher
-/// to scan again (see [`Gate::begin_scan`]).
-pub(crate) fn join(ctl: &Control) {
-    // SYNC POINT (bcast-join): the fence orders the claim and the cursor store before the
-    // request; pairs with the fence in `Gate::begin_scan`.
-    fence(Ordering::SeqCst);
-    ctl.rescan.store(1, Ordering::Relaxed);
 }

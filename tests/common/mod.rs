@@ -781,6 +781,173 @@ pub fn child_main() {
                 hang();
             }
         }
+        // Broadcast (tests/broadcast.rs): subscribe (SHMCHAN_TEST_START: latest, oldest or
+        // history:N; SHMCHAN_TEST_BLOCK=1 expects a Block-mode topic) and receive until the
+        // publisher is gone (or N values), checking each value is whole and exactly where the
+        // count of values and lags says (from SHMCHAN_TEST_FIRST if set). SHMCHAN_TEST_SLOW_US:
+        // sleep that long every 100 values. Prints RESULT received lagged torn evicted first.
+        "bc-sub" => {
+            use shmchan::broadcast::{Overflow, RecvError, Start, Subscriber};
+            let start = match std::env::var("SHMCHAN_TEST_START").as_deref() {
+                Ok("oldest") => Start::Oldest,
+                Ok(h) if h.starts_with("history:") => {
+                    Start::History(h["history:".len()..].parse().unwrap())
+                }
+                _ => Start::Latest,
+            };
+            let sopts = if flag("SHMCHAN_TEST_BLOCK") {
+                opts.clone().overflow(Overflow::Block { evict_after: None })
+            } else {
+                opts.clone()
+            };
+            let sopts = if flag("SHMCHAN_TEST_BLOCK") && env_u64("SHMCHAN_TEST_EVICT_MS", 0) > 0 {
+                opts.clone().overflow(Overflow::Block {
+                    evict_after: Some(Duration::from_millis(env_u64("SHMCHAN_TEST_EVICT_MS", 0))),
+                })
+            } else {
+                sopts
+            };
+            let mut rx = Subscriber::<Msg>::open_from(&name, start, &sopts).unwrap();
+            println!("READY");
+            let first = std::env::var("SHMCHAN_TEST_FIRST")
+                .ok()
+                .map(|s| s.parse::<u64>().unwrap());
+            let slow = env_u64("SHMCHAN_TEST_SLOW_US", 0);
+            // Hostile-bytes tests: a forged stamp can put an old value where a new one is
+            // expected; only crashes and hangs are failures then.
+            let lax = flag("SHMCHAN_TEST_LAX");
+            let (mut received, mut lagged, mut torn, mut evicted) = (0u64, 0u64, 0u64, false);
+            let mut expected = first;
+            let mut first_seen = None;
+            while n == 0 || received < n {
+                match rx.recv() {
+                    Ok(m) => {
+                        if !m.is_intact() {
+                            torn += 1;
+                            continue;
+                        }
+                        if let (Some(e), false) = (expected, lax) {
+                            assert_eq!(
+                                m.seq, e,
+                                "value out of place ({received} received, {lagged} lost)"
+                            );
+                        }
+                        first_seen.get_or_insert(m.seq);
+                        expected = Some(m.seq + 1);
+                        received += 1;
+                        if slow > 0 && received % 100 == 0 {
+                            std::thread::sleep(Duration::from_micros(slow));
+                        }
+                    }
+                    Err(RecvError::Lagged(k)) => {
+                        lagged += k;
+                        expected = expected.map(|e| e + k);
+                    }
+                    Err(RecvError::Evicted) => {
+                        evicted = true;
+                        break;
+                    }
+                    Err(RecvError::Disconnected) => break,
+                }
+            }
+            println!(
+                "RESULT {received} {lagged} {torn} {} {} {}",
+                u8::from(evicted),
+                first_seen.unwrap_or(u64::MAX),
+                expected.unwrap_or(u64::MAX)
+            );
+        }
+        // Subscribe (Block mode) and read nothing until the file SHMCHAN_TEST_GO exists (the
+        // test stops, kills or continues us meanwhile); then one receive, and print what it
+        // gave.
+        "bc-stall" => {
+            use shmchan::broadcast::{Overflow, Subscriber};
+            let evict = env_u64("SHMCHAN_TEST_EVICT_MS", 0);
+            let sopts = opts.clone().overflow(Overflow::Block {
+                evict_after: (evict > 0).then(|| Duration::from_millis(evict)),
+            });
+            let mut rx = Subscriber::<Msg>::open(&name, &sopts).unwrap();
+            println!("READY");
+            let go = std::env::var("SHMCHAN_TEST_GO").unwrap();
+            while !std::path::Path::new(&go).exists() {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            println!("GOT {:?}", rx.recv().map(|m| m.seq));
+        }
+        // Publish Msg BASE.. N of them as the topic's publisher (creating it, or taking it
+        // over), printing SENT after the last; then hang until killed.
+        "bc-pub" => {
+            let mut tx = shmchan::broadcast::Publisher::<Msg>::create(&name, &opts).unwrap();
+            let base = env_u64("SHMCHAN_TEST_BASE", 0);
+            for i in base..base + n {
+                tx.send(Msg::new(i)).unwrap();
+            }
+            println!("SENT");
+            hang();
+        }
+        // Join and leave the topic K times (SHMCHAN_TEST_N), each subscriber in a forked
+        // child of ours that reads a little; every third one is killed with SIGKILL while it
+        // is subscribed, the others leave by dropping their subscriber. Prints DONE joins kills.
+        "bc-churn" => {
+            let (mut joins, mut kills) = (0u64, 0u64);
+            for k in 0..n {
+                let kill = k % 3 == 0;
+                let mut fds = [0; 2];
+                // SAFETY: plain system call into a two-element array.
+                assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+                // SAFETY: this process is single-threaded here (no reactor, no other thread),
+                // so the child may do anything.
+                let pid = unsafe { libc::fork() };
+                if pid == 0 {
+                    let code = match shmchan::broadcast::Subscriber::<Msg>::open(&name, &opts) {
+                        Ok(mut rx) => {
+                            let _ = rx.recv_timeout(Duration::from_millis(2));
+                            // SAFETY: writes one byte from a live buffer to our pipe.
+                            unsafe { libc::write(fds[1], b"j".as_ptr().cast(), 1) };
+                            if kill {
+                                loop {
+                                    let _ = rx.recv_timeout(Duration::from_millis(50));
+                                }
+                            }
+                            drop(rx);
+                            0
+                        }
+                        Err(_) => 1,
+                    };
+                    // SAFETY: leaves the child at once.
+                    unsafe { libc::_exit(code) };
+                }
+                assert!(pid > 0, "fork failed");
+                let mut byte = [0u8; 1];
+                // SAFETY: closing our copy of the write end (so that a child that exits
+                // without writing gives end of file), then reading one byte into a live
+                // buffer, then closing the read end.
+                let got = unsafe {
+                    libc::close(fds[1]);
+                    let got = libc::read(fds[0], byte.as_mut_ptr().cast(), 1);
+                    libc::close(fds[0]);
+                    got
+                };
+                if got == 1 {
+                    joins += 1;
+                }
+                if kill {
+                    // SAFETY: our own child.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                    kills += 1;
+                }
+                let mut status = 0;
+                // SAFETY: waits for our own child.
+                assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+                if !kill {
+                    assert!(
+                        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+                        "a subscriber could not join ({status:#x}): a place was lost"
+                    );
+                }
+            }
+            println!("DONE {joins} {kills}");
+        }
         // Channels that outlive their peers (tests/reattach.rs). Receive (kind
         // SHMCHAN_TEST_KIND: spsc, mpmc, frame) and print each message before freeing it;
         // after N messages (0: for ever) exit, dropping the receiver.
