@@ -6,6 +6,11 @@
 //!   same two processes (cached indices, the consumer reads `tail`; no stamps, no liveness);
 //! - `spsc_8B_batch64`: the same with `send_slice`/`recv_slice` of up to 64 messages;
 //! - `mpmc_1x1`, `mpmc_2x2`: producer and consumer processes on one shmchan MPMC channel;
+//! - `broadcast_block_8B`: a broadcast publisher process and one subscriber process, Block
+//!   mode (lossless), beside `spsc_8B`;
+//! - `broadcast/overwrite_send_8B_{1,8,64}_subscribers`: what a broadcast publisher's `send`
+//!   costs in Overwrite mode with 1, 8 and 64 idle subscribers attached (flat: it never reads
+//!   their cursors), beside `broadcast/spsc_send_8B_floor`, an SPSC `try_send` on one thread;
 //! - `rtrb_8B`, `crossbeam_8B`, `shmchan_threads_8B`: two threads of one process (rtrb ring,
 //!   crossbeam bounded channel, shmchan's in-process SPSC), the references the cross-process
 //!   numbers are held against; `rtrb_8B_batch64` is rtrb with chunks of up to 64, the
@@ -37,7 +42,7 @@ use std::time::{Duration, Instant};
 
 use common::{PEER, Peer, say_ready};
 use criterion::{Criterion, Throughput, criterion_group};
-use shmchan::{Options, Pod, frame, mpmc, pipe, spsc};
+use shmchan::{Options, Pod, broadcast, frame, mpmc, pipe, spsc};
 
 const CAP: usize = 4096;
 const END: u64 = u64::MAX;
@@ -77,6 +82,7 @@ fn throughput(c: &mut Criterion) {
     stream::<[u64; 1]>(&mut g, "spsc_8B_batch64", "spsc-batch", 1, 1);
     stream::<[u64; 1]>(&mut g, "mpmc_1x1", "mpmc", 1, 1);
     stream::<[u64; 1]>(&mut g, "mpmc_2x2", "mpmc", 2, 2);
+    broadcast_stream(&mut g, "broadcast_block_8B", 1);
 
     g.bench_function("rtrb_8B", |b| {
         b.iter_custom(|iters| {
@@ -213,6 +219,42 @@ fn throughput(c: &mut Criterion) {
                 std::hint::black_box(&mut mid);
                 dst.copy_from_slice(std::hint::black_box(&mid));
                 std::hint::black_box(&mut dst);
+            })
+        });
+    }
+    g.finish();
+
+    // What a broadcast publisher pays per message in Overwrite mode, with 1, 8 and 64
+    // subscribers attached (idle, in this process): it never reads their cursors, so the
+    // same (beside an SPSC `send` to a receiver that never reads, which fills, so is timed
+    // with `try_send` and the ring drained in between).
+    let mut g = c.benchmark_group("broadcast");
+    g.throughput(Throughput::Elements(1));
+    for subs in [1usize, 8, 64] {
+        let name = format!("shmchan-tput-{}-bsend{subs}", std::process::id());
+        let mut tx =
+            broadcast::Publisher::<u64>::create(&name, &Options::new().capacity(CAP)).unwrap();
+        let _idle: Vec<_> = (0..subs)
+            .map(|_| broadcast::Subscriber::<u64>::open(&name, &Options::new()).unwrap())
+            .collect();
+        let mut i = 0u64;
+        g.bench_function(format!("overwrite_send_8B_{subs}_subscribers"), |b| {
+            b.iter(|| {
+                i = i.wrapping_add(1);
+                tx.send(i).unwrap();
+            })
+        });
+    }
+    {
+        let (tx, rx) = spsc::channel::<u64>(CAP).unwrap();
+        let mut i = 0u64;
+        g.bench_function("spsc_send_8B_floor", |b| {
+            b.iter(|| {
+                i = i.wrapping_add(1);
+                if tx.try_send(i).is_err() {
+                    while rx.try_recv().is_ok() {}
+                    tx.try_send(i).unwrap();
+                }
             })
         });
     }
@@ -373,6 +415,74 @@ fn stream<T: Pod>(
     drop(acks);
 }
 
+/// A broadcast publisher process streaming 8-byte messages to `subscribers` subscriber
+/// processes in Block mode (every subscriber gets every message), driven like `stream`: the
+/// publisher creates the topic and waits for its subscribers; each acknowledges the end
+/// marker, and a batch ends when all have.
+fn broadcast_stream(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    label: &str,
+    subscribers: usize,
+) {
+    let base = format!("shmchan-tput-{}-{label}", std::process::id());
+    let acks = mpmc::Receiver::<u64>::create(&format!("{base}-acks"), &Options::new().capacity(64))
+        .unwrap();
+    let ctl =
+        spsc::Sender::<u64>::create(&format!("{base}-ctl0"), &Options::new().capacity(4)).unwrap();
+    let mut peers = vec![Peer::spawn(&format!(
+        "bcast-publisher - {base} {subscribers}"
+    ))];
+    for _ in 0..subscribers {
+        peers.push(Peer::spawn(&format!("bcast-subscriber - {base} 0")));
+    }
+    g.bench_function(label, |b| {
+        b.iter_custom(|iters| {
+            let t0 = Instant::now();
+            ctl.send(iters.max(1)).unwrap();
+            for _ in 0..subscribers {
+                acks.recv().unwrap();
+            }
+            t0.elapsed()
+        })
+    });
+    drop(ctl); // the publisher stops, then the subscribers see Disconnected
+    drop(peers);
+    drop(acks);
+}
+
+/// A broadcast publisher or subscriber process (see `broadcast_stream`).
+fn broadcast_peer(role: &str, base: &str, n: usize) {
+    let data = format!("{base}-data");
+    let acks = mpmc::Sender::<u64>::open(&format!("{base}-acks"), &Options::new()).unwrap();
+    let block = broadcast::Overflow::Block { evict_after: None };
+    let opts = Options::new().capacity(CAP).overflow(block);
+    if role == "bcast-publisher" {
+        let ctl = spsc::Receiver::<u64>::open(&format!("{base}-ctl0"), &Options::new()).unwrap();
+        let mut tx = broadcast::Publisher::<u64>::create(&data, &opts).unwrap();
+        say_ready();
+        tx.wait_for_subscribers(n, Duration::from_secs(10)).unwrap();
+        while let Ok(k) = ctl.recv() {
+            for i in 0..k {
+                tx.send(i).unwrap();
+            }
+            tx.send(END).unwrap();
+        }
+    } else {
+        let mut rx = loop {
+            match broadcast::Subscriber::<u64>::open(&data, &opts) {
+                Ok(rx) => break rx,
+                Err(_) => std::thread::sleep(Duration::from_millis(1)),
+            }
+        };
+        say_ready();
+        while let Ok(v) = rx.recv() {
+            if v == END {
+                acks.send(0).unwrap();
+            }
+        }
+    }
+}
+
 /// The reference `spsc_8B` is judged against: a minimal Lamport ring of `u64`s between two
 /// processes over one shared mapping (each side caches the other's index and reads it only
 /// when the ring looks full or empty; the consumer reads `tail`, the producer `head`), no
@@ -519,6 +629,9 @@ fn peer(spec: &str) {
     }
     if p[0] == "stream-reader" {
         return stream_reader(p[1], p[2], p[3]);
+    }
+    if p[0].starts_with("bcast-") {
+        return broadcast_peer(p[0], p[2], p[3].parse().unwrap());
     }
     let (role, kind, base, words) = (p[0], p[1], p[2], p[3].parse::<usize>().unwrap());
     match words {

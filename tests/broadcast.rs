@@ -194,11 +194,18 @@ fn block_mode_goes_on_when_the_slowest_subscriber_is_killed() {
             ),
             "{backend}: the stalled subscriber holds the publisher"
         );
+        // The publisher waits in a send; the subscriber is killed while it does.
+        let (killed_tx, killed_rx) = std::sync::mpsc::channel::<Instant>();
+        let sender = std::thread::spawn(move || {
+            tx.send_timeout(Msg::new(16), SHORT).unwrap();
+            let done = Instant::now();
+            done - killed_rx.recv().unwrap()
+        });
+        std::thread::sleep(Duration::from_millis(100));
         stuck.kill9();
-        let t0 = Instant::now();
+        killed_tx.send(Instant::now()).unwrap();
+        let waited = sender.join().unwrap();
         stuck.reap();
-        tx.send_timeout(Msg::new(16), SHORT).unwrap();
-        let waited = t0.elapsed();
         eprintln!("{backend}: the publisher went on {waited:?} after the kill");
         assert!(waited < Duration::from_secs(1), "{backend}: {waited:?}");
     }
