@@ -38,22 +38,39 @@ may be added, none renamed or removed):
                   layout version, or a header that makes no sense)
   problem         what is wrong, in words, or null
   version         the layout version in its header
-  kind            \"spsc\", \"mpmc\", \"frame\", \"pipe\", or null when unknown
+  kind            \"spsc\", \"mpmc\", \"frame\", \"pipe\", \"broadcast\", or null when unknown
   payload         the payload type's name (\"bytes\" for frame and pipe), or null
   payload_size    bytes of one payload value, or null
   payload_align   its alignment, or null
-  unit            \"messages\" (spsc, mpmc) or \"bytes\" (frame, pipe): the unit of the next four
+  unit            \"messages\" (spsc, mpmc, broadcast) or \"bytes\" (frame, pipe): the unit of
+                  the next four
   capacity        ring capacity
-  len             what the ring holds now
+  len             what the ring holds now; broadcast: the lag of the slowest active subscriber
+                  (attached, alive, not evicted), 0 with none
   sent            sent since creation (the producer position; frame and pipe: bytes of ring
-                  written, record headers and padding included; mpmc: a hint that may trail)
-  received        received since creation (the consumer position, as `sent`)
+                  written, record headers and padding included; mpmc: a hint that may trail;
+                  broadcast: the publisher's position)
+  received        received since creation (the consumer position, as `sent`); broadcast:
+                  sent - len, the slowest active subscriber's position
   endpoints       [{\"index\": N, \"role\": \"sender\"|\"receiver\", \"pid\": N,
                     \"alive\": true|false, \"state\": \"attached\"|\"detached\"|\"dead\",
                     \"attached\": N}], one per place some endpoint has held: its index in the
                   endpoint table, the current (or last) occupant's role, pid and state, and
                   how many endpoints have held the place (places are reused: a new endpoint
-                  takes the place of one that left or died)
+                  takes the place of one that left or died); a broadcast topic's publisher
+                  is place 0 (role \"sender\"), its subscribers the others (\"receiver\")
+  overflow        broadcast: \"overwrite\" (the publisher never waits; a subscriber a ring
+                  behind loses messages) or \"block\" (it waits for the slowest); else null
+  evict_after_ms  broadcast, block: how long a stuck subscriber may hold the publisher back
+                  before it is evicted; null if never (or not block)
+  subscribers     broadcast: [{\"index\": N, \"pid\": N, \"alive\": true|false,
+                    \"state\": \"attached\"|\"detached\"|\"dead\", \"attached\": N,
+                    \"lag\": N, \"lagged\": N, \"evicted\": true|false, \"cursor\": N}],
+                  one per subscriber place some subscriber has held (as in `endpoints`): lag,
+                  messages published and not yet read (sent - cursor, at most capacity; the
+                  cursor is published every few messages, so it may trail a little); lagged,
+                  messages it was told it lost; evicted, evicted by the publisher (block).
+                  Null for other kinds
   owner_uid       the object's owner
   mode            its permission bits, as an octal string (\"0600\")
   size            its size in bytes
@@ -107,7 +124,10 @@ enum Command {
     ///
     /// Without --backend: POSIX (/dev/shm) and System V. PEERS is each place's current (or last)
     /// occupant; ATTACHED how many endpoints have attached over the channel's life (places are
-    /// reused: a new endpoint takes the place of one that left or died). Objects a creator
+    /// reused: a new endpoint takes the place of one that left or died). A broadcast topic's
+    /// PEERS are its publisher and how many subscribers are active (`p:4242 subs:3 +1 evicted
+    /// +1 gone`), its LEN the lag of the slowest active subscriber, and its RECEIVED `-` (each
+    /// subscriber has its own position: `stat` shows them). Objects a creator
     /// killed before it wrote the header carry no mark of shmchan and are not listed (`stat
     /// NAME` and `rm NAME` still handle them). Objects this user cannot read are named on
     /// standard error, with why, and counted.
@@ -127,7 +147,10 @@ enum Command {
     ///
     /// The endpoint table has a row per place some endpoint has held: its current (or last)
     /// occupant's role, pid and state, whether it is alive, and ATTACHED, how many endpoints
-    /// have held the place.
+    /// have held the place. A broadcast topic also shows its overflow mode, and a subscriber
+    /// table: each subscriber place's occupant, its LAG (messages published and not yet read,
+    /// at most the capacity), LAGGED (messages it was told it lost) and whether it was
+    /// EVICTED; the topic's len is the lag of its slowest active subscriber.
     #[command(
         after_help = "Example:\n  shmchan stat ticks --backend sysv",
         after_long_help = format!("Example:\n  shmchan stat ticks --backend sysv\n\n{JSON_FIELDS}")
@@ -142,11 +165,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Live rates in and out, fill level and peers of one channel, refreshed until Ctrl-C.
+    /// Live rates in and out, fill level and peers of one channel (a topic: publish rate and
+    /// subscriber lags), refreshed until Ctrl-C.
     ///
     /// Exits 0 on Ctrl-C, after --count refreshes, or when the channel goes away. A channel
     /// made anew under the name (removed and created again) is watched on: its rates start
-    /// again from its own counts.
+    /// again from its own counts. A broadcast topic: the publish rate, the lag of the slowest
+    /// active subscriber, and each subscriber's lag, lagged total and read rate (from the
+    /// cursor it publishes every few messages), EVICTED if it was.
     #[command(after_help = "Examples:\n  shmchan watch ticks\n  \
                             shmchan watch ticks --interval 250 --count 20")]
     Watch {

@@ -1461,6 +1461,14 @@ fn help_has_examples_and_the_json_fields() {
         "\"alive\"",
         "\"index\"",
         "\"attached\"",
+        "broadcast",
+        "overflow",
+        "evict_after_ms",
+        "subscribers",
+        "\"lag\"",
+        "\"lagged\"",
+        "\"evicted\"",
+        "\"cursor\"",
     ] {
         assert!(help.contains(field), "{field} not documented");
     }
