@@ -2,7 +2,8 @@
 //!
 //! What the `shmchan` command (`ls`, `stat`, `watch`) prints, as a library, so that monitoring
 //! can be built on it. Inspection only looks: it opens the object read-only and copies just its
-//! header into this process with `pread` (System V: attaches the segment `SHM_RDONLY`), never
+//! header (and a broadcast topic's control and subscriber lines, [`Channel::topic`]) into this
+//! process with `pread` (System V: attaches the segment `SHM_RDONLY`), never
 //! takes an endpoint, a lock or the gate, never wakes anyone and never writes a byte. POSIX
 //! objects and files are never mapped, so one that another process shrinks while it is read is
 //! reported as it is then found (empty, truncated, resized), never a SIGBUS; a System V segment
@@ -271,6 +272,27 @@ pub struct Ring {
 
 /// What a broadcast topic's own lines say: its overflow mode, and each subscriber place that
 /// some process claimed, with its position.
+///
+/// ```
+/// use shmchan::{broadcast, inspect, Options};
+/// # let name = format!("doc-inspect-topic-{}", std::process::id());
+/// let mut tx = broadcast::Publisher::<u64>::create(&name, &Options::new().capacity(8))?;
+/// let rx = broadcast::Subscriber::<u64>::open(&name, &Options::new())?; // another process, usually
+/// for i in 0..3 {
+///     tx.send(i)?;
+/// }
+///
+/// let ch = inspect::stat(&name, &Options::new().get_backend())?;
+/// let topic = ch.topic.as_ref().unwrap();
+/// assert_eq!(topic.overflow, broadcast::Overflow::Overwrite);
+/// let sub = &topic.subscribers[0];
+/// assert_eq!((sub.index, sub.lag, sub.lagged, sub.evicted), (1, 3, 0, false));
+/// assert!(sub.alive && sub.is_active());
+/// let ring = ch.ring.as_ref().unwrap();
+/// assert_eq!((ring.sent, ring.len), (3, 3)); // len: the slowest subscriber's lag
+/// # drop(rx);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Topic {
