@@ -251,6 +251,15 @@ impl crate::chan::LoomReopen {
     }
 }
 
+/// Did the publisher evict the occupant of generation `generation` of the place whose line is
+/// `sub`? (The line keeps the generation it evicted, so that a new occupant of the place is
+/// not taken for it; 0 is no eviction, whatever the generation.)
+fn is_evicted(sub: &Sub, generation: u32) -> bool {
+    // Acquire: pairs with the publisher's Release store of the eviction.
+    let e = sub.evicted.load(Ordering::Acquire);
+    e != 0 && e == u64::from(generation)
+}
+
 fn spec<T>(role: Role, opts: &Options) -> Spec {
     Spec {
         kind: Kind::Broadcast,
@@ -299,8 +308,9 @@ pub struct Publisher<T: Pod> {
     /// Block mode with eviction: how long a live subscriber may hold the publisher back.
     evict_after: Option<Duration>,
     /// Per subscriber line: the generation and cursor seen when the publisher was last
-    /// blocked, and since when unchanged (for eviction).
-    watch: RefCell<Vec<(u32, u64, Instant)>>,
+    /// blocked, since when it has held the publisher back unchanged, and whether it did (for
+    /// eviction: the clock starts when a subscriber starts holding the publisher back).
+    watch: RefCell<Vec<(u32, u64, Instant, bool)>>,
     chan: Chan,
     _payload: PhantomData<T>,
 }
@@ -399,7 +409,7 @@ impl<T: Pod> Publisher<T> {
             wait,
             gate,
             evict_after,
-            watch: RefCell::new(vec![(0, 0, now); chan.geo.max_receivers as usize]),
+            watch: RefCell::new(vec![(0, 0, now, false); chan.geo.max_receivers as usize]),
             chan,
             _payload: PhantomData,
         })
@@ -444,7 +454,7 @@ impl<T: Pod> Publisher<T> {
                 let generation = endpoint::generation_of(w);
                 let sub = self.lines.sub(i - first);
                 // Relaxed: written by the publisher (us) only.
-                if sub.evicted.load(Ordering::Relaxed) == u64::from(generation) {
+                if is_evicted(sub, generation) {
                     return None;
                 }
                 // SYNC POINT (bcast-free): Acquire, pairs with the subscriber's Release
@@ -467,10 +477,12 @@ impl<T: Pod> Publisher<T> {
         let mut evicted = false;
         for (line, generation, c) in live() {
             let seen = &mut watch[line];
-            if (seen.0, seen.1) != (generation, c) {
-                *seen = (generation, c, now);
-            }
+            // The clock runs from when the subscriber started holding us back without moving:
+            // one that keeps up (not a ring behind) or moves starts it again.
             let behind = p.wrapping_sub(c) >= self.ring.capacity();
+            if !behind || !seen.3 || (seen.0, seen.1) != (generation, c) {
+                *seen = (generation, c, now, behind);
+            }
             if behind && now.duration_since(seen.2) >= limit {
                 // Release: the subscriber that reads its eviction (Acquire) sees what came
                 // before it.
@@ -646,9 +658,7 @@ impl<T: Pod> Publisher<T> {
                 let w = hdr.endpoints[i].load(Ordering::Acquire);
                 let sub = self.lines.sub(i - geo.receivers().start);
                 endpoint::state_of(w) == endpoint::ATTACHED
-                    // Relaxed: written by the publisher only.
-                    && sub.evicted.load(Ordering::Relaxed)
-                        != u64::from(endpoint::generation_of(w))
+                    && !is_evicted(sub, endpoint::generation_of(w))
             })
             .count()
     }
@@ -888,9 +898,7 @@ impl<T: Pod> Subscriber<T> {
         if self.evicted.get() {
             return true;
         }
-        // Acquire: pairs with the publisher's Release store of the eviction.
-        let e = self.sub().evicted.load(Ordering::Acquire);
-        let now = e != 0 && e == u64::from(self.chan.place_generation());
+        let now = is_evicted(self.sub(), self.chan.place_generation());
         self.evicted.set(now);
         now
     }

@@ -538,3 +538,59 @@ fn hostile_bytes_over_a_live_topic_crash_nothing() {
         s.assert_success(SHORT);
     }
 }
+
+/// Block mode with `evict_after`: while a stuck subscriber holds the publisher back, the
+/// subscribers that keep up wait, caught up, for longer than `evict_after`; once the stuck one
+/// is evicted, they are not evicted for having waited (the clock runs from when a subscriber
+/// starts holding the publisher back), and they get every message.
+#[test]
+fn block_mode_evicts_only_the_stuck_subscriber() {
+    for backend in backends() {
+        let name = unique_name("bc-evict-one");
+        let _cleanup = Cleanup(name.clone(), backend.clone());
+        let opts = Options::new()
+            .backend(backend.clone())
+            .capacity(16)
+            .overflow(block(Some(Duration::from_millis(300))));
+        let mut tx = Publisher::<Msg>::create(&name, &opts).unwrap();
+        let go = std::env::temp_dir().join(format!("{name}-go"));
+        let _ = std::fs::remove_file(&go);
+        let mut stuck = spawn(
+            "bc-stall",
+            &name,
+            &backend,
+            &[
+                ("SHMCHAN_TEST_GO", go.display().to_string()),
+                ("SHMCHAN_TEST_EVICT_MS", "300".into()),
+            ],
+        );
+        stuck.expect_line("READY", SHORT);
+        let env = [
+            ("SHMCHAN_TEST_FIRST", "0".to_string()),
+            ("SHMCHAN_TEST_BLOCK", "1".into()),
+            ("SHMCHAN_TEST_EVICT_MS", "300".into()),
+            ("SHMCHAN_TEST_N", "40".into()),
+        ];
+        let readers = [
+            subscriber(&name, &backend, &env),
+            subscriber(&name, &backend, &env),
+        ];
+        tx.wait_for_subscribers(3, SHORT).unwrap();
+        for i in 0..40 {
+            tx.send_timeout(Msg::new(i), SHORT).unwrap();
+        }
+        for mut r in readers {
+            let got = report(&r);
+            assert_eq!(
+                (got.received, got.lagged, got.evicted),
+                (40, 0, false),
+                "{backend}"
+            );
+            r.assert_success(SHORT);
+        }
+        std::fs::write(&go, b"").unwrap();
+        assert_eq!(stuck.expect_line("GOT", SHORT), "Err(Evicted)", "{backend}");
+        stuck.assert_success(SHORT);
+        let _ = std::fs::remove_file(&go);
+    }
+}

@@ -237,7 +237,8 @@ impl<T: Pod> Future for SendFuture<'_, T> {
         let this = self.get_mut();
         let tx = this.tx;
         let chan = &tx.shared.chan;
-        if this.done || chan.forked() {
+        if this.done || chan.forked() || crate::handle::receivers_died_asleep(chan) {
+            this.done = true;
             return std::task::Poll::Ready(Err(SendError(this.value)));
         }
         let value = &this.value;

@@ -364,7 +364,9 @@ impl Subscriber {
             sub.lagged.load(Ordering::Relaxed).wrapping_add(lost),
             Ordering::Relaxed,
         );
-        self.advance(sub, to);
+        // Published at once: a Block-mode publisher may be waiting on where we were.
+        self.cursor.set(to);
+        self.publish(sub);
         Read::Lagged(lost)
     }
 

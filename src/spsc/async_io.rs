@@ -240,7 +240,8 @@ impl<T: Pod> Future for SendFuture<'_, T> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> std::task::Poll<Self::Output> {
         let this = self.get_mut();
         let tx = &*this.tx;
-        if this.done || tx.chan.forked() {
+        if this.done || tx.chan.forked() || crate::handle::receivers_died_asleep(&tx.chan) {
+            this.done = true;
             return std::task::Poll::Ready(Err(SendError(this.value)));
         }
         let value = &this.value;
