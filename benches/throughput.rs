@@ -6,10 +6,11 @@
 //!   same two processes (cached indices, the consumer reads `tail`; no stamps, no liveness);
 //! - `spsc_8B_batch64`: the same with `send_slice`/`recv_slice` of up to 64 messages;
 //! - `mpmc_1x1`, `mpmc_2x2`: producer and consumer processes on one shmchan MPMC channel;
-//! - `broadcast_block_8B`: a broadcast publisher process and one subscriber process, Block
-//!   mode (lossless), beside `spsc_8B`;
-//! - `broadcast/overwrite_send_8B_{1,8,64}_subscribers`: what a broadcast publisher's `send`
-//!   costs in Overwrite mode with 1, 8 and 64 idle subscribers attached (flat: it never reads
+//! - `broadcast_overwrite_8B`, `broadcast_block_8B`: a broadcast publisher process and one
+//!   subscriber process, Overwrite mode (the subscriber may lag) and Block mode (lossless),
+//!   beside `spsc_8B`;
+//! - `broadcast/overwrite_send_8B_{0,8,64}_subscribers`: what a broadcast publisher's `send`
+//!   costs in Overwrite mode with 0, 8 and 64 idle subscribers attached (flat: it never reads
 //!   their cursors), beside `broadcast/spsc_send_8B_floor`, an SPSC `try_send` on one thread;
 //! - `rtrb_8B`, `crossbeam_8B`, `shmchan_threads_8B`: two threads of one process (rtrb ring,
 //!   crossbeam bounded channel, shmchan's in-process SPSC), the references the cross-process
@@ -82,7 +83,8 @@ fn throughput(c: &mut Criterion) {
     stream::<[u64; 1]>(&mut g, "spsc_8B_batch64", "spsc-batch", 1, 1);
     stream::<[u64; 1]>(&mut g, "mpmc_1x1", "mpmc", 1, 1);
     stream::<[u64; 1]>(&mut g, "mpmc_2x2", "mpmc", 2, 2);
-    broadcast_stream(&mut g, "broadcast_block_8B", 1);
+    broadcast_stream(&mut g, "broadcast_overwrite_8B", "overwrite", 1);
+    broadcast_stream(&mut g, "broadcast_block_8B", "block", 1);
 
     g.bench_function("rtrb_8B", |b| {
         b.iter_custom(|iters| {
@@ -230,7 +232,7 @@ fn throughput(c: &mut Criterion) {
     // with `try_send` and the ring drained in between).
     let mut g = c.benchmark_group("broadcast");
     g.throughput(Throughput::Elements(1));
-    for subs in [1usize, 8, 64] {
+    for subs in [0usize, 8, 64] {
         let name = format!("shmchan-tput-{}-bsend{subs}", std::process::id());
         let mut tx =
             broadcast::Publisher::<u64>::create(&name, &Options::new().capacity(CAP)).unwrap();
@@ -422,6 +424,7 @@ fn stream<T: Pod>(
 fn broadcast_stream(
     g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     label: &str,
+    mode: &str,
     subscribers: usize,
 ) {
     let base = format!("shmchan-tput-{}-{label}", std::process::id());
@@ -430,10 +433,10 @@ fn broadcast_stream(
     let ctl =
         spsc::Sender::<u64>::create(&format!("{base}-ctl0"), &Options::new().capacity(4)).unwrap();
     let mut peers = vec![Peer::spawn(&format!(
-        "bcast-publisher - {base} {subscribers}"
+        "bcast-publisher - {base} {subscribers} {mode}"
     ))];
     for _ in 0..subscribers {
-        peers.push(Peer::spawn(&format!("bcast-subscriber - {base} 0")));
+        peers.push(Peer::spawn(&format!("bcast-subscriber - {base} 0 {mode}")));
     }
     g.bench_function(label, |b| {
         b.iter_custom(|iters| {
@@ -450,12 +453,18 @@ fn broadcast_stream(
     drop(acks);
 }
 
-/// A broadcast publisher or subscriber process (see `broadcast_stream`).
-fn broadcast_peer(role: &str, base: &str, n: usize) {
+/// A broadcast publisher or subscriber process (see `broadcast_stream`). In Overwrite mode the
+/// subscriber may lag (it goes on with the oldest message still there); the end marker is the
+/// last message of a batch, so it is always read.
+fn broadcast_peer(role: &str, base: &str, n: usize, mode: &str) {
     let data = format!("{base}-data");
     let acks = mpmc::Sender::<u64>::open(&format!("{base}-acks"), &Options::new()).unwrap();
-    let block = broadcast::Overflow::Block { evict_after: None };
-    let opts = Options::new().capacity(CAP).overflow(block);
+    let overflow = if mode == "block" {
+        broadcast::Overflow::Block { evict_after: None }
+    } else {
+        broadcast::Overflow::Overwrite
+    };
+    let opts = Options::new().capacity(CAP).overflow(overflow);
     if role == "bcast-publisher" {
         let ctl = spsc::Receiver::<u64>::open(&format!("{base}-ctl0"), &Options::new()).unwrap();
         let mut tx = broadcast::Publisher::<u64>::create(&data, &opts).unwrap();
@@ -475,9 +484,11 @@ fn broadcast_peer(role: &str, base: &str, n: usize) {
             }
         };
         say_ready();
-        while let Ok(v) = rx.recv() {
-            if v == END {
-                acks.send(0).unwrap();
+        loop {
+            match rx.recv() {
+                Ok(END) => acks.send(0).unwrap(),
+                Ok(_) | Err(broadcast::RecvError::Lagged(_)) => {}
+                Err(_) => break,
             }
         }
     }
@@ -631,7 +642,7 @@ fn peer(spec: &str) {
         return stream_reader(p[1], p[2], p[3]);
     }
     if p[0].starts_with("bcast-") {
-        return broadcast_peer(p[0], p[2], p[3].parse().unwrap());
+        return broadcast_peer(p[0], p[2], p[3].parse().unwrap(), p[4]);
     }
     let (role, kind, base, words) = (p[0], p[1], p[2], p[3].parse::<usize>().unwrap());
     match words {
