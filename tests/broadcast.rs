@@ -594,3 +594,22 @@ fn block_mode_evicts_only_the_stuck_subscriber() {
         let _ = std::fs::remove_file(&go);
     }
 }
+
+/// A topic of 64 subscribers and 4096 `u64` slots maps at most 128 KiB (the header, a line
+/// per subscriber, 16-byte slots), on every backend.
+#[test]
+fn a_64_subscriber_4096_slot_topic_maps_at_most_128_kib() {
+    for backend in backends() {
+        let name = unique_name("bc-size");
+        let _cleanup = Cleanup(name.clone(), backend.clone());
+        let opts = Options::new()
+            .backend(backend.clone())
+            .capacity(4096)
+            .max_subscribers(64);
+        let tx = Publisher::<u64>::create(&name, &opts).unwrap();
+        let bytes = common::region_bytes(&name, &backend).len();
+        eprintln!("{backend}: {bytes} bytes");
+        assert!(bytes <= 128 * 1024, "{backend}: {bytes} bytes");
+        drop(tx);
+    }
+}
