@@ -24,6 +24,10 @@
 //!   shmchan frames (`send` copies each frame in; the consumer reads it in place, touching every
 //!   cache line of a 64 KiB one); beside `bytes/memcpy_64KiB`, one thread copying 64 KiB, the
 //!   floor of a copying path;
+//! - `bytes/broadcast_frame_{8B,1KiB}` beside `bytes/frame_{8B,1KiB}`: a broadcast frame
+//!   topic's publisher process and one subscriber process (Overwrite; frames copied out with
+//!   `recv_into`, the topic's slots holding up to 8 B or 1 KiB), beside the SPSC frame channel
+//!   of the same frames;
 //! - `bytes/pipe_64MiB`, `bytes/os_pipe_64MiB`, `bytes/unix_socket_64MiB`: 64 MiB in 64 KiB
 //!   writes from this process to a reader process, through a `shmchan::pipe`, a FIFO and a
 //!   UNIX socket.
@@ -265,6 +269,10 @@ fn throughput(c: &mut Criterion) {
     let mut g = c.benchmark_group("bytes");
     g.throughput(Throughput::Elements(1));
     frames(&mut g, "frame_8B", 8);
+    broadcast_frames(&mut g, "broadcast_frame_8B", 8);
+    g.throughput(Throughput::Bytes(1024));
+    frames(&mut g, "frame_1KiB", 1024);
+    broadcast_frames(&mut g, "broadcast_frame_1KiB", 1024);
     g.throughput(Throughput::Bytes(WRITE_BYTES as u64));
     frames(&mut g, "frame_64KiB", WRITE_BYTES);
     let src = vec![7u8; WRITE_BYTES];
@@ -308,6 +316,72 @@ fn frames(
     drop(ctl);
     drop((producer, consumer));
     drop(acks);
+}
+
+/// A broadcast frame publisher process and one subscriber process (Overwrite mode), frames of
+/// `len` bytes copied out with `recv_into` (an empty frame ends each batch, and the subscriber
+/// acknowledges it): beside `frames`, the SPSC frame channel of the same frames.
+fn broadcast_frames(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    label: &str,
+    len: usize,
+) {
+    let base = format!("shmchan-tput-{}-{label}", std::process::id());
+    let acks = mpmc::Receiver::<u64>::create(&format!("{base}-acks"), &Options::new().capacity(64))
+        .unwrap();
+    let ctl =
+        spsc::Sender::<u64>::create(&format!("{base}-ctl0"), &Options::new().capacity(4)).unwrap();
+    let publisher = Peer::spawn(&format!("bcastf-publisher - {base} {len}"));
+    let subscriber = Peer::spawn(&format!("bcastf-subscriber - {base} {len}"));
+    g.bench_function(label, |b| {
+        b.iter_custom(|iters| {
+            let t0 = Instant::now();
+            ctl.send(iters.max(1)).unwrap();
+            acks.recv().unwrap();
+            t0.elapsed()
+        })
+    });
+    drop(ctl);
+    drop((publisher, subscriber));
+    drop(acks);
+}
+
+/// A broadcast frame publisher or subscriber (see `broadcast_frames`): a ring of 4096 frames
+/// of up to `len` bytes.
+fn broadcast_frame_peer(role: &str, base: &str, len: usize) {
+    let data = format!("{base}-data");
+    let opts = Options::new().capacity(CAP).max_frame(len);
+    let acks = mpmc::Sender::<u64>::open(&format!("{base}-acks"), &Options::new()).unwrap();
+    if role == "bcastf-publisher" {
+        let ctl = spsc::Receiver::<u64>::open(&format!("{base}-ctl0"), &Options::new()).unwrap();
+        let mut tx = broadcast::FramePublisher::create(&data, &opts).unwrap();
+        let mut msg = vec![1u8; len];
+        say_ready();
+        tx.wait_for_subscribers(1, Duration::from_secs(10)).unwrap();
+        while let Ok(n) = ctl.recv() {
+            for i in 0..n {
+                msg[..8].copy_from_slice(&i.to_le_bytes());
+                tx.send(&msg).unwrap();
+            }
+            tx.send(&[]).unwrap();
+        }
+    } else {
+        let mut rx = loop {
+            match broadcast::FrameSubscriber::open(&data, &opts) {
+                Ok(rx) => break rx,
+                Err(_) => std::thread::sleep(Duration::from_millis(1)),
+            }
+        };
+        let mut buf = Vec::with_capacity(len);
+        say_ready();
+        loop {
+            match rx.recv_into(&mut buf) {
+                Ok(0) => acks.send(0).unwrap(),
+                Ok(_) | Err(broadcast::RecvError::Lagged(_)) => {}
+                Err(_) => break,
+            }
+        }
+    }
 }
 
 /// `STREAM_BYTES` per iteration from this process to a reader process that counts them and
@@ -640,6 +714,9 @@ fn peer(spec: &str) {
     }
     if p[0] == "stream-reader" {
         return stream_reader(p[1], p[2], p[3]);
+    }
+    if p[0].starts_with("bcastf-") {
+        return broadcast_frame_peer(p[0], p[2], p[3].parse().unwrap());
     }
     if p[0].starts_with("bcast-") {
         return broadcast_peer(p[0], p[2], p[3].parse().unwrap(), p[4]);

@@ -1,7 +1,8 @@
 //! loom models of broadcast topics on the production code (`ring/broadcast.rs`): the seqlock
 //! read against a publisher lapping it, Block mode gating a subscriber that joins while the
-//! publisher runs, eviction racing a subscriber's late cursor store, and a place reused after
-//! its occupant was evicted.
+//! publisher runs, eviction racing a subscriber's late cursor store, a place reused after its
+//! occupant was evicted, and a frame topic's read (length and bytes) against a lapping
+//! publisher.
 //!
 //! Run with:
 //! `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test --release --test loom_broadcast
@@ -156,5 +157,58 @@ fn a_place_reused_after_an_eviction_is_not_evicted() {
             [0, 1],
             "every message, none lost (the publisher waited)"
         );
+    });
+}
+
+/// The lengths of the frames of the frame model, one per message number.
+const FRAME_LENS: [usize; 3] = [3, 16, 9];
+
+/// A whole frame only: `FRAME_LENS[i]` bytes, each `i + 1`, for message number `i`.
+fn whole_frame(f: &[u8]) -> u64 {
+    let i = f.first().map(|&b| usize::from(b).wrapping_sub(1));
+    assert!(
+        i.is_some_and(|i| i < FRAME_LENS.len()
+            && f.len() == FRAME_LENS[i]
+            && f.iter().all(|&b| usize::from(b) == i + 1)),
+        "a torn frame was returned: {f:?}"
+    );
+    i.unwrap() as u64
+}
+
+/// A frame topic, a ring of 2 whose frames are at most 16 bytes, three frames of three
+/// lengths (the third laps the first) while a subscriber reads once concurrently, then drains:
+/// every frame it gets has the length and the bytes it was sent with (a read the publisher
+/// laps is thrown away, its length word included), in order, and received plus lost is what
+/// was sent.
+#[test]
+fn frame_read_against_a_lapping_publisher() {
+    loom::model(|| {
+        let (mut tx, mut rx) =
+            broadcast::loom_frame_channel(2, Overflow::Overwrite, 1, 16).unwrap();
+        let publisher = thread::spawn(move || {
+            for (i, &len) in FRAME_LENS.iter().enumerate() {
+                tx.send(&vec![i as u8 + 1; len]).unwrap();
+            }
+            tx
+        });
+        let mut got = Vec::new();
+        let mut lost = 0;
+        let mut account = |r: Result<Vec<u8>, TryRecvError>| match r {
+            Ok(f) => got.push(whole_frame(&f)),
+            Err(TryRecvError::Lagged(n)) => lost += n,
+            Err(TryRecvError::Empty) => {}
+            Err(e) => panic!("{e}"),
+        };
+        account(rx.try_recv());
+        let tx = publisher.join().unwrap();
+        loop {
+            match rx.try_recv() {
+                Err(TryRecvError::Empty) => break,
+                r => account(r),
+            }
+        }
+        drop(tx);
+        assert!(got.windows(2).all(|w| w[0] < w[1]), "in order: {got:?}");
+        assert_eq!(got.len() as u64 + lost, 3, "received {got:?}, lost {lost}");
     });
 }

@@ -180,6 +180,9 @@ MUTANTS = [
     ("src/broadcast.rs", "broadcast eviction: checked without the place's generation (a new occupant taken for the evicted one)",
      r"e != 0 && e == u64::from\(generation\)",
      "e != 0"),
+    ("src/broadcast/frames.rs", "broadcast frames: the frame written after its stamp says it is published (outside the seqlock)",
+     r"c\.slots\.store_frame\(p, frame\);\s*c\.ring\.end\(c\.chan\.header\(\), &c\.slots, p\);",
+     "c.ring.end(c.chan.header(), &c.slots, p);\n        c.slots.store_frame(p, frame);"),
 ]
 BENIGN = set()  # every mutant must be caught
 
@@ -199,6 +202,7 @@ MODELS = {
     "src/layout.rs": ["loom_spsc"],
     "src/ring/broadcast.rs": ["loom_broadcast"],
     "src/broadcast.rs": ["loom_broadcast"],
+    "src/broadcast/frames.rs": ["loom_broadcast"],
     "src/handle.rs": ["loom_spsc"],
 }
 

@@ -33,6 +33,9 @@
 //! holds ([`Subscriber::open_from`]). With no subscriber, `send` succeeds and the message stays
 //! in the ring as history.
 //!
+//! [`FramePublisher`] and [`FrameSubscriber`] do the same for byte frames of any length up to
+//! the topic's [`Options::max_frame`] (see [`FramePublisher`] for how they are kept).
+//!
 //! A publisher that dies leaves the topic to the next: [`Publisher::create`] of a topic whose
 //! publisher is gone takes it over, after what the old one published, and the subscribers go
 //! on (they see [`RecvError::Disconnected`] once they have read everything, until then).
@@ -50,7 +53,14 @@ use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
 mod async_io;
-pub use async_io::{RecvFuture, RecvStream};
+mod frames;
+pub use async_io::{FrameRecvFuture, FrameRecvStream, RecvFuture, RecvStream};
+#[cfg(not(loom))]
+pub use frames::FrameLoan;
+#[cfg(loom)]
+#[doc(hidden)]
+pub use frames::loom_frame_channel;
+pub use frames::{DEFAULT_MAX_FRAME, FramePublisher, FrameSubscriber, MAX_FRAME};
 
 use crate::Pod;
 use crate::chan::{Chan, Role, Spec, deadline_after};
@@ -212,6 +222,17 @@ impl From<RecvError> for TryRecvError {
     }
 }
 
+impl From<RecvTimeoutError> for RecvError {
+    /// For a receive without a deadline: it cannot time out.
+    fn from(e: RecvTimeoutError) -> Self {
+        match e {
+            RecvTimeoutError::Lagged(n) => RecvError::Lagged(n),
+            RecvTimeoutError::Evicted => RecvError::Evicted,
+            RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected => RecvError::Disconnected,
+        }
+    }
+}
+
 impl From<RecvError> for RecvTimeoutError {
     fn from(e: RecvError) -> Self {
         match e {
@@ -235,7 +256,7 @@ pub fn loom_channel<T: Pod>(
     let opts = Options::new()
         .overflow(overflow)
         .max_subscribers(max_subscribers);
-    let (a, b) = Chan::heap_pair(capacity, &spec::<T>(Role::Sender, &opts))?;
+    let (a, b) = Chan::heap_pair(capacity, &spec(Fingerprint::of::<T>(), Role::Sender, &opts))?;
     Ok((
         Publisher::from_chan(a, WaitStrategy::Park, None)?,
         Subscriber::from_chan(b, Start::Latest, WaitStrategy::Park, None)?,
@@ -246,7 +267,11 @@ pub fn loom_channel<T: Pod>(
 impl crate::chan::LoomReopen {
     /// Loom only: a new subscriber of the topic, starting where `start` says.
     pub fn broadcast_subscriber<T: Pod>(&self, start: Start) -> Result<Subscriber<T>, Error> {
-        let chan = self.join(&spec::<T>(Role::Receiver, &Options::new()))?;
+        let chan = self.join(&spec(
+            Fingerprint::of::<T>(),
+            Role::Receiver,
+            &Options::new(),
+        ))?;
         Subscriber::from_chan(chan, start, WaitStrategy::Park, None)
     }
 }
@@ -260,11 +285,12 @@ fn is_evicted(sub: &Sub, generation: u32) -> bool {
     e != 0 && e == u64::from(generation)
 }
 
-fn spec<T>(role: Role, opts: &Options) -> Spec {
+/// What a topic of payload `fp` is, for a handle of `role`.
+fn spec(fp: Fingerprint, role: Role, opts: &Options) -> Spec {
     Spec {
         kind: Kind::Broadcast,
         role,
-        fp: Fingerprint::of::<T>(),
+        fp,
         max_senders: 1,
         max_receivers: opts.max_subscribers,
         overflow: opts.overflow.unwrap_or_default().words(),
@@ -299,6 +325,12 @@ fn overflow_of(chan: &Chan, opts: Option<&Options>) -> Result<Overflow, Error> {
 
 /// The publisher of a broadcast topic. `Send` but not `Sync`; one per topic.
 pub struct Publisher<T: Pod> {
+    core: PublisherCore,
+    _payload: PhantomData<T>,
+}
+
+/// What a publisher is, whatever it publishes (typed values here, frames in `frames.rs`).
+struct PublisherCore {
     ring: ring::Publisher,
     slots: Slots,
     lines: ring::Lines,
@@ -312,11 +344,16 @@ pub struct Publisher<T: Pod> {
     /// eviction: the clock starts when a subscriber starts holding the publisher back).
     watch: RefCell<Vec<(u32, u64, Instant, bool)>>,
     chan: Chan,
-    _payload: PhantomData<T>,
 }
 
 /// A subscriber of a broadcast topic. `Send` but not `Sync`.
 pub struct Subscriber<T: Pod> {
+    core: SubscriberCore,
+    _payload: PhantomData<T>,
+}
+
+/// What a subscriber is, whatever it receives (typed values here, frames in `frames.rs`).
+struct SubscriberCore {
     ring: ring::Subscriber,
     slots: Slots,
     lines: ring::Lines,
@@ -327,11 +364,10 @@ pub struct Subscriber<T: Pod> {
     block: bool,
     /// Evicted, and told so: every later receive says so too.
     evicted: Cell<bool>,
-    /// Messages lost that `recv_slice` found after it had received some: the next receive
+    /// Messages lost that a batch receive found after it had received some: the next receive
     /// reports them first.
     lag_pending: Cell<u64>,
     chan: Chan,
-    _payload: PhantomData<T>,
 }
 
 impl<T: Pod> Publisher<T> {
@@ -359,12 +395,8 @@ impl<T: Pod> Publisher<T> {
     /// ```
     #[cfg(not(loom))]
     pub fn create(name: &str, opts: &Options) -> Result<Self, Error> {
-        let spec = spec::<T>(Role::Sender, opts);
-        let chan = match Chan::create(name, opts, &spec) {
-            Err(Error::AlreadyExists { .. }) => Self::take_over(name, opts)?,
-            r => r?,
-        };
-        Self::from_chan(chan, opts.wait, Some(opts))
+        let spec = spec(Fingerprint::of::<T>(), Role::Sender, opts);
+        PublisherCore::create(name, opts, &spec, &spec).map(Self::new)
     }
 
     /// Open the existing topic `name` as its publisher (its previous publisher is gone).
@@ -373,13 +405,238 @@ impl<T: Pod> Publisher<T> {
     /// As [`create`](Self::create), and [`Error::NotFound`].
     #[cfg(not(loom))]
     pub fn open(name: &str, opts: &Options) -> Result<Self, Error> {
-        Self::from_chan(Self::take_over(name, opts)?, opts.wait, Some(opts))
+        PublisherCore::open(
+            name,
+            opts,
+            &spec(Fingerprint::of::<T>(), Role::Sender, opts),
+        )
+        .map(Self::new)
+    }
+
+    fn new(core: PublisherCore) -> Self {
+        Publisher {
+            core,
+            _payload: PhantomData,
+        }
+    }
+
+    #[cfg(loom)]
+    pub(crate) fn from_chan(
+        chan: Chan,
+        wait: WaitStrategy,
+        opts: Option<&Options>,
+    ) -> Result<Self, Error> {
+        PublisherCore::from_chan(chan, wait, opts).map(Self::new)
+    }
+
+    /// One attempt at publishing `value`: `Ready` when sent, `Pending` when a Block-mode
+    /// topic has no room.
+    #[inline(always)]
+    fn poll(&self, value: &T, probe: bool) -> Poll<()> {
+        let c = &self.core;
+        if !c.room(probe) {
+            return Poll::Pending;
+        }
+        c.ring.publish(c.chan.header(), &c.slots, value);
+        Poll::Ready(())
+    }
+
+    /// Publish `value` to every subscriber. In Overwrite mode (the default) this never waits;
+    /// in Block mode it waits for room (for the slowest live subscriber, or its eviction).
+    ///
+    /// # Errors
+    /// [`SendError`] with the value only in a forked child's copy of the publisher: a topic
+    /// with no subscriber takes the message as history.
+    ///
+    /// ```
+    /// use shmchan::{broadcast, Options};
+    /// # let name = format!("doc-bcast-send-{}", std::process::id());
+    /// let mut tx = broadcast::Publisher::<u32>::create(&name, &Options::new().capacity(4))?;
+    /// for i in 0..10 {
+    ///     tx.send(i)?; // nobody listens yet: the ring keeps the last ones as history
+    /// }
+    /// let mut rx = broadcast::Subscriber::<u32>::open_from(
+    ///     &name, broadcast::Start::Oldest, &Options::new())?;
+    /// assert_eq!(rx.try_iter().collect::<Vec<_>>(), [7, 8, 9]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[inline]
+    pub fn send(&mut self, value: T) -> Result<(), SendError<T>> {
+        self.send_deadline(value, None)
+            .map_err(|e| SendError(e.into_inner()))
+    }
+
+    /// Publish `value` without waiting.
+    ///
+    /// # Errors
+    /// [`TrySendError::Full`] in Block mode when the slowest live subscriber is a ring behind;
+    /// [`TrySendError::Disconnected`] in a forked child's copy.
+    pub fn try_send(&mut self, value: T) -> Result<(), TrySendError<T>> {
+        if self.core.chan.forked() {
+            return Err(TrySendError::Disconnected(value));
+        }
+        match self.poll(&value, false) {
+            Poll::Ready(()) => Ok(()),
+            Poll::Pending if self.core.chan.probe_due() => match self.poll(&value, true) {
+                Poll::Ready(()) => Ok(()),
+                Poll::Pending => Err(TrySendError::Full(value)),
+            },
+            Poll::Pending => Err(TrySendError::Full(value)),
+        }
+    }
+
+    /// Publish `value`, waiting at most `timeout` for room (Block mode).
+    ///
+    /// # Errors
+    /// [`SendTimeoutError::Timeout`] if there was no room in time;
+    /// [`SendTimeoutError::Disconnected`] in a forked child's copy.
+    pub fn send_timeout(&mut self, value: T, timeout: Duration) -> Result<(), SendTimeoutError<T>> {
+        self.send_deadline(value, deadline_after(timeout))
+    }
+
+    #[inline]
+    fn send_deadline(
+        &mut self,
+        value: T,
+        deadline: Option<Instant>,
+    ) -> Result<(), SendTimeoutError<T>> {
+        if self.core.chan.forked() {
+            return Err(SendTimeoutError::Disconnected(value));
+        }
+        if let Poll::Ready(()) = self.poll(&value, false) {
+            return Ok(());
+        }
+        let bell = &self.core.chan.header().space_bell;
+        match wait_until(bell, self.core.wait, deadline, |probe| {
+            self.poll(&value, probe)
+        }) {
+            Some(()) => Ok(()),
+            None => Err(SendTimeoutError::Timeout(value)),
+        }
+    }
+
+    /// Publish all of `values` in order (waiting for room in Block mode).
+    ///
+    /// # Errors
+    /// [`SendError`]`(0)` in a forked child's copy (nothing was sent).
+    pub fn send_slice(&mut self, values: &[T]) -> Result<(), SendError<usize>> {
+        if self.core.chan.forked() {
+            return Err(SendError(0));
+        }
+        for v in values {
+            if self.send_deadline(*v, None).is_err() {
+                return Err(SendError(0));
+            }
+        }
+        Ok(())
+    }
+
+    /// Lend the next slot, to write the message in place; [`Loan::commit`] publishes it, and
+    /// a loan dropped without a commit publishes nothing. Waits for room in Block mode.
+    ///
+    /// In Overwrite mode a subscriber the publisher laps may read the slot while the loan is
+    /// written: it throws what it read away (the slot's stamp says it is being written), but
+    /// formally that read races the loan's writes, as for payloads over 256 bytes elsewhere.
+    ///
+    /// # Errors
+    /// [`SendError`] in a forked child's copy.
+    ///
+    /// ```
+    /// use shmchan::{broadcast, Options};
+    /// # let name = format!("doc-bcast-loan-{}", std::process::id());
+    /// let mut tx = broadcast::Publisher::<[u64; 4]>::create(&name, &Options::new())?;
+    /// let mut rx = broadcast::Subscriber::<[u64; 4]>::open(&name, &Options::new())?;
+    /// let mut slot = tx.loan()?;
+    /// slot[0] = 42;
+    /// slot.commit();
+    /// assert_eq!(rx.recv()?[0], 42);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn loan(&mut self) -> Result<Loan<'_, T>, SendError<()>> {
+        if self.core.chan.forked() {
+            return Err(SendError(()));
+        }
+        let p = self.core.wait_for_room();
+        self.core.ring.begin(&self.core.slots, p);
+        Ok(Loan {
+            publisher: self,
+            pos: p,
+        })
+    }
+
+    /// How many subscribers are attached and alive now (asking the kernel about each), not
+    /// counting evicted ones.
+    pub fn subscriber_count(&self) -> usize {
+        self.core.subscriber_count()
+    }
+
+    /// Wait until at least `n` subscribers are attached and alive, at most `timeout`.
+    ///
+    /// # Errors
+    /// [`WaitForPeerError::Timeout`] if fewer attached in time; [`WaitForPeerError::Disconnected`]
+    /// in a forked child's copy.
+    pub fn wait_for_subscribers(
+        &self,
+        n: usize,
+        timeout: Duration,
+    ) -> Result<(), WaitForPeerError> {
+        self.core.wait_for_subscribers(n, timeout)
+    }
+
+    /// Is at least one subscriber attached and alive now?
+    pub fn is_connected(&self) -> bool {
+        self.core.subscriber_count() > 0
+    }
+
+    /// How many messages the ring holds (the requested capacity rounded up to a power of
+    /// two); a subscriber can start with at most this many less one of history.
+    pub fn capacity(&self) -> usize {
+        self.core.chan.geo.capacity as usize
+    }
+
+    /// Loom only: keep the region, to attach subscribers later.
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn loom_reopener(&self) -> crate::chan::LoomReopen {
+        self.core.chan.loom_reopener()
+    }
+
+    /// Loom only: evict the subscriber of place `1 + line` now, as a blocked publisher does
+    /// after `evict_after` (a model has no clock).
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn loom_evict(&self, line: usize) {
+        self.core.loom_evict(line)
+    }
+
+    /// The topic's overflow mode.
+    pub fn overflow(&self) -> Overflow {
+        self.core.overflow()
+    }
+}
+
+impl PublisherCore {
+    /// Create the topic or take it over (`spec` to create it, `take_over` to open it: a frame
+    /// publisher that did not ask for a largest frame takes the topic's).
+    #[cfg(not(loom))]
+    fn create(name: &str, opts: &Options, spec: &Spec, take_over: &Spec) -> Result<Self, Error> {
+        let chan = match Chan::create(name, opts, spec) {
+            Err(Error::AlreadyExists { .. }) => Self::take_over(name, opts, take_over)?,
+            r => r?,
+        };
+        Self::from_chan(chan, opts.wait, Some(opts))
+    }
+
+    /// Take an existing topic over.
+    #[cfg(not(loom))]
+    fn open(name: &str, opts: &Options, spec: &Spec) -> Result<Self, Error> {
+        Self::from_chan(Self::take_over(name, opts, spec)?, opts.wait, Some(opts))
     }
 
     /// Attach to an existing topic as its publisher; a live publisher is [`Error::InUse`].
     #[cfg(not(loom))]
-    fn take_over(name: &str, opts: &Options) -> Result<Chan, Error> {
-        match Chan::open(name, opts, &spec::<T>(Role::Sender, opts)) {
+    fn take_over(name: &str, opts: &Options, spec: &Spec) -> Result<Chan, Error> {
+        match Chan::open(name, opts, spec) {
             Err(Error::EndpointTaken { .. }) => Err(Error::InUse {
                 name: name.to_owned(),
                 backend: opts.backend.clone(),
@@ -389,11 +646,7 @@ impl<T: Pod> Publisher<T> {
         }
     }
 
-    pub(crate) fn from_chan(
-        chan: Chan,
-        wait: WaitStrategy,
-        opts: Option<&Options>,
-    ) -> Result<Self, Error> {
+    fn from_chan(chan: Chan, wait: WaitStrategy, opts: Option<&Options>) -> Result<Self, Error> {
         let overflow = overflow_of(&chan, opts)?;
         let slots = Slots::new(chan.region(), &chan.geo);
         let ring = ring::Publisher::new(chan.header(), &slots, chan.geo.capacity);
@@ -402,7 +655,7 @@ impl<T: Pod> Publisher<T> {
             Overflow::Block { evict_after } => (Some(ring::Gate::new()), evict_after),
         };
         let now = Instant::now();
-        Ok(Publisher {
+        Ok(PublisherCore {
             ring,
             slots,
             lines: ring::Lines::new(chan.region(), &chan.geo),
@@ -411,7 +664,6 @@ impl<T: Pod> Publisher<T> {
             evict_after,
             watch: RefCell::new(vec![(0, 0, now, false); chan.geo.max_receivers as usize]),
             chan,
-            _payload: PhantomData,
         })
     }
 
@@ -501,130 +753,9 @@ impl<T: Pod> Publisher<T> {
         false
     }
 
-    /// One attempt at publishing `value`: `Ready` when sent, `Pending` when a Block-mode
-    /// topic has no room.
-    #[inline(always)]
-    fn poll(&self, value: &T, probe: bool) -> Poll<()> {
-        if !self.room(probe) {
-            return Poll::Pending;
-        }
-        self.ring.publish(self.chan.header(), &self.slots, value);
-        Poll::Ready(())
-    }
-
-    /// Publish `value` to every subscriber. In Overwrite mode (the default) this never waits;
-    /// in Block mode it waits for room (for the slowest live subscriber, or its eviction).
-    ///
-    /// # Errors
-    /// [`SendError`] with the value only in a forked child's copy of the publisher: a topic
-    /// with no subscriber takes the message as history.
-    ///
-    /// ```
-    /// use shmchan::{broadcast, Options};
-    /// # let name = format!("doc-bcast-send-{}", std::process::id());
-    /// let mut tx = broadcast::Publisher::<u32>::create(&name, &Options::new().capacity(4))?;
-    /// for i in 0..10 {
-    ///     tx.send(i)?; // nobody listens yet: the ring keeps the last ones as history
-    /// }
-    /// let mut rx = broadcast::Subscriber::<u32>::open_from(
-    ///     &name, broadcast::Start::Oldest, &Options::new())?;
-    /// assert_eq!(rx.try_iter().collect::<Vec<_>>(), [7, 8, 9]);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    #[inline]
-    pub fn send(&mut self, value: T) -> Result<(), SendError<T>> {
-        self.send_deadline(value, None)
-            .map_err(|e| SendError(e.into_inner()))
-    }
-
-    /// Publish `value` without waiting.
-    ///
-    /// # Errors
-    /// [`TrySendError::Full`] in Block mode when the slowest live subscriber is a ring behind;
-    /// [`TrySendError::Disconnected`] in a forked child's copy.
-    pub fn try_send(&mut self, value: T) -> Result<(), TrySendError<T>> {
-        if self.chan.forked() {
-            return Err(TrySendError::Disconnected(value));
-        }
-        match self.poll(&value, false) {
-            Poll::Ready(()) => Ok(()),
-            Poll::Pending if self.chan.probe_due() => match self.poll(&value, true) {
-                Poll::Ready(()) => Ok(()),
-                Poll::Pending => Err(TrySendError::Full(value)),
-            },
-            Poll::Pending => Err(TrySendError::Full(value)),
-        }
-    }
-
-    /// Publish `value`, waiting at most `timeout` for room (Block mode).
-    ///
-    /// # Errors
-    /// [`SendTimeoutError::Timeout`] if there was no room in time;
-    /// [`SendTimeoutError::Disconnected`] in a forked child's copy.
-    pub fn send_timeout(&mut self, value: T, timeout: Duration) -> Result<(), SendTimeoutError<T>> {
-        self.send_deadline(value, deadline_after(timeout))
-    }
-
-    #[inline]
-    fn send_deadline(
-        &mut self,
-        value: T,
-        deadline: Option<Instant>,
-    ) -> Result<(), SendTimeoutError<T>> {
-        if self.chan.forked() {
-            return Err(SendTimeoutError::Disconnected(value));
-        }
-        if let Poll::Ready(()) = self.poll(&value, false) {
-            return Ok(());
-        }
-        let bell = &self.chan.header().space_bell;
-        match wait_until(bell, self.wait, deadline, |probe| self.poll(&value, probe)) {
-            Some(()) => Ok(()),
-            None => Err(SendTimeoutError::Timeout(value)),
-        }
-    }
-
-    /// Publish all of `values` in order (waiting for room in Block mode).
-    ///
-    /// # Errors
-    /// [`SendError`]`(0)` in a forked child's copy (nothing was sent).
-    pub fn send_slice(&mut self, values: &[T]) -> Result<(), SendError<usize>> {
-        if self.chan.forked() {
-            return Err(SendError(0));
-        }
-        for v in values {
-            if self.send_deadline(*v, None).is_err() {
-                return Err(SendError(0));
-            }
-        }
-        Ok(())
-    }
-
-    /// Lend the next slot, to write the message in place; [`Loan::commit`] publishes it, and
-    /// a loan dropped without a commit publishes nothing. Waits for room in Block mode.
-    ///
-    /// In Overwrite mode a subscriber the publisher laps may read the slot while the loan is
-    /// written: it throws what it read away (the slot's stamp says it is being written), but
-    /// formally that read races the loan's writes, as for payloads over 256 bytes elsewhere.
-    ///
-    /// # Errors
-    /// [`SendError`] in a forked child's copy.
-    ///
-    /// ```
-    /// use shmchan::{broadcast, Options};
-    /// # let name = format!("doc-bcast-loan-{}", std::process::id());
-    /// let mut tx = broadcast::Publisher::<[u64; 4]>::create(&name, &Options::new())?;
-    /// let mut rx = broadcast::Subscriber::<[u64; 4]>::open(&name, &Options::new())?;
-    /// let mut slot = tx.loan()?;
-    /// slot[0] = 42;
-    /// slot.commit();
-    /// assert_eq!(rx.recv()?[0], 42);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn loan(&mut self) -> Result<Loan<'_, T>, SendError<()>> {
-        if self.chan.forked() {
-            return Err(SendError(()));
-        }
+    /// Wait for room for the next message (Block mode), as long as it takes; returns its
+    /// position. (For loans, which write the slot in place after this.)
+    fn wait_for_room(&self) -> u64 {
         if !self.room(false) {
             let bell = &self.chan.header().space_bell;
             wait_until(bell, self.wait, None, |probe| {
@@ -635,17 +766,12 @@ impl<T: Pod> Publisher<T> {
                 }
             });
         }
-        let p = self.ring.position();
-        self.ring.begin(&self.slots, p);
-        Ok(Loan {
-            publisher: self,
-            pos: p,
-        })
+        self.ring.position()
     }
 
     /// How many subscribers are attached and alive now (asking the kernel about each), not
     /// counting evicted ones.
-    pub fn subscriber_count(&self) -> usize {
+    fn subscriber_count(&self) -> usize {
         let (chan, geo) = (&self.chan, &self.chan.geo);
         if chan.forked() {
             return 0;
@@ -668,11 +794,7 @@ impl<T: Pod> Publisher<T> {
     /// # Errors
     /// [`WaitForPeerError::Timeout`] if fewer attached in time; [`WaitForPeerError::Disconnected`]
     /// in a forked child's copy.
-    pub fn wait_for_subscribers(
-        &self,
-        n: usize,
-        timeout: Duration,
-    ) -> Result<(), WaitForPeerError> {
+    fn wait_for_subscribers(&self, n: usize, timeout: Duration) -> Result<(), WaitForPeerError> {
         let attempt = |_probe: bool| {
             if self.chan.forked() {
                 Poll::Ready(Err(WaitForPeerError::Disconnected))
@@ -691,29 +813,8 @@ impl<T: Pod> Publisher<T> {
             .unwrap_or(Err(WaitForPeerError::Timeout))
     }
 
-    /// Is at least one subscriber attached and alive now?
-    pub fn is_connected(&self) -> bool {
-        self.subscriber_count() > 0
-    }
-
-    /// How many messages the ring holds (the requested capacity rounded up to a power of
-    /// two); a subscriber can start with at most this many less one of history.
-    pub fn capacity(&self) -> usize {
-        self.chan.geo.capacity as usize
-    }
-
-    /// Loom only: keep the region, to attach subscribers later.
     #[cfg(loom)]
-    #[doc(hidden)]
-    pub fn loom_reopener(&self) -> crate::chan::LoomReopen {
-        self.chan.loom_reopener()
-    }
-
-    /// Loom only: evict the subscriber of place `1 + line` now, as a blocked publisher does
-    /// after `evict_after` (a model has no clock).
-    #[cfg(loom)]
-    #[doc(hidden)]
-    pub fn loom_evict(&self, line: usize) {
+    fn loom_evict(&self, line: usize) {
         let place = self.chan.geo.receivers().start + line;
         let w = self.chan.header().endpoints[place].load(Ordering::Acquire);
         self.lines
@@ -723,8 +824,7 @@ impl<T: Pod> Publisher<T> {
         self.chan.header().data_bell.wake();
     }
 
-    /// The topic's overflow mode.
-    pub fn overflow(&self) -> Overflow {
+    fn overflow(&self) -> Overflow {
         match self.gate {
             None => Overflow::Overwrite,
             Some(_) => Overflow::Block {
@@ -745,7 +845,7 @@ pub struct Loan<'a, T: Pod> {
 impl<T: Pod> Loan<'_, T> {
     /// Publish the message written into the slot.
     pub fn commit(self) {
-        let p = &*self.publisher;
+        let p = &self.publisher.core;
         p.chan.refuse_in_child("a broadcast loan");
         p.ring.end(p.chan.header(), &p.slots, self.pos);
     }
@@ -754,19 +854,19 @@ impl<T: Pod> Loan<'_, T> {
 impl<T: Pod> std::ops::Deref for Loan<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
-        self.publisher.chan.refuse_in_child("a broadcast loan");
+        self.publisher.core.chan.refuse_in_child("a broadcast loan");
         // SAFETY: the slot at `pos` is the publisher's (marked being written by `loan`, and no
         // other publisher exists); the loan borrows the publisher, so nothing else writes it
         // while the reference lives; `T: Pod` accepts whatever bytes it holds.
-        unsafe { self.publisher.slots.payload::<T>(self.pos) }
+        unsafe { self.publisher.core.slots.payload::<T>(self.pos) }
     }
 }
 
 impl<T: Pod> std::ops::DerefMut for Loan<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
-        self.publisher.chan.refuse_in_child("a broadcast loan");
+        self.publisher.core.chan.refuse_in_child("a broadcast loan");
         // SAFETY: as in `deref`, and the loan is borrowed mutably.
-        unsafe { self.publisher.slots.payload_mut::<T>(self.pos) }
+        unsafe { self.publisher.core.slots.payload_mut::<T>(self.pos) }
     }
 }
 
@@ -810,11 +910,135 @@ impl<T: Pod> Subscriber<T> {
     /// ```
     #[cfg(not(loom))]
     pub fn open_from(name: &str, start: Start, opts: &Options) -> Result<Self, Error> {
-        let chan = Chan::open(name, opts, &spec::<T>(Role::Receiver, opts))?;
+        let spec = spec(Fingerprint::of::<T>(), Role::Receiver, opts);
+        let chan = Chan::open(name, opts, &spec)?;
         Self::from_chan(chan, start, opts.wait, Some(opts))
     }
 
     pub(crate) fn from_chan(
+        chan: Chan,
+        start: Start,
+        wait: WaitStrategy,
+        opts: Option<&Options>,
+    ) -> Result<Self, Error> {
+        Ok(Subscriber {
+            core: SubscriberCore::from_chan(chan, start, wait, opts)?,
+            _payload: PhantomData,
+        })
+    }
+
+    /// One attempt at a message: `Ready` with it or an error, `Pending` when there is none.
+    #[inline(always)]
+    fn poll(&self, probe: bool) -> Poll<Result<T, RecvError>> {
+        self.core
+            .poll(probe, &mut |s: &Slots, c| s.load_words::<T>(c))
+    }
+
+    /// Receive the next message, waiting as long as it takes.
+    ///
+    /// # Errors
+    /// [`RecvError::Lagged`]`(n)` if `n` messages were overwritten before we read them (the
+    /// next receive goes on); [`RecvError::Evicted`] (Block mode); [`RecvError::Disconnected`]
+    /// once the publisher is gone and everything was read.
+    pub fn recv(&mut self) -> Result<T, RecvError> {
+        self.recv_deadline(None).map_err(RecvError::from)
+    }
+
+    /// Receive the next message without waiting.
+    ///
+    /// # Errors
+    /// [`TryRecvError::Empty`] if there is none now; the others as [`recv`](Self::recv).
+    pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
+        self.core
+            .try_recv_with(&mut |s: &Slots, c| s.load_words::<T>(c))
+    }
+
+    /// Receive the next message, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`RecvTimeoutError::Timeout`] if none came; the others as [`recv`](Self::recv).
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<T, RecvTimeoutError> {
+        self.recv_deadline(deadline_after(timeout))
+    }
+
+    fn recv_deadline(&mut self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
+        self.core
+            .recv_deadline_with(deadline, &mut |s: &Slots, c| s.load_words::<T>(c))
+    }
+
+    /// Wait for at least one message, then receive as many as are there, at most
+    /// `buf.len()`, into the start of `buf`; returns how many. A lag found after some were
+    /// received is reported by the next call.
+    ///
+    /// # Errors
+    /// As [`recv`](Self::recv), when nothing was received.
+    pub fn recv_slice(&mut self, buf: &mut [T]) -> Result<usize, RecvError> {
+        let Some((first, rest)) = buf.split_first_mut() else {
+            return Ok(0);
+        };
+        *first = self.recv()?;
+        let mut n = 1;
+        for slot in rest {
+            match self.poll(false) {
+                Poll::Ready(Ok(v)) => *slot = v,
+                Poll::Ready(Err(RecvError::Lagged(lost))) => {
+                    // The cursor moved on already: report the loss with the next receive.
+                    self.core.lag_pending.set(lost);
+                    break;
+                }
+                _ => break,
+            }
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Messages published and not yet read by this subscriber (at most the ring's capacity).
+    pub fn lag(&self) -> u64 {
+        self.core.lag()
+    }
+
+    /// How many messages the ring holds.
+    pub fn capacity(&self) -> usize {
+        self.core.chan.geo.capacity as usize
+    }
+
+    /// An iterator over the messages there now, without waiting; it ends at the first empty
+    /// (or lagged, evicted, disconnected) receive.
+    pub fn try_iter(&mut self) -> impl Iterator<Item = T> + '_ {
+        std::iter::from_fn(move || self.try_recv().ok())
+    }
+
+    fn chan(&self) -> &Chan {
+        &self.core.chan
+    }
+
+    fn wait_strategy(&self) -> WaitStrategy {
+        self.core.wait
+    }
+
+    crate::handle::liveness_queries!("publisher");
+
+    crate::handle::wait_for_peer!(
+        "publisher",
+        data_bell,
+        r#"
+```
+use std::time::Duration;
+use shmchan::{broadcast, Options, WaitForPeerError};
+# let name = format!("doc-bcast-wait-{}", std::process::id());
+let tx = broadcast::Publisher::<u64>::create(&name, &Options::new())?;
+let rx = broadcast::Subscriber::<u64>::open(&name, &Options::new())?;
+rx.wait_for_peer(Duration::from_secs(1))?;
+drop(tx);
+assert_eq!(rx.wait_for_peer(Duration::from_millis(10)), Err(WaitForPeerError::Timeout));
+# Ok::<(), Box<dyn std::error::Error>>(())
+```"#
+    );
+}
+
+impl SubscriberCore {
+    fn from_chan(
         chan: Chan,
         start: Start,
         wait: WaitStrategy,
@@ -848,7 +1072,7 @@ impl<T: Pod> Subscriber<T> {
             ring.join(lines.control());
             chan.header().space_bell.notify();
         }
-        Ok(Subscriber {
+        Ok(SubscriberCore {
             ring,
             slots: Slots::new(chan.region(), &chan.geo),
             lines,
@@ -858,7 +1082,6 @@ impl<T: Pod> Subscriber<T> {
             evicted: Cell::new(false),
             lag_pending: Cell::new(0),
             chan,
-            _payload: PhantomData,
         })
     }
 
@@ -867,9 +1090,14 @@ impl<T: Pod> Subscriber<T> {
         self.lines.sub(self.index)
     }
 
-    /// One attempt at a message: `Ready` with it or an error, `Pending` when there is none.
+    /// One attempt at a message, copied out by `copy` (see `ring::Subscriber::read`): `Ready`
+    /// with it or an error, `Pending` when there is none.
     #[inline(always)]
-    fn poll(&self, probe: bool) -> Poll<Result<T, RecvError>> {
+    fn poll<R>(
+        &self,
+        probe: bool,
+        copy: &mut impl FnMut(&Slots, u64) -> R,
+    ) -> Poll<Result<R, RecvError>> {
         if self.block && self.is_evicted() {
             return Poll::Ready(Err(RecvError::Evicted));
         }
@@ -879,7 +1107,7 @@ impl<T: Pod> Subscriber<T> {
         let hdr = self.chan.header();
         match self
             .ring
-            .read::<T>(hdr, &self.slots, &self.lines, self.index)
+            .read(hdr, &self.slots, &self.lines, self.index, |s, c| copy(s, c))
         {
             Read::Value(v) => {
                 if self.block && self.ring.is_published() {
@@ -888,7 +1116,7 @@ impl<T: Pod> Subscriber<T> {
                 Poll::Ready(Ok(v))
             }
             Read::Lagged(n) => Poll::Ready(Err(self.lagged(n))),
-            Read::Empty => self.empty(probe),
+            Read::Empty => self.empty(probe, copy),
         }
     }
 
@@ -920,7 +1148,11 @@ impl<T: Pod> Subscriber<T> {
     /// Nothing at our cursor: pending, unless the publisher is gone (then, once more, what
     /// it published before leaving, and `Disconnected`).
     #[cold]
-    fn empty(&self, probe: bool) -> Poll<Result<T, RecvError>> {
+    fn empty<R>(
+        &self,
+        probe: bool,
+        copy: &mut impl FnMut(&Slots, u64) -> R,
+    ) -> Poll<Result<R, RecvError>> {
         // About to wait: say how far we got (a Block-mode publisher may wait for it).
         if self.ring.publish(self.sub()) && self.block {
             self.chan.header().space_bell.notify();
@@ -930,9 +1162,10 @@ impl<T: Pod> Subscriber<T> {
         }
         // The publisher's detach (Release) came after its last publish, and `peers` read the
         // entry with Acquire: one more read sees everything it published.
+        let hdr = self.chan.header();
         match self
             .ring
-            .read::<T>(self.chan.header(), &self.slots, &self.lines, self.index)
+            .read(hdr, &self.slots, &self.lines, self.index, |s, c| copy(s, c))
         {
             Read::Value(v) => Poll::Ready(Ok(v)),
             Read::Lagged(n) => Poll::Ready(Err(self.lagged(n))),
@@ -940,30 +1173,13 @@ impl<T: Pod> Subscriber<T> {
         }
     }
 
-    /// Receive the next message, waiting as long as it takes.
-    ///
-    /// # Errors
-    /// [`RecvError::Lagged`]`(n)` if `n` messages were overwritten before we read them (the
-    /// next receive goes on); [`RecvError::Evicted`] (Block mode); [`RecvError::Disconnected`]
-    /// once the publisher is gone and everything was read.
-    pub fn recv(&mut self) -> Result<T, RecvError> {
-        self.recv_deadline(None).map_err(|e| match e {
-            RecvTimeoutError::Lagged(n) => RecvError::Lagged(n),
-            RecvTimeoutError::Evicted => RecvError::Evicted,
-            RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected => RecvError::Disconnected,
-        })
-    }
-
-    /// Receive the next message without waiting.
-    ///
-    /// # Errors
-    /// [`TryRecvError::Empty`] if there is none now; the others as [`recv`](Self::recv).
-    pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
+    /// A receive without waiting, copying out with `copy`.
+    fn try_recv_with<R>(&self, copy: &mut impl FnMut(&Slots, u64) -> R) -> Result<R, TryRecvError> {
         if self.chan.forked() {
             return Err(TryRecvError::Disconnected);
         }
-        let r = match self.poll(false) {
-            Poll::Pending if self.chan.probe_due() => self.poll(true),
+        let r = match self.poll(false, copy) {
+            Poll::Pending if self.chan.probe_due() => self.poll(true, copy),
             r => r,
         };
         match r {
@@ -972,23 +1188,21 @@ impl<T: Pod> Subscriber<T> {
         }
     }
 
-    /// Receive the next message, waiting at most `timeout`.
-    ///
-    /// # Errors
-    /// [`RecvTimeoutError::Timeout`] if none came; the others as [`recv`](Self::recv).
-    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<T, RecvTimeoutError> {
-        self.recv_deadline(deadline_after(timeout))
-    }
-
-    fn recv_deadline(&mut self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
+    /// A receive waiting until `deadline` (`None`: as long as it takes), copying out with
+    /// `copy`.
+    fn recv_deadline_with<R>(
+        &self,
+        deadline: Option<Instant>,
+        copy: &mut impl FnMut(&Slots, u64) -> R,
+    ) -> Result<R, RecvTimeoutError> {
         if self.chan.forked() {
             return Err(RecvTimeoutError::Disconnected);
         }
-        let r = match self.poll(false) {
+        let r = match self.poll(false, copy) {
             Poll::Ready(r) => Some(r),
             Poll::Pending => {
                 let bell = &self.chan.header().data_bell;
-                wait_until(bell, self.wait, deadline, |probe| self.poll(probe))
+                wait_until(bell, self.wait, deadline, |probe| self.poll(probe, copy))
             }
         };
         match r {
@@ -997,82 +1211,17 @@ impl<T: Pod> Subscriber<T> {
         }
     }
 
-    /// Wait for at least one message, then receive as many as are there, at most
-    /// `buf.len()`, into the start of `buf`; returns how many. A lag found after some were
-    /// received is reported by the next call.
-    ///
-    /// # Errors
-    /// As [`recv`](Self::recv), when nothing was received.
-    pub fn recv_slice(&mut self, buf: &mut [T]) -> Result<usize, RecvError> {
-        let Some((first, rest)) = buf.split_first_mut() else {
-            return Ok(0);
-        };
-        *first = self.recv()?;
-        let mut n = 1;
-        for slot in rest {
-            match self.poll(false) {
-                Poll::Ready(Ok(v)) => *slot = v,
-                Poll::Ready(Err(RecvError::Lagged(lost))) => {
-                    // The cursor moved on already: report the loss with the next receive.
-                    self.lag_pending.set(lost);
-                    break;
-                }
-                _ => break,
-            }
-            n += 1;
-        }
-        Ok(n)
-    }
-
-    /// Messages published and not yet read by this subscriber (at most the ring's capacity).
-    pub fn lag(&self) -> u64 {
+    /// Messages published and not yet read (at most the ring's capacity).
+    fn lag(&self) -> u64 {
         self.ring.lag(self.chan.header())
     }
-
-    /// How many messages the ring holds.
-    pub fn capacity(&self) -> usize {
-        self.chan.geo.capacity as usize
-    }
-
-    /// An iterator over the messages there now, without waiting; it ends at the first empty
-    /// (or lagged, evicted, disconnected) receive.
-    pub fn try_iter(&mut self) -> impl Iterator<Item = T> + '_ {
-        std::iter::from_fn(move || self.try_recv().ok())
-    }
-
-    fn chan(&self) -> &Chan {
-        &self.chan
-    }
-
-    fn wait_strategy(&self) -> WaitStrategy {
-        self.wait
-    }
-
-    crate::handle::liveness_queries!("publisher");
-
-    crate::handle::wait_for_peer!(
-        "publisher",
-        data_bell,
-        r#"
-```
-use std::time::Duration;
-use shmchan::{broadcast, Options, WaitForPeerError};
-# let name = format!("doc-bcast-wait-{}", std::process::id());
-let tx = broadcast::Publisher::<u64>::create(&name, &Options::new())?;
-let rx = broadcast::Subscriber::<u64>::open(&name, &Options::new())?;
-rx.wait_for_peer(Duration::from_secs(1))?;
-drop(tx);
-assert_eq!(rx.wait_for_peer(Duration::from_millis(10)), Err(WaitForPeerError::Timeout));
-# Ok::<(), Box<dyn std::error::Error>>(())
-```"#
-    );
 }
 
 impl<T: Pod> fmt::Debug for Publisher<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("broadcast::Publisher")
-            .field("name", &self.chan.name)
-            .field("backend", &self.chan.backend)
+            .field("name", &self.core.chan.name)
+            .field("backend", &self.core.chan.backend)
             .field("capacity", &self.capacity())
             .field("overflow", &self.overflow())
             .finish_non_exhaustive()
@@ -1082,8 +1231,8 @@ impl<T: Pod> fmt::Debug for Publisher<T> {
 impl<T: Pod> fmt::Debug for Subscriber<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("broadcast::Subscriber")
-            .field("name", &self.chan.name)
-            .field("backend", &self.chan.backend)
+            .field("name", &self.core.chan.name)
+            .field("backend", &self.core.chan.backend)
             .field("capacity", &self.capacity())
             .finish_non_exhaustive()
     }

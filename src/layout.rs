@@ -196,6 +196,35 @@ impl Fingerprint {
         }
     }
 
+    /// The name of a broadcast frame topic's payload.
+    const FRAMES: &'static str = "frames";
+
+    /// The payload of a broadcast frame topic whose frames are at most `max_frame` bytes: a
+    /// length word, then the bytes, rounded up to whole words.
+    pub(crate) fn frames(max_frame: usize) -> Fingerprint {
+        Fingerprint {
+            size: 8 + (max_frame as u64).next_multiple_of(8),
+            align: 8,
+            type_hash: fnv1a64(Self::FRAMES.as_bytes()),
+            type_name: Self::FRAMES,
+        }
+    }
+
+    /// A broadcast frame topic's payload, of whatever largest frame its creator chose (for
+    /// subscribers, and for a publisher taking a topic over without asking for a size).
+    pub(crate) fn any_frames() -> Fingerprint {
+        Fingerprint {
+            size: 0,
+            ..Fingerprint::frames(0)
+        }
+    }
+
+    /// Is this a frame topic's payload ([`frames`](Self::frames) or
+    /// [`any_frames`](Self::any_frames))?
+    pub(crate) fn is_frames(&self) -> bool {
+        self.type_hash == fnv1a64(Self::FRAMES.as_bytes()) && self.type_name == Self::FRAMES
+    }
+
     pub(crate) fn of<T>() -> Fingerprint {
         let type_name = std::any::type_name::<T>();
         Fingerprint {
@@ -745,6 +774,27 @@ impl Header {
             id.payload_align.load(r),
             id.payload_type_hash.load(r),
         );
+        // A frame topic's subscriber takes the largest frame its creator chose (a size that
+        // does not fit the rest of the header is caught with the geometry below).
+        let chosen;
+        let fp = if fp.is_frames() && hash == fp.type_hash && align == fp.align {
+            if size < 16 || size % 8 != 0 {
+                return Err(format!(
+                    "corrupt header: a frame topic's slot payload of {size} bytes"
+                ));
+            }
+            if fp.size != 0 && fp.size != size {
+                return Err(format!(
+                    "the topic takes frames of up to {} bytes; this handle asked for {}",
+                    size - 8,
+                    fp.size - 8
+                ));
+            }
+            chosen = Fingerprint { size, ..*fp };
+            &chosen
+        } else {
+            fp
+        };
         if (size, align, hash) != (fp.size, fp.align, fp.type_hash) {
             return Err(format!(
                 "payload type mismatch: the channel carries {size}-byte values (alignment \

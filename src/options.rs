@@ -115,6 +115,7 @@ pub struct Options {
     pub(crate) max_receivers: u32,
     pub(crate) max_subscribers: u32,
     pub(crate) overflow: Option<crate::broadcast::Overflow>,
+    pub(crate) max_frame: Option<usize>,
 }
 
 impl Default for Options {
@@ -129,6 +130,7 @@ impl Default for Options {
             max_receivers: crate::mpmc::MAX_RECEIVERS as u32,
             max_subscribers: crate::broadcast::DEFAULT_MAX_SUBSCRIBERS as u32,
             overflow: None,
+            max_frame: None,
         }
     }
 }
@@ -215,6 +217,18 @@ impl Options {
     /// [`Error::Incompatible`](crate::Error::Incompatible).
     pub fn overflow(mut self, overflow: crate::broadcast::Overflow) -> Self {
         self.overflow = Some(overflow);
+        self
+    }
+
+    /// Broadcast frame topics: the largest frame, in bytes, used by `create` (default
+    /// [`broadcast::DEFAULT_MAX_FRAME`](crate::broadcast::DEFAULT_MAX_FRAME), 1024; rounded up
+    /// to a multiple of 8; at most [`broadcast::MAX_FRAME`](crate::broadcast::MAX_FRAME)).
+    /// Every slot of such a topic holds a frame of up to this size, so the topic maps about
+    /// `capacity * (max_frame + 16)` bytes. A subscriber takes the topic's; a publisher that
+    /// sets it when it takes a topic over must match it, or gets
+    /// [`Error::Incompatible`](crate::Error::Incompatible).
+    pub fn max_frame(mut self, bytes: usize) -> Self {
+        self.max_frame = Some(bytes);
         self
     }
 

@@ -280,14 +280,19 @@ impl Subscriber {
     /// One attempt at the message at our cursor (see the module docs). On `Value` and
     /// `Lagged` the cursor moved; it is published to `sub` every `every` messages and on
     /// `Lagged` (`Empty` leaves that to the caller: [`publish`](Self::publish)).
+    ///
+    /// `copy` copies the message at a position out of the slots (typed values word by word,
+    /// frames with their length); what it returns is thrown away unless the stamp is still the
+    /// same after it.
     #[inline(always)]
-    pub(crate) fn read<T: Pod>(
+    pub(crate) fn read<R>(
         &self,
         hdr: &Header,
         slots: &Slots,
         lines: &Lines,
         index: usize,
-    ) -> Read<T> {
+        copy: impl FnOnce(&Slots, u64) -> R,
+    ) -> Read<R> {
         let sub = lines.sub(index);
         let c = self.cursor.get();
         let want = c.wrapping_add(1);
@@ -296,7 +301,7 @@ impl Subscriber {
         if s1 != want {
             return self.not_here(hdr, lines.control(), sub, c, s1);
         }
-        let value = slots.load_words::<T>(c);
+        let value = copy(slots, c);
         // SYNC POINT (bcast-seqlock): the payload loads are ordered before the second stamp
         // load; if any of them read a newer payload, that load sees the newer marker.
         fence(Ordering::Acquire);

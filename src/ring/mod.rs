@@ -137,6 +137,85 @@ impl Slots {
         out
     }
 
+    /// The largest frame a slot holds (broadcast frame topics: a slot's payload is the frame's
+    /// length, one word, then its bytes).
+    #[inline(always)]
+    pub(crate) fn max_frame(&self) -> usize {
+        (self.payload_words - 1) * 8
+    }
+
+    /// Store a frame of at most [`max_frame`](Self::max_frame) bytes into the slot for `pos`:
+    /// its length in the payload's first word, its bytes (the last word zero-padded) in the
+    /// words after it. Relaxed atomic stores, ordered by the stamps around them, as
+    /// [`store_words`](Self::store_words).
+    #[inline]
+    pub(crate) fn store_frame(&self, pos: u64, frame: &[u8]) {
+        debug_assert!(frame.len() <= self.max_frame());
+        self.payload_word(pos, 0)
+            .store(frame.len() as u64, Ordering::Relaxed);
+        let mut words = frame.chunks_exact(8);
+        let mut i = 1;
+        for chunk in &mut words {
+            let w = u64::from_ne_bytes(chunk.try_into().expect("8 bytes"));
+            self.payload_word(pos, i).store(w, Ordering::Relaxed);
+            i += 1;
+        }
+        let rest = words.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.payload_word(pos, i)
+                .store(u64::from_ne_bytes(w), Ordering::Relaxed);
+        }
+    }
+
+    /// Store the length of a frame written in place ([`frame_mut`](Self::frame_mut)) into
+    /// the slot for `pos` (Relaxed, ordered as [`store_frame`](Self::store_frame)'s).
+    #[inline]
+    pub(crate) fn store_frame_len(&self, pos: u64, len: usize) {
+        debug_assert!(len <= self.max_frame());
+        self.payload_word(pos, 0)
+            .store(len as u64, Ordering::Relaxed);
+    }
+
+    /// Load the frame in the slot for `pos` into `out` (its length set to the frame's) and
+    /// return its length, word by word with Relaxed atomic loads (the caller checks the stamp
+    /// again before using it). A length word above [`max_frame`](Self::max_frame), which only
+    /// a peer breaking the protocol writes, reads as `max_frame`: odd bytes, never out of
+    /// bounds.
+    #[inline]
+    pub(crate) fn load_frame(&self, pos: u64, out: &mut Vec<u8>) -> usize {
+        let max = self.max_frame();
+        let len = (self.payload_word(pos, 0).load(Ordering::Relaxed)).min(max as u64) as usize;
+        let words = len.div_ceil(8);
+        // Every byte below `8 * words` is written next, so the old contents need no clearing.
+        out.resize(8 * words, 0);
+        for (i, chunk) in out.chunks_exact_mut(8).enumerate() {
+            let w = self.payload_word(pos, 1 + i).load(Ordering::Relaxed);
+            chunk.copy_from_slice(&w.to_ne_bytes());
+        }
+        out.truncate(len);
+        len
+    }
+
+    /// The bytes of the slot for `pos` that a frame occupies, for a loan to write in place.
+    ///
+    /// # Safety
+    /// The caller owns the slot (marked as being written, by the only publisher) for as long
+    /// as the slice lives. Subscribers lapped by the publisher may load these bytes while it
+    /// writes them (atomically, and they throw what they load away: the stamp says the slot is
+    /// being written); that read formally races the slice's plain writes, as for the loans of
+    /// typed topics.
+    #[cfg(not(loom))]
+    #[inline]
+    #[allow(clippy::mut_from_ref)] // the slot is shared memory the ring protocol hands out
+    pub(crate) unsafe fn frame_mut(&self, pos: u64) -> &mut [u8] {
+        // SAFETY: the payload's words `1..payload_words` lie inside the slot (see `slot`), so
+        // `max_frame` bytes from word 1 are in bounds; the caller owns them (this function's
+        // contract); any bytes are valid `u8`s.
+        unsafe { std::slice::from_raw_parts_mut(self.slot(pos).add(8), self.max_frame()) }
+    }
+
     /// The stamp of the slot for position `pos` (every slot starts with one).
     #[inline(always)]
     pub(crate) fn stamp(&self, pos: u64) -> &crate::sync::AtomicU64 {

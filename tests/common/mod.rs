@@ -34,6 +34,35 @@ impl Msg {
     }
 }
 
+/// A test frame for broadcast frame topics: its sequence number (8 bytes, little-endian),
+/// then bytes derived from it, 8 to `max` bytes in all ([`topic_frame_len`]), so a torn,
+/// garbled or misplaced frame is detected.
+pub fn topic_frame(seq: u64, max: usize, out: &mut Vec<u8>) {
+    let len = topic_frame_len(seq, max);
+    out.clear();
+    out.extend_from_slice(&seq.to_le_bytes());
+    out.extend((8..len).map(|k| topic_frame_byte(seq, k)));
+}
+
+fn topic_frame_len(seq: u64, max: usize) -> usize {
+    8 + (seq.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 33) as usize % (max - 7)
+}
+
+fn topic_frame_byte(seq: u64, k: usize) -> u8 {
+    (seq as u8) ^ (k as u8).wrapping_mul(31)
+}
+
+/// The sequence number of a whole [`topic_frame`], or `None` if it is torn.
+pub fn topic_frame_seq(f: &[u8], max: usize) -> Option<u64> {
+    let seq = u64::from_le_bytes(f.get(..8)?.try_into().ok()?);
+    (f.len() == topic_frame_len(seq, max)
+        && f[8..]
+            .iter()
+            .enumerate()
+            .all(|(i, &b)| b == topic_frame_byte(seq, i + 8)))
+    .then_some(seq)
+}
+
 /// A 4 KiB test message for loans: every word is derived from `seq`, so a torn, garbled or
 /// half-written message is detected.
 #[repr(C)]
@@ -234,8 +263,28 @@ impl TempDir {
 }
 
 impl Drop for TempDir {
+    /// Removed even when a process the test started (already killed) had a file in it being
+    /// written as the listing ran: `remove_dir_all` fails with "directory not empty" when a
+    /// file appears after it listed the directory, so it is tried again; a directory that still
+    /// cannot be removed is named on standard error, with what is in it.
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        let mut last = None;
+        for _ in 0..50 {
+            match std::fs::remove_dir_all(&self.0) {
+                Ok(()) => return,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+                Err(e) => last = Some(e),
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let left: Vec<_> = std::fs::read_dir(&self.0)
+            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        eprintln!(
+            "cannot remove the test directory {}: {:?}; it holds {left:?}",
+            self.0.display(),
+            last
+        );
     }
 }
 
@@ -856,6 +905,85 @@ pub fn child_main() {
                 first_seen.unwrap_or(u64::MAX),
                 expected.unwrap_or(u64::MAX)
             );
+        }
+        // Broadcast frame topics (tests/broadcast_frames.rs): as bc-sub, with test frames of
+        // at most SHMCHAN_TEST_MAX bytes ([`topic_frame`]) received with `recv_into`.
+        "bc-frame-sub" => {
+            use shmchan::broadcast::{FrameSubscriber, Overflow, RecvError, Start};
+            let max = env_u64("SHMCHAN_TEST_MAX", 0) as usize;
+            let start = match std::env::var("SHMCHAN_TEST_START").as_deref() {
+                Ok("oldest") => Start::Oldest,
+                _ => Start::Latest,
+            };
+            let sopts = if flag("SHMCHAN_TEST_BLOCK") {
+                opts.clone().overflow(Overflow::Block { evict_after: None })
+            } else {
+                opts.clone()
+            };
+            let mut rx = FrameSubscriber::open_from(&name, start, &sopts).unwrap();
+            assert_eq!(rx.max_frame(), max, "the topic's largest frame");
+            println!("READY");
+            let mut expected = std::env::var("SHMCHAN_TEST_FIRST")
+                .ok()
+                .map(|s| s.parse::<u64>().unwrap());
+            let slow = env_u64("SHMCHAN_TEST_SLOW_US", 0);
+            let (mut received, mut lagged, mut torn) = (0u64, 0u64, 0u64);
+            let mut buf = Vec::new();
+            while n == 0 || received < n {
+                match rx.recv_into(&mut buf) {
+                    Ok(len) => {
+                        assert_eq!(len, buf.len());
+                        let Some(seq) = topic_frame_seq(&buf, max) else {
+                            torn += 1;
+                            continue;
+                        };
+                        // Hostile-bytes tests (SHMCHAN_TEST_LAX): only crashes and hangs
+                        // are failures.
+                        if let (Some(e), false) = (expected, flag("SHMCHAN_TEST_LAX")) {
+                            assert_eq!(
+                                seq, e,
+                                "frame out of place ({received} received, {lagged} lost)"
+                            );
+                        }
+                        expected = Some(seq + 1);
+                        received += 1;
+                        if slow > 0 && received % 100 == 0 {
+                            std::thread::sleep(Duration::from_micros(slow));
+                        }
+                    }
+                    Err(RecvError::Lagged(k)) => {
+                        lagged += k;
+                        expected = expected.map(|e| e + k);
+                    }
+                    Err(RecvError::Evicted) => panic!("evicted"),
+                    Err(RecvError::Disconnected) => break,
+                }
+            }
+            println!(
+                "RESULT {received} {lagged} {torn} 0 0 {}",
+                expected.unwrap_or(u64::MAX)
+            );
+        }
+        // Publish test frames BASE.. N of them (at most SHMCHAN_TEST_MAX bytes, which the
+        // topic is created with) as the frame topic's publisher, creating it or taking it over
+        // (without asking for a largest frame), printing SENT after the last; then hang.
+        "bc-frame-pub" => {
+            let max = env_u64("SHMCHAN_TEST_MAX", 0) as usize;
+            let mut tx = if flag("SHMCHAN_TEST_CREATE") {
+                shmchan::broadcast::FramePublisher::create(&name, &opts.clone().max_frame(max))
+            } else {
+                shmchan::broadcast::FramePublisher::open(&name, &opts)
+            }
+            .unwrap();
+            assert_eq!(tx.max_frame(), max, "the topic's largest frame");
+            let base = env_u64("SHMCHAN_TEST_BASE", 0);
+            let mut buf = Vec::new();
+            for i in base..base + n {
+                topic_frame(i, max, &mut buf);
+                tx.send(&buf).unwrap();
+            }
+            println!("SENT");
+            hang();
         }
         // Subscribe (Block mode) and read nothing until the file SHMCHAN_TEST_GO exists (the
         // test stops, kills or continues us meanwhile); then one receive, and print what it

@@ -67,8 +67,28 @@ impl TempDir {
 }
 
 impl Drop for TempDir {
+    /// Removed even when a process the test started (already killed) had a file in it being
+    /// written as the listing ran: `remove_dir_all` fails with "directory not empty" when a
+    /// file appears after it listed the directory, so it is tried again; a directory that still
+    /// cannot be removed is named on standard error, with what is in it.
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        let mut last = None;
+        for _ in 0..50 {
+            match std::fs::remove_dir_all(&self.0) {
+                Ok(()) => return,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+                Err(e) => last = Some(e),
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let left: Vec<_> = std::fs::read_dir(&self.0)
+            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        eprintln!(
+            "cannot remove the test directory {}: {:?}; it holds {left:?}",
+            self.0.display(),
+            last
+        );
     }
 }
 
