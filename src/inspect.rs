@@ -917,7 +917,8 @@ fn pread_full(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> io::Result<usi
 /// published is read a second time (its identity is then complete: the creator wrote all of it
 /// before it published), and the positions are read again after it, each an aligned 8-byte
 /// word on its own, the consumer's first, so that `received <= sent` holds in the copy as it
-/// does for a peer that loads them in that order.
+/// does for a peer that loads them in that order (up to the consumer being ahead of the
+/// shared `tail`, which `read_header` corrects).
 fn copy_header(fd: BorrowedFd<'_>) -> io::Result<Option<Box<Header>>> {
     let mut copy = Box::new(std::mem::MaybeUninit::<Header>::uninit());
     // SAFETY: the pointer is to the box's own allocation of one `Header`, valid for writes;
@@ -1433,6 +1434,13 @@ fn read_header(
     // Positions: a snapshot; the fill level is clamped as the handles' `len()` is.
     let mut head = hdr.head.load(r);
     let mut tail = hdr.tail.load(r);
+    // The shared `tail` is stored after the slot's stamp that publishes a message (and once at
+    // the end of a batch), and the consumer reads stamps, not `tail`: it may take a message and
+    // store `head` before its producer stores `tail`. Those messages were sent.
+    let ahead = head.wrapping_sub(tail);
+    if ahead != 0 && ahead <= capacity {
+        tail = head;
+    }
     let mut topic = None;
     if kind == LayoutKind::Broadcast {
         let read = read_topic(view, receivers, capacity, &endpoints)
