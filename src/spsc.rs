@@ -249,6 +249,7 @@ impl<T: Pod> Sender<T> {
     /// assert_eq!(tx.try_send(2), Err(TrySendError::Full(2)));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    #[inline]
     pub fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
         if const { size_of::<T>() > LARGE } {
             return self.try_send_from(&value).map_err(|e| e.with(value));
@@ -557,6 +558,7 @@ impl<T: Pod> Receiver<T> {
     /// assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    #[inline]
     pub fn try_recv(&self) -> Result<T, TryRecvError> {
         if const { size_of::<T>() > LARGE } {
             let mut out = MaybeUninit::uninit();
