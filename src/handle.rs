@@ -71,6 +71,41 @@ pub(crate) fn poll_recv<T>(
     }
 }
 
+/// As [`poll_recv`], for a `pop` too large to be inlined at two call sites (MPMC's): its
+/// second call, once the senders are gone, is out of line, so that the first is inlined (with
+/// both inline, the MPMC receive was a call: 262 against 231 instructions a message,
+/// `.ci/instructions mpmc_8B`; SPSC and frames measured 2 and 15 instructions more this way).
+#[inline(always)]
+pub(crate) fn poll_recv_outlined<T>(
+    chan: &Chan,
+    probe: bool,
+    mut pop: impl FnMut(bool) -> Result<T, RingError>,
+) -> Poll<Result<T, ()>> {
+    match pop(probe) {
+        Ok(v) => Poll::Ready(Ok(v)),
+        Err(RingError::Broken) => Poll::Ready(Err(())),
+        Err(RingError::WouldBlock) => {
+            if chan.peers(probe) != RoleState::Gone {
+                return Poll::Pending;
+            }
+            pop_after_the_senders_left(&mut pop)
+        }
+    }
+}
+
+/// The last pop of [`poll_recv_outlined`], once the senders are gone, out of line.
+#[cold]
+#[inline(never)]
+fn pop_after_the_senders_left<T>(
+    pop: &mut impl FnMut(bool) -> Result<T, RingError>,
+) -> Poll<Result<T, ()>> {
+    // As in `poll_recv`: what the senders published before leaving is still ours.
+    match pop(true) {
+        Ok(v) => Poll::Ready(Ok(v)),
+        Err(_) => Poll::Ready(Err(())),
+    }
+}
+
 /// Did every receiver die, one of them asleep waiting for data? A sender about to send asks
 /// when a receiver's sleeper flag is set: this send is about to pay for waking it, so it asks
 /// the kernel first whether any receiver lives, and the first send after a receiver died

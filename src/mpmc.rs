@@ -446,7 +446,7 @@ impl<T: Pod> Receiver<T> {
     #[inline(always)]
     fn poll(&self, probe: bool) -> Poll<Result<T, ()>> {
         let s = &*self.shared;
-        handle::poll_recv(&s.chan, probe, |probe| {
+        handle::poll_recv_outlined(&s.chan, probe, |probe| {
             // SAFETY: as in `Sender::poll`.
             unsafe {
                 s.ring.pop(s.chan.header(), &s.slots, |o, g| {
