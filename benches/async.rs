@@ -22,7 +22,7 @@ mod common;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{PEER, Peer, say_ready};
+use common::{PEER, Peer, Quiet, say_ready};
 use criterion::{Criterion, criterion_group};
 use shmchan::{Options, WaitStrategy, spsc};
 
@@ -31,9 +31,11 @@ fn main() {
         peer(&spec);
         return;
     }
+    let quiet = Quiet::start();
     benches();
     report();
     Criterion::default().configure_from_args().final_summary();
+    quiet.report();
 }
 
 criterion_group! {

@@ -6,6 +6,7 @@
 //!
 //! - `floor`: two raw atomics on separate cache lines of one shared page, busy-polled;
 //! - `shmchan/default`, `shmchan/spin`, `shmchan/park`: two SPSC channels (ping, pong);
+//! - `shmchan_mpmc`: the same through two MPMC queues (one producer and one consumer each);
 //! - `futex`: the floor of the parking path, two futex words;
 //! - `unix_socket`, `pipe`: the kernel baselines;
 //! - `shmchan_loan`: the 8-byte round trip through loans and references (`loan`/`commit`,
@@ -27,9 +28,9 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{PEER, Peer, say_ready};
+use common::{PEER, Peer, Quiet, say_ready};
 use criterion::{Criterion, criterion_group};
-use shmchan::{Options, Pod, WaitStrategy, spsc};
+use shmchan::{Options, Pod, WaitStrategy, mpmc, spsc};
 
 /// Written to the futex benchmark's ping word to stop the peer.
 const STOP: u32 = u32::MAX;
@@ -39,8 +40,10 @@ fn main() {
         peer(&spec);
         return;
     }
+    let quiet = Quiet::start();
     benches();
     Criterion::default().configure_from_args().final_summary();
+    quiet.report();
 }
 
 criterion_group! {
@@ -92,6 +95,7 @@ fn rtt(c: &mut Criterion) {
     ] {
         shmchan_rtt::<u64>(&mut g, label, wait, 0);
     }
+    mpmc_rtt(&mut g, "shmchan_mpmc");
     {
         let shm = SharedPage::new("futex");
         let peer = Peer::spawn(&format!("futex {}", shm.path));
@@ -230,6 +234,22 @@ fn shmchan_rtt<T: Pod>(g: &mut Group<'_>, label: &str, wait: WaitStrategy, size:
     let msg = T::zeroed();
     bench(g, label, |_| {
         ping.send(msg).unwrap();
+        pong.recv().unwrap();
+    });
+    drop((ping, pong)); // the peer sees Disconnected and exits
+    drop(peer);
+}
+
+/// As `shmchan_rtt` (default wait), through two MPMC queues with one producer and one
+/// consumer each: the reference for MPMC's round trip against SPSC's.
+fn mpmc_rtt(g: &mut Group<'_>, label: &str) {
+    let base = format!("shmchan-bench-{}-{}", std::process::id(), unique());
+    let opts = Options::new().capacity(64);
+    let ping = mpmc::Sender::<u64>::create(&format!("{base}-ping"), &opts).unwrap();
+    let pong = mpmc::Receiver::<u64>::create(&format!("{base}-pong"), &opts).unwrap();
+    let peer = Peer::spawn(&format!("mpmc {base}"));
+    bench(g, label, |_| {
+        ping.send(0).unwrap();
         pong.recv().unwrap();
     });
     drop((ping, pong)); // the peer sees Disconnected and exits
@@ -413,6 +433,18 @@ fn peer(spec: &str) {
                 1024 => echo::<[u8; 1024]>(base, wait),
                 4096 => echo::<[u8; 4096]>(base, wait),
                 other => panic!("no payload of {other} bytes"),
+            }
+        }
+        "mpmc" => {
+            let ping = mpmc::Receiver::<u64>::open(&format!("{}-ping", parts[1]), &Options::new())
+                .unwrap();
+            let pong =
+                mpmc::Sender::<u64>::open(&format!("{}-pong", parts[1]), &Options::new()).unwrap();
+            say_ready();
+            while let Ok(v) = ping.recv() {
+                if pong.send(v).is_err() {
+                    return;
+                }
             }
         }
         "shmchan-in-place" => match (parts[2], parts[3].parse().unwrap()) {
