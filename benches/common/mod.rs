@@ -117,7 +117,7 @@ impl Quiet {
             q.load_before,
             std::thread::available_parallelism().map_or(0, |n| n.get()),
             if q.load_before > 1.0 {
-                " -- LOADED: above 1.0, wait for a quiet machine before comparing figures"
+                " -- above 1.0: busy, or a run in the last minute (see the report at the end)"
             } else {
                 ""
             }
