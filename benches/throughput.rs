@@ -20,6 +20,14 @@
 //!
 //! - `copy/spsc_4KiB_send_recv`, `copy/mpmc_4KiB_send_recv`: `send` then `recv` of a 4 KiB
 //!   value on one thread, beside `copy/memcpy_4KiB_x2`, two 4 KiB copies (in, out);
+//! - `copy/shared_read_{256B,4KiB,64KiB,1MiB}` beside `copy/memcpy_{...}`: the crate's
+//!   race-free copy out of shared memory (`src/ring/copy.rs`, compiled into this file) and
+//!   glibc's `memcpy` of the same bytes between the same buffers, on one thread (source 8 bytes
+//!   into a 64-byte line, where a slot's payload starts after its stamp; destination
+//!   line-aligned); `copy/shared_write_{...}` beside `copy/memcpy_to_slot_{...}`, the copy into
+//!   shared memory the other way round; `copy/{shared_read,memcpy}_4KiB_unaligned`, from offset
+//!   3 to offset 5 of a line (a pipe read from the middle of a frame), and `_4KiB_skew8`, to a
+//!   destination 8 bytes past the source modulo 4 KiB (glibc's `rep movsb` case);
 //! - `bytes/frame_8B`, `bytes/frame_64KiB`: one producer process, one consumer process,
 //!   shmchan frames (`send` copies each frame in; the consumer reads it in place, touching every
 //!   cache line of a 64 KiB one); beside `bytes/memcpy_64KiB`, one thread copying 64 KiB, the
@@ -42,6 +50,17 @@
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
 mod common;
+
+/// The crate's race-free copies between shared and private memory, compiled in from the
+/// crate's source as they are (the module is private to the crate). It names its atomics
+/// through `crate::sync`, the crate's loom seam; `sync` below gives it std's.
+#[path = "../src/ring/copy.rs"]
+#[allow(dead_code)] // the portable word copies are the fallback of other targets
+mod copy;
+/// What `copy.rs` takes from the crate's `sync` module.
+mod sync {
+    pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+}
 
 use std::time::{Duration, Instant};
 
@@ -228,6 +247,18 @@ fn throughput(c: &mut Criterion) {
             })
         });
     }
+    for (label, len) in [
+        ("256B", 256),
+        ("4KiB", 4 << 10),
+        ("64KiB", 64 << 10),
+        ("1MiB", 1 << 20),
+    ] {
+        g.throughput(Throughput::Bytes(len as u64));
+        copies(&mut g, label, len, SLOT_OFFSET, 0);
+    }
+    g.throughput(Throughput::Bytes(4 << 10));
+    copies(&mut g, "4KiB_unaligned", 4 << 10, 3, 5);
+    skewed_copies(&mut g);
     g.finish();
 
     // What a broadcast publisher pays per message in Overwrite mode, with 1, 8 and 64
@@ -289,6 +320,82 @@ fn throughput(c: &mut Criterion) {
         byte_stream(&mut g, kind);
     }
     g.finish();
+}
+
+/// Where a typed slot's payload starts in a 64-byte line: after the slot's 8-byte stamp.
+const SLOT_OFFSET: usize = 8;
+
+/// A buffer of `len` bytes starting `offset` bytes into a 64-byte line.
+struct Line {
+    bytes: Vec<u8>,
+    start: usize,
+}
+
+impl Line {
+    fn new(len: usize, offset: usize) -> Line {
+        let bytes = vec![7u8; len + 128];
+        let start = bytes.as_ptr().align_offset(64) + offset;
+        Line { bytes, start }
+    }
+    fn ptr(&mut self) -> *mut u8 {
+        self.bytes[self.start..].as_mut_ptr()
+    }
+}
+
+/// `copy/memcpy_{label}` and `copy/shared_read_{label}`, `len` bytes from a "shared" buffer
+/// at `shared_at` in its line to a private one at `private_at`; `copy/memcpy_to_slot_{label}`
+/// and `copy/shared_write_{label}`, the other way (these only when the shared side is
+/// 8-aligned, as `copy_to_shared` asks). The `memcpy`s are glibc's (a call: the length is not
+/// a constant), between the same buffers.
+fn copies(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    label: &str,
+    len: usize,
+    shared_at: usize,
+    private_at: usize,
+) {
+    use std::hint::black_box;
+    let (mut shared, mut private) = (Line::new(len, shared_at), Line::new(len, private_at));
+    let (s, p) = (shared.ptr(), private.ptr());
+    g.bench_function(format!("memcpy_{label}"), |b| {
+        // SAFETY: `len` bytes at each pointer, in two separate buffers.
+        b.iter(|| unsafe { std::ptr::copy_nonoverlapping(black_box(s), black_box(p), len) })
+    });
+    g.bench_function(format!("shared_read_{label}"), |b| {
+        // SAFETY: as above; only this thread touches either buffer.
+        b.iter(|| unsafe { copy::copy_from_shared(black_box(p), black_box(s), len) })
+    });
+    if shared_at % 8 == 0 {
+        g.bench_function(format!("memcpy_to_slot_{label}"), |b| {
+            // SAFETY: as above.
+            b.iter(|| unsafe { std::ptr::copy_nonoverlapping(black_box(p), black_box(s), len) })
+        });
+        g.bench_function(format!("shared_write_{label}"), |b| {
+            // SAFETY: as above; `s` is 8-aligned and the buffer goes on past `len` rounded up.
+            b.iter(|| unsafe { copy::copy_to_shared(black_box(s), black_box(p), len) })
+        });
+    }
+}
+
+/// `copy/memcpy_4KiB_skew8` and `copy/shared_read_4KiB_skew8`: 4 KiB to a destination 8
+/// bytes past the source modulo 4 KiB (two pages and 8 bytes further on in one buffer), where
+/// glibc's `memcpy` uses `rep movsb` on this AMD machine and `rep movsb` slows down many times
+/// over (why `copy.rs` does not use it).
+fn skewed_copies(g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>) {
+    use std::hint::black_box;
+    let len = 4 << 10;
+    let mut buf = Line::new(len + 2 * 4096 + 8, SLOT_OFFSET);
+    let s = buf.ptr();
+    // SAFETY: `len` bytes from `s + 8200` lie in `buf` (it holds `len + 8200` from `s`).
+    let p = unsafe { s.add(2 * 4096 + 8) };
+    g.bench_function("memcpy_4KiB_skew8", |b| {
+        // SAFETY: `len` bytes at each pointer, 8200 bytes apart: no overlap.
+        b.iter(|| unsafe { std::ptr::copy_nonoverlapping(black_box(s), black_box(p), len) })
+    });
+    g.bench_function("shared_read_4KiB_skew8", |b| {
+        // SAFETY: as above; only this thread touches the buffer.
+        b.iter(|| unsafe { copy::copy_from_shared(black_box(p), black_box(s), len) })
+    });
 }
 
 /// One producer process, one consumer process, frames of `len` bytes (an empty frame ends

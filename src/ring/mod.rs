@@ -2,6 +2,7 @@
 //! memory came from, so loom runs exactly this code on a heap region.
 
 pub(crate) mod broadcast;
+pub(crate) mod copy;
 pub(crate) mod frame;
 pub(crate) mod mpmc;
 pub(crate) mod spsc;
@@ -145,14 +146,32 @@ impl Slots {
     }
 
     /// Store a frame of at most [`max_frame`](Self::max_frame) bytes into the slot for `pos`:
-    /// its length in the payload's first word, its bytes (the last word zero-padded) in the
-    /// words after it. Relaxed atomic stores, ordered by the stamps around them, as
-    /// [`store_words`](Self::store_words).
+    /// its length in the payload's first word (a Relaxed atomic store), its bytes in the words
+    /// after it with [`copy_to_shared`](copy::copy_to_shared) (race-free: a lapped subscriber
+    /// may load them meanwhile), ordered by the stamps around them as
+    /// [`store_words`](Self::store_words)' stores are. Bytes after the frame in its last word
+    /// are not part of it (zero, or left as they were).
     #[inline]
     pub(crate) fn store_frame(&self, pos: u64, frame: &[u8]) {
         debug_assert!(frame.len() <= self.max_frame());
         self.payload_word(pos, 0)
             .store(frame.len() as u64, Ordering::Relaxed);
+        #[cfg(not(loom))]
+        // SAFETY: the payload's words `1..payload_words` lie inside the slot (see `slot`):
+        // `max_frame >= frame.len()` bytes from word 1, which is 8-aligned, the padding to the
+        // next word included; the publisher owns the slot's bytes (marked as being written);
+        // `frame` is our own memory.
+        unsafe {
+            copy::copy_to_shared(self.slot(pos).add(8), frame.as_ptr(), frame.len());
+        }
+        // Under loom the payload words are loom atomics in a block of their own.
+        #[cfg(loom)]
+        self.store_frame_words(pos, frame);
+    }
+
+    /// [`store_frame`](Self::store_frame)'s bytes as loom atomics, word by word.
+    #[cfg(loom)]
+    fn store_frame_words(&self, pos: u64, frame: &[u8]) {
         let mut words = frame.chunks_exact(8);
         let mut i = 1;
         for chunk in &mut words {
@@ -179,14 +198,36 @@ impl Slots {
     }
 
     /// Load the frame in the slot for `pos` into `out` (its length set to the frame's) and
-    /// return its length, word by word with Relaxed atomic loads (the caller checks the stamp
-    /// again before using it). A length word above [`max_frame`](Self::max_frame), which only
-    /// a peer breaking the protocol writes, reads as `max_frame`: odd bytes, never out of
-    /// bounds.
+    /// return its length: the length word with a Relaxed atomic load, the bytes with
+    /// [`copy_from_shared`](copy::copy_from_shared), race-free (the caller checks the stamp
+    /// again before using them: a publisher lapping us may write them meanwhile). A length
+    /// word above [`max_frame`](Self::max_frame), which only a peer breaking the protocol
+    /// writes, reads as `max_frame`: odd bytes, never out of bounds.
     #[inline]
     pub(crate) fn load_frame(&self, pos: u64, out: &mut Vec<u8>) -> usize {
         let max = self.max_frame();
         let len = (self.payload_word(pos, 0).load(Ordering::Relaxed)).min(max as u64) as usize;
+        #[cfg(not(loom))]
+        {
+            out.clear();
+            out.reserve(len);
+            // SAFETY: `len <= max_frame` bytes from payload word 1 lie inside the slot (see
+            // `slot`); `out` has room for `len` bytes (reserved), its own allocation; after the
+            // copy they are initialised.
+            unsafe {
+                copy::copy_from_shared(out.as_mut_ptr(), self.slot(pos).add(8), len);
+                out.set_len(len);
+            }
+        }
+        // Under loom the payload words are loom atomics in a block of their own.
+        #[cfg(loom)]
+        self.load_frame_words(pos, len, out);
+        len
+    }
+
+    /// [`load_frame`](Self::load_frame)'s bytes from loom atomics, word by word.
+    #[cfg(loom)]
+    fn load_frame_words(&self, pos: u64, len: usize, out: &mut Vec<u8>) {
         let words = len.div_ceil(8);
         // Every byte below `8 * words` is written next, so the old contents need no clearing.
         out.resize(8 * words, 0);
@@ -195,7 +236,6 @@ impl Slots {
             chunk.copy_from_slice(&w.to_ne_bytes());
         }
         out.truncate(len);
-        len
     }
 
     /// The bytes of the slot for `pos` that a frame occupies, for a loan to write in place.
@@ -203,9 +243,10 @@ impl Slots {
     /// # Safety
     /// The caller owns the slot (marked as being written, by the only publisher) for as long
     /// as the slice lives. Subscribers lapped by the publisher may load these bytes while it
-    /// writes them (atomically, and they throw what they load away: the stamp says the slot is
-    /// being written); that read formally races the slice's plain writes, as for the loans of
-    /// typed topics.
+    /// writes them (with [`copy_from_shared`](copy::copy_from_shared), race-free on their
+    /// side, and they throw what they load away: the stamp says the slot is being written);
+    /// the slice's plain writes are still formally the other half of a race with those loads,
+    /// as for the loans of typed topics.
     #[cfg(not(loom))]
     #[inline]
     #[allow(clippy::mut_from_ref)] // the slot is shared memory the ring protocol hands out
@@ -300,31 +341,49 @@ impl Slots {
     }
 
     /// Copy `*value` into the slot for `pos`: one copy, from the caller's memory straight
-    /// into the slot (the path of payloads larger than [`LARGE`]).
+    /// into the slot (the path of payloads larger than [`LARGE`]), with
+    /// [`copy_to_shared`](copy::copy_to_shared): race-free even against a peer that reads or
+    /// writes the slot against the protocol.
     ///
     /// # Safety
     /// As for [`write`](Self::write).
     #[inline(always)]
     pub(crate) unsafe fn write_from<T: Pod>(&self, pos: u64, value: &T) {
         self.track(pos).write();
-        // SAFETY: in bounds and aligned as in `write`, owned by the caller (this function's
-        // contract); `value` is a valid `T` in our own memory, which cannot overlap the slot
-        // (shared memory is never handed out as a `&T` while it is being written).
-        unsafe { std::ptr::copy_nonoverlapping(value, self.slot(pos).cast::<T>(), 1) }
+        // SAFETY: the slot's payload starts 8-aligned and spans `size_of::<T>()` rounded up to
+        // 8 bytes inside the slot (see `slot` and `write`), so its padding is ours as well; the
+        // caller owns the slot (this function's contract); `value` is a valid `T` in our own
+        // memory, which cannot overlap the slot (shared memory is never handed out as a `&T`
+        // while it is being written).
+        unsafe {
+            copy::copy_to_shared(
+                self.slot(pos),
+                std::ptr::from_ref(value).cast::<u8>(),
+                size_of::<T>(),
+            )
+        }
     }
 
     /// Copy the slot for `pos` into `out`: one copy, straight into the caller's memory (the
-    /// path of payloads larger than [`LARGE`]).
+    /// path of payloads larger than [`LARGE`]), with
+    /// [`copy_from_shared`](copy::copy_from_shared): race-free even against a peer that
+    /// writes the slot against the protocol (it can only make the bytes odd).
     ///
     /// # Safety
     /// As for [`read`](Self::read).
     #[inline(always)]
     pub(crate) unsafe fn read_into<T: Pod>(&self, pos: u64, out: &mut std::mem::MaybeUninit<T>) {
         self.track(pos).read();
-        // SAFETY: in bounds and aligned as in `write`; the slot is published and ours (this
-        // function's contract); `T: Pod` accepts every bit pattern. As in `read` for large
-        // payloads, a plain copy: a peer writing the slot against the protocol races it.
-        unsafe { std::ptr::copy_nonoverlapping(self.slot(pos).cast::<T>(), out.as_mut_ptr(), 1) }
+        // SAFETY: the slot's payload is in bounds (see `slot`), `size_of::<T>()` bytes; the
+        // slot is published and ours (this function's contract); `out` is the caller's
+        // memory, `size_of::<T>()` bytes, not the slot.
+        unsafe {
+            copy::copy_from_shared(
+                out.as_mut_ptr().cast::<u8>(),
+                self.slot(pos),
+                size_of::<T>(),
+            )
+        }
     }
 
     /// Copy `value` into the slot for `pos`.
@@ -335,12 +394,20 @@ impl Slots {
     /// (so the payload, rounded up to 8 bytes, lies inside the slot).
     #[inline(always)]
     pub(crate) unsafe fn write<T: Pod>(&self, pos: u64, value: T) {
+        if size_of::<T>() > LARGE {
+            // Large values (the batch path, `push_slice`): `copy.rs`'s race-free copy.
+            // SAFETY: this function's contract is `write_from`'s.
+            return unsafe { self.write_from(pos, &value) };
+        }
         self.track(pos).write();
-        // A plain write, not `copy_out`'s atomic words: the writer never reads the slot back,
-        // so a peer that (against the protocol) writes or reads it meanwhile changes only what
-        // that peer sees, never a value of ours; and atomic word stores were measured 3x slower
-        // for 64-byte messages (`cargo bench --bench throughput -- spsc_64B`: eight 8-byte
-        // stores where a copy makes two or four wide ones, behind a line the reader holds).
+        // Up to `LARGE` bytes, a plain write, not `copy_out`'s atomic words nor `copy.rs`'s
+        // assembly: the writer never reads the slot back, so a peer that (against the
+        // protocol) writes or reads it meanwhile changes only what that peer sees, never a
+        // value of ours (formally, in Rust's model, that peer's access still races this
+        // store); and atomic word stores were measured 3x slower for 64-byte messages
+        // (`cargo bench --bench throughput -- spsc_64B`: eight 8-byte stores where a copy makes
+        // two or four wide ones, behind a line the reader holds), where an inlined store of a
+        // size known at compile time beats an out-of-line call to the assembly.
         // SAFETY: in bounds (see `slot`), aligned because base and stride are multiples of
         // `align_of::<T>()`, and owned by the caller per this function's contract.
         unsafe { self.slot(pos).cast::<T>().write(value) }
@@ -363,16 +430,23 @@ impl Slots {
             // SAFETY: as above; `copy_out`'s contract is this function's.
             return unsafe { copy_out(self.slot(pos)) };
         }
-        // Larger payloads: a plain (vectorised) copy. A word loop took 1 KiB streaming from
-        // 9.0 to 4.9 M msg/s. A peer writing the slot against the protocol is then a data race
-        // in Rust's model (the value is copied once into a local and never re-read here, but
-        // the compiler is not bound to that); a race-free copy at memory speed (wide loads in
-        // inline assembly) is still to be written. (Handles copy payloads this large with
-        // `read_into`, the same plain copy, straight into the caller's memory.)
+        // Larger payloads (the batch path, `pop_slice`; single messages this large go by
+        // `read_into`): the race-free copy of `copy.rs`, at `memcpy` speed (a word loop took
+        // 1 KiB streaming from 9.0 to 4.9 M msg/s).
         #[cfg(not(loom))]
-        // SAFETY: in bounds and aligned as in `write`; `T: Pod` accepts every bit pattern.
-        unsafe {
-            self.slot(pos).cast::<T>().read()
+        {
+            let mut out = std::mem::MaybeUninit::<T>::uninit();
+            // SAFETY: as in `read_into`: the payload is in bounds, published and ours; `out`
+            // is a local of `size_of::<T>()` bytes.
+            unsafe {
+                copy::copy_from_shared(
+                    out.as_mut_ptr().cast::<u8>(),
+                    self.slot(pos),
+                    size_of::<T>(),
+                );
+            }
+            // SAFETY: every byte of `out` was written above, and `T: Pod` accepts any bytes.
+            unsafe { out.assume_init() }
         }
     }
 }
@@ -521,16 +595,20 @@ impl Bytes {
 }
 
 /// Payloads up to this size are read with atomic word loads ([`copy_out`]), which measured as
-/// fast as a plain copy or faster up to here (`cargo bench --bench throughput -- spsc_64B`).
+/// fast as a plain copy or faster up to here (`cargo bench --bench throughput -- spsc_64B`);
+/// larger ones with [`copy_from_shared`](copy::copy_from_shared). Both are race-free.
 #[cfg(not(loom))]
 const ATOMIC_READ_MAX: usize = 256;
 
 /// Payloads larger than this go by reference through the handles' send and receive paths:
-/// one copy in (the caller's value into the slot) and one out (the slot into the caller's
-/// result), where passing them by value through the layers of a call made seven copies of a
-/// 4 KiB message per `send` + `recv` (`examples`-style loop under callgrind), at 98% of its
-/// time. Equal to `ATOMIC_READ_MAX`, so every payload read by the by-value path is read word
-/// by word.
+/// one copy in (the caller's value into the slot, [`Slots::write_from`]) and one out (the slot
+/// into the caller's result, [`Slots::read_into`]), where passing them by value through the
+/// layers of a call made seven copies of a 4 KiB message per `send` + `recv` (`examples`-style
+/// loop under callgrind), at 98% of its time. Both copies are `copy.rs`'s race-free ones
+/// (assembly on x86_64, atomic words elsewhere), so a peer writing or reading the slot against
+/// the protocol can make the bytes odd but cannot cause undefined behaviour here. Equal to
+/// `ATOMIC_READ_MAX`, so every payload read by the by-value path is read word by word (up to
+/// here) or with `copy_from_shared` (beyond).
 pub(crate) const LARGE: usize = 256;
 
 /// The 8-byte word `i` of a slot's payload, as an atomic.
@@ -546,16 +624,19 @@ unsafe fn word<'a>(slot: *mut u8, i: usize) -> &'a crate::sync::AtomicU64 {
     unsafe { &*slot.add(8 * i).cast::<crate::sync::AtomicU64>() }
 }
 
-/// Copy a payload out of a slot, one 8-byte word at a time with Relaxed atomic loads.
+/// Copy a payload of up to [`ATOMIC_READ_MAX`] bytes out of a slot, one 8-byte word at a time
+/// with Relaxed atomic loads (larger ones: [`copy_from_shared`](copy::copy_from_shared)).
 ///
 /// Why atomics: a peer that is buggy or hostile may write the slot while we copy it. With a
 /// plain copy that is a data race, undefined behaviour in Rust's model whatever `T` accepts,
 /// and not only in theory: the compiler may load the bytes again later instead of keeping the
 /// copy, assuming they cannot change, so a field checked once could be used with another
-/// value. Atomic loads are copied once. Relaxed word loads compile to the plain `mov`s a copy
-/// would use (measured: 64-byte streaming is faster this way, 91-107 against 58-66 M msg/s,
-/// `cargo bench --bench throughput -- spsc_64B`). Whole-value `read_volatile`, the other
-/// candidate, copies byte by byte (`[u8; 4096]`: 4,096 loads), 2-50x slower than a copy.
+/// value. Atomic loads are copied once. Relaxed word loads of a size known at compile time
+/// compile to the plain `mov`s a copy would use, inlined (measured: 64-byte streaming is faster
+/// this way, 91-107 against 58-66 M msg/s, `cargo bench --bench throughput -- spsc_64B`), which
+/// is why this path stays beside `copy.rs`'s assembly for small payloads. Whole-value
+/// `read_volatile`, the other candidate, copies byte by byte (`[u8; 4096]`: 4,096 loads), 2-50x
+/// slower than a copy.
 ///
 /// # Safety
 /// `slot` is 8-byte aligned, `slot .. slot + size_of::<T>()` rounded up to a multiple of 8
