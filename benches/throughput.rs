@@ -2,13 +2,17 @@
 //! `cargo bench --bench throughput`.
 //!
 //! - `spsc_{8B,64B,1KiB}`: one producer process, one consumer process, shmchan SPSC;
-//! - `lamport_8B`: the reference for `spsc_8B`, a minimal Lamport ring of `u64`s between the
-//!   same two processes (cached indices, the consumer reads `tail`; no stamps, no liveness);
+//! - `lamport_{8B,64B,1KiB}`: the references for `spsc_{8B,64B,1KiB}`, a minimal Lamport ring
+//!   of messages of that size between the same two processes (cached indices, the consumer
+//!   reads `tail`; no stamps, no liveness);
 //! - `spsc_8B_batch64`: the same with `send_slice`/`recv_slice` of up to 64 messages;
 //! - `mpmc_1x1`, `mpmc_2x2`: producer and consumer processes on one shmchan MPMC channel;
 //! - `broadcast_overwrite_8B`, `broadcast_block_8B`: a broadcast publisher process and one
 //!   subscriber process, Overwrite mode (the subscriber may lag) and Block mode (lossless),
-//!   beside `spsc_8B`;
+//!   beside `spsc_8B`; `broadcast_block_8B_3_subscribers`: busy fan-out, three subscriber
+//!   processes reading everything (time per message: until the slowest has it). On a 2-vCPU
+//!   machine four busy processes share two CPUs, so this measures the scheduler as much as the
+//!   ring: it needs at least 4 cores to say what fan-out costs;
 //! - `broadcast/overwrite_send_8B_{0,8,64}_subscribers`: what a broadcast publisher's `send`
 //!   costs in Overwrite mode with 0, 8 and 64 idle subscribers attached (flat: it never reads
 //!   their cursors), beside `broadcast/spsc_send_8B_floor`, an SPSC `try_send` on one thread;
@@ -64,7 +68,7 @@ mod sync {
 
 use std::time::{Duration, Instant};
 
-use common::{PEER, Peer, say_ready};
+use common::{PEER, Peer, Quiet, say_ready};
 use criterion::{Criterion, Throughput, criterion_group};
 use shmchan::{Options, Pod, broadcast, frame, mpmc, pipe, spsc};
 
@@ -83,8 +87,10 @@ fn main() {
         peer(&spec);
         return;
     }
+    let quiet = Quiet::start();
     benches();
     Criterion::default().configure_from_args().final_summary();
+    quiet.report();
 }
 
 criterion_group! {
@@ -100,14 +106,17 @@ fn throughput(c: &mut Criterion) {
     let mut g = c.benchmark_group("stream");
     g.throughput(Throughput::Elements(1));
     stream::<[u64; 1]>(&mut g, "spsc_8B", "spsc", 1, 1);
-    lamport(&mut g);
+    lamport::<1>(&mut g, "lamport_8B");
     stream::<[u64; 8]>(&mut g, "spsc_64B", "spsc", 1, 1);
+    lamport::<8>(&mut g, "lamport_64B");
     stream::<[u64; 128]>(&mut g, "spsc_1KiB", "spsc", 1, 1);
+    lamport::<128>(&mut g, "lamport_1KiB");
     stream::<[u64; 1]>(&mut g, "spsc_8B_batch64", "spsc-batch", 1, 1);
     stream::<[u64; 1]>(&mut g, "mpmc_1x1", "mpmc", 1, 1);
     stream::<[u64; 1]>(&mut g, "mpmc_2x2", "mpmc", 2, 2);
     broadcast_stream(&mut g, "broadcast_overwrite_8B", "overwrite", 1);
     broadcast_stream(&mut g, "broadcast_block_8B", "block", 1);
+    broadcast_stream(&mut g, "broadcast_block_8B_3_subscribers", "block", 3);
 
     g.bench_function("rtrb_8B", |b| {
         b.iter_custom(|iters| {
@@ -680,8 +689,11 @@ fn broadcast_peer(role: &str, base: &str, n: usize, mode: &str) {
 /// when the ring looks full or empty; the consumer reads `tail`, the producer `head`), no
 /// stamps, no liveness, no parking. Driven like `stream` (a control channel, an end marker,
 /// an acknowledgement).
-fn lamport(g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>) {
-    let base = format!("shmchan-tput-{}-lamport", std::process::id());
+fn lamport<const W: usize>(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    label: &str,
+) {
+    let base = format!("shmchan-tput-{}-{label}", std::process::id());
     let acks = mpmc::Receiver::<u64>::create(&format!("{base}-acks"), &Options::new().capacity(64))
         .unwrap();
     let path = format!("/dev/shm/{base}-ring");
@@ -691,13 +703,13 @@ fn lamport(g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTim
         .create_new(true)
         .open(&path)
         .unwrap();
-    file.set_len(lamport_ring::BYTES as u64).unwrap();
-    let consumer = Peer::spawn(&format!("lamport-consumer - {base} {path}"));
+    file.set_len(lamport_ring::bytes(W) as u64).unwrap();
+    let consumer = Peer::spawn(&format!("lamport-consumer - {base} {path} {W}"));
     let ctl =
         spsc::Sender::<u64>::create(&format!("{base}-ctl0"), &Options::new().capacity(4)).unwrap();
-    let producer = Peer::spawn(&format!("lamport-producer - {base} {path}"));
+    let producer = Peer::spawn(&format!("lamport-producer - {base} {path} {W}"));
     let _ = std::fs::remove_file(&path); // both peers have it mapped
-    g.bench_function("lamport_8B", |b| {
+    g.bench_function(label, |b| {
         b.iter_custom(|iters| {
             let t0 = Instant::now();
             ctl.send(iters).unwrap();
@@ -710,8 +722,8 @@ fn lamport(g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTim
     drop(acks);
 }
 
-/// A peer of [`lamport`].
-fn lamport_peer(role: &str, base: &str, path: &str) {
+/// A peer of [`lamport`], for messages of `W` words.
+fn lamport_peer<const W: usize>(role: &str, base: &str, path: &str) {
     let file = std::fs::File::options()
         .read(true)
         .write(true)
@@ -719,7 +731,7 @@ fn lamport_peer(role: &str, base: &str, path: &str) {
         .unwrap();
     // SAFETY: a file only the two peers map, used through atomics.
     let map = unsafe { memmap2::MmapMut::map_mut(&file) }.unwrap();
-    let ring = lamport_ring::Ring::new(&map);
+    let ring = lamport_ring::Ring::<W>::new(&map);
     let acks = mpmc::Sender::<u64>::open(&format!("{base}-acks"), &Options::new()).unwrap();
     if role == "lamport-consumer" {
         say_ready();
@@ -752,10 +764,16 @@ mod lamport_ring {
     use std::sync::atomic::{AtomicU64, Ordering::*};
 
     const CAP: u64 = super::CAP as u64;
-    /// `tail` on the first 128-byte line, `head` on the second, then the slots.
-    pub const BYTES: usize = 256 + 8 * CAP as usize;
 
-    pub struct Ring<'a> {
+    /// Bytes of a ring of messages of `w` words: `tail` on the first 128-byte line, `head` on
+    /// the second, then the slots.
+    pub const fn bytes(w: usize) -> usize {
+        256 + 8 * w * CAP as usize
+    }
+
+    /// A ring of messages of `W` 8-byte words, each written and read whole (as shmchan copies a
+    /// message of that size in and out).
+    pub struct Ring<'a, const W: usize> {
         tail: &'a AtomicU64,
         head: &'a AtomicU64,
         slots: &'a [AtomicU64],
@@ -764,13 +782,14 @@ mod lamport_ring {
         theirs: Cell<u64>,
     }
 
-    impl<'a> Ring<'a> {
-        pub fn new(map: &'a memmap2::MmapMut) -> Ring<'a> {
-            assert!(map.len() >= BYTES);
-            // SAFETY: the mapping is page-aligned and at least BYTES long; every access to it
-            // is atomic; it outlives the ring ('a).
-            let words =
-                unsafe { std::slice::from_raw_parts(map.as_ptr().cast::<AtomicU64>(), BYTES / 8) };
+    impl<'a, const W: usize> Ring<'a, W> {
+        pub fn new(map: &'a memmap2::MmapMut) -> Ring<'a, W> {
+            assert!(map.len() >= bytes(W));
+            // SAFETY: the mapping is page-aligned and at least `bytes(W)` long; every access
+            // to it is atomic; it outlives the ring ('a).
+            let words = unsafe {
+                std::slice::from_raw_parts(map.as_ptr().cast::<AtomicU64>(), bytes(W) / 8)
+            };
             Ring {
                 tail: &words[0],
                 head: &words[16],
@@ -780,6 +799,7 @@ mod lamport_ring {
             }
         }
 
+        /// Send a message whose first word is `v` (the others: copies of it).
         #[inline(always)]
         pub fn push(&self, v: u64) {
             let t = self.mine.get();
@@ -789,11 +809,15 @@ mod lamport_ring {
                     std::hint::spin_loop();
                 }
             }
-            self.slots[(t % CAP) as usize].store(v, Relaxed);
+            let at = (t % CAP) as usize * W;
+            for w in &self.slots[at..at + W] {
+                w.store(v, Relaxed);
+            }
             self.tail.store(t + 1, Release);
             self.mine.set(t + 1);
         }
 
+        /// Receive a message (every word of it read); its first word.
         #[inline(always)]
         pub fn pop(&self) -> u64 {
             let h = self.mine.get();
@@ -803,10 +827,15 @@ mod lamport_ring {
                     std::hint::spin_loop();
                 }
             }
-            let v = self.slots[(h % CAP) as usize].load(Relaxed);
+            let at = (h % CAP) as usize * W;
+            let mut msg = [0u64; W];
+            for (m, w) in msg.iter_mut().zip(&self.slots[at..at + W]) {
+                *m = w.load(Relaxed);
+            }
+            let msg = std::hint::black_box(msg);
             self.head.store(h + 1, Release);
             self.mine.set(h + 1);
-            v
+            msg[0]
         }
     }
 }
@@ -814,7 +843,12 @@ mod lamport_ring {
 fn peer(spec: &str) {
     let p: Vec<&str> = spec.split(' ').collect();
     if p[0].starts_with("lamport-") {
-        return lamport_peer(p[0], p[2], p[3]);
+        return match p[4] {
+            "1" => lamport_peer::<1>(p[0], p[2], p[3]),
+            "8" => lamport_peer::<8>(p[0], p[2], p[3]),
+            "128" => lamport_peer::<128>(p[0], p[2], p[3]),
+            w => panic!("no Lamport ring of {w} words"),
+        };
     }
     if p[0].starts_with("frame-") {
         return frame_peer(p[0], p[2], p[3].parse().unwrap());

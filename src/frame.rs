@@ -333,8 +333,9 @@ impl Sender {
     fn put(&mut self, claim: Claim, frame: &[u8]) {
         let payload = self.bytes.at(claim.pos.wrapping_add(ring::HEADER));
         // SAFETY: the claim gave us `claim.len >= frame.len()` contiguous bytes at `payload`,
-        // inside the ring, which nobody reads until we commit; `frame` is a distinct slice
-        // of this process's memory.
+        // inside the ring, which nobody reads until we commit; records start 16-aligned and
+        // their payloads are padded to 16 bytes (`ring::frame::ALIGN`), so `payload` is 8-aligned
+        // and the padding is ours; `frame` is a distinct slice of this process's memory.
         unsafe { copy_in(frame, payload) };
         self.commit(claim, frame.len() as u64);
     }
@@ -490,43 +491,18 @@ tx.wait_for_peer(Duration::from_secs(1))?;
     );
 }
 
-/// Copy `src` to `dst`; frames of up to 16 bytes without a call to `memcpy` (two overlapping
-/// word moves), which costs as much as the rest of a small frame's send.
+/// Copy `src` into the ring at `dst` with the crate's race-free copy
+/// ([`copy_to_shared`](crate::ring::copy::copy_to_shared)): a receiver reading the bytes
+/// meanwhile (only a broken or hostile one can) sees each byte old or new, never undefined
+/// behaviour here. Up to 32 bytes it is two overlapping moves, inlined.
 ///
 /// # Safety
-/// `dst` is valid for writes of `src.len()` bytes and does not overlap `src`.
+/// `dst` is 8-byte aligned (record payloads are), valid for writes of `src.len()` bytes
+/// rounded up to a multiple of 8 (records are padded), and does not overlap `src`.
 #[inline(always)]
 unsafe fn copy_in(src: &[u8], dst: *mut u8) {
-    let n = src.len();
-    let s = src.as_ptr();
-    // SAFETY: in every arm, reads stay inside `src` (`n` bytes) and writes inside `dst`
-    // (`n` bytes, per this function's contract); unaligned accesses are used throughout.
-    unsafe {
-        match n {
-            8..=16 => {
-                let (a, b) = (
-                    s.cast::<u64>().read_unaligned(),
-                    s.add(n - 8).cast::<u64>().read_unaligned(),
-                );
-                dst.cast::<u64>().write_unaligned(a);
-                dst.add(n - 8).cast::<u64>().write_unaligned(b);
-            }
-            4..=7 => {
-                let (a, b) = (
-                    s.cast::<u32>().read_unaligned(),
-                    s.add(n - 4).cast::<u32>().read_unaligned(),
-                );
-                dst.cast::<u32>().write_unaligned(a);
-                dst.add(n - 4).cast::<u32>().write_unaligned(b);
-            }
-            0..=3 => {
-                for i in 0..n {
-                    *dst.add(i) = *s.add(i);
-                }
-            }
-            _ => std::ptr::copy_nonoverlapping(s, dst, n),
-        }
-    }
+    // SAFETY: per this function's contract, which is `copy_to_shared`'s.
+    unsafe { crate::ring::copy::copy_to_shared(dst, src.as_ptr(), src.len()) }
 }
 
 /// Bytes reserved in the ring by [`Sender::loan`], to write a frame in place. Derefs to the
@@ -756,9 +732,18 @@ impl Receiver {
     /// [`RecvError`] once the ring is empty and the sender is gone.
     pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<usize, RecvError> {
         let frame = self.recv()?;
+        let len = frame.len();
         buf.clear();
-        buf.extend_from_slice(&frame);
-        Ok(frame.len())
+        buf.reserve(len);
+        // SAFETY: the frame's `len` bytes lie in the mapping (the ring checked its record);
+        // `buf` has room for `len` bytes and is ours alone; a `Vec` never overlaps a mapping.
+        // The copy is race-free (`copy_from_shared`), so a sender writing the record meanwhile
+        // (only a broken or hostile one can) leaves odd bytes, not undefined behaviour.
+        unsafe {
+            crate::ring::copy::copy_from_shared(buf.as_mut_ptr(), frame.as_ptr(), len);
+            buf.set_len(len);
+        }
+        Ok(len)
     }
 
     pub(crate) fn chan(&self) -> &Chan {

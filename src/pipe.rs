@@ -271,7 +271,10 @@ impl io::Read for Reader {
         }
         let avail = self.fill_buf()?;
         let n = avail.len().min(buf.len());
-        buf[..n].copy_from_slice(&avail[..n]);
+        // SAFETY: `avail` is `n` or more bytes of the mapping; `buf` is the caller's, at least
+        // `n` bytes, and cannot overlap the mapping (it is `&mut`, the mapping shared). The copy
+        // is race-free (`copy_from_shared`): a writer breaking the protocol leaves odd bytes.
+        unsafe { crate::ring::copy::copy_from_shared(buf.as_mut_ptr(), avail.as_ptr(), n) };
         self.consume(n);
         Ok(n)
     }

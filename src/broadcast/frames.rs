@@ -79,7 +79,7 @@ impl crate::chan::LoomReopen {
 /// frame's start by itself, and a frame's stamp, read again after the copy, would not show
 /// that the publisher wrote over the middle of it from another frame's start).
 ///
-/// A subscriber copies each frame out, word by word with atomic loads, and keeps the copy only
+/// A subscriber copies each frame out with the crate's race-free copy, and keeps the copy only
 /// if the slot's stamp is the same after it: [`FrameSubscriber::recv_into`] into a buffer it
 /// reuses, or [`FrameSubscriber::recv`] into a new `Vec`. There is no in-place read: in
 /// Overwrite mode the publisher may write over any slot at any time, and in Block mode over the
