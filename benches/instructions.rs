@@ -13,14 +13,25 @@
 //! - `spsc_8B`: `spsc::Sender<u64>::send` then `spsc::Receiver<u64>::recv`;
 //! - `spsc_8B_try`: the same with `try_send` and `try_recv`;
 //! - `mpmc_8B`: `mpmc::Sender<u64>::send` then `mpmc::Receiver<u64>::recv`;
-//! - `frame_64B`: `frame::Sender::send` of 64 bytes then `frame::Receiver::recv_into`.
+//! - `frame_64B`: `frame::Sender::send` of 64 bytes then `frame::Receiver::recv_into`;
+//! - `lamport_8B`: the reference, a push and a pop of the minimal Lamport ring of
+//!   `stream/lamport_8B` (`common/lamport.rs`) over an anonymous mapping.
 
 use std::hint::black_box;
 use std::process::ExitCode;
 
 use shmchan::{Options, frame, mpmc, spsc};
 
-const CASES: [&str; 4] = ["spsc_8B", "spsc_8B_try", "mpmc_8B", "frame_64B"];
+#[path = "common/lamport.rs"]
+mod lamport_ring;
+
+const CASES: [&str; 5] = [
+    "spsc_8B",
+    "spsc_8B_try",
+    "mpmc_8B",
+    "frame_64B",
+    "lamport_8B",
+];
 /// Messages a typed ring holds (never filled: each round sends one and takes it back).
 const CAP: usize = 1024;
 /// Bytes a frame ring holds.
@@ -68,6 +79,15 @@ fn main() -> ExitCode {
             let mut tx = frame::Sender::create(&name, &opts).expect("create");
             let mut rx = frame::Receiver::open(&name, &opts).expect("open");
             shmchan_measured_loop_frame_64B(&mut tx, &mut rx, n)
+        }
+        "lamport_8B" => {
+            let map = memmap2::MmapMut::map_anon(lamport_ring::bytes(1)).expect("mmap");
+            // Two views of the ring, a producer's and a consumer's: each caches its own index.
+            let (tx, rx) = (
+                lamport_ring::Ring::<1>::new(&map),
+                lamport_ring::Ring::<1>::new(&map),
+            );
+            shmchan_measured_loop_lamport_8B(&tx, &rx, n)
         }
         _ => {
             eprintln!("unknown case {case:?} (cases: {})", CASES.join(", "));
@@ -138,4 +158,19 @@ fn shmchan_measured_loop_frame_64B(
     }
     assert_eq!(bytes, n.wrapping_mul(64), "frame lengths");
     bytes
+}
+
+#[inline(never)]
+#[allow(non_snake_case)]
+fn shmchan_measured_loop_lamport_8B(
+    tx: &lamport_ring::Ring<'_, 1>,
+    rx: &lamport_ring::Ring<'_, 1>,
+    n: u64,
+) -> u64 {
+    let mut sum = 0u64;
+    for i in 0..n {
+        tx.push(black_box(i));
+        sum = sum.wrapping_add(black_box(rx.pop()));
+    }
+    sum
 }

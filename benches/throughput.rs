@@ -758,87 +758,10 @@ fn lamport_peer<const W: usize>(role: &str, base: &str, path: &str) {
 /// Stops a `lamport` consumer.
 const STOP: u64 = u64::MAX - 1;
 
-/// The minimal Lamport ring of [`lamport`], over a mapping.
-mod lamport_ring {
-    use std::cell::Cell;
-    use std::sync::atomic::{AtomicU64, Ordering::*};
-
-    const CAP: u64 = super::CAP as u64;
-
-    /// Bytes of a ring of messages of `w` words: `tail` on the first 128-byte line, `head` on
-    /// the second, then the slots.
-    pub const fn bytes(w: usize) -> usize {
-        256 + 8 * w * CAP as usize
-    }
-
-    /// A ring of messages of `W` 8-byte words, each written and read whole (as shmchan copies a
-    /// message of that size in and out).
-    pub struct Ring<'a, const W: usize> {
-        tail: &'a AtomicU64,
-        head: &'a AtomicU64,
-        slots: &'a [AtomicU64],
-        /// This side's own index and its cached copy of the other side's.
-        mine: Cell<u64>,
-        theirs: Cell<u64>,
-    }
-
-    impl<'a, const W: usize> Ring<'a, W> {
-        pub fn new(map: &'a memmap2::MmapMut) -> Ring<'a, W> {
-            assert!(map.len() >= bytes(W));
-            // SAFETY: the mapping is page-aligned and at least `bytes(W)` long; every access
-            // to it is atomic; it outlives the ring ('a).
-            let words = unsafe {
-                std::slice::from_raw_parts(map.as_ptr().cast::<AtomicU64>(), bytes(W) / 8)
-            };
-            Ring {
-                tail: &words[0],
-                head: &words[16],
-                slots: &words[32..],
-                mine: Cell::new(0),
-                theirs: Cell::new(0),
-            }
-        }
-
-        /// Send a message whose first word is `v` (the others: copies of it).
-        #[inline(always)]
-        pub fn push(&self, v: u64) {
-            let t = self.mine.get();
-            while t - self.theirs.get() == CAP {
-                self.theirs.set(self.head.load(Acquire));
-                if t - self.theirs.get() == CAP {
-                    std::hint::spin_loop();
-                }
-            }
-            let at = (t % CAP) as usize * W;
-            for w in &self.slots[at..at + W] {
-                w.store(v, Relaxed);
-            }
-            self.tail.store(t + 1, Release);
-            self.mine.set(t + 1);
-        }
-
-        /// Receive a message (every word of it read); its first word.
-        #[inline(always)]
-        pub fn pop(&self) -> u64 {
-            let h = self.mine.get();
-            while h == self.theirs.get() {
-                self.theirs.set(self.tail.load(Acquire));
-                if h == self.theirs.get() {
-                    std::hint::spin_loop();
-                }
-            }
-            let at = (h % CAP) as usize * W;
-            let mut msg = [0u64; W];
-            for (m, w) in msg.iter_mut().zip(&self.slots[at..at + W]) {
-                *m = w.load(Relaxed);
-            }
-            let msg = std::hint::black_box(msg);
-            self.head.store(h + 1, Release);
-            self.mine.set(h + 1);
-            msg[0]
-        }
-    }
-}
+/// The minimal Lamport ring of [`lamport`], over a mapping (shared with the instruction
+/// counts of `benches/instructions.rs`).
+#[path = "common/lamport.rs"]
+mod lamport_ring;
 
 fn peer(spec: &str) {
     let p: Vec<&str> = spec.split(' ').collect();
