@@ -280,7 +280,7 @@ impl crate::chan::LoomReopen {
 /// `sub`? (The line keeps the generation it evicted, so that a new occupant of the place is
 /// not taken for it; 0 is no eviction, whatever the generation.)
 fn is_evicted(sub: &Sub, generation: u32) -> bool {
-    // Acquire: pairs with the publisher's Release store of the eviction.
+    // Acquire: pairs with the publisher's Release store of the eviction (see there).
     let e = sub.evicted.load(Ordering::Acquire);
     e != 0 && e == u64::from(generation)
 }
@@ -520,12 +520,10 @@ impl<T: Pod> Publisher<T> {
     /// # Errors
     /// [`SendError`]`(0)` in a forked child's copy (nothing was sent).
     pub fn send_slice(&mut self, values: &[T]) -> Result<(), SendError<usize>> {
-        if self.core.chan.forked() {
-            return Err(SendError(0));
-        }
-        for v in values {
+        // Each send checks for a fork; without a timeout, that is its only way to fail.
+        for (sent, v) in values.iter().enumerate() {
             if self.send_deadline(*v, None).is_err() {
-                return Err(SendError(0));
+                return Err(SendError(sent));
             }
         }
         Ok(())
@@ -705,7 +703,7 @@ impl PublisherCore {
                 }
                 let generation = endpoint::generation_of(w);
                 let sub = self.lines.sub(i - first);
-                // Relaxed: written by the publisher (us) only.
+                // Evicted occupants hold nothing back (the word is written by us only).
                 if is_evicted(sub, generation) {
                     return None;
                 }
@@ -736,8 +734,10 @@ impl PublisherCore {
                 *seen = (generation, c, now, behind);
             }
             if behind && now.duration_since(seen.2) >= limit {
-                // Release: the subscriber that reads its eviction (Acquire) sees what came
-                // before it.
+                // Release: pairs with the Acquire in `is_evicted`. No other data travels with
+                // the word (the subscriber only stops); the pair orders the eviction after the
+                // scan that decided it for a reader of both, and costs a plain store and load
+                // on x86.
                 self.lines
                     .sub(line)
                     .evicted
@@ -816,7 +816,10 @@ impl PublisherCore {
     #[cfg(loom)]
     fn loom_evict(&self, line: usize) {
         let place = self.chan.geo.receivers().start + line;
+        // Acquire: pairs with the Release of the occupant's claim (`endpoint::attach`), as the
+        // real eviction's scan reads the entry.
         let w = self.chan.header().endpoints[place].load(Ordering::Acquire);
+        // Release: as the real eviction's store.
         self.lines
             .sub(line)
             .evicted
@@ -1228,12 +1231,4 @@ impl<T: Pod> fmt::Debug for Publisher<T> {
     }
 }
 
-impl<T: Pod> fmt::Debug for Subscriber<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("broadcast::Subscriber")
-            .field("name", &self.core.chan.name)
-            .field("backend", &self.core.chan.backend)
-            .field("capacity", &self.capacity())
-            .finish_non_exhaustive()
-    }
-}
+crate::handle::debug_impl!(Subscriber, "broadcast::Subscriber");

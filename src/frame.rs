@@ -335,8 +335,10 @@ impl Sender {
         // SAFETY: the claim gave us `claim.len >= frame.len()` contiguous bytes at `payload`,
         // inside the ring, which nobody reads until we commit; records start 16-aligned and
         // their payloads are padded to 16 bytes (`ring::frame::ALIGN`), so `payload` is 8-aligned
-        // and the padding is ours; `frame` is a distinct slice of this process's memory.
-        unsafe { copy_in(frame, payload) };
+        // and the padding is ours; `frame` is a distinct slice of this process's memory. The
+        // copy is race-free: a receiver reading the bytes meanwhile (only a broken or hostile
+        // one can) sees each byte old or new.
+        unsafe { crate::ring::copy::copy_to_shared(payload, frame.as_ptr(), frame.len()) };
         self.commit(claim, frame.len() as u64);
     }
 
@@ -489,20 +491,6 @@ tx.wait_for_peer(Duration::from_secs(1))?;
 # Ok::<(), Box<dyn std::error::Error>>(())
 ```"#
     );
-}
-
-/// Copy `src` into the ring at `dst` with the crate's race-free copy
-/// ([`copy_to_shared`](crate::ring::copy::copy_to_shared)): a receiver reading the bytes
-/// meanwhile (only a broken or hostile one can) sees each byte old or new, never undefined
-/// behaviour here. Up to 32 bytes it is two overlapping moves, inlined.
-///
-/// # Safety
-/// `dst` is 8-byte aligned (record payloads are), valid for writes of `src.len()` bytes
-/// rounded up to a multiple of 8 (records are padded), and does not overlap `src`.
-#[inline(always)]
-unsafe fn copy_in(src: &[u8], dst: *mut u8) {
-    // SAFETY: per this function's contract, which is `copy_to_shared`'s.
-    unsafe { crate::ring::copy::copy_to_shared(dst, src.as_ptr(), src.len()) }
 }
 
 /// Bytes reserved in the ring by [`Sender::loan`], to write a frame in place. Derefs to the
@@ -732,15 +720,16 @@ impl Receiver {
     /// [`RecvError`] once the ring is empty and the sender is gone.
     pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<usize, RecvError> {
         let frame = self.recv()?;
-        let len = frame.len();
+        let len = frame.len;
         buf.clear();
         buf.reserve(len);
-        // SAFETY: the frame's `len` bytes lie in the mapping (the ring checked its record);
-        // `buf` has room for `len` bytes and is ours alone; a `Vec` never overlaps a mapping.
-        // The copy is race-free (`copy_from_shared`), so a sender writing the record meanwhile
-        // (only a broken or hostile one can) leaves odd bytes, not undefined behaviour.
+        // SAFETY: the frame's `len` bytes at `frame.ptr` lie in the mapping (the ring checked
+        // its record); `buf` has room for `len` bytes and is ours alone; a `Vec` never overlaps
+        // a mapping. The bytes are read through the raw pointer, never a `&[u8]`, with the
+        // race-free copy, so a sender writing the record meanwhile (only a broken or hostile
+        // one can) leaves odd bytes, not undefined behaviour.
         unsafe {
-            crate::ring::copy::copy_from_shared(buf.as_mut_ptr(), frame.as_ptr(), len);
+            crate::ring::copy::copy_from_shared(buf.as_mut_ptr(), frame.ptr, len);
             buf.set_len(len);
         }
         Ok(len)

@@ -109,10 +109,12 @@ fn pop_after_the_senders_left<T>(
 /// Did every receiver die, one of them asleep waiting for data? A sender about to send asks
 /// when a receiver's sleeper flag is set: this send is about to pay for waking it, so it asks
 /// the kernel first whether any receiver lives, and the first send after a receiver died
-/// asleep is refused, before anything is put in the ring. (Called on the send paths' cold
-/// side: the fast path only loads the flag, and goes out of line when it is set; a check
-/// inside the inlined attempt, keeping the value live across a call, halved 8-byte streaming,
-/// `cargo bench --bench throughput -- 'stream/spsc_8B$'`: 40 against 100 M msg/s.)
+/// asleep is refused, before anything is put in the ring. Its cost is one load of the flag
+/// (`receivers_died` is out of line): `try_send` and the async sends call it before their
+/// attempt; `send`'s inlined attempt only loads the flag and calls this from `send_wait` when
+/// it is set (a check inside that attempt, keeping the value live across a call, halved
+/// 8-byte streaming, `cargo bench --bench throughput -- 'stream/spsc_8B$'`: 40 against 100 M
+/// msg/s).
 #[inline]
 pub(crate) fn receivers_died_asleep(chan: &Chan) -> bool {
     crate::sync::probe(|| chan.receiver_may_sleep() && chan.receivers_died())

@@ -865,7 +865,9 @@ impl View<'_> {
                     // atomic load of read-only shared memory that another process may write is
                     // sound, and any bits are a valid `u64`.
                     let word = unsafe { &*base.add(at).cast::<crate::sync::AtomicU64>() };
-                    // Relaxed: a snapshot for people, validated before use.
+                    // Relaxed: a snapshot for people; no order between words is relied on
+                    // (whatever they say is range-checked where it is read, and a cursor seen
+                    // ahead of `tail` clamps to lag 0).
                     buf.extend_from_slice(&word.load(Ordering::Relaxed).to_ne_bytes());
                 }
                 Ok(Some(buf))
@@ -1529,9 +1531,10 @@ enum TopicRead {
 
 /// Read a broadcast topic's control line and its `receivers` subscriber lines (which follow
 /// the header: the geometry, validated against the object's size, puts them before the
-/// slots), then `tail` again, so that every cursor was published before the position its lag
-/// is measured from. A subscriber that read a message before the publisher moved `tail` past
-/// it, or a hostile cursor, has a cursor ahead of `tail`: its lag is 0, by the clamp.
+/// slots), then `tail` again, so that a cursor is usually read before the position its lag is
+/// measured from (the loads are Relaxed: no order is guaranteed, and none is relied on). A
+/// cursor seen ahead of `tail` (a subscriber that read a message before the publisher moved
+/// `tail` past it, a load out of order, or a hostile cursor) has lag 0, by the clamp.
 ///
 /// `endpoints` are the places some endpoint claimed (read from the header); those past the
 /// publisher's are the subscribers'.

@@ -272,8 +272,11 @@ impl io::Read for Reader {
         let avail = self.fill_buf()?;
         let n = avail.len().min(buf.len());
         // SAFETY: `avail` is `n` or more bytes of the mapping; `buf` is the caller's, at least
-        // `n` bytes, and cannot overlap the mapping (it is `&mut`, the mapping shared). The copy
-        // is race-free (`copy_from_shared`): a writer breaking the protocol leaves odd bytes.
+        // `n` bytes, and cannot overlap the mapping (it is `&mut`, the mapping shared). The
+        // accesses of the copy are race-free (`copy_from_shared`), but the bytes are reached
+        // through `fill_buf`'s `&[u8]`, the in-place access README describes: a writer breaking
+        // the protocol meanwhile still races that reference (reading the ring's raw pointer
+        // here instead is left to do).
         unsafe { crate::ring::copy::copy_from_shared(buf.as_mut_ptr(), avail.as_ptr(), n) };
         self.consume(n);
         Ok(n)

@@ -25,28 +25,6 @@ fn child_main() {
     common::child_main();
 }
 
-/// What a `bc-sub` child reported: received, lagged, torn, evicted, first and next expected.
-#[derive(Debug)]
-struct Report {
-    received: u64,
-    lagged: u64,
-    torn: u64,
-    evicted: bool,
-    next: u64,
-}
-
-fn report(child: &Peer) -> Report {
-    let line = child.expect_line("RESULT", SHORT);
-    let f: Vec<u64> = line.split(' ').map(|s| s.parse().unwrap()).collect();
-    Report {
-        received: f[0],
-        lagged: f[1],
-        torn: f[2],
-        evicted: f[3] == 1,
-        next: f[5],
-    }
-}
-
 fn subscriber(name: &str, backend: &Backend, env: &[(&str, String)]) -> Peer {
     let child = spawn("bc-sub", name, backend, env);
     child.expect_line("READY", SHORT);
@@ -73,7 +51,7 @@ fn four_subscribers_of_a_million_messages_account_for_every_one() {
         }
         drop(tx);
         for mut s in subs {
-            let r = report(&s);
+            let r = common::sub_report(&s);
             assert_eq!(r.torn, 0, "{backend}: torn values");
             assert_eq!(r.received + r.lagged, sent, "{backend}: {r:?}");
             assert_eq!(r.next, sent, "{backend}: {r:?}");
@@ -108,7 +86,7 @@ fn a_small_ring_hammered_for_a_second_never_tears() {
         }
         drop(tx);
         for mut s in subs {
-            let r = report(&s);
+            let r = common::sub_report(&s);
             assert_eq!(r.torn, 0, "{backend}: torn values");
             assert_eq!(r.received + r.lagged, sent, "{backend}: {r:?}");
             s.assert_success(SHORT);
@@ -154,7 +132,7 @@ fn block_mode_loses_nothing_with_a_slow_subscriber() {
         }
         drop(tx);
         for mut s in subs {
-            let r = report(&s);
+            let r = common::sub_report(&s);
             assert_eq!((r.received, r.lagged, r.torn), (sent, 0, 0), "{backend}");
             assert!(!r.evicted, "{backend}: no eviction without evict_after");
             s.assert_success(SHORT);
@@ -305,7 +283,7 @@ fn subscribers_start_at_the_latest_with_history_or_at_the_oldest() {
         for i in 40..45 {
             tx.send(Msg::new(i)).unwrap();
         }
-        let r = report(&late);
+        let r = common::sub_report(&late);
         assert_eq!((r.received, r.lagged, r.next), (10, 0, 45), "{backend}");
         late.assert_success(SHORT);
     }
@@ -580,7 +558,7 @@ fn block_mode_evicts_only_the_stuck_subscriber() {
             tx.send_timeout(Msg::new(i), SHORT).unwrap();
         }
         for mut r in readers {
-            let got = report(&r);
+            let got = common::sub_report(&r);
             assert_eq!(
                 (got.received, got.lagged, got.evicted),
                 (40, 0, false),

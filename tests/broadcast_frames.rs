@@ -28,26 +28,6 @@ fn child_main() {
     common::child_main();
 }
 
-/// What a `bc-frame-sub` child reported.
-#[derive(Debug)]
-struct Report {
-    received: u64,
-    lagged: u64,
-    torn: u64,
-    next: u64,
-}
-
-fn report(child: &Peer) -> Report {
-    let line = child.expect_line("RESULT", SHORT);
-    let f: Vec<u64> = line.split(' ').map(|s| s.parse().unwrap()).collect();
-    Report {
-        received: f[0],
-        lagged: f[1],
-        torn: f[2],
-        next: f[5],
-    }
-}
-
 fn subscriber(name: &str, backend: &Backend, max: usize, env: &[(&str, String)]) -> Peer {
     let mut env = env.to_vec();
     env.push(("SHMCHAN_TEST_MAX", max.to_string()));
@@ -88,7 +68,7 @@ fn two_subscribers_of_200_000_frames_account_for_every_one() {
         publish(&mut tx, 0, sent, max);
         drop(tx);
         for mut s in subs {
-            let r = report(&s);
+            let r = common::sub_report(&s);
             assert_eq!(r.torn, 0, "{backend}: torn frames");
             assert_eq!(r.received + r.lagged, sent, "{backend}: {r:?}");
             assert_eq!(r.next, sent, "{backend}: {r:?}");
@@ -125,7 +105,7 @@ fn a_small_frame_ring_hammered_for_a_second_never_tears() {
         }
         drop(tx);
         for mut s in subs {
-            let r = report(&s);
+            let r = common::sub_report(&s);
             assert_eq!(r.torn, 0, "{backend}: torn frames");
             assert_eq!(r.received + r.lagged, sent, "{backend}: {r:?}");
             s.assert_success(SHORT);
@@ -166,7 +146,7 @@ fn block_mode_frames_lose_nothing_with_a_slow_subscriber() {
         publish(&mut tx, 0, sent, max);
         drop(tx);
         for mut s in subs {
-            let r = report(&s);
+            let r = common::sub_report(&s);
             assert_eq!((r.received, r.lagged, r.torn), (sent, 0, 0), "{backend}");
             s.assert_success(SHORT);
         }

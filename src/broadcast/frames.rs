@@ -185,10 +185,7 @@ impl FramePublisher {
     /// [`SendError::Disconnected`] only in a forked child's copy of the publisher (a topic
     /// with no subscriber keeps the frame as history).
     pub fn send(&mut self, frame: &[u8]) -> Result<(), SendError> {
-        self.send_deadline(frame, None).map_err(|e| match e {
-            SendTimeoutError::TooLarge { len, max } => SendError::TooLarge { len, max },
-            SendTimeoutError::Timeout | SendTimeoutError::Disconnected => SendError::Disconnected,
-        })
+        self.send_deadline(frame, None).map_err(SendError::from)
     }
 
     /// Publish `frame` without waiting.
@@ -367,9 +364,9 @@ impl std::ops::Deref for FrameLoan<'_> {
             .chan
             .refuse_in_child("a broadcast frame loan");
         // SAFETY: the slot at `pos` is the publisher's (marked being written by `loan`, and no
-        // other publisher exists); the loan borrows the publisher mutably, so nothing else
-        // writes it while the slice lives.
-        let bytes = unsafe { self.publisher.core.slots.frame_mut(self.pos) };
+        // other publisher exists); the loan borrows the publisher mutably, so nothing writes it
+        // while this shared slice lives (`deref_mut` needs the loan itself mutably).
+        let bytes = unsafe { self.publisher.core.slots.frame(self.pos) };
         &bytes[..self.len]
     }
 }
@@ -381,7 +378,7 @@ impl std::ops::DerefMut for FrameLoan<'_> {
             .core
             .chan
             .refuse_in_child("a broadcast frame loan");
-        // SAFETY: as in `deref`.
+        // SAFETY: as in `deref`; the `&mut self` borrow makes this slice the only one.
         let bytes = unsafe { self.publisher.core.slots.frame_mut(self.pos) };
         &mut bytes[..self.len]
     }

@@ -126,7 +126,7 @@ impl Publisher {
     /// previous publisher published beyond it (one killed between a stamp and `tail`). A slot
     /// left being written is simply written again. At most `capacity` stamps are read.
     pub(crate) fn new(hdr: &Header, slots: &Slots, capacity: u64) -> Publisher {
-        // Acquire: pairs with the Release store of `tail` in `publish`.
+        // Acquire: pairs with the Release store of `tail` in `end`.
         let mut tail = hdr.tail.load(Ordering::Acquire);
         for _ in 0..capacity {
             // SYNC POINT (bcast-publish): Acquire, as a subscriber loads stamps.

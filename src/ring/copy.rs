@@ -736,20 +736,19 @@ mod tests {
         };
         let mut out = vec![0u8; LEN];
         let start = std::time::Instant::now();
-        let mut mixed = 0;
         while start.elapsed() < std::time::Duration::from_millis(100) {
             for so in [0, 3, 8] {
+                // Neither value the writer writes: a byte the copy missed fails below.
+                out.fill(0x5A);
                 // SAFETY: `LEN - so` bytes from offset `so` of the buffer, into `out`.
                 unsafe { super::copy_from_shared(out.as_mut_ptr(), base.add(so), LEN - so) };
                 let got = &out[..LEN - so];
                 assert!(got.iter().all(|&b| b == 0 || b == 0xFF));
-                mixed += usize::from(got.contains(&0) && got.contains(&0xFF));
             }
         }
         stop.store(1, crate::sync::Ordering::Relaxed);
         let flips = writer.join().unwrap();
         assert!(flips > 0);
         drop(buf);
-        let _ = mixed; // how often a copy saw both: timing-dependent, not asserted
     }
 }

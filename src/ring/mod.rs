@@ -257,6 +257,18 @@ impl Slots {
         unsafe { std::slice::from_raw_parts_mut(self.slot(pos).add(8), self.max_frame()) }
     }
 
+    /// The same bytes as [`frame_mut`](Self::frame_mut), shared, for a loan's `Deref` (two
+    /// of which may live at once, so neither may be a `&mut`).
+    ///
+    /// # Safety
+    /// As for [`frame_mut`](Self::frame_mut).
+    #[cfg(not(loom))]
+    #[inline]
+    pub(crate) unsafe fn frame(&self, pos: u64) -> &[u8] {
+        // SAFETY: as in `frame_mut`: in bounds, owned by the caller, any bytes are `u8`s.
+        unsafe { std::slice::from_raw_parts(self.slot(pos).add(8), self.max_frame()) }
+    }
+
     /// The stamp of the slot for position `pos` (every slot starts with one).
     #[inline(always)]
     pub(crate) fn stamp(&self, pos: u64) -> &crate::sync::AtomicU64 {
@@ -426,26 +438,19 @@ impl Slots {
             self.slot(pos).cast::<T>().read()
         }
         #[cfg(not(loom))]
-        if size_of::<T>() <= ATOMIC_READ_MAX {
+        if size_of::<T>() <= LARGE {
             // SAFETY: as above; `copy_out`'s contract is this function's.
             return unsafe { copy_out(self.slot(pos)) };
         }
         // Larger payloads (the batch path, `pop_slice`; single messages this large go by
-        // `read_into`): the race-free copy of `copy.rs`, at `memcpy` speed (a word loop took
-        // 1 KiB streaming from 9.0 to 4.9 M msg/s).
+        // `read_into` directly): the race-free copy of `copy.rs`, at `memcpy` speed (a word
+        // loop took 1 KiB streaming from 9.0 to 4.9 M msg/s).
         #[cfg(not(loom))]
         {
             let mut out = std::mem::MaybeUninit::<T>::uninit();
-            // SAFETY: as in `read_into`: the payload is in bounds, published and ours; `out`
-            // is a local of `size_of::<T>()` bytes.
-            unsafe {
-                copy::copy_from_shared(
-                    out.as_mut_ptr().cast::<u8>(),
-                    self.slot(pos),
-                    size_of::<T>(),
-                );
-            }
-            // SAFETY: every byte of `out` was written above, and `T: Pod` accepts any bytes.
+            // SAFETY: this function's contract is `read_into`'s.
+            unsafe { self.read_into(pos, &mut out) };
+            // SAFETY: `read_into` wrote every byte of `out`, and `T: Pod` accepts any bytes.
             unsafe { out.assume_init() }
         }
     }
@@ -594,21 +599,16 @@ impl Bytes {
     }
 }
 
-/// Payloads up to this size are read with atomic word loads ([`copy_out`]), which measured as
-/// fast as a plain copy or faster up to here (`cargo bench --bench throughput -- spsc_64B`);
-/// larger ones with [`copy_from_shared`](copy::copy_from_shared). Both are race-free.
-#[cfg(not(loom))]
-const ATOMIC_READ_MAX: usize = 256;
-
 /// Payloads larger than this go by reference through the handles' send and receive paths:
 /// one copy in (the caller's value into the slot, [`Slots::write_from`]) and one out (the slot
 /// into the caller's result, [`Slots::read_into`]), where passing them by value through the
 /// layers of a call made seven copies of a 4 KiB message per `send` + `recv` (`examples`-style
 /// loop under callgrind), at 98% of its time. Both copies are `copy.rs`'s race-free ones
 /// (assembly on x86_64, atomic words elsewhere), so a peer writing or reading the slot against
-/// the protocol can make the bytes odd but cannot cause undefined behaviour here. Equal to
-/// `ATOMIC_READ_MAX`, so every payload read by the by-value path is read word by word (up to
-/// here) or with `copy_from_shared` (beyond).
+/// the protocol can make the bytes odd but cannot cause undefined behaviour here. Payloads up
+/// to this size are read with atomic word loads ([`copy_out`]), which measured as fast as a
+/// plain copy or faster up to here (`cargo bench --bench throughput -- spsc_64B`); both reads
+/// are race-free.
 pub(crate) const LARGE: usize = 256;
 
 /// The 8-byte word `i` of a slot's payload, as an atomic.
@@ -624,7 +624,7 @@ unsafe fn word<'a>(slot: *mut u8, i: usize) -> &'a crate::sync::AtomicU64 {
     unsafe { &*slot.add(8 * i).cast::<crate::sync::AtomicU64>() }
 }
 
-/// Copy a payload of up to [`ATOMIC_READ_MAX`] bytes out of a slot, one 8-byte word at a time
+/// Copy a payload of up to [`LARGE`] bytes out of a slot, one 8-byte word at a time
 /// with Relaxed atomic loads (larger ones: [`copy_from_shared`](copy::copy_from_shared)).
 ///
 /// Why atomics: a peer that is buggy or hostile may write the slot while we copy it. With a
@@ -668,6 +668,3 @@ unsafe fn copy_out<T: Pod>(slot: *mut u8) -> T {
     // SAFETY: every byte of `out` was written above, and `T: Pod` accepts any bytes.
     unsafe { out.assume_init() }
 }
-
-#[cfg(not(loom))]
-const _: () = assert!(LARGE == ATOMIC_READ_MAX);

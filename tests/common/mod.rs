@@ -844,17 +844,13 @@ pub fn child_main() {
                 }
                 _ => Start::Latest,
             };
+            let evict_ms = env_u64("SHMCHAN_TEST_EVICT_MS", 0);
             let sopts = if flag("SHMCHAN_TEST_BLOCK") {
-                opts.clone().overflow(Overflow::Block { evict_after: None })
-            } else {
-                opts.clone()
-            };
-            let sopts = if flag("SHMCHAN_TEST_BLOCK") && env_u64("SHMCHAN_TEST_EVICT_MS", 0) > 0 {
                 opts.clone().overflow(Overflow::Block {
-                    evict_after: Some(Duration::from_millis(env_u64("SHMCHAN_TEST_EVICT_MS", 0))),
+                    evict_after: (evict_ms > 0).then(|| Duration::from_millis(evict_ms)),
                 })
             } else {
-                sopts
+                opts.clone()
             };
             let mut rx = Subscriber::<Msg>::open_from(&name, start, &sopts).unwrap();
             println!("READY");
@@ -2099,5 +2095,29 @@ pub fn child_main() {
             println!("DONE");
         }
         other => panic!("unknown child role {other}"),
+    }
+}
+
+/// What a broadcast subscriber child (`bc-sub`, `bc-frame-sub`) reported on its `RESULT` line:
+/// received, lagged, torn, evicted (1 or 0), first value, next value expected.
+#[derive(Debug)]
+pub struct SubReport {
+    pub received: u64,
+    pub lagged: u64,
+    pub torn: u64,
+    pub evicted: bool,
+    pub next: u64,
+}
+
+/// Wait (at most 10 s) for a subscriber child's `RESULT` line.
+pub fn sub_report(child: &Peer) -> SubReport {
+    let line = child.expect_line("RESULT", std::time::Duration::from_secs(10));
+    let f: Vec<u64> = line.split(' ').map(|s| s.parse().unwrap()).collect();
+    SubReport {
+        received: f[0],
+        lagged: f[1],
+        torn: f[2],
+        evicted: f[3] == 1,
+        next: f[5],
     }
 }
