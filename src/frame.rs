@@ -667,7 +667,13 @@ impl Receiver {
     /// dropped before it is.
     pub(crate) unsafe fn frame_bytes(&self, pos: u64, len: u64) -> &[u8] {
         // SAFETY: as for `Frame::deref`, per this function's contract.
-        unsafe { std::slice::from_raw_parts(self.bytes.at(pos), len as usize) }
+        unsafe { std::slice::from_raw_parts(self.frame_ptr(pos), len as usize) }
+    }
+
+    /// Where the bytes of a frame [`next_frame`](Self::next_frame) returned at `pos` start,
+    /// for a copy that must not go through a `&[u8]` into the ring.
+    pub(crate) fn frame_ptr(&self, pos: u64) -> *const u8 {
+        self.bytes.at(pos)
     }
 
     /// Free the frame [`next_frame`](Self::next_frame) returned (of `len` bytes). Nothing in a

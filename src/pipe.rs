@@ -220,29 +220,13 @@ impl io::BufRead for Reader {
     /// for ever, as with a FIFO: once a new writer attaches, the next call waits for (and
     /// returns) what it writes.
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        if self.inner.chan().forked() {
-            return Ok(&[]); // a forked child's copy reads nothing of its parent's pipe
-        }
-        loop {
-            if let Some((pos, len)) = self.current {
-                if (self.consumed as u64) < len {
-                    // SAFETY: `(pos, len)` came from `next_frame` and is released only in
-                    // `consume` (or here below), after this borrow of `self` ends.
-                    let bytes = unsafe { self.inner.frame_bytes(pos, len) };
-                    return Ok(&bytes[self.consumed..]);
-                }
-                self.inner.release(len);
-                self.current = None;
-            }
-            match self.inner.next_frame(None) {
-                Ok(at) => {
-                    self.current = Some(at);
-                    self.consumed = 0;
-                }
-                Err(RecvTimeoutError::Disconnected) => return Ok(&[]),
-                Err(RecvTimeoutError::Timeout) => unreachable!("no deadline"),
-            }
-        }
+        let Some((pos, len)) = self.available() else {
+            return Ok(&[]);
+        };
+        // SAFETY: `(pos, len)` came from `next_frame` and is released only in `consume` (or
+        // in `available`), after this borrow of `self` ends.
+        let bytes = unsafe { self.inner.frame_bytes(pos, len) };
+        Ok(&bytes[self.consumed..])
     }
 
     /// Mark `amt` bytes of what [`fill_buf`](io::BufRead::fill_buf) returned as read; a record read
@@ -261,6 +245,34 @@ impl io::BufRead for Reader {
     }
 }
 
+impl Reader {
+    /// The record being read, with bytes left in it (waiting for the next one as long as it
+    /// takes): its position and length; `None` at end of file, or in a forked child's copy,
+    /// which reads nothing of its parent's pipe.
+    fn available(&mut self) -> Option<(u64, u64)> {
+        if self.inner.chan().forked() {
+            return None;
+        }
+        loop {
+            if let Some((pos, len)) = self.current {
+                if (self.consumed as u64) < len {
+                    return Some((pos, len));
+                }
+                self.inner.release(len);
+                self.current = None;
+            }
+            match self.inner.next_frame(None) {
+                Ok(at) => {
+                    self.current = Some(at);
+                    self.consumed = 0;
+                }
+                Err(RecvTimeoutError::Disconnected) => return None,
+                Err(RecvTimeoutError::Timeout) => unreachable!("no deadline"),
+            }
+        }
+    }
+}
+
 impl io::Read for Reader {
     /// Read what is there (at least one byte), waiting for some as long as it takes; `Ok(0)`
     /// only at end of file.
@@ -269,15 +281,23 @@ impl io::Read for Reader {
         if buf.is_empty() {
             return Ok(0);
         }
-        let avail = self.fill_buf()?;
-        let n = avail.len().min(buf.len());
-        // SAFETY: `avail` is `n` or more bytes of the mapping; `buf` is the caller's, at least
-        // `n` bytes, and cannot overlap the mapping (it is `&mut`, the mapping shared). The
-        // accesses of the copy are race-free (`copy_from_shared`), but the bytes are reached
-        // through `fill_buf`'s `&[u8]`, the in-place access README describes: a writer breaking
-        // the protocol meanwhile still races that reference (reading the ring's raw pointer
-        // here instead is left to do).
-        unsafe { crate::ring::copy::copy_from_shared(buf.as_mut_ptr(), avail.as_ptr(), n) };
+        let Some((pos, len)) = self.available() else {
+            return Ok(0);
+        };
+        let n = (len as usize - self.consumed).min(buf.len());
+        // SAFETY: bytes `consumed .. consumed + n` of the record at `pos` lie in the mapping
+        // (`next_frame` checked the record; `n <= len - consumed`), and the record is ours
+        // until `consume` frees it below; `buf` is the caller's, at least `n` bytes, and cannot
+        // overlap the mapping (it is `&mut`, the mapping shared). The bytes are read through
+        // the raw pointer with the race-free copy, so a writer breaking the protocol meanwhile
+        // leaves odd bytes, not undefined behaviour.
+        unsafe {
+            crate::ring::copy::copy_from_shared(
+                buf.as_mut_ptr(),
+                self.inner.frame_ptr(pos).add(self.consumed),
+                n,
+            )
+        };
         self.consume(n);
         Ok(n)
     }
