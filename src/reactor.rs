@@ -478,14 +478,54 @@ fn generation() -> u32 {
     return 0;
 }
 
+/// The current reactor, as an address (0: none yet). A lock-free slot, not a mutex: a mutex
+/// held by another thread at a `fork` would stay locked in the child.
+#[cfg(not(loom))]
+static CURRENT: crate::sync::AtomicU64 = crate::sync::AtomicU64::new(0);
+
+/// A mapping of `len` bytes at `base` is going away (a region unmapped, a heap block freed):
+/// drop every registration of a word inside it, without waking anyone.
+///
+/// Only a leaked future (`mem::forget`, so its `Drop` never deregistered) can still be
+/// registered there: a future borrows its handle, which owns the mapping. Such a registration
+/// used to stay until the kernel refused its word (`EFAULT`); but the address is often mapped
+/// again (the next channel of the same size lands there), and fresh memory holding the
+/// registered value (a new doorbell's `seq` is 0, like most first reads) made `futex_waitv`
+/// sleep on it instead: the registration, its waker and its slot stayed for the life of the
+/// process (`tests/async.rs::handle_dropped_after_its_future_and_leaked_futures` failed about
+/// one run in ten). Does nothing if this process (this fork generation) has no reactor.
+#[cfg(not(loom))]
+pub(crate) fn forget_range(base: usize, len: usize) {
+    // Acquire: pairs with the Release of the CAS in `reactor` (the reactor is initialised).
+    let p = CURRENT.load(Ordering::Acquire);
+    if p == 0 || len == 0 {
+        return;
+    }
+    // SAFETY: a non-zero value is the address of a leaked `Reactor` (never freed), published
+    // by the CAS in `reactor` after it was initialised.
+    let r: &'static Reactor = unsafe { &*(p as usize as *const Reactor) };
+    if r.generation != generation() {
+        return; // another generation's reactor: its lock may have been held at the fork
+    }
+    let end = base.saturating_add(len);
+    let mut gone = Vec::new();
+    {
+        let mut st = r.lock();
+        for slot in st.slots.iter_mut() {
+            if slot.as_ref().is_some_and(|e| (base..end).contains(&e.word)) {
+                gone.extend(slot.take());
+            }
+        }
+    }
+    // As for `deregister`, no thread is woken: one asleep on such a word at worst sleeps on a
+    // word too many until its next wake-up, and builds its set anew after it.
+    drop(gone); // wakers dropped outside the lock (see `register`)
+}
+
 /// The reactor of this process (of this fork generation), made on first use. Reactors are
 /// never freed: one per process, plus one per forked child that waits asynchronously itself.
 #[cfg(not(loom))]
 fn reactor() -> &'static Reactor {
-    use crate::sync::AtomicU64;
-    /// The current reactor, as an address (0: none yet). A lock-free slot, not a mutex: a
-    /// mutex held by another thread at a `fork` would stay locked in the child.
-    static CURRENT: AtomicU64 = AtomicU64::new(0);
     // Before reading the generation this reactor will be of: a fork after this bumps it in
     // the child, which then makes a reactor of its own (without the handlers, a process whose
     // first wait came before any named channel kept generation 0 in its children, and they

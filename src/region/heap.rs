@@ -147,6 +147,10 @@ impl HeapBlock {
 
 impl Drop for HeapBlock {
     fn drop(&mut self) {
+        // The last region sharing the block is gone: so are the async registrations of its
+        // words (see `reactor::forget_range`).
+        #[cfg(not(loom))]
+        crate::reactor::forget_range(self.ptr.as_ptr() as usize, self.layout.size());
         // SAFETY: `ptr` was allocated in `new` with exactly `layout` and is freed only here.
         unsafe { std::alloc::dealloc(self.ptr.as_ptr(), self.layout) };
     }

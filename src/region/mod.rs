@@ -88,6 +88,19 @@ unsafe impl Send for Region {}
 // fields are all atomics.
 unsafe impl Sync for Region {}
 
+/// A mapping going away takes with it the async registrations of words inside it (only a leaked
+/// future's can be left: see `reactor::forget_range`). A heap block does the same when it is
+/// freed (`HeapBlock`'s `Drop`), not when one of the regions sharing it goes.
+#[cfg(not(loom))]
+impl Drop for Region {
+    fn drop(&mut self) {
+        if !matches!(self.owner, Owner::Heap(_)) {
+            // Before the fields drop: the owner unmaps the memory after this.
+            crate::reactor::forget_range(self.base.as_ptr() as usize, self.len);
+        }
+    }
+}
+
 /// Check a channel name against what every backend accepts.
 pub(crate) fn validate_name(name: &str) -> Result<(), Error> {
     let bad = |reason| {
