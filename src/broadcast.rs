@@ -63,7 +63,7 @@ pub use frames::loom_frame_channel;
 pub use frames::{DEFAULT_MAX_FRAME, FramePublisher, FrameSubscriber, MAX_FRAME};
 
 use crate::Pod;
-use crate::chan::{Chan, Role, Spec, deadline_after};
+use crate::chan::{Chan, Role, Spec, deadline_after, payload};
 use crate::endpoint::{self, RoleState};
 use crate::error::{Error, SendError, SendTimeoutError, TrySendError, WaitForPeerError};
 use crate::layout::{BLOCK, Fingerprint, Kind, OVERWRITE, Sub};
@@ -395,7 +395,7 @@ impl<T: Pod> Publisher<T> {
     /// ```
     #[cfg(not(loom))]
     pub fn create(name: &str, opts: &Options) -> Result<Self, Error> {
-        let spec = spec(Fingerprint::of::<T>(), Role::Sender, opts);
+        let spec = spec(payload::<T>(opts)?, Role::Sender, opts);
         PublisherCore::create(name, opts, &spec, &spec).map(Self::new)
     }
 
@@ -405,12 +405,8 @@ impl<T: Pod> Publisher<T> {
     /// As [`create`](Self::create), and [`Error::NotFound`].
     #[cfg(not(loom))]
     pub fn open(name: &str, opts: &Options) -> Result<Self, Error> {
-        PublisherCore::open(
-            name,
-            opts,
-            &spec(Fingerprint::of::<T>(), Role::Sender, opts),
-        )
-        .map(Self::new)
+        PublisherCore::open(name, opts, &spec(payload::<T>(opts)?, Role::Sender, opts))
+            .map(Self::new)
     }
 
     fn new(core: PublisherCore) -> Self {
@@ -913,7 +909,7 @@ impl<T: Pod> Subscriber<T> {
     /// ```
     #[cfg(not(loom))]
     pub fn open_from(name: &str, start: Start, opts: &Options) -> Result<Self, Error> {
-        let spec = spec(Fingerprint::of::<T>(), Role::Receiver, opts);
+        let spec = spec(payload::<T>(opts)?, Role::Receiver, opts);
         let chan = Chan::open(name, opts, &spec)?;
         Self::from_chan(chan, start, opts.wait, Some(opts))
     }

@@ -765,6 +765,13 @@ fn range(geo: &Geometry, role: Role) -> core::ops::Range<usize> {
     }
 }
 
+/// The payload of a typed handle (`spsc`, `mpmc`, `broadcast` of a `T`): `T`, under the name
+/// the options give ([`Options::type_name`]) if any.
+pub(crate) fn payload<T>(opts: &Options) -> Result<Fingerprint, Error> {
+    Fingerprint::of_named::<T>(opts.type_name.as_deref())
+        .map_err(|reason| Error::InvalidOptions { reason })
+}
+
 fn geometry(opts: &Options, spec: &Spec) -> Result<Geometry, Error> {
     Geometry::new(
         spec.kind,

@@ -225,6 +225,45 @@ impl Fingerprint {
         self.type_hash == fnv1a64(Self::FRAMES.as_bytes()) && self.type_name == Self::FRAMES
     }
 
+    /// The payload `T`, named `name` instead of by its Rust type name when the options give
+    /// one (`Options::type_name`): how two programs in different languages agree on a type.
+    pub(crate) fn of_named<T>(name: Option<&str>) -> Result<Fingerprint, String> {
+        match name {
+            None => Ok(Fingerprint::of::<T>()),
+            Some(name) => Fingerprint::element(size_of::<T>(), align_of::<T>(), name),
+        }
+    }
+
+    /// A payload described at run time (`untyped`, or a Rust type renamed): `size` bytes,
+    /// aligned to `align`, named `name`, hashed as written (no module path is removed: a name
+    /// with `::` is refused, so that the name stored in the header is the one hashed).
+    pub(crate) fn element(size: usize, align: usize, name: &str) -> Result<Fingerprint, String> {
+        if name.is_empty() || name.len() > TYPE_NAME_BYTES || name.contains("::") {
+            return Err(format!(
+                "type name {name:?}: a name is 1 to {TYPE_NAME_BYTES} bytes, without `::` \
+                 (the name both sides give, not a Rust path)"
+            ));
+        }
+        if name.chars().any(char::is_control) {
+            return Err(format!("type name {name:?} holds control characters"));
+        }
+        if size == 0 {
+            return Err(format!("payload type {name:?}: a size of 0 bytes"));
+        }
+        if !align.is_power_of_two() || size % align != 0 {
+            return Err(format!(
+                "payload type {name:?}: size {size} and alignment {align} (the alignment must \
+                 be a power of two that divides the size, as for any Rust or C type)"
+            ));
+        }
+        Ok(Fingerprint {
+            size: size as u64,
+            align: align as u64,
+            type_hash: fnv1a64(name.as_bytes()),
+            type_name: intern(name),
+        })
+    }
+
     pub(crate) fn of<T>() -> Fingerprint {
         let type_name = std::any::type_name::<T>();
         Fingerprint {
@@ -234,6 +273,23 @@ impl Fingerprint {
             type_name,
         }
     }
+}
+
+/// `name`, kept for the life of the process: a [`Fingerprint`] names its type with a
+/// `&'static str`. Each distinct name is leaked once (a process names few types).
+fn intern(name: &str) -> &'static str {
+    use std::collections::HashSet;
+    // A registry of strings, not a primitive of any channel protocol: loom has nothing to model.
+    #[allow(clippy::disallowed_types)]
+    static NAMES: std::sync::Mutex<Option<HashSet<&'static str>>> = std::sync::Mutex::new(None);
+    let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
+    let names = names.get_or_insert_with(HashSet::new);
+    if let Some(&kept) = names.get(name) {
+        return kept;
+    }
+    let kept: &'static str = Box::leak(name.to_owned().into_boxed_str());
+    names.insert(kept);
+    kept
 }
 
 /// The type name without module paths: `sender::msg::Tick<u64>` becomes `Tick<u64>`. Two

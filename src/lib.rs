@@ -116,6 +116,8 @@ pub mod spsc;
 mod sync;
 #[cfg(not(loom))]
 mod sys;
+#[cfg(not(loom))]
+pub mod untyped;
 mod wait;
 
 pub use bytemuck::Pod;

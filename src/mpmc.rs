@@ -66,7 +66,7 @@ pub use async_io::{RecvFuture, RecvStream, SendFuture};
 pub use loan::{Loan, Ref};
 
 use crate::Pod;
-use crate::chan::{Chan, Role, Spec};
+use crate::chan::{Chan, Role, Spec, payload};
 use crate::error::{
     Error, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
 };
@@ -85,27 +85,27 @@ pub const MAX_SENDERS: usize = if cfg!(loom) { 2 } else { 32 };
 pub const MAX_RECEIVERS: usize = if cfg!(loom) { 2 } else { 32 };
 
 /// The shape of a channel `create` makes (or `open` expects: the header's geometry decides).
-fn spec<T>(role: Role, opts: &Options) -> Spec {
+pub(crate) fn spec(fp: Fingerprint, role: Role, opts: &Options) -> Spec {
     Spec {
         kind: Kind::Mpmc,
         role,
-        fp: Fingerprint::of::<T>(),
+        fp,
         max_senders: opts.max_senders,
         max_receivers: opts.max_receivers,
         overflow: (0, 0),
     }
 }
 
-/// One attached endpoint, shared by a handle and its clones.
-struct Shared {
-    ring: ring::Ring,
-    slots: Slots,
-    wait: WaitStrategy,
-    chan: Chan,
+/// One attached endpoint, shared by a handle and its clones (and by `untyped::mpmc`'s).
+pub(crate) struct Shared {
+    pub(crate) ring: ring::Ring,
+    pub(crate) slots: Slots,
+    pub(crate) wait: WaitStrategy,
+    pub(crate) chan: Chan,
 }
 
 impl Shared {
-    fn new(chan: Chan, wait: WaitStrategy) -> Arc<Shared> {
+    pub(crate) fn new(chan: Chan, wait: WaitStrategy) -> Arc<Shared> {
         let ring = ring::Ring::new(chan.geo.capacity, chan.entry(), chan.generation8());
         let slots = Slots::new(chan.region(), &chan.geo);
         // Hand back what endpoints that left were holding (a consumer killed with a message
@@ -138,7 +138,10 @@ impl Shared {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn channel<T: Pod>(capacity: usize) -> Result<(Sender<T>, Receiver<T>), Error> {
-    let (a, b) = Chan::heap_pair(capacity, &spec::<T>(Role::Sender, &Options::new()))?;
+    let (a, b) = Chan::heap_pair(
+        capacity,
+        &spec(Fingerprint::of::<T>(), Role::Sender, &Options::new()),
+    )?;
     let wait = WaitStrategy::default();
     Ok((Sender::from_chan(a, wait), Receiver::from_chan(b, wait)))
 }
@@ -154,7 +157,7 @@ pub fn loom_channel<T: Pod>(
     let opts = Options::new()
         .max_senders(max_senders)
         .max_receivers(max_receivers);
-    let (a, b) = Chan::heap_pair(capacity, &spec::<T>(Role::Sender, &opts))?;
+    let (a, b) = Chan::heap_pair(capacity, &spec(Fingerprint::of::<T>(), Role::Sender, &opts))?;
     Ok((
         Sender::from_chan(a, WaitStrategy::Park),
         Receiver::from_chan(b, WaitStrategy::Park),
@@ -165,7 +168,7 @@ pub fn loom_channel<T: Pod>(
 impl crate::chan::LoomReopen {
     /// Loom only: attach a new MPMC receiver (a vacant place, or a never-used one).
     pub fn mpmc_receiver<T: Pod>(&self) -> Result<Receiver<T>, Error> {
-        let spec = spec::<T>(Role::Receiver, &Options::new());
+        let spec = spec(Fingerprint::of::<T>(), Role::Receiver, &Options::new());
         Ok(Receiver::from_chan(self.join(&spec)?, WaitStrategy::Park))
     }
 }
@@ -218,7 +221,7 @@ impl<T: Pod> Sender<T> {
     #[cfg(not(loom))]
     pub fn create(name: &str, opts: &Options) -> Result<Self, Error> {
         Ok(Self::from_chan(
-            Chan::create(name, opts, &spec::<T>(Role::Sender, opts))?,
+            Chan::create(name, opts, &spec(payload::<T>(opts)?, Role::Sender, opts))?,
             opts.wait,
         ))
     }
@@ -244,7 +247,7 @@ impl<T: Pod> Sender<T> {
     #[cfg(not(loom))]
     pub fn open(name: &str, opts: &Options) -> Result<Self, Error> {
         Ok(Self::from_chan(
-            Chan::open(name, opts, &spec::<T>(Role::Sender, opts))?,
+            Chan::open(name, opts, &spec(payload::<T>(opts)?, Role::Sender, opts))?,
             opts.wait,
         ))
     }
@@ -418,7 +421,7 @@ impl<T: Pod> Receiver<T> {
     #[cfg(not(loom))]
     pub fn create(name: &str, opts: &Options) -> Result<Self, Error> {
         Ok(Self::from_chan(
-            Chan::create(name, opts, &spec::<T>(Role::Receiver, opts))?,
+            Chan::create(name, opts, &spec(payload::<T>(opts)?, Role::Receiver, opts))?,
             opts.wait,
         ))
     }
@@ -431,7 +434,7 @@ impl<T: Pod> Receiver<T> {
     #[cfg(not(loom))]
     pub fn open(name: &str, opts: &Options) -> Result<Self, Error> {
         Ok(Self::from_chan(
-            Chan::open(name, opts, &spec::<T>(Role::Receiver, opts))?,
+            Chan::open(name, opts, &spec(payload::<T>(opts)?, Role::Receiver, opts))?,
             opts.wait,
         ))
     }

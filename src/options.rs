@@ -116,6 +116,7 @@ pub struct Options {
     pub(crate) max_subscribers: u32,
     pub(crate) overflow: Option<crate::broadcast::Overflow>,
     pub(crate) max_frame: Option<usize>,
+    pub(crate) type_name: Option<String>,
 }
 
 impl Default for Options {
@@ -131,6 +132,7 @@ impl Default for Options {
             max_subscribers: crate::broadcast::DEFAULT_MAX_SUBSCRIBERS as u32,
             overflow: None,
             max_frame: None,
+            type_name: None,
         }
     }
 }
@@ -229,6 +231,44 @@ impl Options {
     /// [`Error::Incompatible`](crate::Error::Incompatible).
     pub fn max_frame(mut self, bytes: usize) -> Self {
         self.max_frame = Some(bytes);
+        self
+    }
+
+    /// Typed channels and topics (`spsc`, `mpmc`, `broadcast` of a `T`): the name of the
+    /// payload type, in place of `T`'s Rust name, for the check every `create` and `open`
+    /// makes (size, alignment and a hash of the name must match the channel's, or the handle
+    /// gets [`Error::Incompatible`](crate::Error::Incompatible)).
+    ///
+    /// By default a type is named by its Rust name without module paths (`my_app::Quote` is
+    /// `Quote`, `Tick<u64>` is `Tick<u64>`), which a program in another language cannot
+    /// always spell. Give both sides the same name: a Rust `Quote` and a Python
+    /// `numpy.dtype` or a [`untyped::Element`](crate::untyped::Element) named `"Quote"` of
+    /// the same size and alignment then agree. A name is 1 to 104 bytes, without `::`
+    /// (`create` and `open` return [`Error::InvalidOptions`](crate::Error::InvalidOptions)
+    /// otherwise). Frames and pipes carry bytes and ignore it.
+    ///
+    /// ```
+    /// use shmchan::{spsc, untyped, Options};
+    /// # let name = format!("doc-type-name-{}", std::process::id());
+    /// // This program's quote type; the other program calls it `Quote`.
+    /// #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+    /// #[repr(C)]
+    /// struct RawQuote { instrument: u32, side: u32, price: i64, qty: i64 }
+    /// let tx = spsc::Sender::<RawQuote>::create(&name, &Options::new().type_name("Quote"))?;
+    /// // The other program, which knows the type only by name, size and alignment:
+    /// let quote = untyped::Element::new("Quote", 24, 8);
+    /// let rx = untyped::spsc::Receiver::open(&name, &quote, &Options::new())?;
+    /// tx.send(RawQuote { instrument: 7, side: 1, price: 100, qty: 5 })?;
+    /// let mut bytes = [0u8; 24];
+    /// assert_eq!(rx.recv(&mut bytes)?, 1);
+    /// assert_eq!(bytes[..4], 7u32.to_ne_bytes());
+    /// // Under its Rust name (the default, `RawQuote`), a sender would not agree:
+    /// drop(tx);
+    /// assert!(spsc::Sender::<RawQuote>::open(&name, &Options::new()).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn type_name(mut self, name: impl Into<String>) -> Self {
+        self.type_name = Some(name.into());
         self
     }
 

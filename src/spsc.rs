@@ -37,7 +37,7 @@ pub use async_io::{RecvFuture, RecvStream, SendFuture};
 pub use loan::{Loan, Ref};
 
 use crate::Pod;
-use crate::chan::{Chan, Role, Spec};
+use crate::chan::{Chan, Role, Spec, payload};
 use crate::error::{
     Error, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
 };
@@ -47,18 +47,18 @@ use crate::options::{Options, WaitStrategy};
 use crate::ring::{LARGE, Slots, spsc as ring};
 use crate::wait::Poll;
 
-fn spec<T>(role: Role) -> Spec {
+pub(crate) fn spec(fp: Fingerprint, role: Role) -> Spec {
     Spec {
         kind: Kind::Spsc,
         role,
-        fp: Fingerprint::of::<T>(),
+        fp,
         max_senders: 1,
         max_receivers: 1,
         overflow: (0, 0),
     }
 }
 
-fn corrupt(chan: &Chan) -> Error {
+pub(crate) fn corrupt(chan: &Chan) -> Error {
     Error::Incompatible {
         name: chan.name.clone(),
         backend: chan.backend.clone().unwrap_or_default(),
@@ -79,7 +79,7 @@ fn corrupt(chan: &Chan) -> Error {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn channel<T: Pod>(capacity: usize) -> Result<(Sender<T>, Receiver<T>), Error> {
-    let (a, b) = Chan::heap_pair(capacity, &spec::<T>(Role::Sender))?;
+    let (a, b) = Chan::heap_pair(capacity, &spec(Fingerprint::of::<T>(), Role::Sender))?;
     let wait = WaitStrategy::default();
     Ok((Sender::from_chan(a, wait)?, Receiver::from_chan(b, wait)?))
 }
@@ -95,14 +95,19 @@ pub fn loom_racing_pair<T: Pod>(
     impl FnOnce() -> Sender<T> + Send,
     impl FnOnce() -> Result<Receiver<T>, Error> + Send,
 ) {
-    let tx_spec = spec::<T>(Role::Sender);
+    let tx_spec = spec(Fingerprint::of::<T>(), Role::Sender);
     let (a, b, geo) = Chan::heap_racing(capacity, &tx_spec).unwrap();
     let create = move || {
         let chan = Chan::init(a, crate::region::Gate::Heap, "loom", None, geo, &tx_spec).unwrap();
         Sender::from_chan(chan, WaitStrategy::Park).unwrap()
     };
     let open = move || {
-        let chan = Chan::join_heap(b, "loom", &spec::<T>(Role::Receiver), None)?;
+        let chan = Chan::join_heap(
+            b,
+            "loom",
+            &spec(Fingerprint::of::<T>(), Role::Receiver),
+            None,
+        )?;
         Receiver::from_chan(chan, WaitStrategy::Park)
     };
     (create, open)
@@ -112,12 +117,18 @@ pub fn loom_racing_pair<T: Pod>(
 impl crate::chan::LoomReopen {
     /// Loom only: attach a new SPSC receiver (the place of one that left or died).
     pub fn spsc_receiver<T: Pod>(&self) -> Result<Receiver<T>, Error> {
-        Receiver::from_chan(self.join(&spec::<T>(Role::Receiver))?, WaitStrategy::Park)
+        Receiver::from_chan(
+            self.join(&spec(Fingerprint::of::<T>(), Role::Receiver))?,
+            WaitStrategy::Park,
+        )
     }
 
     /// Loom only: attach a new SPSC sender.
     pub fn spsc_sender<T: Pod>(&self) -> Result<Sender<T>, Error> {
-        Sender::from_chan(self.join(&spec::<T>(Role::Sender))?, WaitStrategy::Park)
+        Sender::from_chan(
+            self.join(&spec(Fingerprint::of::<T>(), Role::Sender))?,
+            WaitStrategy::Park,
+        )
     }
 }
 
@@ -166,7 +177,7 @@ impl<T: Pod> Sender<T> {
     #[cfg(not(loom))]
     pub fn create(name: &str, opts: &Options) -> Result<Self, Error> {
         Self::from_chan(
-            Chan::create(name, opts, &spec::<T>(Role::Sender))?,
+            Chan::create(name, opts, &spec(payload::<T>(opts)?, Role::Sender))?,
             opts.wait,
         )
     }
@@ -189,7 +200,10 @@ impl<T: Pod> Sender<T> {
     /// ```
     #[cfg(not(loom))]
     pub fn open(name: &str, opts: &Options) -> Result<Self, Error> {
-        Self::from_chan(Chan::open(name, opts, &spec::<T>(Role::Sender))?, opts.wait)
+        Self::from_chan(
+            Chan::open(name, opts, &spec(payload::<T>(opts)?, Role::Sender))?,
+            opts.wait,
+        )
     }
 
     fn from_chan(chan: Chan, wait: WaitStrategy) -> Result<Self, Error> {
@@ -494,7 +508,7 @@ impl<T: Pod> Receiver<T> {
     #[cfg(not(loom))]
     pub fn create(name: &str, opts: &Options) -> Result<Self, Error> {
         Self::from_chan(
-            Chan::create(name, opts, &spec::<T>(Role::Receiver))?,
+            Chan::create(name, opts, &spec(payload::<T>(opts)?, Role::Receiver))?,
             opts.wait,
         )
     }
@@ -516,7 +530,7 @@ impl<T: Pod> Receiver<T> {
     #[cfg(not(loom))]
     pub fn open(name: &str, opts: &Options) -> Result<Self, Error> {
         Self::from_chan(
-            Chan::open(name, opts, &spec::<T>(Role::Receiver))?,
+            Chan::open(name, opts, &spec(payload::<T>(opts)?, Role::Receiver))?,
             opts.wait,
         )
     }

@@ -398,6 +398,38 @@ impl Slots {
         }
     }
 
+    /// Copy `bytes`, one payload whose size is known only at run time (`untyped`), into the
+    /// slot for `pos`, race-free as [`write_from`](Self::write_from).
+    ///
+    /// # Safety
+    /// As for [`write`](Self::write), with `bytes.len()` the geometry's payload size in place
+    /// of `T`'s.
+    #[inline]
+    pub(crate) unsafe fn write_bytes(&self, pos: u64, bytes: &[u8]) {
+        debug_assert!(bytes.len() <= self.payload_words * 8);
+        self.track(pos).write();
+        // SAFETY: the slot's payload starts 8-aligned and spans the payload size rounded up to
+        // 8 bytes inside the slot (see `slot`), which `bytes.len()` is (this function's
+        // contract), padding included; the caller owns the slot; `bytes` is the caller's
+        // memory, never the slot.
+        unsafe { copy::copy_to_shared(self.slot(pos), bytes.as_ptr(), bytes.len()) }
+    }
+
+    /// Copy the slot for `pos` into `out`, one payload whose size is known only at run time
+    /// (`untyped`), race-free as [`read_into`](Self::read_into).
+    ///
+    /// # Safety
+    /// As for [`read`](Self::read), with `out.len()` the geometry's payload size in place of
+    /// `T`'s.
+    #[inline]
+    pub(crate) unsafe fn read_bytes(&self, pos: u64, out: &mut [u8]) {
+        debug_assert!(out.len() <= self.payload_words * 8);
+        self.track(pos).read();
+        // SAFETY: the slot's payload is in bounds (see `slot`), `out.len()` bytes (this
+        // function's contract); the slot is published and ours; `out` is the caller's memory.
+        unsafe { copy::copy_from_shared(out.as_mut_ptr(), self.slot(pos), out.len()) }
+    }
+
     /// Copy `value` into the slot for `pos`.
     ///
     /// # Safety

@@ -1,0 +1,103 @@
+//! Typed channels whose payload type is known at run time: a name, a size and an alignment
+//! ([`Element`]) instead of a Rust `T: Pod`. For programs that learn the type from elsewhere
+//! (the Python bindings, whose types are `numpy` dtypes; a bridge; a generic recorder), and
+//! that must still be peers of a Rust program's `spsc::Sender<Quote>` or `mpmc::Receiver<Quote>`.
+//!
+//! The channels are the same ones: an [`untyped::spsc::Receiver`](spsc::Receiver) opened with
+//! `Element::new("Quote", 24, 8)` receives what a `spsc::Sender::<Quote>` created with
+//! [`Options::type_name("Quote")`](crate::Options::type_name) sends, and the reverse; a name,
+//! size or alignment that differs is [`Error::Incompatible`](crate::Error::Incompatible), as
+//! between two Rust types. Values move as bytes: one element is `size` bytes, in the layout
+//! the other side's type has (`repr(C)` on the Rust side, an aligned dtype or a `struct`
+//! format in Python).
+//!
+//! Every call moves a *batch*: `values` holds whole elements (one or more), and a receive
+//! fills up to as many elements as `buf` holds. Each element is copied once, race-free
+//! (`ring/copy.rs`), straight between the caller's memory and its slot.
+//!
+//! ```
+//! use shmchan::{untyped::{self, Element}, Options};
+//! # let name = format!("doc-untyped-{}", std::process::id());
+//! let pair = Element::new("Pair", 8, 4); // e.g. a C `struct { uint32_t a, b; }`
+//! let tx = untyped::spsc::Sender::create(&name, &pair, &Options::new().capacity(16))?;
+//! let rx = untyped::spsc::Receiver::open(&name, &pair, &Options::new())?;
+//! let values: Vec<u8> = [1u32, 2, 3, 4].iter().flat_map(|v| v.to_ne_bytes()).collect();
+//! tx.send(&values)?; // two elements
+//! let mut buf = [0u8; 64]; // room for eight
+//! let n = rx.recv(&mut buf)?;
+//! assert_eq!(n, 2);
+//! assert_eq!(buf[..16], values[..]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod mpmc;
+pub mod spsc;
+
+use crate::error::Error;
+use crate::layout::Fingerprint;
+
+/// A payload type described at run time: its name, its size in bytes and its alignment.
+///
+/// The name is what both sides agree on, in place of a Rust type name (see
+/// [`Options::type_name`](crate::Options::type_name)): 1 to 104 bytes, without `::`. The size
+/// is at least 1, the alignment a power of two that divides it (as for any Rust or C type);
+/// `create` and `open` return [`Error::InvalidOptions`] otherwise.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Element {
+    name: String,
+    size: usize,
+    align: usize,
+}
+
+impl Element {
+    /// An element named `name`, `size` bytes long, aligned to `align` bytes.
+    pub fn new(name: impl Into<String>, size: usize, align: usize) -> Element {
+        Element {
+            name: name.into(),
+            size,
+            align,
+        }
+    }
+
+    /// The element of the Rust type `T` (its size and alignment) under the name `name`: what
+    /// a typed handle of `T` with [`Options::type_name(name)`](crate::Options::type_name)
+    /// checks against.
+    pub fn of<T: crate::Pod>(name: impl Into<String>) -> Element {
+        Element::new(name, size_of::<T>(), align_of::<T>())
+    }
+
+    /// The element's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The element's size in bytes.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// The element's alignment in bytes.
+    pub fn align(&self) -> usize {
+        self.align
+    }
+
+    pub(crate) fn fingerprint(&self) -> Result<Fingerprint, Error> {
+        Fingerprint::element(self.size, self.align, &self.name)
+            .map_err(|reason| Error::InvalidOptions { reason })
+    }
+}
+
+/// How many whole elements of `size` bytes `len` bytes hold.
+///
+/// # Panics
+/// If `len` is not a multiple of `size`: a caller's mistake, like a slice index out of
+/// bounds (the Python bindings check it first and raise `ValueError`).
+#[inline]
+#[track_caller]
+fn elements(len: usize, size: usize, what: &str) -> usize {
+    assert!(
+        len % size == 0,
+        "{what} holds {len} bytes, not a whole number of {size}-byte elements"
+    );
+    len / size
+}

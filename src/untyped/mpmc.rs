@@ -1,0 +1,391 @@
+//! MPMC channels of an [`Element`] known at run time: the peers of
+//! [`mpmc::Sender<T>`](crate::mpmc::Sender) and [`mpmc::Receiver<T>`](crate::mpmc::Receiver)
+//! for a program that has no `T` (see [the module](super)).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{Element, elements};
+use crate::chan::{Chan, Role};
+use crate::error::{
+    Error, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
+};
+use crate::handle;
+use crate::mpmc::{Shared, spec};
+use crate::options::{Options, WaitStrategy};
+use crate::ring::spsc::Error as RingError;
+use crate::wait::Poll;
+
+/// A sending end of an MPMC channel of [`Element`]s: `Clone`, `Send` and `Sync`, like
+/// [`mpmc::Sender`](crate::mpmc::Sender), whose behaviour it shares.
+#[derive(Clone)]
+pub struct Sender {
+    shared: Arc<Shared>,
+    size: usize,
+}
+
+/// A receiving end of an MPMC channel of [`Element`]s: `Clone`, `Send` and `Sync`, like
+/// [`mpmc::Receiver`](crate::mpmc::Receiver).
+#[derive(Clone)]
+pub struct Receiver {
+    shared: Arc<Shared>,
+    size: usize,
+}
+
+impl Sender {
+    /// Create the channel `name` (exclusively) for elements `element`, and attach as a
+    /// sender.
+    ///
+    /// # Errors
+    /// As [`mpmc::Sender::create`](crate::mpmc::Sender::create); [`Error::InvalidOptions`]
+    /// for an element that cannot be (see [`Element`]).
+    pub fn create(name: &str, element: &Element, opts: &Options) -> Result<Self, Error> {
+        let spec = spec(element.fingerprint()?, Role::Sender, opts);
+        Ok(Sender {
+            shared: Shared::new(Chan::create(name, opts, &spec)?, opts.wait),
+            size: element.size(),
+        })
+    }
+
+    /// Open the existing channel `name`, whose elements must be `element`, and attach as a
+    /// sender.
+    ///
+    /// # Errors
+    /// As [`mpmc::Sender::open`](crate::mpmc::Sender::open): [`Error::Incompatible`] if the
+    /// channel's payload has another name, size or alignment.
+    pub fn open(name: &str, element: &Element, opts: &Options) -> Result<Self, Error> {
+        let spec = spec(element.fingerprint()?, Role::Sender, opts);
+        Ok(Sender {
+            shared: Shared::new(Chan::open(name, opts, &spec)?, opts.wait),
+            size: element.size(),
+        })
+    }
+
+    /// The size of one element, in bytes.
+    pub fn element_size(&self) -> usize {
+        self.size
+    }
+
+    /// One attempt: as many elements of `values` as there is room for, each published as it
+    /// is written.
+    fn poll(&self, values: &[u8], probe: bool) -> Poll<Result<usize, ()>> {
+        let s = &*self.shared;
+        let hdr = s.chan.header();
+        handle::poll_send(&s.chan, (), probe, |probe| {
+            let mut n = 0;
+            for value in values.chunks_exact(self.size) {
+                match s
+                    .ring
+                    .claim(hdr, &s.slots, |o, g| s.chan.owner_gone(o, g, probe))
+                {
+                    Ok(pos) => {
+                        // SAFETY: the claim made the slot ours (WRITING(pos, me)) until it is
+                        // published; `value` is one payload of the geometry's size (the
+                        // channel was validated for this element).
+                        unsafe { s.slots.write_bytes(pos, value) };
+                        s.ring.publish(hdr, &s.slots, pos)?;
+                        n += 1;
+                    }
+                    Err(RingError::WouldBlock) if n > 0 => break,
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(n)
+        })
+    }
+
+    /// As for the typed sender: probe the receivers every checkpoint of the ring.
+    fn checkpoint(&self, before: u64) {
+        let chan = &self.shared.chan;
+        // Relaxed: a hint for pacing only.
+        let tail = chan.header().tail.load(crate::sync::Ordering::Relaxed);
+        if crate::ring::passes_checkpoint(before, tail) {
+            chan.checkpoint();
+        }
+    }
+
+    fn tail(&self) -> u64 {
+        // Relaxed: a hint for pacing only (see `checkpoint`).
+        let hdr = self.shared.chan.header();
+        hdr.tail.load(crate::sync::Ordering::Relaxed)
+    }
+
+    /// Send as many of the elements in `values` as there is room for now, in order (as other
+    /// senders allow), without waiting; returns how many were sent (at least one).
+    ///
+    /// # Errors
+    /// [`TrySendError::Full`] if there was room for none, [`TrySendError::Disconnected`] if
+    /// every receiver is gone.
+    ///
+    /// # Panics
+    /// If `values.len()` is not a multiple of [`element_size`](Self::element_size).
+    #[track_caller]
+    pub fn try_send(&self, values: &[u8]) -> Result<usize, TrySendError<()>> {
+        if elements(values.len(), self.size, "values") == 0 {
+            return Ok(0);
+        }
+        let before = self.tail();
+        let r = handle::try_send(&self.shared.chan, (), |(), probe| self.poll(values, probe));
+        self.checkpoint(before);
+        r
+    }
+
+    /// Send every element of `values`, in order, waiting for room as long as it takes.
+    ///
+    /// # Errors
+    /// [`SendError`]`(n)` if every receiver is gone: the first `n` elements were sent.
+    ///
+    /// # Panics
+    /// As [`try_send`](Self::try_send).
+    #[track_caller]
+    pub fn send(&self, values: &[u8]) -> Result<(), SendError<usize>> {
+        self.send_deadline(values, None)
+            .map_err(|e| SendError(e.into_inner()))
+    }
+
+    /// Send every element of `values`, in order, waiting for room at most `timeout` in all.
+    ///
+    /// # Errors
+    /// [`SendTimeoutError::Timeout`]`(n)` or [`SendTimeoutError::Disconnected`]`(n)`: the
+    /// first `n` elements were sent.
+    ///
+    /// # Panics
+    /// As [`try_send`](Self::try_send).
+    #[track_caller]
+    pub fn send_timeout(
+        &self,
+        values: &[u8],
+        timeout: Duration,
+    ) -> Result<(), SendTimeoutError<usize>> {
+        self.send_deadline(values, crate::chan::deadline_after(timeout))
+    }
+
+    #[track_caller]
+    fn send_deadline(
+        &self,
+        values: &[u8],
+        deadline: Option<Instant>,
+    ) -> Result<(), SendTimeoutError<usize>> {
+        let total = elements(values.len(), self.size, "values");
+        let s = &*self.shared;
+        let mut sent = 0;
+        while sent < total {
+            let rest = &values[sent * self.size..];
+            let before = self.tail();
+            let r = handle::send_deadline(&s.chan, s.wait, (), deadline, |(), probe| {
+                self.poll(rest, probe)
+            });
+            self.checkpoint(before);
+            match r {
+                Ok(n) => sent += n,
+                Err(SendTimeoutError::Timeout(())) => return Err(SendTimeoutError::Timeout(sent)),
+                Err(SendTimeoutError::Disconnected(())) => {
+                    return Err(SendTimeoutError::Disconnected(sent));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn chan(&self) -> &Chan {
+        &self.shared.chan
+    }
+
+    fn wait_strategy(&self) -> WaitStrategy {
+        self.shared.wait
+    }
+
+    crate::handle::queries!("receiver");
+
+    crate::handle::wait_for_peer!(
+        "receiver",
+        space_bell,
+        r#"
+```
+use std::time::Duration;
+use shmchan::{untyped::{self, Element}, Options};
+# let name = format!("doc-untyped-mpmc-wait-{}", std::process::id());
+let e = Element::new("u64", 8, 8);
+let tx = untyped::mpmc::Sender::create(&name, &e, &Options::new())?;
+let rx = untyped::mpmc::Receiver::open(&name, &e, &Options::new())?; // usually another process
+tx.wait_for_peer(Duration::from_secs(1))?;
+assert!(tx.is_connected());
+# drop(rx);
+# Ok::<(), Box<dyn std::error::Error>>(())
+```"#
+    );
+}
+
+impl Receiver {
+    /// Create the channel `name` (exclusively) for elements `element`, and attach as a
+    /// receiver.
+    ///
+    /// # Errors
+    /// As [`Sender::create`].
+    pub fn create(name: &str, element: &Element, opts: &Options) -> Result<Self, Error> {
+        let spec = spec(element.fingerprint()?, Role::Receiver, opts);
+        Ok(Receiver {
+            shared: Shared::new(Chan::create(name, opts, &spec)?, opts.wait),
+            size: element.size(),
+        })
+    }
+
+    /// Open the existing channel `name`, whose elements must be `element`, and attach as a
+    /// receiver.
+    ///
+    /// # Errors
+    /// As [`Sender::open`].
+    pub fn open(name: &str, element: &Element, opts: &Options) -> Result<Self, Error> {
+        let spec = spec(element.fingerprint()?, Role::Receiver, opts);
+        Ok(Receiver {
+            shared: Shared::new(Chan::open(name, opts, &spec)?, opts.wait),
+            size: element.size(),
+        })
+    }
+
+    /// The size of one element, in bytes.
+    pub fn element_size(&self) -> usize {
+        self.size
+    }
+
+    /// One attempt: the elements ready now, as many as `buf` holds, each taken, copied out
+    /// and freed in turn.
+    fn poll(&self, buf: &mut [u8], probe: bool) -> Poll<Result<usize, ()>> {
+        let s = &*self.shared;
+        let hdr = s.chan.header();
+        handle::poll_recv(&s.chan, probe, |probe| {
+            let mut n = 0;
+            for out in buf.chunks_exact_mut(self.size) {
+                match s
+                    .ring
+                    .take(hdr, &s.slots, |o, g| s.chan.owner_gone(o, g, probe))
+                {
+                    Ok(pos) => {
+                        // SAFETY: the take made the slot ours (READING(pos, me)) until we free
+                        // it; `out` is one payload of the geometry's size.
+                        unsafe { s.slots.read_bytes(pos, out) };
+                        // A failed free: a repairer took the slot while we read it (only
+                        // corruption marks a live endpoint gone), so the copy may be torn
+                        // and is not delivered (as in the typed `pop`).
+                        s.ring.free(hdr, &s.slots, pos)?;
+                        n += 1;
+                    }
+                    Err(RingError::WouldBlock) if n > 0 => break,
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(n)
+        })
+    }
+
+    /// Receive the elements that are ready now, as many as `buf` holds, without waiting;
+    /// returns how many (at least one), copied to the start of `buf`.
+    ///
+    /// # Errors
+    /// [`TryRecvError::Empty`] if none is ready, [`TryRecvError::Disconnected`] if the ring
+    /// is empty and every sender is gone.
+    ///
+    /// # Panics
+    /// If `buf.len()` is not a non-zero multiple of [`element_size`](Self::element_size).
+    #[track_caller]
+    pub fn try_recv(&self, buf: &mut [u8]) -> Result<usize, TryRecvError> {
+        self.check(buf);
+        handle::try_recv(&self.shared.chan, |probe| self.poll(buf, probe))
+    }
+
+    /// Receive at least one element, waiting as long as it takes, and whatever else is ready
+    /// then, as many as `buf` holds; returns how many.
+    ///
+    /// # Errors
+    /// [`RecvError`] once the ring is empty and every sender is gone.
+    ///
+    /// # Panics
+    /// As [`try_recv`](Self::try_recv).
+    #[track_caller]
+    pub fn recv(&self, buf: &mut [u8]) -> Result<usize, RecvError> {
+        self.recv_deadline(buf, None).map_err(|_| RecvError)
+    }
+
+    /// As [`recv`](Self::recv), waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`RecvTimeoutError::Timeout`] or [`RecvTimeoutError::Disconnected`].
+    ///
+    /// # Panics
+    /// As [`try_recv`](Self::try_recv).
+    #[track_caller]
+    pub fn recv_timeout(
+        &self,
+        buf: &mut [u8],
+        timeout: Duration,
+    ) -> Result<usize, RecvTimeoutError> {
+        self.recv_deadline(buf, crate::chan::deadline_after(timeout))
+    }
+
+    #[track_caller]
+    fn recv_deadline(
+        &self,
+        buf: &mut [u8],
+        deadline: Option<Instant>,
+    ) -> Result<usize, RecvTimeoutError> {
+        self.check(buf);
+        let s = &*self.shared;
+        handle::recv_deadline(&s.chan, s.wait, deadline, |probe| self.poll(buf, probe))
+    }
+
+    #[track_caller]
+    fn check(&self, buf: &[u8]) {
+        assert!(
+            elements(buf.len(), self.size, "buf") > 0,
+            "buf holds no whole {}-byte element",
+            self.size
+        );
+    }
+
+    fn chan(&self) -> &Chan {
+        &self.shared.chan
+    }
+
+    fn wait_strategy(&self) -> WaitStrategy {
+        self.shared.wait
+    }
+
+    crate::handle::queries!("sender");
+
+    crate::handle::wait_for_peer!(
+        "sender",
+        data_bell,
+        r#"
+```
+use std::time::Duration;
+use shmchan::{untyped::{self, Element}, Options, WaitForPeerError};
+# let name = format!("doc-untyped-mpmc-rwait-{}", std::process::id());
+let e = Element::new("u64", 8, 8);
+let rx = untyped::mpmc::Receiver::create(&name, &e, &Options::new())?;
+assert_eq!(rx.wait_for_peer(Duration::from_millis(10)), Err(WaitForPeerError::Timeout));
+# Ok::<(), Box<dyn std::error::Error>>(())
+```"#
+    );
+}
+
+impl std::fmt::Debug for Sender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("untyped::mpmc::Sender")
+            .field("name", &self.chan().name)
+            .field("backend", &self.chan().backend)
+            .field("element_size", &self.size)
+            .field("capacity", &self.capacity())
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Receiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("untyped::mpmc::Receiver")
+            .field("name", &self.chan().name)
+            .field("backend", &self.chan().backend)
+            .field("element_size", &self.size)
+            .field("capacity", &self.capacity())
+            .finish_non_exhaustive()
+    }
+}

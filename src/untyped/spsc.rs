@@ -1,0 +1,397 @@
+//! SPSC channels of an [`Element`] known at run time: the peers of
+//! [`spsc::Sender<T>`](crate::spsc::Sender) and [`spsc::Receiver<T>`](crate::spsc::Receiver)
+//! for a program that has no `T` (see [the module](super)).
+
+use std::time::{Duration, Instant};
+
+use super::{Element, elements};
+use crate::chan::{Chan, Role};
+use crate::error::{
+    Error, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
+};
+use crate::handle;
+use crate::options::{Options, WaitStrategy};
+use crate::ring::{Slots, spsc as ring};
+use crate::spsc::{corrupt, spec};
+use crate::wait::Poll;
+
+/// The sending end of an SPSC channel of [`Element`]s.
+///
+/// `Send` but not `Sync`, like [`spsc::Sender`](crate::spsc::Sender), whose behaviour it
+/// shares (disconnection, a receiver that comes back, liveness).
+pub struct Sender {
+    ring: ring::Producer,
+    slots: Slots,
+    wait: WaitStrategy,
+    chan: Chan,
+    size: usize,
+}
+
+/// The receiving end of an SPSC channel of [`Element`]s.
+///
+/// `Send` but not `Sync`, like [`spsc::Receiver`](crate::spsc::Receiver).
+pub struct Receiver {
+    ring: ring::Consumer,
+    slots: Slots,
+    wait: WaitStrategy,
+    chan: Chan,
+    size: usize,
+}
+
+impl Sender {
+    /// Create the channel `name` (exclusively) for elements `element`, and attach as its
+    /// sender.
+    ///
+    /// # Errors
+    /// As [`spsc::Sender::create`](crate::spsc::Sender::create); [`Error::InvalidOptions`]
+    /// for an element that cannot be (see [`Element`]).
+    pub fn create(name: &str, element: &Element, opts: &Options) -> Result<Self, Error> {
+        let spec = spec(element.fingerprint()?, Role::Sender);
+        Self::from_chan(Chan::create(name, opts, &spec)?, opts.wait, element.size())
+    }
+
+    /// Open the existing channel `name`, whose elements must be `element`, and attach as its
+    /// sender.
+    ///
+    /// # Errors
+    /// As [`spsc::Sender::open`](crate::spsc::Sender::open): [`Error::Incompatible`] if the
+    /// channel's payload has another name, size or alignment.
+    pub fn open(name: &str, element: &Element, opts: &Options) -> Result<Self, Error> {
+        let spec = spec(element.fingerprint()?, Role::Sender);
+        Self::from_chan(Chan::open(name, opts, &spec)?, opts.wait, element.size())
+    }
+
+    fn from_chan(chan: Chan, wait: WaitStrategy, size: usize) -> Result<Self, Error> {
+        let slots = Slots::new(chan.region(), &chan.geo);
+        let ring = ring::Producer::new(chan.header(), &slots, chan.geo.capacity)
+            .map_err(|_| corrupt(&chan))?;
+        Ok(Sender {
+            ring,
+            slots,
+            wait,
+            chan,
+            size,
+        })
+    }
+
+    /// The size of one element, in bytes.
+    pub fn element_size(&self) -> usize {
+        self.size
+    }
+
+    /// One attempt: as many elements of `values` as there is room for, each published as it
+    /// is written.
+    fn poll(&self, values: &[u8], probe: bool) -> Poll<Result<usize, ()>> {
+        let hdr = self.chan.header();
+        handle::poll_send(&self.chan, (), probe, |_| {
+            let mut n = 0;
+            for value in values.chunks_exact(self.size) {
+                match self.ring.claim(hdr) {
+                    Ok(pos) => {
+                        // SAFETY: the claim found the slot at `pos` free; this handle is the
+                        // channel's only sender; `value` is one payload of the geometry's size
+                        // (the channel was validated for this element).
+                        unsafe {
+                            self.slots.write_bytes(pos, value);
+                            self.ring.commit(hdr, &self.slots, pos);
+                        }
+                        n += 1;
+                    }
+                    Err(ring::Error::WouldBlock) if n > 0 => break,
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(n)
+        })
+    }
+
+    /// As for the typed sender: probe the receiver when the position passed a checkpoint.
+    fn checkpoint(&self, before: u64) {
+        if crate::ring::passes_checkpoint(before, self.ring.position()) {
+            self.chan.checkpoint();
+        }
+    }
+
+    /// Send as many of the elements in `values` as there is room for now, in order, without
+    /// waiting; returns how many were sent (at least one).
+    ///
+    /// # Errors
+    /// [`TrySendError::Full`] if there was room for none, [`TrySendError::Disconnected`] if
+    /// the receiver is gone.
+    ///
+    /// # Panics
+    /// If `values.len()` is not a multiple of [`element_size`](Self::element_size).
+    #[track_caller]
+    pub fn try_send(&self, values: &[u8]) -> Result<usize, TrySendError<()>> {
+        if elements(values.len(), self.size, "values") == 0 {
+            return Ok(0);
+        }
+        let before = self.ring.position();
+        let r = handle::try_send(&self.chan, (), |(), probe| self.poll(values, probe));
+        self.checkpoint(before);
+        r
+    }
+
+    /// Send every element of `values`, in order, waiting for room as long as it takes.
+    ///
+    /// # Errors
+    /// [`SendError`]`(n)` if the receiver is gone: the first `n` elements were sent.
+    ///
+    /// # Panics
+    /// As [`try_send`](Self::try_send).
+    #[track_caller]
+    pub fn send(&self, values: &[u8]) -> Result<(), SendError<usize>> {
+        self.send_deadline(values, None)
+            .map_err(|e| SendError(e.into_inner()))
+    }
+
+    /// Send every element of `values`, in order, waiting for room at most `timeout` in all.
+    ///
+    /// # Errors
+    /// [`SendTimeoutError::Timeout`]`(n)` or [`SendTimeoutError::Disconnected`]`(n)`: the
+    /// first `n` elements were sent.
+    ///
+    /// # Panics
+    /// As [`try_send`](Self::try_send).
+    #[track_caller]
+    pub fn send_timeout(
+        &self,
+        values: &[u8],
+        timeout: Duration,
+    ) -> Result<(), SendTimeoutError<usize>> {
+        self.send_deadline(values, crate::chan::deadline_after(timeout))
+    }
+
+    #[track_caller]
+    fn send_deadline(
+        &self,
+        values: &[u8],
+        deadline: Option<Instant>,
+    ) -> Result<(), SendTimeoutError<usize>> {
+        let total = elements(values.len(), self.size, "values");
+        let mut sent = 0;
+        while sent < total {
+            let rest = &values[sent * self.size..];
+            let before = self.ring.position();
+            let r = handle::send_deadline(&self.chan, self.wait, (), deadline, |(), probe| {
+                self.poll(rest, probe)
+            });
+            self.checkpoint(before);
+            match r {
+                Ok(n) => sent += n,
+                Err(SendTimeoutError::Timeout(())) => return Err(SendTimeoutError::Timeout(sent)),
+                Err(SendTimeoutError::Disconnected(())) => {
+                    return Err(SendTimeoutError::Disconnected(sent));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn chan(&self) -> &Chan {
+        &self.chan
+    }
+
+    fn wait_strategy(&self) -> WaitStrategy {
+        self.wait
+    }
+
+    crate::handle::queries!("receiver");
+
+    crate::handle::wait_for_peer!(
+        "receiver",
+        space_bell,
+        r#"
+```
+use std::time::Duration;
+use shmchan::{untyped::{self, Element}, Options};
+# let name = format!("doc-untyped-spsc-wait-{}", std::process::id());
+let e = Element::new("u64", 8, 8);
+let tx = untyped::spsc::Sender::create(&name, &e, &Options::new())?;
+let rx = untyped::spsc::Receiver::open(&name, &e, &Options::new())?; // usually another process
+tx.wait_for_peer(Duration::from_secs(1))?;
+assert!(tx.is_connected());
+# drop(rx);
+# Ok::<(), Box<dyn std::error::Error>>(())
+```"#
+    );
+}
+
+impl Receiver {
+    /// Create the channel `name` (exclusively) for elements `element`, and attach as its
+    /// receiver.
+    ///
+    /// # Errors
+    /// As [`Sender::create`].
+    pub fn create(name: &str, element: &Element, opts: &Options) -> Result<Self, Error> {
+        let spec = spec(element.fingerprint()?, Role::Receiver);
+        Self::from_chan(Chan::create(name, opts, &spec)?, opts.wait, element.size())
+    }
+
+    /// Open the existing channel `name`, whose elements must be `element`, and attach as its
+    /// receiver.
+    ///
+    /// # Errors
+    /// As [`Sender::open`].
+    pub fn open(name: &str, element: &Element, opts: &Options) -> Result<Self, Error> {
+        let spec = spec(element.fingerprint()?, Role::Receiver);
+        Self::from_chan(Chan::open(name, opts, &spec)?, opts.wait, element.size())
+    }
+
+    fn from_chan(chan: Chan, wait: WaitStrategy, size: usize) -> Result<Self, Error> {
+        let slots = Slots::new(chan.region(), &chan.geo);
+        let ring =
+            ring::Consumer::new(chan.header(), chan.geo.capacity).map_err(|_| corrupt(&chan))?;
+        Ok(Receiver {
+            ring,
+            slots,
+            wait,
+            chan,
+            size,
+        })
+    }
+
+    /// The size of one element, in bytes.
+    pub fn element_size(&self) -> usize {
+        self.size
+    }
+
+    /// One attempt: the published run of elements at our position, as many as `buf` holds,
+    /// copied out, then their slots freed at once (one store of `head`, one doorbell).
+    fn poll(&self, buf: &mut [u8], probe: bool) -> Poll<Result<usize, ()>> {
+        let hdr = self.chan.header();
+        handle::poll_recv(&self.chan, probe, |_| {
+            let mut n = 0;
+            let mut next = None;
+            for out in buf.chunks_exact_mut(self.size) {
+                match self.ring.peek(hdr, &self.slots) {
+                    Ok(pos) => {
+                        // SAFETY: `peek` saw the slot at `pos` published, and it stays ours
+                        // until `release` below; `out` is one payload of the geometry's size.
+                        unsafe { self.slots.read_bytes(pos, out) };
+                        next = Some(pos.wrapping_add(1));
+                        n += 1;
+                    }
+                    Err(ring::Error::WouldBlock) if n > 0 => break,
+                    Err(e) => return Err(e),
+                }
+            }
+            if let Some(next) = next {
+                self.ring.release(hdr, next);
+            }
+            Ok(n)
+        })
+    }
+
+    /// Receive the elements that are ready now, as many as `buf` holds, without waiting;
+    /// returns how many (at least one), copied to the start of `buf`.
+    ///
+    /// # Errors
+    /// [`TryRecvError::Empty`] if none is ready, [`TryRecvError::Disconnected`] if the ring
+    /// is empty and the sender is gone.
+    ///
+    /// # Panics
+    /// If `buf.len()` is not a non-zero multiple of [`element_size`](Self::element_size).
+    #[track_caller]
+    pub fn try_recv(&self, buf: &mut [u8]) -> Result<usize, TryRecvError> {
+        self.check(buf);
+        handle::try_recv(&self.chan, |probe| self.poll(buf, probe))
+    }
+
+    /// Receive at least one element, waiting as long as it takes, and whatever else is ready
+    /// then, as many as `buf` holds; returns how many.
+    ///
+    /// # Errors
+    /// [`RecvError`] once the ring is empty and the sender is gone.
+    ///
+    /// # Panics
+    /// As [`try_recv`](Self::try_recv).
+    #[track_caller]
+    pub fn recv(&self, buf: &mut [u8]) -> Result<usize, RecvError> {
+        self.recv_deadline(buf, None).map_err(|_| RecvError)
+    }
+
+    /// As [`recv`](Self::recv), waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`RecvTimeoutError::Timeout`] or [`RecvTimeoutError::Disconnected`].
+    ///
+    /// # Panics
+    /// As [`try_recv`](Self::try_recv).
+    #[track_caller]
+    pub fn recv_timeout(
+        &self,
+        buf: &mut [u8],
+        timeout: Duration,
+    ) -> Result<usize, RecvTimeoutError> {
+        self.recv_deadline(buf, crate::chan::deadline_after(timeout))
+    }
+
+    #[track_caller]
+    fn recv_deadline(
+        &self,
+        buf: &mut [u8],
+        deadline: Option<Instant>,
+    ) -> Result<usize, RecvTimeoutError> {
+        self.check(buf);
+        handle::recv_deadline(&self.chan, self.wait, deadline, |probe| {
+            self.poll(buf, probe)
+        })
+    }
+
+    #[track_caller]
+    fn check(&self, buf: &[u8]) {
+        assert!(
+            elements(buf.len(), self.size, "buf") > 0,
+            "buf holds no whole {}-byte element",
+            self.size
+        );
+    }
+
+    fn chan(&self) -> &Chan {
+        &self.chan
+    }
+
+    fn wait_strategy(&self) -> WaitStrategy {
+        self.wait
+    }
+
+    crate::handle::queries!("sender");
+
+    crate::handle::wait_for_peer!(
+        "sender",
+        data_bell,
+        r#"
+```
+use std::time::Duration;
+use shmchan::{untyped::{self, Element}, Options, WaitForPeerError};
+# let name = format!("doc-untyped-spsc-rwait-{}", std::process::id());
+let e = Element::new("u64", 8, 8);
+let rx = untyped::spsc::Receiver::create(&name, &e, &Options::new())?;
+assert_eq!(rx.wait_for_peer(Duration::from_millis(10)), Err(WaitForPeerError::Timeout));
+# Ok::<(), Box<dyn std::error::Error>>(())
+```"#
+    );
+}
+
+impl std::fmt::Debug for Sender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("untyped::spsc::Sender")
+            .field("name", &self.chan.name)
+            .field("backend", &self.chan.backend)
+            .field("element_size", &self.size)
+            .field("capacity", &self.capacity())
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Receiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("untyped::spsc::Receiver")
+            .field("name", &self.chan.name)
+            .field("backend", &self.chan.backend)
+            .field("element_size", &self.size)
+            .field("capacity", &self.capacity())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,328 @@
+//! Channels of a payload type known at run time (`shmchan::untyped`) and type names set in
+//! the options (`Options::type_name`): a Rust program with a `T` and one with only a name, a
+//! size and an alignment are peers, between real processes, over every backend, for SPSC and
+//! MPMC, in both directions; anything that differs is refused with a clear error.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Cleanup, Msg, backends, decode, env_u64, spawn, unique_name};
+use shmchan::untyped::{self, Element};
+use shmchan::{Error, Options, RecvTimeoutError, TryRecvError, TrySendError, mpmc, spsc};
+
+const N: u64 = 20_000;
+const SHORT: Duration = Duration::from_secs(10);
+const LONG: Duration = Duration::from_secs(60);
+
+/// The same 16 bytes as `Msg`, under another Rust name: it agrees with a `Msg` channel only
+/// when given the name `Msg` (`Options::type_name`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+struct WireMsg {
+    seq: u64,
+    check: u64,
+}
+
+/// A send of a batch, whichever the kind.
+type SendFn = Box<dyn Fn(&[u8])>;
+/// A receive into a buffer, whichever the kind.
+type RecvFn = Box<dyn Fn(&mut [u8]) -> Result<usize, RecvTimeoutError>>;
+
+fn element() -> Element {
+    Element::of::<Msg>("Msg")
+}
+
+fn msg_bytes(seq: u64) -> [u8; 16] {
+    bytemuck::cast(Msg::new(seq))
+}
+
+/// Entry point of the child processes: `typed-send` sends `0..N` with a Rust `T` (`WireMsg`
+/// named `Msg` by its options), `untyped-send` with an `Element`, in batches of 1 to 37; both
+/// over SPSC or MPMC (`SHMCHAN_TEST_KIND`), then exit.
+#[test]
+#[ignore = "entry point of the child processes the other tests start"]
+fn child_main() {
+    let Ok(role) = std::env::var("SHMCHAN_TEST_ROLE") else {
+        return;
+    };
+    let name = std::env::var("SHMCHAN_TEST_NAME").unwrap();
+    let opts = Options::new().backend(decode(&std::env::var("SHMCHAN_TEST_BACKEND").unwrap()));
+    let n = env_u64("SHMCHAN_TEST_N", 0);
+    let mpmc = std::env::var("SHMCHAN_TEST_KIND").as_deref() == Ok("mpmc");
+    match (role.as_str(), mpmc) {
+        ("typed-send", false) => {
+            let tx = spsc::Sender::<WireMsg>::open(&name, &opts.type_name("Msg")).unwrap();
+            println!("READY");
+            for i in 0..n {
+                tx.send(bytemuck::cast(Msg::new(i))).unwrap();
+            }
+        }
+        ("typed-send", true) => {
+            let tx = mpmc::Sender::<WireMsg>::open(&name, &opts.type_name("Msg")).unwrap();
+            println!("READY");
+            for i in 0..n {
+                tx.send(bytemuck::cast(Msg::new(i))).unwrap();
+            }
+        }
+        ("untyped-send", kind) => {
+            let all: Vec<u8> = (0..n).flat_map(msg_bytes).collect();
+            let send: SendFn = if kind {
+                let tx = untyped::mpmc::Sender::open(&name, &element(), &opts).unwrap();
+                Box::new(move |b| tx.send(b).unwrap())
+            } else {
+                let tx = untyped::spsc::Sender::open(&name, &element(), &opts).unwrap();
+                Box::new(move |b| tx.send(b).unwrap())
+            };
+            println!("READY");
+            let (mut at, mut size) = (0usize, 1usize);
+            while at < n as usize {
+                let end = (at + size).min(n as usize);
+                send(&all[at * 16..end * 16]);
+                at = end;
+                size = size % 37 + 1;
+            }
+        }
+        (other, _) => panic!("unknown role {other}"),
+    }
+    println!("SENT");
+}
+
+/// Check a received run of `Msg` bytes against the next sequence numbers.
+fn check(bytes: &[u8], next: &mut u64, on: &str) {
+    for chunk in bytes.chunks_exact(16) {
+        let m: Msg = bytemuck::pod_read_unaligned(chunk);
+        assert!(m.is_intact(), "torn {m:?} {on}");
+        assert_eq!(m.seq, *next, "order {on}");
+        *next += 1;
+    }
+}
+
+/// A Rust sender of a `T` named by its options, in a child; an untyped receiver here, taking
+/// batches of varying sizes: every message intact, once, in order, then `Disconnected`.
+/// SPSC and MPMC, every backend.
+#[test]
+fn an_untyped_receiver_takes_a_typed_senders_messages() {
+    for kind in ["spsc", "mpmc"] {
+        for backend in backends() {
+            let name = unique_name("untyped-rx");
+            let _c = Cleanup(name.clone(), backend.clone());
+            let opts = Options::new().backend(backend.clone()).capacity(64);
+            let on = format!("({kind} on {backend})");
+            let recv: RecvFn = if kind == "mpmc" {
+                let rx = untyped::mpmc::Receiver::create(&name, &element(), &opts).unwrap();
+                Box::new(move |b| rx.recv_timeout(b, LONG))
+            } else {
+                let rx = untyped::spsc::Receiver::create(&name, &element(), &opts).unwrap();
+                Box::new(move |b| rx.recv_timeout(b, LONG))
+            };
+            let mut child = spawn(
+                "typed-send",
+                &name,
+                &backend,
+                &[
+                    ("SHMCHAN_TEST_N", N.to_string()),
+                    ("SHMCHAN_TEST_KIND", kind.into()),
+                ],
+            );
+            child.expect_line("READY", SHORT);
+            let mut buf = vec![0u8; 16 * 50];
+            let (mut next, mut size) = (0u64, 1usize);
+            loop {
+                match recv(&mut buf[..16 * size]) {
+                    Ok(n) => {
+                        assert!((1..=size).contains(&n), "{n} of at most {size} {on}");
+                        check(&buf[..16 * n], &mut next, &on);
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                    Err(e) => panic!("{e} after {next} {on}"),
+                }
+                size = size % 50 + 1;
+            }
+            assert_eq!(next, N, "{on}");
+            assert!(child.wait(SHORT).success(), "{on}");
+        }
+    }
+}
+
+/// The reverse: an untyped sender in a child, sending batches of 1 to 37; a Rust receiver of
+/// a `T` named by its options here.
+#[test]
+fn a_typed_receiver_takes_an_untyped_senders_messages() {
+    for kind in ["spsc", "mpmc"] {
+        for backend in backends() {
+            let name = unique_name("untyped-tx");
+            let _c = Cleanup(name.clone(), backend.clone());
+            let opts = Options::new()
+                .backend(backend.clone())
+                .capacity(64)
+                .type_name("Msg");
+            let on = format!("({kind} on {backend})");
+            let recv: Box<dyn Fn() -> Result<WireMsg, RecvTimeoutError>> = if kind == "mpmc" {
+                let rx = mpmc::Receiver::<WireMsg>::create(&name, &opts).unwrap();
+                Box::new(move || rx.recv_timeout(LONG))
+            } else {
+                let rx = spsc::Receiver::<WireMsg>::create(&name, &opts).unwrap();
+                Box::new(move || rx.recv_timeout(LONG))
+            };
+            let mut child = spawn(
+                "untyped-send",
+                &name,
+                &backend,
+                &[
+                    ("SHMCHAN_TEST_N", N.to_string()),
+                    ("SHMCHAN_TEST_KIND", kind.into()),
+                ],
+            );
+            child.expect_line("READY", SHORT);
+            let mut next = 0u64;
+            loop {
+                match recv() {
+                    Ok(m) => check(bytemuck::bytes_of(&m), &mut next, &on),
+                    Err(RecvTimeoutError::Disconnected) => break,
+                    Err(e) => panic!("{e} after {next} {on}"),
+                }
+            }
+            assert_eq!(next, N, "{on}");
+            assert!(child.wait(SHORT).success(), "{on}");
+        }
+    }
+}
+
+/// A name, size or alignment that differs is `Incompatible`, naming both sides; an element
+/// that cannot be, or a name with `::`, is `InvalidOptions`; a Rust type under its own name
+/// is refused by a channel of another name (the default names a type without module paths).
+#[test]
+fn mismatches_are_refused_with_what_differs() {
+    for backend in backends() {
+        let name = unique_name("untyped-mismatch");
+        let _c = Cleanup(name.clone(), backend.clone());
+        let opts = Options::new().backend(backend.clone());
+        let _rx =
+            untyped::spsc::Receiver::create(&name, &Element::new("Quote", 24, 8), &opts).unwrap();
+        for (bad, what) in [
+            (Element::new("Quot", 24, 8), "name"),
+            (Element::new("Quote", 32, 8), "size"),
+            (Element::new("Quote", 24, 4), "alignment"),
+        ] {
+            let e = untyped::spsc::Sender::open(&name, &bad, &opts).unwrap_err();
+            let text = e.to_string();
+            assert!(matches!(e, Error::Incompatible { .. }), "{what}: {e:?}");
+            assert!(
+                text.contains("24-byte") && text.contains(&name),
+                "{what}: {text}"
+            );
+        }
+        // A Rust type of the right size and alignment, under its Rust name (`[u64; 3]`), and
+        // then named `Quote`.
+        let e = spsc::Sender::<[u64; 3]>::open(&name, &opts).unwrap_err();
+        assert!(matches!(e, Error::Incompatible { .. }), "{e:?}");
+        assert!(e.to_string().contains("[u64; 3]"), "{e}");
+        let tx = spsc::Sender::<[u64; 3]>::open(&name, &opts.clone().type_name("Quote")).unwrap();
+        drop(tx);
+        // An MPMC handle on an SPSC channel.
+        let e = untyped::mpmc::Sender::open(&name, &Element::new("Quote", 24, 8), &opts);
+        assert!(matches!(e, Err(Error::Incompatible { .. })), "{e:?}");
+    }
+    let opts = Options::new();
+    for (bad, says) in [
+        (Element::new("", 8, 8), "1 to 104 bytes"),
+        (Element::new("a::Quote", 8, 8), "without `::`"),
+        (Element::new("x".repeat(105), 8, 8), "1 to 104 bytes"),
+        (Element::new("Zero", 0, 1), "0 bytes"),
+        (Element::new("Odd", 12, 3), "power of two"),
+        (Element::new("Loose", 12, 8), "divides the size"),
+        (Element::new("Bell\u{7}", 8, 8), "control"),
+    ] {
+        let name = unique_name("untyped-invalid");
+        let e = untyped::spsc::Sender::create(&name, &bad, &opts).unwrap_err();
+        assert!(
+            matches!(&e, Error::InvalidOptions { reason } if reason.contains(says)),
+            "{bad:?}: {e}"
+        );
+        assert!(
+            !common::exists(&name, &shmchan::Backend::Posix),
+            "{bad:?} left {name}"
+        );
+    }
+    let name = unique_name("untyped-invalid");
+    let e = mpmc::Receiver::<u64>::create(&name, &opts.clone().type_name("a::b")).unwrap_err();
+    assert!(matches!(e, Error::InvalidOptions { .. }), "{e:?}");
+}
+
+/// Batches: `try_send` sends the prefix there is room for and says how many; `try_recv` fills
+/// what `buf` holds and leaves the rest; a receiver that finds the ring empty after the sender
+/// left is `Disconnected`.
+#[test]
+fn batches_send_what_fits_and_receive_what_is_ready() {
+    for backend in backends() {
+        for kind in ["spsc", "mpmc"] {
+            let name = unique_name("untyped-batch");
+            let _c = Cleanup(name.clone(), backend.clone());
+            let opts = Options::new().backend(backend.clone()).capacity(8);
+            let e = Element::new("u32", 4, 4);
+            let values: Vec<u8> = (0u32..20).flat_map(u32::to_ne_bytes).collect();
+            let mut buf = [0u8; 4 * 5];
+            let on = format!("({kind} on {backend})");
+            if kind == "spsc" {
+                let tx = untyped::spsc::Sender::create(&name, &e, &opts).unwrap();
+                let rx = untyped::spsc::Receiver::open(&name, &e, &opts).unwrap();
+                assert_eq!(tx.try_send(&values), Ok(8), "{on}");
+                assert_eq!(
+                    tx.try_send(&values[32..]),
+                    Err(TrySendError::Full(())),
+                    "{on}"
+                );
+                assert_eq!(rx.try_recv(&mut buf), Ok(5), "{on}");
+                assert_eq!(buf[..], values[..20], "{on}");
+                assert_eq!(rx.len(), 3, "{on}");
+                tx.send_timeout(&values[32..52], SHORT).unwrap();
+                drop(tx);
+                let mut rest = Vec::new();
+                while let Ok(n) = rx.try_recv(&mut buf) {
+                    rest.extend_from_slice(&buf[..4 * n]);
+                }
+                assert_eq!(rest[..], values[20..52], "{on}");
+                assert_eq!(
+                    rx.try_recv(&mut buf),
+                    Err(TryRecvError::Disconnected),
+                    "{on}"
+                );
+            } else {
+                let tx = untyped::mpmc::Sender::create(&name, &e, &opts).unwrap();
+                let rx = untyped::mpmc::Receiver::open(&name, &e, &opts).unwrap();
+                assert_eq!(tx.try_send(&values), Ok(8), "{on}");
+                assert_eq!(
+                    tx.try_send(&values[32..]),
+                    Err(TrySendError::Full(())),
+                    "{on}"
+                );
+                assert_eq!(rx.try_recv(&mut buf), Ok(5), "{on}");
+                assert_eq!(buf[..], values[..20], "{on}");
+                tx.send_timeout(&values[32..52], SHORT).unwrap();
+                drop(tx);
+                let mut rest = Vec::new();
+                while let Ok(n) = rx.try_recv(&mut buf) {
+                    rest.extend_from_slice(&buf[..4 * n]);
+                }
+                assert_eq!(rest[..], values[20..52], "{on}");
+                assert_eq!(
+                    rx.try_recv(&mut buf),
+                    Err(TryRecvError::Disconnected),
+                    "{on}"
+                );
+            }
+        }
+    }
+}
+
+/// A buffer that is not whole elements is a caller's mistake: a panic that says so.
+#[test]
+#[should_panic(expected = "not a whole number of 4-byte elements")]
+fn a_partial_element_panics_with_a_clear_message() {
+    let name = unique_name("untyped-partial");
+    let _c = Cleanup(name.clone(), shmchan::Backend::Posix);
+    let tx =
+        untyped::spsc::Sender::create(&name, &Element::new("u32", 4, 4), &Options::new()).unwrap();
+    let _ = tx.try_send(&[0u8; 6]);
+}
