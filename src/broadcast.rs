@@ -53,6 +53,8 @@ use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
 mod async_io;
+#[cfg(not(loom))]
+pub(crate) mod elements;
 mod frames;
 pub use async_io::{FrameRecvFuture, FrameRecvStream, RecvFuture, RecvStream};
 #[cfg(not(loom))]

@@ -33,6 +33,14 @@
 pub mod mpmc;
 pub mod spsc;
 
+/// Broadcast topics of [`Element`]s: the peers of
+/// [`broadcast::Publisher<T>`](crate::broadcast::Publisher) and
+/// [`broadcast::Subscriber<T>`](crate::broadcast::Subscriber) for a program that has no `T`.
+/// Errors, overflow modes and starting points are [`broadcast`](crate::broadcast)'s.
+pub mod broadcast {
+    pub use crate::broadcast::elements::{Publisher, Subscriber};
+}
+
 use crate::error::Error;
 use crate::layout::Fingerprint;
 
@@ -94,7 +102,7 @@ impl Element {
 /// bounds (the Python bindings check it first and raise `ValueError`).
 #[inline]
 #[track_caller]
-fn elements(len: usize, size: usize, what: &str) -> usize {
+pub(crate) fn elements(len: usize, size: usize, what: &str) -> usize {
     assert!(
         len % size == 0,
         "{what} holds {len} bytes, not a whole number of {size}-byte elements"

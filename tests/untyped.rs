@@ -8,6 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Cleanup, Msg, backends, decode, env_u64, spawn, unique_name};
+use shmchan::broadcast::{self, Overflow, Start};
 use shmchan::untyped::{self, Element};
 use shmchan::{Error, Options, RecvTimeoutError, TryRecvError, TrySendError, mpmc, spsc};
 
@@ -82,6 +83,22 @@ fn child_main() {
                 at = end;
                 size = size % 37 + 1;
             }
+        }
+        // A typed subscriber of a Block-mode topic: receive until the publisher is gone,
+        // every message intact and in order, and say how many.
+        ("typed-sub", _) => {
+            let mut rx =
+                broadcast::Subscriber::<WireMsg>::open(&name, &opts.type_name("Msg")).unwrap();
+            println!("READY");
+            let mut next = 0u64;
+            loop {
+                match rx.recv_timeout(LONG) {
+                    Ok(m) => check(bytemuck::bytes_of(&m), &mut next, "(typed subscriber)"),
+                    Err(broadcast::RecvTimeoutError::Disconnected) => break,
+                    Err(e) => panic!("{e} after {next}"),
+                }
+            }
+            println!("GOT {next}");
         }
         (other, _) => panic!("unknown role {other}"),
     }
@@ -325,4 +342,86 @@ fn a_partial_element_panics_with_a_clear_message() {
     let tx =
         untyped::spsc::Sender::create(&name, &Element::new("u32", 4, 4), &Options::new()).unwrap();
     let _ = tx.try_send(&[0u8; 6]);
+}
+
+/// Broadcast: an untyped publisher here (Block mode, so nothing is lost), a typed subscriber
+/// of a `T` named by its options in a child: every message intact, once, in order. Then in
+/// this process, a typed publisher laps an untyped subscriber (Overwrite): it gets
+/// `Lagged(n)` with received + lost = sent, in order.
+#[test]
+fn broadcast_topics_have_typed_and_untyped_peers() {
+    for backend in backends() {
+        let name = unique_name("untyped-bcast");
+        let _c = Cleanup(name.clone(), backend.clone());
+        let on = format!("(on {backend})");
+        let opts = Options::new()
+            .backend(backend.clone())
+            .capacity(64)
+            .overflow(Overflow::Block { evict_after: None });
+        let mut tx = untyped::broadcast::Publisher::create(&name, &element(), &opts).unwrap();
+        let mut child = spawn(
+            "typed-sub",
+            &name,
+            &backend,
+            &[("SHMCHAN_TEST_N", N.to_string())],
+        );
+        child.expect_line("READY", SHORT);
+        tx.wait_for_subscribers(1, SHORT).unwrap();
+        let all: Vec<u8> = (0..N).flat_map(msg_bytes).collect();
+        let (mut at, mut size) = (0usize, 1usize);
+        while at < N as usize {
+            let end = (at + size).min(N as usize);
+            tx.send_timeout(&all[at * 16..end * 16], LONG).unwrap();
+            at = end;
+            size = size % 37 + 1;
+        }
+        drop(tx);
+        let got = child.expect_line("GOT", LONG);
+        assert_eq!(got.trim(), N.to_string(), "{on}");
+        assert!(child.wait(SHORT).success(), "{on}");
+    }
+    for backend in backends() {
+        let name = unique_name("untyped-bcast-lap");
+        let _c = Cleanup(name.clone(), backend.clone());
+        let opts = Options::new()
+            .backend(backend.clone())
+            .capacity(16)
+            .type_name("Msg");
+        let mut tx = broadcast::Publisher::<WireMsg>::create(&name, &opts).unwrap();
+        let mut rx =
+            untyped::broadcast::Subscriber::open_from(&name, &element(), Start::Oldest, &opts)
+                .unwrap();
+        let (mut next, mut lost, mut sent) = (0u64, 0u64, 0u64);
+        let mut buf = vec![0u8; 16 * 5];
+        for round in 0..50u64 {
+            // 1 to 40 messages a round: some rounds lap the 16-slot ring.
+            for _ in 0..(round * 7) % 40 + 1 {
+                tx.send(bytemuck::cast(Msg::new(sent))).unwrap();
+                sent += 1;
+            }
+            loop {
+                match rx.try_recv(&mut buf) {
+                    Ok(n) => {
+                        for chunk in buf[..16 * n].chunks_exact(16) {
+                            let m: Msg = bytemuck::pod_read_unaligned(chunk);
+                            assert!(m.is_intact(), "torn {m:?} on {backend}");
+                            assert!(m.seq >= next, "order on {backend}");
+                            next = m.seq + 1;
+                        }
+                    }
+                    Err(broadcast::TryRecvError::Lagged(n)) => {
+                        lost += n;
+                        next += n;
+                    }
+                    Err(broadcast::TryRecvError::Empty) => break,
+                    Err(e) => panic!("{e} on {backend}"),
+                }
+            }
+            assert_eq!(next, sent, "received + lost = sent on {backend}");
+        }
+        assert!(
+            lost > 0,
+            "the test never lapped the subscriber on {backend}"
+        );
+    }
 }

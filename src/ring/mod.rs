@@ -138,6 +138,38 @@ impl Slots {
         out
     }
 
+    /// Store `bytes`, one payload of a size known at run time (`untyped` topics), into the
+    /// slot for `pos` with [`copy_to_shared`](copy::copy_to_shared): race-free, as a lapped
+    /// subscriber may load them meanwhile; ordered by the stamps around them as
+    /// [`store_words`](Self::store_words)' stores are.
+    #[cfg(not(loom))]
+    #[inline]
+    pub(crate) fn store_bytes(&self, pos: u64, bytes: &[u8]) {
+        assert!(
+            bytes.len() <= self.payload_words * 8,
+            "a payload larger than its slot"
+        );
+        // SAFETY: the payload lies inside the slot, 8-aligned, and spans `payload_words` words
+        // (see `slot`), which hold `bytes.len()` rounded up to 8 (checked above); the
+        // publisher owns the slot's bytes (marked as being written); `bytes` is our memory.
+        unsafe { copy::copy_to_shared(self.slot(pos), bytes.as_ptr(), bytes.len()) }
+    }
+
+    /// Load the payload of the slot for `pos` into `out`, `out.len()` bytes (`untyped`
+    /// topics), with [`copy_from_shared`](copy::copy_from_shared): race-free (the caller checks
+    /// the stamp again before using them, as for [`load_words`](Self::load_words)).
+    #[cfg(not(loom))]
+    #[inline]
+    pub(crate) fn load_bytes(&self, pos: u64, out: &mut [u8]) {
+        assert!(
+            out.len() <= self.payload_words * 8,
+            "a payload larger than its slot"
+        );
+        // SAFETY: as in `store_bytes`, `out.len()` bytes of the payload are in the slot; `out`
+        // is the caller's memory, not the slot.
+        unsafe { copy::copy_from_shared(out.as_mut_ptr(), self.slot(pos), out.len()) }
+    }
+
     /// The largest frame a slot holds (broadcast frame topics: a slot's payload is the frame's
     /// length, one word, then its bytes).
     #[inline(always)]
