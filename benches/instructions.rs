@@ -14,22 +14,29 @@
 //! - `spsc_8B_try`: the same with `try_send` and `try_recv`;
 //! - `mpmc_8B`: `mpmc::Sender<u64>::send` then `mpmc::Receiver<u64>::recv`;
 //! - `frame_64B`: `frame::Sender::send` of 64 bytes then `frame::Receiver::recv_into`;
+//! - `broadcast_8B`: `broadcast::Publisher<u64>::send` then `broadcast::Subscriber<u64>::recv`
+//!   (Overwrite mode, one subscriber);
+//! - `untyped_spsc_8B`: `untyped::spsc::Sender::send` of one 8-byte element then
+//!   `untyped::spsc::Receiver::recv` into an 8-byte buffer (what the Python bindings call);
 //! - `lamport_8B`: the reference, a push and a pop of the minimal Lamport ring of
 //!   `stream/lamport_8B` (`common/lamport.rs`) over an anonymous mapping.
 
 use std::hint::black_box;
 use std::process::ExitCode;
 
-use shmchan::{Options, frame, mpmc, spsc};
+use shmchan::untyped::{self, Element};
+use shmchan::{Options, broadcast, frame, mpmc, spsc};
 
 #[path = "common/lamport.rs"]
 mod lamport_ring;
 
-const CASES: [&str; 5] = [
+const CASES: [&str; 7] = [
     "spsc_8B",
     "spsc_8B_try",
     "mpmc_8B",
     "frame_64B",
+    "broadcast_8B",
+    "untyped_spsc_8B",
     "lamport_8B",
 ];
 /// Messages a typed ring holds (never filled: each round sends one and takes it back).
@@ -79,6 +86,17 @@ fn main() -> ExitCode {
             let mut tx = frame::Sender::create(&name, &opts).expect("create");
             let mut rx = frame::Receiver::open(&name, &opts).expect("open");
             shmchan_measured_loop_frame_64B(&mut tx, &mut rx, n)
+        }
+        "broadcast_8B" => {
+            let mut tx = broadcast::Publisher::<u64>::create(&name, &opts).expect("create");
+            let mut rx = broadcast::Subscriber::<u64>::open(&name, &opts).expect("open");
+            shmchan_measured_loop_broadcast_8B(&mut tx, &mut rx, n)
+        }
+        "untyped_spsc_8B" => {
+            let e = Element::new("u64", 8, 8);
+            let tx = untyped::spsc::Sender::create(&name, &e, &opts).expect("create");
+            let rx = untyped::spsc::Receiver::open(&name, &e, &opts).expect("open");
+            shmchan_measured_loop_untyped_spsc_8B(&tx, &rx, n)
         }
         "lamport_8B" => {
             let map = memmap2::MmapMut::map_anon(lamport_ring::bytes(1)).expect("mmap");
@@ -158,6 +176,38 @@ fn shmchan_measured_loop_frame_64B(
     }
     assert_eq!(bytes, n.wrapping_mul(64), "frame lengths");
     bytes
+}
+
+#[inline(never)]
+#[allow(non_snake_case)]
+fn shmchan_measured_loop_broadcast_8B(
+    tx: &mut broadcast::Publisher<u64>,
+    rx: &mut broadcast::Subscriber<u64>,
+    n: u64,
+) -> u64 {
+    let mut sum = 0u64;
+    for i in 0..n {
+        tx.send(black_box(i)).expect("send");
+        sum = sum.wrapping_add(black_box(rx.recv().expect("recv")));
+    }
+    sum
+}
+
+#[inline(never)]
+#[allow(non_snake_case)]
+fn shmchan_measured_loop_untyped_spsc_8B(
+    tx: &untyped::spsc::Sender,
+    rx: &untyped::spsc::Receiver,
+    n: u64,
+) -> u64 {
+    let mut sum = 0u64;
+    let mut buf = [0u8; 8];
+    for i in 0..n {
+        tx.send(black_box(&i.to_ne_bytes())).expect("send");
+        rx.recv(black_box(&mut buf)).expect("recv");
+        sum = sum.wrapping_add(u64::from_ne_bytes(buf));
+    }
+    sum
 }
 
 #[inline(never)]
