@@ -27,7 +27,10 @@ pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMCHAN\x01");
 /// publisher and up to 127 subscribers); MPMC stamps carry the owner's generation; a creator
 /// marks the object with `magic` and `version` before anything else, so that an object is only
 /// ever taken for a half-made channel when it is empty or carries that mark; kind 5, broadcast).
-pub(crate) const VERSION: u32 = 4;
+/// 5: the same as 4 once its table had grown to 128 places; the first builds of version 4 had
+/// 64, so a version-4 header does not say which table follows it, and a build of one would
+/// misread the other's channels. (No field changed from the last version-4 build.)
+pub(crate) const VERSION: u32 = 5;
 /// What the first bytes of an object say it is. Every creator writes `magic` and `version`
 /// (the first [`MARK_BYTES`] bytes of the header) before anything else of the channel, so an
 /// object that is not empty and does not start with them is not shmchan's, and nothing is

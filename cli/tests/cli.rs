@@ -65,7 +65,7 @@ fn ls_and_stat_show_a_channel_held_by_two_processes() {
             assert_eq!(ch["len"], 3);
             assert_eq!(ch["sent"], 5);
             assert_eq!(ch["received"], 2);
-            assert_eq!(ch["version"], 4);
+            assert_eq!(ch["version"], shmchan::inspect::LAYOUT_VERSION);
             assert_eq!(ch["mode"], "0600");
             assert_eq!(ch["creator_pid"], tx_pid);
             assert_eq!(ch["creator_uid"], 0);

@@ -415,11 +415,11 @@ pub fn region_bytes(name: &str, backend: &Backend) -> Vec<u8> {
     }
 }
 
-/// The mark every shmchan creator writes first (magic, then the layout version, 4),
+/// The mark every shmchan creator writes first (magic, then the layout version),
 /// little-endian: what makes an object a channel of ours, possibly a half-made one.
 pub fn mark() -> Vec<u8> {
     let mut m = b"SHMCHAN\x01".to_vec();
-    m.extend_from_slice(&4u32.to_le_bytes());
+    m.extend_from_slice(&shmchan::inspect::LAYOUT_VERSION.to_le_bytes());
     m
 }
 
