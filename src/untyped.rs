@@ -43,6 +43,7 @@ pub mod broadcast {
 
 use crate::error::Error;
 use crate::layout::Fingerprint;
+use crate::reactor::Wait;
 
 /// A payload type described at run time: its name, its size in bytes and its alignment.
 ///
@@ -92,6 +93,56 @@ impl Element {
     pub(crate) fn fingerprint(&self) -> Result<Fingerprint, Error> {
         Fingerprint::element(self.size, self.align, &self.name)
             .map_err(|reason| Error::InvalidOptions { reason })
+    }
+}
+
+/// The waiting state of one async operation on an untyped handle, for its `poll_send`,
+/// `poll_recv` (and the `send_async`/`recv_async` built on them): keep one per pending
+/// operation and pass it to each poll of it. Dropping it, or a poll that completes, removes
+/// the operation's registration with the reactor (see the crate's "Async" docs: no thread per
+/// channel). For bindings whose futures live outside Rust (asyncio) and so cannot borrow a
+/// handle across polls.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+/// use shmchan::untyped::{self, Element, Waiting};
+/// use shmchan::Options;
+/// # let name = format!("doc-untyped-waiting-{}", std::process::id());
+/// let e = Element::new("u32", 4, 4);
+/// let tx = untyped::spsc::Sender::create(&name, &e, &Options::new())?;
+/// let rx = untyped::spsc::Receiver::open(&name, &e, &Options::new())?;
+/// let mut waiting = Waiting::new();
+/// let mut buf = [0u8; 16];
+/// let t = std::thread::spawn(move || tx.send(&7u32.to_ne_bytes()));
+/// let n = std::future::poll_fn(|cx| rx.poll_recv(cx, &mut waiting, &mut buf)).await?;
+/// assert_eq!((n, &buf[..4]), (1, &7u32.to_ne_bytes()[..]));
+/// t.join().unwrap()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Waiting(Wait);
+
+impl Default for Waiting {
+    fn default() -> Waiting {
+        Waiting::new()
+    }
+}
+
+impl Waiting {
+    /// A new waiting state, registered with nothing.
+    pub const fn new() -> Waiting {
+        Waiting(Wait::new())
+    }
+
+    pub(crate) fn wait(&mut self) -> &mut Wait {
+        &mut self.0
+    }
+}
+
+impl std::fmt::Debug for Waiting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("untyped::Waiting").finish_non_exhaustive()
     }
 }
 

@@ -425,3 +425,102 @@ fn broadcast_topics_have_typed_and_untyped_peers() {
         );
     }
 }
+
+/// Async: `recv_async` of each untyped receiver waits without blocking its executor's thread
+/// and is woken by a send from another process; a pending receive dropped leaves no
+/// registration and takes nothing (the next receive gets the message); a Block-mode publish
+/// waits for a slow subscriber. The futures are `Send` (a multi-threaded runtime takes them).
+#[test]
+fn async_calls_wait_and_cancel_cleanly() {
+    fn send<F: Send>(f: F) -> F {
+        f
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    for backend in backends() {
+        for kind in ["spsc", "mpmc"] {
+            let name = unique_name("untyped-async");
+            let _c = Cleanup(name.clone(), backend.clone());
+            let on = format!("({kind} on {backend})");
+            let opts = Options::new().backend(backend.clone()).capacity(64);
+            let mut buf = vec![0u8; 16 * 8];
+            let mut next = 0u64;
+            if kind == "spsc" {
+                let mut rx = untyped::spsc::Receiver::create(&name, &element(), &opts).unwrap();
+                // Cancelled before anything came: nothing registered, nothing taken.
+                let r = rt.block_on(async {
+                    tokio::time::timeout(Duration::from_millis(50), rx.recv_async(&mut buf)).await
+                });
+                assert!(r.is_err(), "{on}");
+                assert_eq!(shmchan::registered_waiters(), 0, "{on}");
+                let mut child = spawn(
+                    "typed-send",
+                    &name,
+                    &backend,
+                    &[
+                        ("SHMCHAN_TEST_N", N.to_string()),
+                        ("SHMCHAN_TEST_KIND", kind.into()),
+                    ],
+                );
+                let got = rt.block_on(send(async move {
+                    while let Ok(n) = rx.recv_async(&mut buf).await {
+                        check(&buf[..16 * n], &mut next, "(async spsc)");
+                    }
+                    next
+                }));
+                assert_eq!(got, N, "{on}");
+                assert!(child.wait(SHORT).success(), "{on}");
+            } else {
+                let rx = untyped::mpmc::Receiver::create(&name, &element(), &opts).unwrap();
+                let r = rt.block_on(async {
+                    tokio::time::timeout(Duration::from_millis(50), rx.recv_async(&mut buf)).await
+                });
+                assert!(r.is_err(), "{on}");
+                assert_eq!(shmchan::registered_waiters(), 0, "{on}");
+                let mut child = spawn(
+                    "typed-send",
+                    &name,
+                    &backend,
+                    &[
+                        ("SHMCHAN_TEST_N", N.to_string()),
+                        ("SHMCHAN_TEST_KIND", kind.into()),
+                    ],
+                );
+                let got = rt.block_on(send(async move {
+                    while let Ok(n) = rx.recv_async(&mut buf).await {
+                        check(&buf[..16 * n], &mut next, "(async mpmc)");
+                    }
+                    next
+                }));
+                assert_eq!(got, N, "{on}");
+                assert!(child.wait(SHORT).success(), "{on}");
+            }
+        }
+    }
+    // Broadcast, Block mode with a ring of 4: the publisher's `send_async` of 100 elements
+    // waits for the subscriber, which reads them all with `recv_async`, in order.
+    let name = unique_name("untyped-async-bcast");
+    let _c = Cleanup(name.clone(), shmchan::Backend::Posix);
+    let opts = Options::new()
+        .capacity(4)
+        .overflow(Overflow::Block { evict_after: None });
+    let mut tx = untyped::broadcast::Publisher::create(&name, &element(), &opts).unwrap();
+    let mut rx = untyped::broadcast::Subscriber::open(&name, &element(), &opts).unwrap();
+    let all: Vec<u8> = (0..100).flat_map(msg_bytes).collect();
+    let reader = rt.spawn(send(async move {
+        let mut buf = vec![0u8; 16 * 3];
+        let mut next = 0u64;
+        while next < 100 {
+            let n = rx.recv_async(&mut buf).await.unwrap();
+            check(&buf[..16 * n], &mut next, "(async broadcast)");
+        }
+        next
+    }));
+    rt.block_on(send(async { tx.send_async(&all).await }))
+        .unwrap();
+    assert_eq!(rt.block_on(reader).unwrap(), 100);
+    assert_eq!(shmchan::registered_waiters(), 0);
+}

@@ -5,6 +5,7 @@
 //! the element's size, race-free: `Slots::store_bytes`, `Slots::load_bytes`).
 
 use std::fmt;
+use std::task::Context;
 use std::time::{Duration, Instant};
 
 use super::{
@@ -14,7 +15,7 @@ use crate::chan::{Chan, Role, deadline_after};
 use crate::error::{Error, SendError, SendTimeoutError, TrySendError, WaitForPeerError};
 use crate::options::{Options, WaitStrategy};
 use crate::ring::Slots;
-use crate::untyped::{Element, elements};
+use crate::untyped::{Element, Waiting, elements};
 use crate::wait::{Poll, wait_until};
 
 /// The publisher of a broadcast topic of [`Element`]s. `Send` but not `Sync`; one per topic,
@@ -185,6 +186,69 @@ impl Publisher {
         Ok(())
     }
 
+    /// One poll of an async publish of `values` (whole elements): `Ready(Ok(n))` once the
+    /// first `n` (at least one) are published, as many as there was room for (in Overwrite
+    /// mode, all); `Ready(Err)` in a forked child's copy; `Pending` in Block mode, with the
+    /// task registered to be woken when there may be room. `waiting` is this operation's state
+    /// (see [`Waiting`]).
+    ///
+    /// # Panics
+    /// As [`try_send`](Self::try_send).
+    #[track_caller]
+    pub fn poll_send(
+        &mut self,
+        cx: &mut Context<'_>,
+        waiting: &mut Waiting,
+        values: &[u8],
+    ) -> std::task::Poll<Result<usize, SendError<()>>> {
+        if elements(values.len(), self.size, "values") == 0 {
+            return std::task::Poll::Ready(Ok(0));
+        }
+        if self.core.chan.forked() {
+            return std::task::Poll::Ready(Err(SendError(())));
+        }
+        let mut chunks = values.chunks_exact(self.size);
+        let first = chunks.next().expect("at least one element");
+        let bell = &self.core.chan.header().space_bell;
+        match waiting
+            .wait()
+            .poll(cx, bell, |probe| self.poll(first, probe))
+        {
+            std::task::Poll::Ready(()) => {}
+            std::task::Poll::Pending => return std::task::Poll::Pending,
+        }
+        let mut sent = 1;
+        for value in chunks {
+            if matches!(self.poll(value, false), Poll::Pending) {
+                break;
+            }
+            sent += 1;
+        }
+        std::task::Poll::Ready(Ok(sent))
+    }
+
+    /// Publish every element of `values` asynchronously, in order (see
+    /// [`poll_send`](Self::poll_send)). Dropping the future leaves the elements published so
+    /// far published.
+    ///
+    /// # Errors
+    /// [`SendError`]`(0)` in a forked child's copy.
+    ///
+    /// # Panics
+    /// As [`try_send`](Self::try_send).
+    pub async fn send_async(&mut self, values: &[u8]) -> Result<(), SendError<usize>> {
+        let mut waiting = Waiting::new();
+        let mut sent = 0;
+        while sent * self.size < values.len() {
+            let rest = &values[sent * self.size..];
+            match std::future::poll_fn(|cx| self.poll_send(cx, &mut waiting, rest)).await {
+                Ok(n) => sent += n,
+                Err(SendError(())) => return Err(SendError(sent)),
+            }
+        }
+        Ok(())
+    }
+
     /// How many subscribers are attached and alive now (asking the kernel about each), not
     /// counting evicted ones.
     pub fn subscriber_count(&self) -> usize {
@@ -343,6 +407,50 @@ impl Subscriber {
             "buf holds no whole {}-byte element",
             self.size
         );
+    }
+
+    /// One poll of an async receive into `buf`: `Ready(Ok(n))` with the first `n` elements of
+    /// `buf` received (at least one, as many as were there); `Ready(Err)` with a lag, an
+    /// eviction, or once the publisher is gone and everything was read (at once in a forked
+    /// child's copy); `Pending` with the task registered to be woken when there may be one.
+    /// `waiting` is this operation's state (see [`Waiting`]).
+    ///
+    /// # Panics
+    /// As [`try_recv`](Self::try_recv).
+    #[track_caller]
+    pub fn poll_recv(
+        &mut self,
+        cx: &mut Context<'_>,
+        waiting: &mut Waiting,
+        buf: &mut [u8],
+    ) -> std::task::Poll<Result<usize, RecvError>> {
+        self.check(buf);
+        if self.core.chan.forked() {
+            return std::task::Poll::Ready(Err(RecvError::Disconnected));
+        }
+        let bell = &self.core.chan.header().data_bell;
+        let first = &mut buf[..self.size];
+        match waiting
+            .wait()
+            .poll(cx, bell, |probe| self.core.poll(probe, &mut into(first)))
+        {
+            std::task::Poll::Ready(Ok(())) => std::task::Poll::Ready(Ok(self.more(buf))),
+            std::task::Poll::Ready(Err(e)) => std::task::Poll::Ready(Err(e)),
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+
+    /// Receive asynchronously into `buf` (see [`poll_recv`](Self::poll_recv)): at least one
+    /// element, and whatever else is there then; returns how many.
+    ///
+    /// # Errors
+    /// As [`recv`](Self::recv).
+    ///
+    /// # Panics
+    /// As [`try_recv`](Self::try_recv).
+    pub async fn recv_async(&mut self, buf: &mut [u8]) -> Result<usize, RecvError> {
+        let mut waiting = Waiting::new();
+        std::future::poll_fn(|cx| self.poll_recv(cx, &mut waiting, buf)).await
     }
 
     /// Elements published and not yet read by this subscriber (at most the ring's capacity).

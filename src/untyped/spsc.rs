@@ -4,7 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Element, elements};
+use std::task::Context;
+
+use super::{Element, Waiting, elements};
 use crate::chan::{Chan, Role};
 use crate::error::{
     Error, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
@@ -188,6 +190,61 @@ impl Sender {
         Ok(())
     }
 
+    /// One poll of an async send of `values` (whole elements): `Ready(Ok(n))` once the first
+    /// `n` (at least one) are sent, as many as there was room for; `Ready(Err)` if the
+    /// receiver is gone (or died asleep: see `spsc::Sender::send`), at once in a forked
+    /// child's copy; `Pending` with the task registered to be woken when there may be room.
+    /// `waiting` is this operation's state (see [`Waiting`]).
+    ///
+    /// # Panics
+    /// As [`try_send`](Self::try_send).
+    #[track_caller]
+    pub fn poll_send(
+        &self,
+        cx: &mut Context<'_>,
+        waiting: &mut Waiting,
+        values: &[u8],
+    ) -> std::task::Poll<Result<usize, SendError<()>>> {
+        if elements(values.len(), self.size, "values") == 0 {
+            return std::task::Poll::Ready(Ok(0));
+        }
+        if self.chan.forked() || handle::receivers_died_asleep(&self.chan) {
+            return std::task::Poll::Ready(Err(SendError(())));
+        }
+        let before = self.ring.position();
+        let bell = &self.chan.header().space_bell;
+        let r = waiting
+            .wait()
+            .poll(cx, bell, |probe| self.poll(values, probe));
+        self.checkpoint(before);
+        r.map(|r| r.map_err(|()| SendError(())))
+    }
+
+    /// Send every element of `values` asynchronously, in order (see [`poll_send`](Self::poll_send)).
+    /// Dropping the future leaves the elements sent so far sent.
+    ///
+    /// # Errors
+    /// [`SendError`]`(n)` if the receiver is gone: the first `n` elements were sent.
+    ///
+    /// # Panics
+    /// As [`try_send`](Self::try_send).
+    pub async fn send_async(&mut self, values: &[u8]) -> Result<(), SendError<usize>> {
+        let mut waiting = Waiting::new();
+        let mut sent = 0;
+        // The future holds `&mut self`, never `&self` (a `Sender` is not `Sync`): so it is
+        // `Send`.
+        let this = &mut *self;
+        while sent * this.size < values.len() {
+            let rest = &values[sent * this.size..];
+            let (tx, w) = (&mut *this, &mut waiting);
+            match std::future::poll_fn(move |cx| tx.poll_send(cx, w, rest)).await {
+                Ok(n) => sent += n,
+                Err(SendError(())) => return Err(SendError(sent)),
+            }
+        }
+        Ok(())
+    }
+
     fn chan(&self) -> &Chan {
         &self.chan
     }
@@ -346,6 +403,49 @@ impl Receiver {
             "buf holds no whole {}-byte element",
             self.size
         );
+    }
+
+    /// One poll of an async receive into `buf`: `Ready(Ok(n))` with the first `n` elements
+    /// of `buf` received (at least one, as many as were ready); `Ready(Err)` once the ring is
+    /// empty and the sender is gone, at once in a forked child's copy; `Pending` with the task
+    /// registered to be woken when there may be one. Nothing is taken but in the poll that
+    /// returns it, so dropping the operation loses nothing. `waiting` is this operation's
+    /// state (see [`Waiting`]).
+    ///
+    /// # Panics
+    /// As [`try_recv`](Self::try_recv).
+    #[track_caller]
+    pub fn poll_recv(
+        &self,
+        cx: &mut Context<'_>,
+        waiting: &mut Waiting,
+        buf: &mut [u8],
+    ) -> std::task::Poll<Result<usize, RecvError>> {
+        self.check(buf);
+        if self.chan.forked() {
+            return std::task::Poll::Ready(Err(RecvError));
+        }
+        let bell = &self.chan.header().data_bell;
+        waiting
+            .wait()
+            .poll(cx, bell, |probe| self.poll(buf, probe))
+            .map(|r| r.map_err(|()| RecvError))
+    }
+
+    /// Receive asynchronously into `buf` (see [`poll_recv`](Self::poll_recv)): at least one
+    /// element, and whatever else is ready then; returns how many. Cancellation-safe.
+    ///
+    /// # Errors
+    /// [`RecvError`] once the ring is empty and the sender is gone.
+    ///
+    /// # Panics
+    /// As [`try_recv`](Self::try_recv).
+    pub async fn recv_async(&mut self, buf: &mut [u8]) -> Result<usize, RecvError> {
+        let mut waiting = Waiting::new();
+        // `move`: the future holds `&mut self`, never `&self` (a `Receiver` is not `Sync`), so
+        // it is `Send`.
+        let this = &mut *self;
+        std::future::poll_fn(move |cx| this.poll_recv(cx, &mut waiting, buf)).await
     }
 
     fn chan(&self) -> &Chan {
