@@ -146,6 +146,45 @@ impl std::fmt::Debug for Waiting {
     }
 }
 
+/// Send every element of `values` (whole elements of `size` bytes) in order, a prefix at a
+/// time: `send_some(rest)` sends a non-empty prefix of `rest`, waiting as its caller's deadline
+/// allows, and says how many. The error says how many were sent before it.
+#[track_caller]
+fn send_all(
+    values: &[u8],
+    size: usize,
+    mut send_some: impl FnMut(&[u8]) -> Result<usize, crate::SendTimeoutError<()>>,
+) -> Result<(), crate::SendTimeoutError<usize>> {
+    use crate::SendTimeoutError::{Disconnected, Timeout};
+    let total = elements(values.len(), size, "values");
+    let mut sent = 0;
+    while sent < total {
+        match send_some(&values[sent * size..]) {
+            Ok(n) => sent += n,
+            Err(Timeout(())) => return Err(Timeout(sent)),
+            Err(Disconnected(())) => return Err(Disconnected(sent)),
+        }
+    }
+    Ok(())
+}
+
+/// `Debug` for an untyped handle (`$label`), whose `chan()` and `capacity()` exist.
+macro_rules! debug_impl {
+    ($ty:ty, $label:literal) => {
+        impl std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct($label)
+                    .field("name", &self.chan().name)
+                    .field("backend", &self.chan().backend)
+                    .field("element_size", &self.size)
+                    .field("capacity", &self.capacity())
+                    .finish_non_exhaustive()
+            }
+        }
+    };
+}
+pub(crate) use debug_impl;
+
 /// How many whole elements of `size` bytes `len` bytes hold.
 ///
 /// # Panics

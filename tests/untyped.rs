@@ -446,57 +446,39 @@ fn async_calls_wait_and_cancel_cleanly() {
             let _c = Cleanup(name.clone(), backend.clone());
             let on = format!("({kind} on {backend})");
             let opts = Options::new().backend(backend.clone()).capacity(64);
-            let mut buf = vec![0u8; 16 * 8];
-            let mut next = 0u64;
+            let buf = vec![0u8; 16 * 8];
+            // The same steps for either kind of receiver (their types differ).
+            macro_rules! steps {
+                ($rx:expr) => {{
+                    #[allow(unused_mut)] // an MPMC receiver takes `&self`, an SPSC one `&mut self`
+                    let (mut rx, mut buf, mut next) = ($rx, buf, 0u64);
+                    // Cancelled before anything came: nothing registered, nothing taken.
+                    let r = rt.block_on(async {
+                        let wait = Duration::from_millis(50);
+                        tokio::time::timeout(wait, rx.recv_async(&mut buf)).await
+                    });
+                    assert!(r.is_err(), "{on}");
+                    assert_eq!(shmchan::registered_waiters(), 0, "{on}");
+                    let env = [
+                        ("SHMCHAN_TEST_N", N.to_string()),
+                        ("SHMCHAN_TEST_KIND", kind.to_string()),
+                    ];
+                    let mut child = spawn("typed-send", &name, &backend, &env);
+                    let on2 = on.clone();
+                    let got = rt.block_on(send(async move {
+                        while let Ok(n) = rx.recv_async(&mut buf).await {
+                            check(&buf[..16 * n], &mut next, &on2);
+                        }
+                        next
+                    }));
+                    assert_eq!(got, N, "{on}");
+                    assert!(child.wait(SHORT).success(), "{on}");
+                }};
+            }
             if kind == "spsc" {
-                let mut rx = untyped::spsc::Receiver::create(&name, &element(), &opts).unwrap();
-                // Cancelled before anything came: nothing registered, nothing taken.
-                let r = rt.block_on(async {
-                    tokio::time::timeout(Duration::from_millis(50), rx.recv_async(&mut buf)).await
-                });
-                assert!(r.is_err(), "{on}");
-                assert_eq!(shmchan::registered_waiters(), 0, "{on}");
-                let mut child = spawn(
-                    "typed-send",
-                    &name,
-                    &backend,
-                    &[
-                        ("SHMCHAN_TEST_N", N.to_string()),
-                        ("SHMCHAN_TEST_KIND", kind.into()),
-                    ],
-                );
-                let got = rt.block_on(send(async move {
-                    while let Ok(n) = rx.recv_async(&mut buf).await {
-                        check(&buf[..16 * n], &mut next, "(async spsc)");
-                    }
-                    next
-                }));
-                assert_eq!(got, N, "{on}");
-                assert!(child.wait(SHORT).success(), "{on}");
+                steps!(untyped::spsc::Receiver::create(&name, &element(), &opts).unwrap());
             } else {
-                let rx = untyped::mpmc::Receiver::create(&name, &element(), &opts).unwrap();
-                let r = rt.block_on(async {
-                    tokio::time::timeout(Duration::from_millis(50), rx.recv_async(&mut buf)).await
-                });
-                assert!(r.is_err(), "{on}");
-                assert_eq!(shmchan::registered_waiters(), 0, "{on}");
-                let mut child = spawn(
-                    "typed-send",
-                    &name,
-                    &backend,
-                    &[
-                        ("SHMCHAN_TEST_N", N.to_string()),
-                        ("SHMCHAN_TEST_KIND", kind.into()),
-                    ],
-                );
-                let got = rt.block_on(send(async move {
-                    while let Ok(n) = rx.recv_async(&mut buf).await {
-                        check(&buf[..16 * n], &mut next, "(async mpmc)");
-                    }
-                    next
-                }));
-                assert_eq!(got, N, "{on}");
-                assert!(child.wait(SHORT).success(), "{on}");
+                steps!(untyped::mpmc::Receiver::create(&name, &element(), &opts).unwrap());
             }
         }
     }

@@ -502,13 +502,4 @@ impl fmt::Debug for Publisher {
     }
 }
 
-impl fmt::Debug for Subscriber {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("untyped::broadcast::Subscriber")
-            .field("name", &self.core.chan.name)
-            .field("backend", &self.core.chan.backend)
-            .field("element_size", &self.size)
-            .field("capacity", &self.capacity())
-            .finish_non_exhaustive()
-    }
-}
+crate::untyped::debug_impl!(Subscriber, "untyped::broadcast::Subscriber");

@@ -170,24 +170,14 @@ impl Sender {
         values: &[u8],
         deadline: Option<Instant>,
     ) -> Result<(), SendTimeoutError<usize>> {
-        let total = elements(values.len(), self.size, "values");
-        let mut sent = 0;
-        while sent < total {
-            let rest = &values[sent * self.size..];
+        super::send_all(values, self.size, |rest| {
             let before = self.ring.position();
             let r = handle::send_deadline(&self.chan, self.wait, (), deadline, |(), probe| {
                 self.poll(rest, probe)
             });
             self.checkpoint(before);
-            match r {
-                Ok(n) => sent += n,
-                Err(SendTimeoutError::Timeout(())) => return Err(SendTimeoutError::Timeout(sent)),
-                Err(SendTimeoutError::Disconnected(())) => {
-                    return Err(SendTimeoutError::Disconnected(sent));
-                }
-            }
-        }
-        Ok(())
+            r
+        })
     }
 
     /// One poll of an async send of `values` (whole elements): `Ready(Ok(n))` once the first
@@ -474,24 +464,5 @@ assert_eq!(rx.wait_for_peer(Duration::from_millis(10)), Err(WaitForPeerError::Ti
     );
 }
 
-impl std::fmt::Debug for Sender {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("untyped::spsc::Sender")
-            .field("name", &self.chan.name)
-            .field("backend", &self.chan.backend)
-            .field("element_size", &self.size)
-            .field("capacity", &self.capacity())
-            .finish_non_exhaustive()
-    }
-}
-
-impl std::fmt::Debug for Receiver {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("untyped::spsc::Receiver")
-            .field("name", &self.chan.name)
-            .field("backend", &self.chan.backend)
-            .field("element_size", &self.size)
-            .field("capacity", &self.capacity())
-            .finish_non_exhaustive()
-    }
-}
+super::debug_impl!(Sender, "untyped::spsc::Sender");
+super::debug_impl!(Receiver, "untyped::spsc::Receiver");
