@@ -1,0 +1,206 @@
+//! Pipes: the native halves of `shmchan.PipeWriter` and `shmchan.PipeReader` (binary file
+//! objects, `io.RawIOBase` subclasses in `python-src/shmchan/_pipe.py`).
+//!
+//! The library's pipe has only blocking `write`/`read` (no `try_` or timeout forms), so each
+//! call releases the GIL around the whole operation, and a read blocked on a silent writer
+//! cannot be interrupted by Ctrl-C until data or end of file comes.
+
+use std::io::{Read, Write};
+use std::sync::{Mutex, MutexGuard};
+
+use pyo3::exceptions::PyBrokenPipeError;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use shmchan::pipe;
+
+use crate::frame::wait_for_peer;
+use crate::lend::lock;
+use crate::wait::Patience;
+use crate::{buf, errors, fork};
+
+fn io_error(e: std::io::Error) -> PyErr {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        PyBrokenPipeError::new_err(e.to_string())
+    } else {
+        e.into()
+    }
+}
+
+/// The writing end of a pipe (native half of `shmchan.PipeWriter`).
+#[pyclass(module = "shmchan._shmchan", name = "_PipeWriter", frozen)]
+pub struct PipeWriter {
+    inner: Mutex<Option<pipe::Writer>>,
+    born: u32,
+    capacity: usize,
+    name: String,
+}
+
+impl PipeWriter {
+    fn locked(&self, py: Python<'_>) -> PyResult<MutexGuard<'_, Option<pipe::Writer>>> {
+        fork::check(py, self.born, "PipeWriter")?;
+        let g = lock(py, &self.inner);
+        if g.is_none() {
+            return Err(errors::closed_handle("PipeWriter"));
+        }
+        Ok(g)
+    }
+}
+
+#[pymethods]
+impl PipeWriter {
+    #[new]
+    #[pyo3(signature = (name, *, create = false, **options))]
+    fn new(
+        py: Python<'_>,
+        name: &str,
+        create: bool,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
+        let opts = crate::opts::parse(options)?;
+        let w = py
+            .detach(|| {
+                if create {
+                    pipe::Writer::create(name, &opts)
+                } else {
+                    pipe::Writer::open(name, &opts)
+                }
+            })
+            .map_err(|e| errors::from_error(py, e))?;
+        Ok(PipeWriter {
+            capacity: w.capacity(),
+            inner: Mutex::new(Some(w)),
+            born: fork::generation(),
+            name: name.to_owned(),
+        })
+    }
+
+    /// Write all of `data` (any contiguous buffer), waiting for room as long as it takes;
+    /// returns its length. `BrokenPipeError` if the reader is gone.
+    fn write(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let src = buf::Borrowed::read(data)?;
+        let mut g = self.locked(py)?;
+        let w = g.as_mut().expect("checked by locked");
+        let bytes = src.bytes();
+        py.detach(|| w.write_all(bytes)).map_err(io_error)?;
+        Ok(bytes.len())
+    }
+
+    #[getter]
+    fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    #[getter]
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn is_connected(&self, py: Python<'_>) -> PyResult<bool> {
+        let g = self.locked(py)?;
+        Ok(g.as_ref().expect("checked by locked").is_connected())
+    }
+
+    #[pyo3(signature = (timeout = None))]
+    fn wait_for_peer(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
+        let Patience::Until(deadline) = Patience::from_timeout(timeout)? else {
+            unreachable!()
+        };
+        let mut g = self.locked(py)?;
+        let w = g.as_mut().expect("checked by locked");
+        wait_for_peer(py, deadline, move |d| w.wait_for_peer(d))
+    }
+
+    /// Detach: the reader gets end of file once it has read everything.
+    fn close(&self, py: Python<'_>) {
+        lock(py, &self.inner).take();
+    }
+}
+
+/// The reading end of a pipe (native half of `shmchan.PipeReader`).
+#[pyclass(module = "shmchan._shmchan", name = "_PipeReader", frozen)]
+pub struct PipeReader {
+    inner: Mutex<Option<pipe::Reader>>,
+    born: u32,
+    capacity: usize,
+    name: String,
+}
+
+impl PipeReader {
+    fn locked(&self, py: Python<'_>) -> PyResult<MutexGuard<'_, Option<pipe::Reader>>> {
+        fork::check(py, self.born, "PipeReader")?;
+        let g = lock(py, &self.inner);
+        if g.is_none() {
+            return Err(errors::closed_handle("PipeReader"));
+        }
+        Ok(g)
+    }
+}
+
+#[pymethods]
+impl PipeReader {
+    #[new]
+    #[pyo3(signature = (name, *, create = false, **options))]
+    fn new(
+        py: Python<'_>,
+        name: &str,
+        create: bool,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
+        let opts = crate::opts::parse(options)?;
+        let r = py
+            .detach(|| {
+                if create {
+                    pipe::Reader::create(name, &opts)
+                } else {
+                    pipe::Reader::open(name, &opts)
+                }
+            })
+            .map_err(|e| errors::from_error(py, e))?;
+        Ok(PipeReader {
+            capacity: r.capacity(),
+            inner: Mutex::new(Some(r)),
+            born: fork::generation(),
+            name: name.to_owned(),
+        })
+    }
+
+    /// Read what is there into `buffer` (at least one byte, waiting for some as long as it
+    /// takes); 0 only at end of file (the writer gone and everything read).
+    fn readinto(&self, py: Python<'_>, buffer: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let mut dst = buf::Borrowed::write(buffer)?;
+        let mut g = self.locked(py)?;
+        let r = g.as_mut().expect("checked by locked");
+        let bytes = dst.bytes_mut();
+        py.detach(|| r.read(bytes)).map_err(io_error)
+    }
+
+    #[getter]
+    fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    #[getter]
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn is_connected(&self, py: Python<'_>) -> PyResult<bool> {
+        let g = self.locked(py)?;
+        Ok(g.as_ref().expect("checked by locked").is_connected())
+    }
+
+    #[pyo3(signature = (timeout = None))]
+    fn wait_for_peer(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
+        let Patience::Until(deadline) = Patience::from_timeout(timeout)? else {
+            unreachable!()
+        };
+        let mut g = self.locked(py)?;
+        let r = g.as_mut().expect("checked by locked");
+        wait_for_peer(py, deadline, move |d| r.wait_for_peer(d))
+    }
+
+    fn close(&self, py: Python<'_>) {
+        lock(py, &self.inner).take();
+    }
+}
