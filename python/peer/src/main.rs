@@ -147,12 +147,18 @@ fn main() -> Result<()> {
             };
             ready();
             w.wait_for_peer(forever)?;
-            let data: Vec<u8> = (0..a.bytes).map(pipe_byte).collect();
-            for chunk in data.chunks(10_007) {
-                w.write_all(chunk)?;
+            // In chunks made on the fly: `--bytes` may be far more than fits in memory (the
+            // kill tests write until they are killed).
+            let (mut k, mut h) = (0u64, FNV0);
+            while k < a.bytes {
+                let n = (a.bytes - k).min(10_007);
+                let chunk: Vec<u8> = (k..k + n).map(pipe_byte).collect();
+                w.write_all(&chunk)?;
+                h = fnv(h, &chunk);
+                k += n;
             }
             // The reader is attached and keeps the pipe: it reads the rest, then end of file.
-            println!("RESULT {} {}", a.bytes, fnv(FNV0, &data));
+            println!("RESULT {} {h}", a.bytes);
         }
         "pipe-read" => {
             let mut r = if a.create {
