@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import weakref
+from typing import TYPE_CHECKING
 
 from ._shmchan import Disconnected, LoopWaker
 
@@ -54,6 +55,11 @@ class AsyncRecv:
     """``recv_async`` and ``stream`` for a native class with ``_poll_recv``/``_cancel_recv``."""
 
     __slots__ = ()
+
+    if TYPE_CHECKING:
+
+        def _poll_recv(self, waker: LoopWaker, token: int) -> bytes | None: ...
+        def _cancel_recv(self) -> None: ...
 
     async def recv_async(self) -> bytes:
         """The next message as ``bytes``, without blocking the event loop (and without a
