@@ -643,18 +643,16 @@ impl FrameReceiver {
         Ok(g)
     }
 
-    /// As `open_locked`, with nothing lent (for the queries).
+    /// As `open_locked`, with nothing lent (for the queries). A frame from `recv_frame` that
+    /// is still out is not released behind its holder's back: the query raises `BufferError`
+    /// (the Rust borrow checker refuses the same).
     fn free_locked(&self, py: Python<'_>) -> PyResult<MutexGuard<'_, RxLender>> {
-        let mut g = self.open_locked(py)?;
+        let g = self.open_locked(py)?;
         match g.lent() {
             None => Ok(g),
-            Some(RxLent::Lent { exports: 0, .. }) => {
-                g.end();
-                Ok(g)
-            }
             Some(_) => Err(PyBufferError::new_err(
-                "the receiver is busy: a frame from recv_frame() with live views, a frame \
-                 kept by recv_into, or a recv_async() is out",
+                "the receiver is busy: a frame from recv_frame() (release it or leave its with \
+                 block), a frame kept by recv_into, or a recv_async() is out",
             )),
         }
     }

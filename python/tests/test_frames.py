@@ -143,6 +143,9 @@ def test_recv_frame_is_zero_copy_and_pinned(name, backend):
             with pytest.raises(BufferError):
                 rx.recv(timeout=0)  # no other receive while the frame is held
             del a, b
+            with pytest.raises(BufferError):
+                len(rx)  # nor a query (the frame is not released behind our back)
+            assert not f.released
         assert f.released
         with pytest.raises(ValueError):
             memoryview(f)
