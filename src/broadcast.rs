@@ -754,17 +754,25 @@ impl PublisherCore {
     /// Wait for room for the next message (Block mode), as long as it takes; returns its
     /// position. (For loans, which write the slot in place after this.)
     fn wait_for_room(&self) -> u64 {
+        self.wait_for_room_until(None)
+            .expect("no deadline: waits until there is room")
+    }
+
+    /// Wait for room for the next message (Block mode) until `deadline` (`None`: as long as it
+    /// takes); its position, or `None` if the deadline passed first. A deadline of now tries
+    /// once (and probes the subscribers if a probe is due, as `try_send` does).
+    fn wait_for_room_until(&self, deadline: Option<Instant>) -> Option<u64> {
         if !self.room(false) {
             let bell = &self.chan.header().space_bell;
-            wait_until(bell, self.wait, None, |probe| {
+            wait_until(bell, self.wait, deadline, |probe| {
                 if self.room(probe) {
                     Poll::Ready(())
                 } else {
                     Poll::Pending
                 }
-            });
+            })?;
         }
-        self.ring.position()
+        Some(self.ring.position())
     }
 
     /// How many subscribers are attached and alive now (asking the kernel about each), not

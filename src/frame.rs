@@ -541,6 +541,12 @@ impl<'a> Loan<'a> {
     pub fn written(&self) -> usize {
         self.written
     }
+
+    /// The sender this loan borrows, for its queries (`len`, `is_connected`, ...) while the
+    /// loan is out.
+    pub fn sender(&self) -> &Sender {
+        self.sender
+    }
 }
 
 impl std::ops::Deref for Loan<'_> {
@@ -798,6 +804,25 @@ impl std::ops::Deref for Frame<'_> {
         // and the ring lives as long as the receiver this frame borrows. A peer breaking the protocol can only change
         // the values (see the module docs).
         unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+impl Frame<'_> {
+    /// The receiver this frame borrows, for its queries (`len`, `is_connected`, ...) while the
+    /// frame is held.
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shmchan::frame::channel(1024)?;
+    /// tx.send(b"one")?;
+    /// tx.send(b"two")?;
+    /// let f = rx.recv()?;
+    /// assert_eq!(&*f, b"one");
+    /// assert!(f.receiver().len() > 6); // bytes in the ring: both frames, with their headers
+    /// assert!(f.receiver().is_connected());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn receiver(&self) -> &Receiver {
+        self.rx
     }
 }
 

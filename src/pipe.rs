@@ -35,7 +35,7 @@
 //! ```
 
 use std::io;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::chan::{Chan, Role};
 use crate::error::{Error, RecvTimeoutError};
@@ -66,6 +66,14 @@ pub fn pipe(capacity: usize) -> Result<(Writer, Reader), Error> {
 
 fn broken_pipe() -> io::Error {
     io::Error::new(io::ErrorKind::BrokenPipe, "the pipe's reader is gone")
+}
+
+fn would_block(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::WouldBlock, what.to_owned())
+}
+
+fn timed_out(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, what.to_owned())
 }
 
 /// The writing end of a pipe: an [`io::Write`]. Dropping it is end of file for the reader.
@@ -125,6 +133,51 @@ impl Writer {
     /// As [`frame::Sender::wait_for_peer`].
     pub fn wait_for_peer(&self, timeout: Duration) -> Result<(), crate::WaitForPeerError> {
         self.inner.wait_for_peer(timeout)
+    }
+
+    /// Write a prefix of `buf` (as [`write`](io::Write::write) does) if there is room now,
+    /// without waiting.
+    ///
+    /// # Errors
+    /// [`io::ErrorKind::WouldBlock`] if the ring is full; `BrokenPipe` if the reader is gone.
+    ///
+    /// ```
+    /// use std::io::ErrorKind;
+    /// let (mut w, _r) = shmchan::pipe::pipe(64)?;
+    /// assert_eq!(w.try_write(&[7; 16])?, 16);
+    /// while w.try_write(&[7; 16]).is_ok() {} // fill the ring
+    /// assert_eq!(w.try_write(&[7; 16]).unwrap_err().kind(), ErrorKind::WouldBlock);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let n = buf.len().min(self.chunk);
+        match self.inner.try_send(&buf[..n]) {
+            Ok(()) => Ok(n),
+            Err(frame::TrySendError::Full) => Err(would_block("the pipe is full")),
+            Err(frame::TrySendError::Disconnected) => Err(broken_pipe()),
+            Err(e @ frame::TrySendError::TooLarge { .. }) => Err(io::Error::other(e)),
+        }
+    }
+
+    /// Write a prefix of `buf` (as [`write`](io::Write::write) does), waiting for room at most
+    /// `timeout`.
+    ///
+    /// # Errors
+    /// [`io::ErrorKind::TimedOut`] if the ring stayed full; `BrokenPipe` if the reader is gone.
+    pub fn write_timeout(&mut self, buf: &[u8], timeout: Duration) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let n = buf.len().min(self.chunk);
+        match self.inner.send_timeout(&buf[..n], timeout) {
+            Ok(()) => Ok(n),
+            Err(frame::SendTimeoutError::Timeout) => Err(timed_out("the pipe stayed full")),
+            Err(frame::SendTimeoutError::Disconnected) => Err(broken_pipe()),
+            Err(e @ frame::SendTimeoutError::TooLarge { .. }) => Err(io::Error::other(e)),
+        }
     }
 }
 
@@ -212,6 +265,38 @@ impl Reader {
     pub fn wait_for_peer(&self, timeout: Duration) -> Result<(), crate::WaitForPeerError> {
         self.inner.wait_for_peer(timeout)
     }
+
+    /// Read what is there now (as [`read`](io::Read::read) does), without waiting; `Ok(0)`
+    /// only at end of file.
+    ///
+    /// # Errors
+    /// [`io::ErrorKind::WouldBlock`] if there is nothing to read yet.
+    ///
+    /// ```
+    /// use std::io::{ErrorKind, Write};
+    /// let (mut w, mut r) = shmchan::pipe::pipe(1024)?;
+    /// let mut buf = [0u8; 8];
+    /// assert_eq!(r.try_read(&mut buf).unwrap_err().kind(), ErrorKind::WouldBlock);
+    /// w.write_all(b"abc")?;
+    /// assert_eq!(r.try_read(&mut buf)?, 3);
+    /// drop(w);
+    /// assert_eq!(r.try_read(&mut buf)?, 0); // end of file
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.read_until(buf, Some(Instant::now()))
+            .map_err(|()| would_block("nothing to read in the pipe yet"))
+    }
+
+    /// Read what is there (at least one byte), waiting for some at most `timeout`; `Ok(0)`
+    /// only at end of file.
+    ///
+    /// # Errors
+    /// [`io::ErrorKind::TimedOut`] if nothing came in time.
+    pub fn read_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<usize> {
+        self.read_until(buf, crate::chan::deadline_after(timeout))
+            .map_err(|()| timed_out("nothing came through the pipe in time"))
+    }
 }
 
 impl io::BufRead for Reader {
@@ -220,7 +305,7 @@ impl io::BufRead for Reader {
     /// for ever, as with a FIFO: once a new writer attaches, the next call waits for (and
     /// returns) what it writes.
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        let Some((pos, len)) = self.available() else {
+        let Ok(Some((pos, len))) = self.available(None) else {
             return Ok(&[]);
         };
         // SAFETY: `(pos, len)` came from `next_frame` and is released only in `consume` (or
@@ -246,42 +331,41 @@ impl io::BufRead for Reader {
 }
 
 impl Reader {
-    /// The record being read, with bytes left in it (waiting for the next one as long as it
-    /// takes): its position and length; `None` at end of file, or in a forked child's copy,
-    /// which reads nothing of its parent's pipe.
-    fn available(&mut self) -> Option<(u64, u64)> {
+    /// The record being read, with bytes left in it (waiting for the next one until
+    /// `deadline`, `None`: as long as it takes): its position and length; `None` at end of
+    /// file, or in a forked child's copy, which reads nothing of its parent's pipe; `Err` if
+    /// the deadline passed first.
+    fn available(&mut self, deadline: Option<Instant>) -> Result<Option<(u64, u64)>, ()> {
         if self.inner.chan().forked() {
-            return None;
+            return Ok(None);
         }
         loop {
             if let Some((pos, len)) = self.current {
                 if (self.consumed as u64) < len {
-                    return Some((pos, len));
+                    return Ok(Some((pos, len)));
                 }
                 self.inner.release(len);
                 self.current = None;
             }
-            match self.inner.next_frame(None) {
+            match self.inner.next_frame(deadline) {
                 Ok(at) => {
                     self.current = Some(at);
                     self.consumed = 0;
                 }
-                Err(RecvTimeoutError::Disconnected) => return None,
-                Err(RecvTimeoutError::Timeout) => unreachable!("no deadline"),
+                Err(RecvTimeoutError::Disconnected) => return Ok(None),
+                Err(RecvTimeoutError::Timeout) => return Err(()),
             }
         }
     }
-}
 
-impl io::Read for Reader {
-    /// Read what is there (at least one byte), waiting for some as long as it takes; `Ok(0)`
-    /// only at end of file.
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    /// [`read`](io::Read::read), waiting until `deadline` (`None`: as long as it takes);
+    /// `Err` if it passed with nothing read.
+    fn read_until(&mut self, buf: &mut [u8], deadline: Option<Instant>) -> Result<usize, ()> {
         use io::BufRead;
         if buf.is_empty() {
             return Ok(0);
         }
-        let Some((pos, len)) = self.available() else {
+        let Some((pos, len)) = self.available(deadline)? else {
             return Ok(0);
         };
         let n = (len as usize - self.consumed).min(buf.len());
@@ -300,6 +384,14 @@ impl io::Read for Reader {
         };
         self.consume(n);
         Ok(n)
+    }
+}
+
+impl io::Read for Reader {
+    /// Read what is there (at least one byte), waiting for some as long as it takes; `Ok(0)`
+    /// only at end of file.
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        Ok(self.read_until(buf, None).unwrap_or(0)) // no deadline: never `Err`
     }
 }
 

@@ -416,3 +416,50 @@ fn hostile_bytes_over_a_frame_topic_crash_nothing() {
         s.assert_success(SHORT);
     }
 }
+
+/// Loans that do not wait, or wait a bounded time (Block mode): `try_loan` is `Full` and
+/// `loan_timeout` `Timeout` while the slowest subscriber is a ring behind, and both lend again
+/// once it reads; a loan longer than the topic's frames is `TooLarge` either way. Every
+/// backend.
+#[test]
+fn bounded_loans_in_block_mode() {
+    for backend in backends() {
+        let name = unique_name("bcf-try-loan");
+        let _c = Cleanup(name.clone(), backend.clone());
+        let opts = Options::new()
+            .backend(backend.clone())
+            .capacity(4)
+            .max_frame(64)
+            .overflow(Overflow::Block { evict_after: None });
+        let mut tx = FramePublisher::create(&name, &opts).unwrap();
+        let mut rx = FrameSubscriber::open(&name, &opts).unwrap();
+        for i in 0..4u8 {
+            let mut loan = tx.try_loan(3).unwrap();
+            loan.copy_from_slice(&[i; 3]);
+            loan.commit(3);
+        }
+        assert!(
+            matches!(tx.try_loan(3), Err(frame::TrySendError::Full)),
+            "{backend}"
+        );
+        let t0 = Instant::now();
+        let r = tx.loan_timeout(3, Duration::from_millis(30));
+        assert!(
+            matches!(r, Err(frame::SendTimeoutError::Timeout)),
+            "{backend}"
+        );
+        assert!(t0.elapsed() >= Duration::from_millis(30), "{backend}");
+        assert!(matches!(
+            tx.try_loan(65),
+            Err(frame::TrySendError::TooLarge { len: 65, max: 64 })
+        ));
+        assert_eq!(rx.try_recv().unwrap(), [0; 3], "{backend}");
+        let mut loan = tx.loan_timeout(2, SHORT).unwrap();
+        loan.copy_from_slice(b"ok");
+        loan.commit(2);
+        for i in 1..4u8 {
+            assert_eq!(rx.try_recv().unwrap(), [i; 3], "{backend}");
+        }
+        assert_eq!(rx.try_recv().unwrap(), b"ok", "{backend}");
+    }
+}

@@ -205,3 +205,85 @@ fn writes_to_a_gone_reader_are_a_broken_pipe() {
         assert_gone(&name, &backend);
     }
 }
+
+/// The calls that do not wait, or wait a bounded time, for bindings that must not block
+/// (Python releases its lock only around real waits): `try_read` is `WouldBlock` on an empty
+/// pipe and `Ok(0)` at end of file, `read_timeout` is `TimedOut`, `try_write` is `WouldBlock`
+/// on a full one and `write_timeout` `TimedOut`; every byte still arrives once, in order; a
+/// writer whose reader is gone gets `BrokenPipe` from both. A writer in a child, on every
+/// backend.
+#[test]
+fn try_and_timeout_forms_never_wait_past_their_bound() {
+    use std::io::ErrorKind;
+    for backend in backends() {
+        let name = unique_name("pipe-try");
+        let _c = Cleanup(name.clone(), backend.clone());
+        let opts = Options::new().backend(backend.clone()).capacity(1024);
+        let mut r = pipe::Reader::create(&name, &opts).unwrap();
+        let mut buf = [0u8; 300];
+        assert_eq!(
+            r.try_read(&mut buf).unwrap_err().kind(),
+            ErrorKind::WouldBlock
+        );
+        let t0 = Instant::now();
+        let e = r
+            .read_timeout(&mut buf, Duration::from_millis(30))
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::TimedOut, "{backend}");
+        assert!(t0.elapsed() >= Duration::from_millis(30), "{backend}");
+        // A writer in another process: 200,000 bytes, then it leaves; read with both forms.
+        let mut child = spawn(
+            "pipe-write",
+            &name,
+            &backend,
+            &[("SHMCHAN_TEST_N", "200000".into())],
+        );
+        let mut at = 0u64;
+        loop {
+            let got = if at % 2 == 0 {
+                r.try_read(&mut buf)
+            } else {
+                r.read_timeout(&mut buf, Duration::from_millis(5))
+            };
+            match got {
+                Ok(0) => break,
+                Ok(n) => {
+                    for &b in &buf[..n] {
+                        assert_eq!(b, stream_byte(at), "byte {at} on {backend}");
+                        at += 1;
+                    }
+                }
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    std::thread::sleep(Duration::from_micros(100))
+                }
+                Err(e) => panic!("{e} on {backend}"),
+            }
+        }
+        assert_eq!(at, 200_000, "{backend}");
+        assert!(child.wait(SHORT).success(), "{backend}");
+        drop(r);
+
+        // The writer's side, in this process: fill the ring, then the bounded forms.
+        let name = unique_name("pipe-try-w");
+        let _c = Cleanup(name.clone(), backend.clone());
+        let mut w = pipe::Writer::create(&name, &opts).unwrap();
+        let r = pipe::Reader::open(&name, &opts).unwrap();
+        let mut sent = 0;
+        loop {
+            match w.try_write(&[1u8; 100]) {
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => panic!("{e} on {backend}"),
+            }
+        }
+        assert!(sent > 0 && sent <= 1024, "{sent} on {backend}");
+        let e = w
+            .write_timeout(&[1u8; 100], Duration::from_millis(30))
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::TimedOut, "{backend}");
+        drop(r);
+        assert_eq!(w.try_write(&[1]).unwrap_err().kind(), ErrorKind::BrokenPipe);
+        let e = w.write_timeout(&[1], SHORT).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::BrokenPipe, "{backend}");
+    }
+}

@@ -260,13 +260,67 @@ impl FramePublisher {
     /// forked child's copy.
     #[cfg(not(loom))]
     pub fn loan(&mut self, len: usize) -> Result<FrameLoan<'_>, SendError> {
+        self.loan_until(len, None).map_err(|e| match e {
+            SendTimeoutError::TooLarge { len, max } => SendError::TooLarge { len, max },
+            _ => SendError::Disconnected, // no deadline: never `Timeout`
+        })
+    }
+
+    /// As [`loan`](Self::loan), without waiting.
+    ///
+    /// # Errors
+    /// [`TrySendError::Full`] in Block mode when the slowest live subscriber is a ring behind;
+    /// the others as [`loan`](Self::loan).
+    ///
+    /// ```
+    /// use shmchan::{broadcast, Options};
+    /// # let name = format!("doc-bcast-try-loan-{}", std::process::id());
+    /// let mut tx = broadcast::FramePublisher::create(&name, &Options::new())?;
+    /// let mut loan = tx.try_loan(5)?;
+    /// loan.copy_from_slice(b"hello");
+    /// loan.commit(5);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(not(loom))]
+    pub fn try_loan(&mut self, len: usize) -> Result<FrameLoan<'_>, TrySendError> {
+        self.loan_until(len, Some(Instant::now()))
+            .map_err(|e| match e {
+                SendTimeoutError::TooLarge { len, max } => TrySendError::TooLarge { len, max },
+                SendTimeoutError::Timeout => TrySendError::Full,
+                SendTimeoutError::Disconnected => TrySendError::Disconnected,
+            })
+    }
+
+    /// As [`loan`](Self::loan), waiting for room at most `timeout`.
+    ///
+    /// # Errors
+    /// [`SendTimeoutError::Timeout`] if there was no room in time; the others as
+    /// [`loan`](Self::loan).
+    #[cfg(not(loom))]
+    pub fn loan_timeout(
+        &mut self,
+        len: usize,
+        timeout: Duration,
+    ) -> Result<FrameLoan<'_>, SendTimeoutError> {
+        self.loan_until(len, deadline_after(timeout))
+    }
+
+    #[cfg(not(loom))]
+    fn loan_until(
+        &mut self,
+        len: usize,
+        deadline: Option<Instant>,
+    ) -> Result<FrameLoan<'_>, SendTimeoutError> {
         if let Some((len, max)) = self.too_large(len) {
-            return Err(SendError::TooLarge { len, max });
+            return Err(SendTimeoutError::TooLarge { len, max });
         }
         if self.core.chan.forked() {
-            return Err(SendError::Disconnected);
+            return Err(SendTimeoutError::Disconnected);
         }
-        let pos = self.core.wait_for_room();
+        let pos = self
+            .core
+            .wait_for_room_until(deadline)
+            .ok_or(SendTimeoutError::Timeout)?;
         self.core.ring.begin(&self.core.slots, pos);
         Ok(FrameLoan {
             publisher: self,
