@@ -1,11 +1,12 @@
 //! A local producer or consumer of a shmchan channel, for the bridge's tests and benchmark.
 //!
 //! ```text
-//! peer produce NAME KIND COUNT [--create CAP] [--elem NAME:SIZE:ALIGN] [--try]
+//! peer produce NAME KIND COUNT [--create CAP] [--elem NAME:SIZE:ALIGN] [--try] [--from S]
 //! peer consume NAME KIND COUNT [--create CAP] [--slow-us N] [--idle-ms N] [--latency]
 //! ```
 //!
-//! KIND is `spsc`, `mpmc` or `frame`. Typed messages are the `u64` values `0..COUNT` (or, with
+//! KIND is `spsc`, `mpmc` or `frame`. Typed messages are the `u64` values `0..COUNT` (SPSC:
+//! `S..S+COUNT` with `--from`; or, with
 //! `--elem`, elements of another type, for a mismatch); frames are frame `i` of
 //! [`frame_bytes`]. `--try` sends with `try_send` and counts how often the ring was `Full`.
 //! The consumer stops after COUNT messages, or after `--idle-ms` without one, and prints one
@@ -75,6 +76,7 @@ fn open_retry<T>(mut f: impl FnMut() -> Result<T, shmchan::Error>) -> T {
 
 fn produce(name: &str, kind: &str, count: u64, create: bool, opts: &Options, args: &[String]) {
     let try_mode = args.iter().any(|a| a == "--try");
+    let from: u64 = arg(args, "--from").map_or(0, |s| s.parse().unwrap());
     let latency = args.iter().any(|a| a == "--latency");
     let mut full = 0u64;
     let value = |i: u64| if latency { now_ns() } else { i };
@@ -102,7 +104,7 @@ fn produce(name: &str, kind: &str, count: u64, create: bool, opts: &Options, arg
             } else {
                 open_retry(|| spsc::Sender::<u64>::open(name, opts))
             };
-            for i in 0..count {
+            for i in from..from + count {
                 if try_mode {
                     loop {
                         match tx.try_send(value(i)) {
@@ -165,6 +167,7 @@ fn produce(name: &str, kind: &str, count: u64, create: bool, opts: &Options, arg
 #[derive(Default)]
 struct Check {
     received: u64,
+    first: Option<u64>,
     last: Option<u64>,
     out_of_order: u64,
     duplicates: u64,
@@ -175,6 +178,7 @@ struct Check {
 impl Check {
     fn value(&mut self, v: u64) {
         self.received += 1;
+        self.first.get_or_insert(v);
         if let Some(l) = self.last {
             if v == l {
                 self.duplicates += 1;
@@ -274,8 +278,9 @@ fn consume(name: &str, kind: &str, count: u64, create: bool, opts: &Options, arg
         format!("[{},{},{}]", p(0.5), p(0.99), p(0.999))
     };
     println!(
-        "RESULT {{\"received\":{},\"last\":{},\"out_of_order\":{},\"duplicates\":{},\"bad_bytes\":{},\"latency_ns\":{lat}}}",
+        "RESULT {{\"received\":{},\"first\":{},\"last\":{},\"out_of_order\":{},\"duplicates\":{},\"bad_bytes\":{},\"latency_ns\":{lat}}}",
         ck.received,
+        ck.first.map_or("null".into(), |l| l.to_string()),
         ck.last.map_or("null".into(), |l| l.to_string()),
         ck.out_of_order,
         ck.duplicates,

@@ -72,6 +72,8 @@ struct In<'a> {
     c: &'a Counters,
     epoch: u64,
     sink: Option<(Sink, Fingerprint)>,
+    /// Local receivers attaching again (`local_reconnects`).
+    watch: local::PeerWatch,
     last_open_try: Option<Instant>,
     peers: HashMap<u64, Peer>,
     credit: zenoh::pubsub::Publisher<'a>,
@@ -113,6 +115,7 @@ impl InRoute {
             c,
             epoch: random_epoch(),
             sink: None,
+            watch: local::PeerWatch::default(),
             last_open_try: None,
             peers: HashMap::new(),
             credit,
@@ -367,8 +370,8 @@ impl In<'_> {
                 .sink
                 .as_ref()
                 .is_some_and(|s| s.0.wait_for_peer(TICK * 5));
-            if back && !self.c.local.swap(true, Relaxed) {
-                Counters::add(&self.c.local_reconnects, 1);
+            if back {
+                self.c.local.store(true, Relaxed);
             }
         }
         true
@@ -393,9 +396,16 @@ impl In<'_> {
         let present = self.peers.values().any(|p| now - p.last_heard < PRESENCE);
         self.c.remote.store(present, Relaxed);
         if let Some((sink, _)) = &self.sink {
-            let connected = sink.is_connected();
-            if connected && !self.c.local.swap(true, Relaxed) {
-                Counters::add(&self.c.local_reconnects, 1);
+            // A local receiver that left and one that attached since (the library's handle
+            // goes on with the next one).
+            let _ = sink;
+            if let Some((connected, again)) = self.watch.look(
+                &self.r.name,
+                self.r.opts.get_backend(),
+                shmchan::inspect::Role::Receiver,
+            ) {
+                self.c.local.store(connected, Relaxed);
+                self.c.local_reconnects.store(again, Relaxed);
             }
         } else {
             self.try_open();

@@ -454,6 +454,36 @@ fn try_typed(
     }
 }
 
+/// Counts the local peers of one role (the other side of the bridge) from the channel's
+/// endpoint table: a peer that comes back takes a place again, and each place counts its
+/// occupants, so attaches are counted exactly however short-lived the peer.
+#[derive(Debug, Default)]
+pub struct PeerWatch {
+    base: Option<u64>,
+}
+
+impl PeerWatch {
+    /// Look again: `(attached now, attaches since the first one this watch saw)`.
+    pub fn look(
+        &mut self,
+        name: &str,
+        backend: &Backend,
+        role: inspect::Role,
+    ) -> Option<(bool, u64)> {
+        let ch = inspect::stat(name, backend).ok()?;
+        let (mut total, mut alive) = (0u64, false);
+        for e in ch.endpoints.iter().filter(|e| e.role == role) {
+            total += e.attached as u64;
+            alive |= e.alive && e.state == inspect::EndpointState::Attached;
+        }
+        if total == 0 {
+            return Some((alive, 0));
+        }
+        let base = *self.base.get_or_insert(total);
+        Some((alive, total - base))
+    }
+}
+
 /// The producer position and capacity of channel `name` (see [`Sink::positional`]).
 pub fn position(name: &str, backend: &Backend) -> Option<(u64, u64)> {
     let (_, ring) = stat(name, backend).ok()?;

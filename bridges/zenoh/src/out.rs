@@ -176,8 +176,19 @@ impl OutRoute {
         let mut scratch = Vec::new();
         let mut last_hello: Option<Instant> = None;
         let mut local_gone = false;
-        c.local.store(true, Relaxed);
+        let mut watch = crate::local::PeerWatch::default();
+        let mut last_watch: Option<Instant> = None;
         while !stop.load(Relaxed) {
+            if last_watch.is_none_or(|t| t.elapsed() >= HELLO_EVERY) {
+                // Local senders that left and came back, counted from the endpoint table.
+                let role = shmchan::inspect::Role::Sender;
+                if let Some((alive, again)) = watch.look(&self.name, self.opts.get_backend(), role)
+                {
+                    c.local.store(alive, Relaxed);
+                    c.local_reconnects.store(again, Relaxed);
+                }
+                last_watch = Some(Instant::now());
+            }
             while let Ok(cr) = credits.try_recv() {
                 out.apply(cr);
             }
@@ -220,11 +231,7 @@ impl OutRoute {
             );
             match took {
                 Take::Got(n) => {
-                    if local_gone {
-                        local_gone = false;
-                        c.local.store(true, Relaxed);
-                        Counters::add(&c.local_reconnects, 1);
-                    }
+                    local_gone = false;
                     out.data(n as u32, &body);
                     put(&out.msg)?;
                     Counters::add(&c.forwarded, n as u64);
@@ -236,6 +243,7 @@ impl OutRoute {
                     if !local_gone {
                         local_gone = true;
                         c.local.store(false, Relaxed);
+                        last_watch = None;
                     }
                     // The library's handle reconnects: wait for the next local sender.
                     src.wait_for_peer(TICK * 5);
