@@ -18,6 +18,7 @@ mod sys;
 #[cfg(not(loom))]
 mod view;
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -222,6 +223,26 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Forward channels to other hosts over Zenoh: runs `shmchan-bridge` (installed
+    /// separately, from bridges/zenoh) with the rest of the command line.
+    ///
+    /// `shmchan bridge out NAME --key KEY ...`, `shmchan bridge in NAME --key KEY ...`,
+    /// `shmchan bridge ls`; `shmchan bridge --help` is the bridge's own help.
+    #[command(
+        disable_help_flag = true,
+        after_help = "Examples:\n  shmchan bridge out ticks --key shmchan/hostA/ticks --listen tcp/0.0.0.0:7447\n  \
+                      shmchan bridge in ticks --key shmchan/hostA/ticks --connect tcp/hostA:7447\n  \
+                      shmchan bridge ls"
+    )]
+    Bridge {
+        /// The bridge's arguments.
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "ARGS"
+        )]
+        args: Vec<OsString>,
+    },
     /// What on this host will bite: /dev/shm size, System V limits, /proc, membarrier,
     /// namespaces; each warning says what to do.
     #[command(after_help = "Example:\n  shmchan doctor")]
@@ -255,6 +276,7 @@ fn main() -> ExitCode {
         } => cmd::rm::run(&name, &backend.0, force),
         Command::Gc { backend, dry_run } => cmd::gc::run(backend.map(|b| b.0), dry_run),
         Command::Doctor { json } => cmd::doctor::run(json),
+        Command::Bridge { args } => cmd::bridge::run(&args),
     };
     match result {
         Ok(code) => code,
