@@ -269,7 +269,7 @@ fn recv_error(py: Python<'_>, e: RecvError) -> PyErr {
     }
 }
 
-fn lagged(py: Python<'_>, n: u64, msg: impl std::fmt::Display) -> PyErr {
+pub(crate) fn lagged(py: Python<'_>, n: u64, msg: impl std::fmt::Display) -> PyErr {
     let missed = n.into_pyobject(py).expect("an int").into_any().unbind();
     errors::with_attrs(py, Kind::Lagged, msg, &[("missed", missed)])
 }
@@ -290,7 +290,7 @@ pub struct FrameSubscriber {
     name: String,
 }
 
-fn start_of(start: &Bound<'_, PyAny>) -> PyResult<Start> {
+pub(crate) fn start_of(start: &Bound<'_, PyAny>) -> PyResult<Start> {
     if let Ok(s) = start.extract::<String>() {
         return match s.as_str() {
             "latest" => Ok(Start::Latest),
@@ -486,7 +486,10 @@ impl FrameSubscriber {
         }
     }
 
-    fn _cancel_recv(&self, py: Python<'_>) {
+    /// (`_token`, the receive's number, is for the typed classes, which keep one registration
+    /// per receive: this handle has one receive in progress at most.)
+    #[pyo3(signature = (_token = None))]
+    fn _cancel_recv(&self, py: Python<'_>, _token: Option<u64>) {
         lock(py, &self.inner).l.end();
     }
 

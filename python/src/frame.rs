@@ -896,7 +896,10 @@ impl FrameReceiver {
 
     /// Cancel an asynchronous receive in progress (its Rust future is dropped, which undoes its
     /// registration; nothing was taken from the ring).
-    fn _cancel_recv(&self, py: Python<'_>) {
+    /// (`_token`, the receive's number, is for the typed classes, which keep one registration
+    /// per receive: this handle has one receive in progress at most.)
+    #[pyo3(signature = (_token = None))]
+    fn _cancel_recv(&self, py: Python<'_>, _token: Option<u64>) {
         let mut g = lock(py, &self.inner);
         if matches!(g.lent(), Some(RxLent::Awaiting(_))) {
             g.end();

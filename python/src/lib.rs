@@ -17,12 +17,14 @@ use pyo3::prelude::*;
 mod aio;
 mod broadcast;
 mod buf;
+mod codec;
 mod errors;
 mod fork;
 mod frame;
 mod lend;
 mod opts;
 mod pipe;
+mod typed;
 mod wait;
 
 /// Copies of at least this many bytes are made with the GIL released.
@@ -40,6 +42,12 @@ fn _shmchan(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<pipe::PipeReader>()?;
     m.add_class::<broadcast::FramePublisher>()?;
     m.add_class::<broadcast::FrameSubscriber>()?;
+    m.add_class::<typed::SpscSender>()?;
+    m.add_class::<typed::SpscReceiver>()?;
+    m.add_class::<typed::MpmcSender>()?;
+    m.add_class::<typed::MpmcReceiver>()?;
+    m.add_class::<typed::Publisher>()?;
+    m.add_class::<typed::Subscriber>()?;
     m.add_class::<aio::LoopWaker>()?;
     m.add_function(wrap_pyfunction!(remove, m)?)?;
     m.add_function(wrap_pyfunction!(sysv_key, m)?)?;

@@ -10,6 +10,7 @@
 //! | `wait` | `"default"` (spin 50 µs, then sleep), `"spin"` or `"park"` |
 //! | `max_frame` | broadcast frame topics: the largest frame |
 //! | `max_subscribers` | broadcast topics: subscribers attached at once |
+//! | `max_senders`, `max_receivers` | MPMC channels: endpoints of each role attached at once |
 //! | `overflow` | broadcast topics: `"overwrite"` (default) or `"block"` |
 //! | `evict_after` | broadcast, `"block"`: seconds a stuck subscriber may hold the publisher |
 
@@ -79,12 +80,15 @@ pub(crate) fn parse(kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Options> {
             }
             "max_frame" => o = o.max_frame(v.extract()?),
             "max_subscribers" => o = o.max_subscribers(v.extract()?),
+            "max_senders" => o = o.max_senders(v.extract()?),
+            "max_receivers" => o = o.max_receivers(v.extract()?),
             "overflow" => overflow = Some(v.extract()?),
             "evict_after" => evict_after = seconds("evict_after", &v)?,
             _ => {
                 return Err(PyTypeError::new_err(format!(
                     "unexpected option {key:?} (known: capacity, backend, dir, mode, \
-                     open_timeout, wait, max_frame, max_subscribers, overflow, evict_after)"
+                     open_timeout, wait, max_frame, max_subscribers, max_senders, max_receivers, \
+                     overflow, evict_after)"
                 )));
             }
         }

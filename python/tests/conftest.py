@@ -41,6 +41,11 @@ def fnv(data: bytes, h: int = FNV0) -> int:
     return h
 
 
+def quote(i: int) -> tuple[int, int, int, int]:
+    """Element i of the typed roles (`quote` in python/peer/src/main.rs): a Quote's fields."""
+    return ((i * 7 + 1) & 0xFFFFFFFF, i % 2, i * 1_000_003 - 500_000_000, 11 - 3 * i)
+
+
 _counter = itertools.count()
 _names: list[str] = []
 

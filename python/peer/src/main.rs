@@ -7,24 +7,61 @@
 //! shmchan-pypeer pipe-read  NAME [--create] [--backend B]
 //! shmchan-pypeer bcast-pub  NAME [--count N] [--max BYTES] [--backend B]
 //! shmchan-pypeer bcast-sub  NAME [--count N] [--backend B]
+//! shmchan-pypeer typed-send KIND NAME [--create] [--count N] [--batch B] [--block] [--backend B]
+//! shmchan-pypeer typed-recv KIND NAME [--create] [--count N] [--batch B] [--backend B]
+//! shmchan-pypeer bench-send NAME [--count N]
+//! shmchan-pypeer bench-recv NAME [--create] [--count N]
 //! ```
 //!
 //! `B` is `posix`, `sysv` or `file:DIR`. Each command prints `READY` once attached, and a
 //! last line `RESULT ...` that the tests parse. The content is a pattern both languages compute
 //! (`python/tests/conftest.py`): frame `i` has `(i * 37) % (max + 1)` bytes, byte `j` of it
 //! `(i + 7 j) mod 256`; the pipe's byte `k` is `(31 k + 7) mod 251`, checked with FNV-1a.
+//!
+//! The typed roles move [`Quote`]s (a `#[repr(C)]` struct named `"Quote"` with
+//! `Options::type_name`, as Python's `type_name="Quote"`) over `KIND` = `spsc`, `mpmc` or
+//! `bcast` channels: element `i` is [`quote`]`(i)`, in batches of `--batch` (`send_slice`,
+//! `recv_slice`) or one at a time. `bench-send`/`bench-recv` move `u64`s (`type_name("u64")`,
+//! value `i` for element `i`) through an SPSC channel in batches of 4096, for the benchmark
+//! of Python's `recv_into` against the same receive in Rust; `bench-recv` prints its rate.
 
 use std::io::{Read, Write};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use shmchan::{Backend, Options, broadcast, frame, pipe};
+use shmchan::{Backend, Options, broadcast, frame, mpmc, pipe, spsc};
+
+/// The typed roles' element: the layout of Python's
+/// `np.dtype([("instrument", "<u4"), ("side", "<u4"), ("price", "<i8"), ("qty", "<i8")],
+/// align=True)` and of `struct` format `"<IIqq"`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+struct Quote {
+    instrument: u32,
+    side: u32,
+    price: i64,
+    qty: i64,
+}
+
+/// Element `i` of the typed roles (`quote` in `python/tests/conftest.py`).
+fn quote(i: u64) -> Quote {
+    Quote {
+        instrument: (i as u32).wrapping_mul(7).wrapping_add(1),
+        side: (i % 2) as u32,
+        price: (i as i64) * 1_000_003 - 500_000_000,
+        qty: 11 - 3 * (i as i64),
+    }
+}
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 struct Args {
     cmd: String,
+    /// The typed roles' channel kind (`spsc`, `mpmc`, `bcast`).
+    kind: String,
     name: String,
     create: bool,
+    batch: usize,
+    block: bool,
     count: u64,
     max: usize,
     bytes: u64,
@@ -38,13 +75,20 @@ fn usage() -> ! {
 
 fn parse() -> Result<Args> {
     let mut it = std::env::args().skip(1);
-    let (Some(cmd), Some(name)) = (it.next(), it.next()) else {
-        usage()
+    let Some(cmd) = it.next() else { usage() };
+    let kind = if cmd.starts_with("typed-") {
+        it.next().unwrap_or_else(|| usage())
+    } else {
+        String::new()
     };
+    let Some(name) = it.next() else { usage() };
     let mut a = Args {
         cmd,
+        kind,
         name,
         create: false,
+        batch: 1,
+        block: false,
         count: 1000,
         max: 300,
         bytes: 1 << 20,
@@ -56,6 +100,8 @@ fn parse() -> Result<Args> {
         let mut val = || it.next().unwrap_or_else(|| usage());
         match flag.as_str() {
             "--create" => a.create = true,
+            "--block" => a.block = true,
+            "--batch" => a.batch = val().parse::<usize>()?.max(1),
             "--count" => a.count = val().parse()?,
             "--max" => a.max = val().parse()?,
             "--bytes" => a.bytes = val().parse()?,
@@ -209,7 +255,180 @@ fn main() -> Result<()> {
             }
             println!("RESULT {n} {bad}");
         }
+        "typed-send" => typed_send(&a)?,
+        "typed-recv" => typed_recv(&a)?,
+        "bench-send" => bench_send(&a)?,
+        "bench-recv" => bench_recv(&a)?,
         _ => usage(),
     }
+    Ok(())
+}
+
+/// The typed channels' options: the element named `"Quote"`.
+fn quote_opts(a: &Args) -> Options {
+    a.opts.clone().type_name("Quote")
+}
+
+fn typed_send(a: &Args) -> Result<()> {
+    let opts = quote_opts(a);
+    let forever = Duration::MAX;
+    // Made a batch at a time: the kill tests send until they are killed (`--count` huge).
+    let batches = (0..a.count).step_by(a.batch).map(|i| {
+        let end = (i + a.batch as u64).min(a.count);
+        (i..end).map(quote).collect::<Vec<_>>()
+    });
+    match a.kind.as_str() {
+        "spsc" => {
+            let tx = if a.create {
+                spsc::Sender::<Quote>::create(&a.name, &opts)?
+            } else {
+                spsc::Sender::<Quote>::open(&a.name, &opts)?
+            };
+            ready();
+            tx.wait_for_peer(forever)?;
+            for chunk in batches {
+                match chunk[..] {
+                    [one] => tx.send(one).map_err(|_| "disconnected")?,
+                    _ => tx.send_slice(&chunk).map_err(|_| "disconnected")?,
+                }
+            }
+        }
+        "mpmc" => {
+            let tx = if a.create {
+                mpmc::Sender::<Quote>::create(&a.name, &opts)?
+            } else {
+                mpmc::Sender::<Quote>::open(&a.name, &opts)?
+            };
+            ready();
+            tx.wait_for_peer(forever)?;
+            for v in batches.flatten() {
+                tx.send(v).map_err(|_| "disconnected")?;
+            }
+        }
+        "bcast" => {
+            let opts = if a.block {
+                opts.overflow(broadcast::Overflow::Block { evict_after: None })
+            } else {
+                opts
+            };
+            let mut tx = broadcast::Publisher::<Quote>::create(&a.name, &opts)?;
+            ready();
+            tx.wait_for_subscribers(1, forever)?;
+            for chunk in batches {
+                tx.send_slice(&chunk).map_err(|_| "disconnected")?;
+            }
+        }
+        _ => usage(),
+    }
+    println!("RESULT sent {}", a.count);
+    Ok(())
+}
+
+fn typed_recv(a: &Args) -> Result<()> {
+    let opts = quote_opts(a);
+    let (mut n, mut bad) = (0u64, 0u64);
+    let mut buf = vec![<Quote as bytemuck::Zeroable>::zeroed(); a.batch];
+    let mut check = |got: &[Quote], n: &mut u64| {
+        for q in got {
+            if *q != quote(*n) {
+                bad += 1;
+            }
+            *n += 1;
+        }
+    };
+    match a.kind.as_str() {
+        "spsc" => {
+            let rx = if a.create {
+                spsc::Receiver::<Quote>::create(&a.name, &opts)?
+            } else {
+                spsc::Receiver::<Quote>::open(&a.name, &opts)?
+            };
+            ready();
+            while n < a.count {
+                let k = (a.count - n).min(a.batch as u64) as usize;
+                match rx.recv_slice(&mut buf[..k]) {
+                    Ok(k) => check(&buf[..k], &mut n),
+                    Err(_) => break,
+                }
+            }
+        }
+        "mpmc" => {
+            let rx = if a.create {
+                mpmc::Receiver::<Quote>::create(&a.name, &opts)?
+            } else {
+                mpmc::Receiver::<Quote>::open(&a.name, &opts)?
+            };
+            ready();
+            while n < a.count {
+                match rx.recv() {
+                    Ok(q) => check(&[q], &mut n),
+                    Err(_) => break,
+                }
+            }
+        }
+        "bcast" => {
+            let mut rx = broadcast::Subscriber::<Quote>::open_from(
+                &a.name,
+                broadcast::Start::Oldest,
+                &opts,
+            )?;
+            ready();
+            while n < a.count {
+                let k = (a.count - n).min(a.batch as u64) as usize;
+                match rx.recv_slice(&mut buf[..k]) {
+                    Ok(k) => check(&buf[..k], &mut n),
+                    Err(broadcast::RecvError::Lagged(k)) => n += k,
+                    Err(_) => break,
+                }
+            }
+        }
+        _ => usage(),
+    }
+    println!("RESULT {n} {bad}");
+    Ok(())
+}
+
+/// The benchmark's batch.
+const BENCH_BATCH: usize = 4096;
+
+fn bench_send(a: &Args) -> Result<()> {
+    let opts = a.opts.clone().type_name("u64");
+    let tx = spsc::Sender::<u64>::open(&a.name, &opts)?;
+    ready();
+    tx.wait_for_peer(Duration::MAX)?;
+    let mut batch = vec![0u64; BENCH_BATCH];
+    let mut i = 0u64;
+    while i < a.count {
+        let k = (a.count - i).min(BENCH_BATCH as u64) as usize;
+        for (j, v) in batch[..k].iter_mut().enumerate() {
+            *v = i + j as u64;
+        }
+        tx.send_slice(&batch[..k]).map_err(|_| "disconnected")?;
+        i += k as u64;
+    }
+    println!("RESULT sent {}", a.count);
+    Ok(())
+}
+
+fn bench_recv(a: &Args) -> Result<()> {
+    let opts = a.opts.clone().type_name("u64");
+    let rx = if a.create {
+        spsc::Receiver::<u64>::create(&a.name, &opts)?
+    } else {
+        spsc::Receiver::<u64>::open(&a.name, &opts)?
+    };
+    ready();
+    let mut buf = vec![0u64; BENCH_BATCH];
+    // The clock starts at the first batch, as in the Python loop.
+    let mut n = rx.recv_slice(&mut buf)? as u64;
+    let (mut sum, t0) = (buf[..n as usize].iter().sum::<u64>(), Instant::now());
+    let first = n;
+    while n < a.count {
+        let k = rx.recv_slice(&mut buf)?;
+        sum = buf[..k].iter().fold(sum, |s, v| s.wrapping_add(*v));
+        n += k as u64;
+    }
+    let dt = t0.elapsed().as_secs_f64();
+    println!("RESULT {n} {sum} {:.0}", (n - first) as f64 / dt);
     Ok(())
 }

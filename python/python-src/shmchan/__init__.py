@@ -18,6 +18,19 @@ Frames (byte strings of any length up to ``max_frame``)::
         ...
         del a                               # no view may outlive the frame (BufferError)
 
+Typed channels (an element is a numpy dtype's item or a ``struct`` format's tuple, under a
+``type_name`` the Rust side gives with ``Options::type_name``)::
+
+    Quote = np.dtype([("instrument", "<u4"), ("side", "<u4"),
+                      ("price", "<i8"), ("qty", "<i8")], align=True)
+    tx = shmchan.spsc.Sender.create("quotes", dtype=Quote, type_name="Quote", capacity=4096)
+    rx = shmchan.spsc.Receiver.open("quotes", dtype=Quote, type_name="Quote")
+    tx.send((7, 0, 10_000, 5)); tx.send_many(np.zeros(100, Quote))
+    rec = rx.recv()                         # np.void (a copy)
+    n = rx.recv_into(np.empty(4096, Quote)) # batches: the fast path
+
+``shmchan.spsc``, ``shmchan.mpmc`` (``Sender``, ``Receiver``), ``shmchan.broadcast``
+(``Publisher``, ``Subscriber``).
 Pipes (binary file objects): ``shmchan.PipeWriter``, ``shmchan.PipeReader``.
 Broadcast frame topics: ``shmchan.broadcast.FramePublisher``, ``FrameSubscriber``.
 asyncio: ``await rx.recv_async()``, ``async for data in rx.stream()``.
@@ -76,7 +89,7 @@ class FrameReceiver(_shmchan.FrameReceiver, _AsyncRecv):
     __slots__ = ()
 
 
-from . import broadcast  # noqa: E402  (after the classes it builds on)
+from . import broadcast, mpmc, spsc  # noqa: E402  (after the classes they build on)
 
 __all__ = [
     "AlreadyExists",
@@ -105,6 +118,8 @@ __all__ = [
     "Timeout",
     "TooLarge",
     "broadcast",
+    "mpmc",
     "remove",
+    "spsc",
     "sysv_key",
 ]

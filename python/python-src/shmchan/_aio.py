@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import weakref
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
 
 from ._shmchan import Disconnected, LoopWaker
 
@@ -58,13 +59,14 @@ class AsyncRecv:
 
     if TYPE_CHECKING:
 
-        def _poll_recv(self, waker: LoopWaker, token: int) -> bytes | None: ...
-        def _cancel_recv(self) -> None: ...
+        def _poll_recv(self, waker: LoopWaker, token: int) -> Any: ...
+        def _cancel_recv(self, token: int | None = None) -> None: ...
 
-    async def recv_async(self) -> bytes:
-        """The next message as ``bytes``, without blocking the event loop (and without a
-        thread). Raises ``Disconnected`` once the peer is gone and everything is read.
-        Cancellation-safe: a cancelled receive takes nothing from the ring."""
+    async def recv_async(self) -> Any:
+        """The next message (``bytes`` of a frame channel, an element of a typed one), without
+        blocking the event loop (and without a thread). Raises ``Disconnected`` once the peer
+        is gone and everything is read. Cancellation-safe: a cancelled receive takes nothing
+        from the ring."""
         loop = asyncio.get_running_loop()
         st = _state(loop)
         token = next(_tokens)
@@ -80,10 +82,10 @@ class AsyncRecv:
                 finally:
                     st.waiters.pop(token, None)
         except BaseException:
-            self._cancel_recv()
+            self._cancel_recv(token)
             raise
 
-    async def stream(self):
+    async def stream(self) -> AsyncIterator[Any]:
         """``async for data in rx.stream()``: the messages until the peer is gone."""
         while True:
             try:
