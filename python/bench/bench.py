@@ -10,6 +10,11 @@
    `recv` (a copy) of the same frames beside it.
 3. A thread blocked in `recv` on an empty channel: another Python thread's speed beside its
    speed alone.
+4. Typed channels (`shmchan.spsc`, a `<u8` dtype named `u64`): a `send` loop of Python ints in
+   one Python process and a `recv` loop in another (msg/s at the receiver, beside the
+   `multiprocessing.Queue` rate of part 1); and `recv_into` batches of 4096 from a Rust sender
+   (`shmchan-pypeer bench-send`, `send_slice` of 4096) beside the Rust receiver's
+   `spsc::Receiver::<u64>::recv_slice` of 4096 fed by the same sender (`bench-recv`).
 
 Load averages (`os.getloadavg()`) are printed before and after: on a busy machine the figures
 mean less.
@@ -19,7 +24,9 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import pathlib
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -170,6 +177,102 @@ def blocked_recv_lets_threads_run(seconds: float) -> tuple[float, float]:
     return solo, beside
 
 
+# --- 4. typed channels -----------------------------------------------------------------------
+
+
+def _typed_sender(name: str, n: int) -> None:
+    tx = shmchan.spsc.Sender.open(name, dtype="<u8", type_name="u64", open_timeout=30)
+    tx.wait_for_peer(30)
+    send = tx.send
+    for i in range(n):
+        send(i)
+    tx.close()
+
+
+def typed_between_processes(n: int) -> float:
+    """8-byte elements, `send(i)` in one Python process and `recv()` in another."""
+    name = _name("typed")
+    ctx = mp.get_context("spawn")
+    with shmchan.spsc.Receiver.create(
+        name, dtype="<u8", type_name="u64", capacity=1 << 16
+    ) as rx:
+        p = ctx.Process(target=_typed_sender, args=(name, n))
+        p.start()
+        recv = rx.recv
+        assert recv(timeout=60) == 0  # the first one starts the clock
+        t0 = time.perf_counter()
+        for _ in range(n - 2):
+            recv()
+        last = recv()
+        dt = time.perf_counter() - t0
+        p.join(60)
+    assert last == n - 1
+    return (n - 1) / dt
+
+
+def _peer_bin() -> str | None:
+    """The Rust peer (python/peer): $SHMCHAN_PEER, or built with cargo in the repository."""
+    exe = os.environ.get("SHMCHAN_PEER")
+    if exe:
+        return exe
+    repo = pathlib.Path(__file__).resolve().parent.parent.parent
+    try:
+        subprocess.run(
+            ["cargo", "build", "-q", "--release", "-p", "shmchan-pypeer"], cwd=repo, check=True
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    target = os.environ.get("CARGO_TARGET_DIR", str(repo / "target"))
+    return str(pathlib.Path(target) / "release" / "shmchan-pypeer")
+
+
+def _start(argv: list[str]) -> subprocess.Popen:
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = p.stdout.readline().strip()
+    if line != "READY":
+        p.kill()
+        raise RuntimeError(f"{argv} did not start: {line!r} {p.communicate()[1]}")
+    return p
+
+
+def _result(p: subprocess.Popen) -> list[str]:
+    out, err = p.communicate(timeout=120)
+    if p.returncode != 0:
+        raise RuntimeError(f"peer failed: {err}")
+    return [l for l in out.splitlines() if l.startswith("RESULT")][-1].split()[1:]
+
+
+def recv_into_batches(peer: str, n: int) -> tuple[float, float]:
+    """`recv_into` of 4096 `<u8` elements from the Rust sender, and the Rust receiver's
+    `recv_slice` of 4096 from the same sender: (Python rate, Rust rate), elements/s."""
+    name = _name("batch")
+    with shmchan.spsc.Receiver.create(
+        name, dtype="<u8", type_name="u64", capacity=1 << 16
+    ) as rx:
+        tx = _start([peer, "bench-send", name, "--count", str(n)])
+        try:
+            buf = np.empty(4096, np.uint64)
+            recv_into = rx.recv_into
+            got = recv_into(buf, timeout=60)  # the first batch starts the clock
+            first = got
+            t0 = time.perf_counter()
+            while got < n:
+                got += recv_into(buf)
+            dt = time.perf_counter() - t0
+            last = int(buf[(n - 1) % 4096]) if n % 4096 == 0 else None
+        finally:
+            _result(tx)
+    assert got == n and (last is None or last == n - 1)
+    py_rate = (n - first) / dt
+    name = _name("batch-rust")
+    rx = _start([peer, "bench-recv", name, "--create", "--count", str(n)])
+    tx = _start([peer, "bench-send", name, "--count", str(n)])
+    _result(tx)
+    count, total, rate = _result(rx)
+    assert int(count) == n and int(total) == n * (n - 1) // 2 % (1 << 64)
+    return py_rate, float(rate)
+
+
 def main() -> None:
     short = "--short" in sys.argv
     n = 500_000 if short else 2_000_000
@@ -201,6 +304,22 @@ def main() -> None:
         f"thread beside a blocked recv: {beside / solo:.2f}x its solo speed "
         f"({beside / 1e6:.1f} M vs {solo / 1e6:.1f} M increments/s; target >= 0.9x)"
     )
+    trate = typed_between_processes(n)
+    print(
+        f"typed 8 B (<u8) send/recv, Python -> Python: {trate / 1e6:6.2f} M msg/s ({n} messages); "
+        f"{trate / qrate:.1f}x multiprocessing.Queue   (targets: >= 2 M msg/s, >= 30x)"
+    )
+    peer = _peer_bin() if np is not None else None
+    if peer:
+        nb = 20_000_000 if short else 100_000_000
+        py_rate, rust_rate = recv_into_batches(peer, nb)
+        print(
+            f"recv_into batches of 4096 (<u8) from a Rust sender: {py_rate / 1e6:7.1f} M elem/s; "
+            f"Rust recv_slice, same sender: {rust_rate / 1e6:7.1f} M elem/s; "
+            f"ratio {py_rate / rust_rate:.2f}x   (target >= 0.3x)"
+        )
+    else:
+        print("the Rust peer (or numpy) is missing: recv_into batches part skipped")
     print(f"load average after:  {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
