@@ -154,6 +154,30 @@ impl FrameSender {
     }
 }
 
+/// The sender, for a query: the handle, or the one the outstanding loan borrows.
+fn sender_of(l: &mut TxLender) -> &frame::Sender {
+    if l.lent().is_none() {
+        return l.handle().expect("open (checked by the caller)");
+    }
+    l.lent().expect("checked above").loan.sender()
+}
+
+/// A reference taken into `py.detach`, which runs its closure on this same thread (it only
+/// releases the GIL): a handle that is `Send` but not `Sync` (a frame receiver, borrowed by the
+/// frame it lent) can then be waited on there. Use it through [`get`](Self::get), so that a
+/// closure captures the wrapper, not its field.
+struct SameThread<T>(T);
+
+// SAFETY: the value never reaches another thread: `py.detach` runs the closure on the thread
+// that made it, and the handle's mutex, held across the call, keeps other threads from it.
+unsafe impl<T> Send for SameThread<T> {}
+
+impl<T> SameThread<T> {
+    fn get(&self) -> &T {
+        &self.0
+    }
+}
+
 fn send_error(py: Python<'_>, e: SendTimeoutError) -> PyErr {
     match e {
         SendTimeoutError::Timeout => errors::timeout(py, e),
@@ -344,8 +368,8 @@ impl FrameSender {
 
     /// Bytes in the ring now (frames, their 16-byte headers and padding).
     fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
-        let mut g = self.free_locked(py)?;
-        Ok(g.handle().expect("open, nothing lent").len())
+        let mut g = self.open_locked(py)?;
+        Ok(sender_of(&mut g).len())
     }
 
     /// The ring's size in bytes.
@@ -372,10 +396,11 @@ impl FrameSender {
         !lock(py, &self.inner).is_open()
     }
 
-    /// Is the receiver attached and alive now (asks the kernel)?
+    /// Is the receiver attached and alive now (asks the kernel)? (Answered while a loan is
+    /// out too, as every query.)
     fn is_connected(&self, py: Python<'_>) -> PyResult<bool> {
-        let mut g = self.free_locked(py)?;
-        Ok(g.handle().expect("open, nothing lent").is_connected())
+        let mut g = self.open_locked(py)?;
+        Ok(sender_of(&mut g).is_connected())
     }
 
     /// Wait until a receiver is attached and alive, at most `timeout` seconds.
@@ -384,9 +409,9 @@ impl FrameSender {
         let Patience::Until(deadline) = Patience::from_timeout(timeout)? else {
             unreachable!()
         };
-        let mut g = self.free_locked(py)?;
-        let tx = g.handle().expect("open, nothing lent");
-        wait_for_peer(py, deadline, move |d| tx.wait_for_peer(d))
+        let mut g = self.open_locked(py)?;
+        let tx = SameThread(sender_of(&mut g));
+        wait_for_peer(py, deadline, move |d| tx.get().wait_for_peer(d))
     }
 
     /// Detach from the channel (the receiver sees `Disconnected` once it has read everything).
@@ -642,19 +667,20 @@ impl FrameReceiver {
         }
         Ok(g)
     }
+}
 
-    /// As `open_locked`, with nothing lent (for the queries). A frame from `recv_frame` that
-    /// is still out is not released behind its holder's back: the query raises `BufferError`
-    /// (the Rust borrow checker refuses the same).
-    fn free_locked(&self, py: Python<'_>) -> PyResult<MutexGuard<'_, RxLender>> {
-        let g = self.open_locked(py)?;
-        match g.lent() {
-            None => Ok(g),
-            Some(_) => Err(PyBufferError::new_err(
-                "the receiver is busy: a frame from recv_frame() (release it or leave its with \
-                 block), a frame kept by recv_into, or a recv_async() is out",
-            )),
-        }
+/// The receiver, for a query: the handle, or the one the frame it lent borrows (a frame from
+/// `recv_frame` that is still out is not released behind its holder's back). A `recv_async`
+/// in progress holds the receiver in its future, which lends it to nobody: `RuntimeError`.
+fn receiver_of(l: &mut RxLender) -> PyResult<&frame::Receiver> {
+    if l.lent().is_none() {
+        return Ok(l.handle().expect("open (checked by the caller)"));
+    }
+    match l.lent() {
+        Some(RxLent::Pending(f) | RxLent::Lent { frame: f, .. }) => Ok(f.receiver()),
+        _ => Err(PyRuntimeError::new_err(
+            "a recv_async() is in progress on this receiver: ask it after the receive",
+        )),
     }
 }
 
@@ -908,8 +934,8 @@ impl FrameReceiver {
 
     /// Bytes in the ring now (frames, their headers and padding).
     fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
-        let mut g = self.free_locked(py)?;
-        Ok(g.handle().expect("open, nothing lent").len())
+        let mut g = self.open_locked(py)?;
+        Ok(receiver_of(&mut g)?.len())
     }
 
     /// The ring's size in bytes.
@@ -936,10 +962,11 @@ impl FrameReceiver {
         !lock(py, &self.inner).is_open()
     }
 
-    /// Is the sender attached and alive now (asks the kernel)?
+    /// Is the sender attached and alive now (asks the kernel)? (Answered while a frame is
+    /// out too, as every query.)
     fn is_connected(&self, py: Python<'_>) -> PyResult<bool> {
-        let mut g = self.free_locked(py)?;
-        Ok(g.handle().expect("open, nothing lent").is_connected())
+        let mut g = self.open_locked(py)?;
+        Ok(receiver_of(&mut g)?.is_connected())
     }
 
     /// Wait until a sender is attached and alive, at most `timeout` seconds.
@@ -948,9 +975,9 @@ impl FrameReceiver {
         let Patience::Until(deadline) = Patience::from_timeout(timeout)? else {
             unreachable!()
         };
-        let mut g = self.free_locked(py)?;
-        let rx = g.handle().expect("open, nothing lent");
-        wait_for_peer(py, deadline, move |d| rx.wait_for_peer(d))
+        let mut g = self.open_locked(py)?;
+        let rx = SameThread(receiver_of(&mut g)?);
+        wait_for_peer(py, deadline, move |d| rx.get().wait_for_peer(d))
     }
 
     /// Detach from the channel. Raises `BufferError` if a frame with live views is out.

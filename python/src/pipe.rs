@@ -1,11 +1,12 @@
 //! Pipes: the native halves of `shmchan.PipeWriter` and `shmchan.PipeReader` (binary file
 //! objects, `io.RawIOBase` subclasses in `python-src/shmchan/_pipe.py`).
 //!
-//! The library's pipe has only blocking `write`/`read` (no `try_` or timeout forms), so each
-//! call releases the GIL around the whole operation, and a read blocked on a silent writer
-//! cannot be interrupted by Ctrl-C until data or end of file comes.
+//! The GIL policy of `lib.rs`: a write or read first tries the ring with the GIL held
+//! (`try_write`, `try_read`; released around a copy of `BIG` bytes or more), then waits in
+//! slices with it released (`write_timeout`, `read_timeout`), so Ctrl-C interrupts a read that
+//! waits for data or a write that waits for room.
 
-use std::io::{Read, Write};
+use std::io::ErrorKind;
 use std::sync::{Mutex, MutexGuard};
 
 use pyo3::exceptions::PyBrokenPipeError;
@@ -16,15 +17,44 @@ use shmchan::pipe;
 
 use crate::frame::wait_for_peer;
 use crate::lend::lock;
-use crate::wait::Patience;
-use crate::{buf, errors, fork};
+use crate::wait::{self, Patience};
+use crate::{BIG, buf, errors, fork};
 
 fn io_error(e: std::io::Error) -> PyErr {
-    if e.kind() == std::io::ErrorKind::BrokenPipe {
+    if e.kind() == ErrorKind::BrokenPipe {
         PyBrokenPipeError::new_err(e.to_string())
     } else {
         e.into()
     }
+}
+
+/// One step of an I/O call on `io`: the first attempt `attempt` with the GIL held (released
+/// for `len >= BIG`), then, if it would block, `bounded(io, d)` in slices with the GIL released
+/// until it moves something (or errs).
+fn step<S: Send>(
+    py: Python<'_>,
+    len: usize,
+    io: &mut S,
+    attempt: fn(&mut S) -> std::io::Result<usize>,
+    bounded: fn(&mut S, std::time::Duration) -> std::io::Result<usize>,
+) -> PyResult<usize> {
+    let first = if len >= BIG {
+        py.detach(|| attempt(io))
+    } else {
+        attempt(io)
+    };
+    match first {
+        Ok(n) => return Ok(n),
+        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+        Err(e) => return Err(io_error(e)),
+    }
+    let r = wait::in_slices(py, None, |d| match bounded(io, d) {
+        Ok(n) => Some(Ok(n)),
+        Err(e) if e.kind() == ErrorKind::TimedOut => None,
+        Err(e) => Some(Err(e)),
+    })?;
+    r.expect("no deadline: waits until something moves")
+        .map_err(io_error)
 }
 
 /// The writing end of a pipe (native half of `shmchan.PipeWriter`).
@@ -82,7 +112,17 @@ impl PipeWriter {
         let mut g = self.locked(py)?;
         let w = g.as_mut().expect("checked by locked");
         let bytes = src.bytes();
-        py.detach(|| w.write_all(bytes)).map_err(io_error)?;
+        let mut done = 0;
+        while done < bytes.len() {
+            let rest = &bytes[done..];
+            done += step(
+                py,
+                rest.len(),
+                &mut (&mut *w, rest),
+                |(w, b)| w.try_write(b),
+                |(w, b), d| w.write_timeout(b, d),
+            )?;
+        }
         Ok(bytes.len())
     }
 
@@ -172,7 +212,16 @@ impl PipeReader {
         let mut g = self.locked(py)?;
         let r = g.as_mut().expect("checked by locked");
         let bytes = dst.bytes_mut();
-        py.detach(|| r.read(bytes)).map_err(io_error)
+        if bytes.is_empty() {
+            return Ok(0);
+        }
+        step(
+            py,
+            bytes.len(),
+            &mut (r, bytes),
+            |(r, b)| r.try_read(b),
+            |(r, b), d| r.read_timeout(b, d),
+        )
     }
 
     #[getter]

@@ -88,3 +88,47 @@ def test_killed_reader_is_broken_pipe(name, rust):
         with pytest.raises(BrokenPipeError):
             for _ in range(10**6):
                 w.write(b"y" * 1000)
+
+
+def test_waits_release_the_gil_and_ctrl_c_interrupts_them(name):
+    """A read waiting for data and a write waiting for room wait in slices with the GIL
+    released: other threads run, and Ctrl-C interrupts them; the pipe still works after."""
+    import os
+    import signal
+    import threading
+
+    w = shmchan.PipeWriter.create(name, capacity=4096)
+    r = shmchan.PipeReader.open(name)
+    with w, r:
+        count = 0
+        stop = False
+
+        def spin():
+            nonlocal count
+            while not stop:
+                count += 1
+
+        t = threading.Thread(target=spin)
+        t.start()
+        timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+        timer.start()
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                r.read(10)  # nothing written: waits
+        finally:
+            stop = True
+            t.join()
+            timer.cancel()
+        assert count > 50_000
+        timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+        timer.start()
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                w.write(b"x" * 100_000)  # more than the ring holds: waits for room
+        finally:
+            timer.cancel()
+        got = r.read(4096)
+        assert got and set(got) == {ord("x")}
+        w.write(b"after")
+        while not got.endswith(b"after"):
+            got += r.read(100_000)
