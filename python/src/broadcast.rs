@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
-use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::exceptions::{PyBufferError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyTuple, PyType};
 
@@ -16,7 +16,9 @@ use shmchan::broadcast::{self, Overflow, RecvError, RecvTimeoutError, Start, Try
 use shmchan::frame::{SendTimeoutError, TrySendError};
 
 use crate::errors::{self, Kind};
-use crate::frame::{copy, to_bytes, wait_for_peer, with_create};
+use crate::frame::{
+    Loan, LoanOwner, TxLent, copy, lend_loan, to_bytes, wait_for_peer, with_create,
+};
 use crate::lend::{Borrower, Lender, lock};
 use crate::wait::{self, Patience};
 use crate::{BIG, buf, fork};
@@ -44,22 +46,39 @@ fn try_send_error(py: Python<'_>, e: TrySendError) -> PyErr {
 /// >>> pub.send(b"tick")                    # never waits in the default "overwrite" mode
 #[pyclass(module = "shmchan._shmchan", frozen, subclass)]
 pub struct FramePublisher {
-    inner: Mutex<Option<broadcast::FramePublisher>>,
+    inner: Mutex<PubLender>,
     born: u32,
     capacity: usize,
     max_frame: usize,
+    overflow: &'static str,
     name: String,
 }
 
+type PubLender = Lender<broadcast::FramePublisher, TxLent>;
+
 impl FramePublisher {
-    fn locked(
-        &self,
-        py: Python<'_>,
-    ) -> PyResult<MutexGuard<'_, Option<broadcast::FramePublisher>>> {
+    /// The publisher and the loan it may have lent (for `Loan`).
+    pub(crate) fn lender(&self) -> &Mutex<PubLender> {
+        &self.inner
+    }
+
+    /// The process generation the publisher was made in.
+    pub(crate) fn born(&self) -> u32 {
+        self.born
+    }
+
+    /// The handle locked, open, not used in a fork child, and with no loan out (the library's
+    /// frame loan borrows the publisher and lends it to nobody: a query waits for the loan).
+    fn locked(&self, py: Python<'_>) -> PyResult<MutexGuard<'_, PubLender>> {
         fork::check(py, self.born, "FramePublisher")?;
         let g = lock(py, &self.inner);
-        if g.is_none() {
+        if !g.is_open() {
             return Err(errors::closed_handle("FramePublisher"));
+        }
+        if g.lent().is_some() {
+            return Err(PyBufferError::new_err(
+                "a loan of this publisher is outstanding: commit it or leave its with block first",
+            ));
         }
         Ok(g)
     }
@@ -73,7 +92,7 @@ impl FramePublisher {
         let src = buf::Borrowed::read(data)?;
         let bytes = src.bytes();
         let mut g = self.locked(py)?;
-        let tx = g.as_mut().expect("checked by locked");
+        let tx = g.handle().expect("open, nothing lent");
         let first = if bytes.len() >= BIG {
             py.detach(|| tx.try_send(bytes))
         } else {
@@ -124,7 +143,11 @@ impl FramePublisher {
         Ok(FramePublisher {
             capacity: tx.capacity(),
             max_frame: tx.max_frame(),
-            inner: Mutex::new(Some(tx)),
+            overflow: match tx.overflow() {
+                Overflow::Overwrite => "overwrite",
+                _ => "block",
+            },
+            inner: Mutex::new(Lender::new(tx)),
             born: fork::generation(),
             name: name.to_owned(),
         })
@@ -166,18 +189,34 @@ impl FramePublisher {
         self.send_impl(py, data, Patience::Try)
     }
 
+    /// Reserve `n` bytes (at most `max_frame`) of the next slot to write a frame in place,
+    /// waiting for room at most `timeout` seconds in "block" mode (never in "overwrite"). The
+    /// `Loan` is a writable buffer; `commit(k)` publishes its first `k` bytes; leaving its
+    /// `with` block without a commit publishes nothing. While it is out the publisher does
+    /// nothing else (`BufferError`).
+    #[pyo3(signature = (n, timeout = None))]
+    fn loan(slf: &Bound<'_, Self>, n: usize, timeout: Option<f64>) -> PyResult<Loan> {
+        let py = slf.py();
+        let patience = Patience::from_timeout(timeout)?;
+        let mut g = slf.get().locked(py)?;
+        let serial = lend_loan(py, &mut g, n, patience)?;
+        Ok(Loan {
+            owner: LoanOwner::Publisher(slf.clone().unbind()),
+            serial,
+            len: n,
+        })
+    }
+
     /// How many subscribers are attached and alive now.
     fn subscriber_count(&self, py: Python<'_>) -> PyResult<usize> {
-        Ok(self
-            .locked(py)?
-            .as_ref()
-            .expect("checked")
-            .subscriber_count())
+        let mut g = self.locked(py)?;
+        Ok(g.handle().expect("open, nothing lent").subscriber_count())
     }
 
     /// Is at least one subscriber attached and alive?
     fn is_connected(&self, py: Python<'_>) -> PyResult<bool> {
-        Ok(self.locked(py)?.as_ref().expect("checked").is_connected())
+        let mut g = self.locked(py)?;
+        Ok(g.handle().expect("open, nothing lent").is_connected())
     }
 
     /// Wait until at least `n` subscribers are attached, at most `timeout` seconds.
@@ -187,7 +226,7 @@ impl FramePublisher {
             unreachable!()
         };
         let mut g = self.locked(py)?;
-        let tx = g.as_mut().expect("checked");
+        let tx = g.handle().expect("open, nothing lent");
         wait_for_peer(py, deadline, move |d| tx.wait_for_subscribers(n, d))
     }
 
@@ -210,22 +249,29 @@ impl FramePublisher {
 
     /// `"overwrite"` or `"block"`.
     #[getter]
-    fn overflow(&self, py: Python<'_>) -> PyResult<&'static str> {
-        Ok(
-            match self.locked(py)?.as_ref().expect("checked").overflow() {
-                Overflow::Overwrite => "overwrite",
-                _ => "block",
-            },
-        )
+    fn overflow(&self) -> &'static str {
+        self.overflow
     }
 
     #[getter]
     fn closed(&self, py: Python<'_>) -> bool {
-        lock(py, &self.inner).is_none()
+        !lock(py, &self.inner).is_open()
     }
 
-    fn close(&self, py: Python<'_>) {
-        lock(py, &self.inner).take();
+    /// Detach from the topic. Raises `BufferError` if a loan with live views is out (a loan
+    /// without views is abandoned).
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        let mut g = lock(py, &self.inner);
+        if let Some(l) = g.lent() {
+            if l.exports() > 0 {
+                return Err(crate::frame::views_alive(
+                    "cannot close the publisher",
+                    l.exports(),
+                ));
+            }
+        }
+        g.close();
+        Ok(())
     }
 
     fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
@@ -233,9 +279,9 @@ impl FramePublisher {
     }
 
     #[pyo3(signature = (*_exc))]
-    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> bool {
-        self.close(py);
-        false
+    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> PyResult<bool> {
+        self.close(py)?;
+        Ok(false)
     }
 
     fn __repr__(&self) -> String {

@@ -99,19 +99,157 @@ pub(crate) fn setitem(
 // ---------------------------------------------------------------------------------------------
 // Sender
 
-/// A loan out of a sender: the Rust loan, where its bytes are, and how many views are alive.
+/// A Rust loan: of a frame sender, or of a frame topic's publisher.
+pub(crate) enum AnyLoan {
+    Frame(frame::Loan<'static>),
+    Topic(shmchan::broadcast::FrameLoan<'static>),
+}
+
+/// A loan out of a sender or a publisher: the Rust loan, where its bytes are, and how many
+/// views are alive.
 pub(crate) struct TxLent {
-    loan: frame::Loan<'static>,
+    loan: AnyLoan,
     ptr: *mut u8,
     len: usize,
     exports: usize,
 }
 
-// SAFETY: a `frame::Loan` borrows only its `frame::Sender` (which is `Send`); `ptr` points into
-// the ring the sender maps. Nothing is tied to a thread.
+impl TxLent {
+    fn new(loan: AnyLoan, len: usize) -> TxLent {
+        let mut loan = loan;
+        let ptr = match &mut loan {
+            AnyLoan::Frame(l) => l.as_mut_ptr(),
+            AnyLoan::Topic(l) => l.as_mut_ptr(),
+        };
+        TxLent {
+            loan,
+            ptr,
+            len,
+            exports: 0,
+        }
+    }
+
+    /// How many buffer views of the loan are alive.
+    pub(crate) fn exports(&self) -> usize {
+        self.exports
+    }
+
+    fn commit(self, n: usize) {
+        match self.loan {
+            AnyLoan::Frame(l) => l.commit(n),
+            AnyLoan::Topic(l) => l.commit(n),
+        }
+    }
+}
+
+// SAFETY: a `frame::Loan` borrows only its `frame::Sender`, a `broadcast::FrameLoan` only its
+// `FramePublisher` (both `Send`); `ptr` points into the ring the handle maps. Nothing is tied
+// to a thread.
 unsafe impl Borrower for TxLent {}
 
 type TxLender = Lender<frame::Sender, TxLent>;
+
+/// A handle that lends frame loans (a frame sender, a frame topic's publisher).
+pub(crate) trait LoanSource: Send + 'static {
+    fn try_loan_any(&'static mut self, n: usize) -> Result<AnyLoan, TrySendError>;
+    fn loan_timeout_any(
+        &'static mut self,
+        n: usize,
+        d: std::time::Duration,
+    ) -> Result<AnyLoan, SendTimeoutError>;
+}
+
+impl LoanSource for frame::Sender {
+    fn try_loan_any(&'static mut self, n: usize) -> Result<AnyLoan, TrySendError> {
+        self.try_loan(n).map(AnyLoan::Frame)
+    }
+    fn loan_timeout_any(
+        &'static mut self,
+        n: usize,
+        d: std::time::Duration,
+    ) -> Result<AnyLoan, SendTimeoutError> {
+        self.loan_timeout(n, d).map(AnyLoan::Frame)
+    }
+}
+
+impl LoanSource for shmchan::broadcast::FramePublisher {
+    fn try_loan_any(&'static mut self, n: usize) -> Result<AnyLoan, TrySendError> {
+        self.try_loan(n).map(AnyLoan::Topic)
+    }
+    fn loan_timeout_any(
+        &'static mut self,
+        n: usize,
+        d: std::time::Duration,
+    ) -> Result<AnyLoan, SendTimeoutError> {
+        self.loan_timeout(n, d).map(AnyLoan::Topic)
+    }
+}
+
+/// Lend a loan of `n` bytes out of `g`'s handle (open, nothing lent: the caller checked),
+/// kept in `g`; returns the lend's number. One attempt with the GIL held, then waiting in
+/// slices as `patience` allows.
+pub(crate) fn lend_loan<H: LoanSource>(
+    py: Python<'_>,
+    g: &mut Lender<H, TxLent>,
+    n: usize,
+    patience: Patience,
+) -> PyResult<u64> {
+    // SAFETY: open and nothing lent (the caller's check); the reference is dropped, or the
+    // loan made from it is stored in `g` (`lend`), before `g` is used again.
+    let h = unsafe { g.handle_static() };
+    match h.try_loan_any(n) {
+        Ok(loan) => return Ok(g.lend(TxLent::new(loan, n))),
+        Err(TrySendError::Full) => {}
+        Err(e) => return Err(try_send_error(py, e)),
+    }
+    let deadline = match patience {
+        Patience::Try => return Err(try_send_error(py, TrySendError::Full)),
+        Patience::Until(d) => d,
+    };
+    let r = wait::in_slices(py, deadline, |d| {
+        // SAFETY: as above (the first attempt took nothing).
+        let h = unsafe { g.handle_static() };
+        match h.loan_timeout_any(n, d) {
+            Ok(loan) => Some(Ok(g.lend(TxLent::new(loan, n)))),
+            Err(SendTimeoutError::Timeout) => None,
+            Err(e) => Some(Err(e)),
+        }
+    })?;
+    match r {
+        Some(Ok(serial)) => Ok(serial),
+        Some(Err(e)) => Err(send_error(py, e)),
+        None => Err(send_error(py, SendTimeoutError::Timeout)),
+    }
+}
+
+/// What a `Loan` does to the lender it came from, whichever handle that lender holds.
+pub(crate) trait Lends {
+    fn lent(&self) -> Option<&TxLent>;
+    fn lent_mut(&mut self) -> Option<&mut TxLent>;
+    fn take(&mut self) -> Option<TxLent>;
+    fn end(&mut self);
+}
+
+impl<H: 'static> Lends for Lender<H, TxLent> {
+    fn lent(&self) -> Option<&TxLent> {
+        Lender::lent(self)
+    }
+    fn lent_mut(&mut self) -> Option<&mut TxLent> {
+        Lender::lent_mut(self)
+    }
+    fn take(&mut self) -> Option<TxLent> {
+        Lender::take(self)
+    }
+    fn end(&mut self) {
+        Lender::end(self)
+    }
+}
+
+/// Whose loan a `Loan` is.
+pub(crate) enum LoanOwner {
+    Sender(Py<FrameSender>),
+    Publisher(Py<crate::broadcast::FramePublisher>),
+}
 
 /// The sending end of a frame channel: byte strings of 0 to `max_frame` bytes.
 ///
@@ -159,7 +297,10 @@ fn sender_of(l: &mut TxLender) -> &frame::Sender {
     if l.lent().is_none() {
         return l.handle().expect("open (checked by the caller)");
     }
-    l.lent().expect("checked above").loan.sender()
+    match &l.lent().expect("checked above").loan {
+        AnyLoan::Frame(loan) => loan.sender(),
+        AnyLoan::Topic(_) => unreachable!("a frame sender lends frame loans"),
+    }
 }
 
 /// A reference taken into `py.detach`, which runs its closure on this same thread (it only
@@ -305,62 +446,11 @@ impl FrameSender {
     #[pyo3(signature = (n, timeout = None))]
     fn loan(slf: &Bound<'_, Self>, n: usize, timeout: Option<f64>) -> PyResult<Loan> {
         let py = slf.py();
-        let this = slf.get();
         let patience = Patience::from_timeout(timeout)?;
-        let mut guard = this.free_locked(py)?;
-        let g: &mut TxLender = &mut guard;
-        // SAFETY: open and nothing lent (`free_locked`); the reference is dropped, or the loan
-        // made from it is stored in `g` (`lend`), before `g` is used again.
-        let tx = unsafe { g.handle_static() };
-        let loan = match tx.try_loan(n) {
-            Ok(loan) => loan,
-            Err(TrySendError::Full) => {
-                let deadline = match patience {
-                    Patience::Try => {
-                        return Err(try_send_error(py, TrySendError::Full));
-                    }
-                    Patience::Until(d) => d,
-                };
-                let r = wait::in_slices(py, deadline, |d| {
-                    // SAFETY: as above (the first attempt took nothing).
-                    let tx = unsafe { g.handle_static() };
-                    match tx.loan_timeout(n, d) {
-                        Ok(mut loan) => {
-                            let ptr = loan.as_mut_ptr();
-                            g.lend(TxLent {
-                                loan,
-                                ptr,
-                                len: n,
-                                exports: 0,
-                            });
-                            Some(Ok(()))
-                        }
-                        Err(SendTimeoutError::Timeout) => None,
-                        Err(e) => Some(Err(e)),
-                    }
-                })?;
-                return match r {
-                    Some(Ok(())) => Ok(Loan {
-                        owner: slf.clone().unbind(),
-                        serial: g.serial(),
-                        len: n,
-                    }),
-                    Some(Err(e)) => Err(send_error(py, e)),
-                    None => Err(send_error(py, SendTimeoutError::Timeout)),
-                };
-            }
-            Err(e) => return Err(try_send_error(py, e)),
-        };
-        let mut loan = loan;
-        let ptr = loan.as_mut_ptr();
-        let serial = g.lend(TxLent {
-            loan,
-            ptr,
-            len: n,
-            exports: 0,
-        });
+        let mut g = slf.get().free_locked(py)?;
+        let serial = lend_loan(py, &mut g, n, patience)?;
         Ok(Loan {
-            owner: slf.clone().unbind(),
+            owner: LoanOwner::Sender(slf.clone().unbind()),
             serial,
             len: n,
         })
@@ -474,18 +564,34 @@ pub(crate) fn wait_for_peer(
 /// before the commit (`BufferError` otherwise).
 #[pyclass(module = "shmchan._shmchan", frozen)]
 pub struct Loan {
-    owner: Py<FrameSender>,
-    serial: u64,
-    len: usize,
+    pub(crate) owner: LoanOwner,
+    pub(crate) serial: u64,
+    pub(crate) len: usize,
 }
 
 impl Loan {
-    /// Run `f` on this loan's lent item, if it is still out.
-    fn with_lent<R>(&self, py: Python<'_>, f: impl FnOnce(&mut TxLender) -> R) -> Option<R> {
-        let owner = self.owner.get();
-        let mut g = lock(py, &owner.inner);
-        g.lent_as(self.serial)?;
-        Some(f(&mut g))
+    /// Run `f` on the lender this loan came from, if the loan is still out.
+    fn with_lent<R>(&self, py: Python<'_>, f: impl FnOnce(&mut dyn Lends) -> R) -> Option<R> {
+        match &self.owner {
+            LoanOwner::Sender(o) => {
+                let mut g = lock(py, &o.get().inner);
+                g.lent_as(self.serial)?;
+                Some(f(&mut *g))
+            }
+            LoanOwner::Publisher(o) => {
+                let mut g = lock(py, o.get().lender());
+                g.lent_as(self.serial)?;
+                Some(f(&mut *g))
+            }
+        }
+    }
+
+    /// The process generation of the loan's handle.
+    fn born(&self) -> u32 {
+        match &self.owner {
+            LoanOwner::Sender(o) => o.get().born,
+            LoanOwner::Publisher(o) => o.get().born(),
+        }
     }
 
     fn done() -> PyErr {
@@ -503,7 +609,7 @@ impl Loan {
     #[pyo3(signature = (n = None))]
     fn commit(&self, py: Python<'_>, n: Option<usize>) -> PyResult<()> {
         let n = n.unwrap_or(self.len);
-        fork::check(py, self.owner.get().born, "Loan")?;
+        fork::check(py, self.born(), "Loan")?;
         self.with_lent(py, |g| {
             let l = g.lent().expect("checked by with_lent");
             if l.exports > 0 {
@@ -516,7 +622,7 @@ impl Loan {
                 )));
             }
             let l = g.take().expect("checked by with_lent");
-            l.loan.commit(n);
+            l.commit(n);
             Ok(())
         })
         .unwrap_or_else(|| Err(Self::done()))
@@ -565,18 +671,17 @@ impl Loan {
     ) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let owner = this.owner.get();
-        let mut g = lock(py, &owner.inner);
-        let Some(l) = g.lent_as(this.serial) else {
-            return Err(Self::done());
-        };
-        // SAFETY: the loan's `len` bytes at `ptr` are ours to write until it is committed or
-        // abandoned, which both refuse while `exports > 0`, counted up here and down in
-        // `__releasebuffer__`; the view holds a reference to this `Loan`, which holds its
-        // sender.
-        unsafe { buf::export(view, slf.as_any(), l.ptr, l.len, false, flags)? };
-        l.exports += 1;
-        Ok(())
+        this.with_lent(py, |g| {
+            let l = g.lent_mut().expect("checked by with_lent");
+            // SAFETY: the loan's `len` bytes at `ptr` are ours to write until it is committed
+            // or abandoned, which both refuse while `exports > 0`, counted up here and down in
+            // `__releasebuffer__`; the view holds a reference to this `Loan`, which holds its
+            // sender or publisher.
+            unsafe { buf::export(view, slf.as_any(), l.ptr, l.len, false, flags)? };
+            l.exports += 1;
+            Ok(())
+        })
+        .unwrap_or_else(|| Err(Self::done()))
     }
 
     /// # Safety

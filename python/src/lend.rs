@@ -104,11 +104,6 @@ impl<H: 'static, L: Borrower + 'static> Lender<H, L> {
         }
     }
 
-    /// The number of the latest lend.
-    pub(crate) fn serial(&self) -> u64 {
-        self.serial
-    }
-
     /// Take the lent item back (to consume it, e.g. a loan's commit).
     pub(crate) fn take(&mut self) -> Option<L> {
         self.lent.take()

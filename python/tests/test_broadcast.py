@@ -7,7 +7,7 @@ import pytest
 
 import shmchan
 from shmchan import broadcast
-from conftest import pattern
+from conftest import new_name, pattern
 
 
 def test_in_one_process(name, backend):
@@ -92,3 +92,50 @@ def test_python_publisher_rust_subscriber(name, backend, rust):
         for i in range(500):
             pub.send(pattern(i))
         assert peer.result() == ["500", "0"]
+
+
+def test_publisher_loans(name):
+    """A frame written in place in the topic's ring: commit publishes a prefix; no commit,
+    nothing; the publisher does nothing else while a loan is out; views must be gone first."""
+    np = pytest.importorskip("numpy")
+    with broadcast.FramePublisher.create(name, capacity=8, max_frame=64) as pub:
+        with broadcast.FrameSubscriber.open(name) as sub:
+            with pub.loan(16) as loan:
+                assert len(loan) == 16
+                loan[:5] = b"hello"
+                loan.commit(5)
+            assert sub.recv(timeout=5) == b"hello"
+            with pub.loan(8) as loan:
+                loan[:2] = b"no"
+            with pytest.raises(shmchan.Empty):
+                sub.try_recv()
+            loan = pub.loan(64)
+            a = np.frombuffer(loan, np.uint8)
+            a[:] = 7
+            with pytest.raises(BufferError):
+                pub.send(b"while a loan is out")
+            with pytest.raises(BufferError):
+                pub.subscriber_count()
+            with pytest.raises(BufferError):
+                loan.commit()
+            with pytest.raises(BufferError):
+                pub.close()
+            del a
+            loan.commit()
+            assert sub.recv(timeout=5) == b"\x07" * 64
+            with pytest.raises(shmchan.TooLarge):
+                pub.loan(65)
+            assert pub.subscriber_count() == 1
+    # Block mode: a loan waits for room like a send, and try (timeout=0) says Timeout.
+    b = new_name()
+    with broadcast.FramePublisher.create(b, capacity=2, max_frame=8, overflow="block") as pub:
+        with broadcast.FrameSubscriber.open(b) as sub:
+            pub.send(b"1")
+            pub.send(b"2")
+            with pytest.raises(shmchan.Timeout):
+                pub.loan(4, timeout=0.05)
+            assert sub.recv(timeout=5) == b"1"
+            with pub.loan(4, timeout=5) as loan:
+                loan[:3] = b"abc"
+                loan.commit(3)
+            assert [sub.recv(timeout=5) for _ in range(2)] == [b"2", b"abc"]

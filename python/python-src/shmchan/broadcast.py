@@ -34,7 +34,9 @@ class FramePublisher(_FramePublisher):
 
     ``overflow="overwrite"`` (default): ``send`` never waits, and a subscriber a ring behind is
     told how many frames it lost. ``overflow="block"``: the publisher waits for the slowest live
-    subscriber (``evict_after=seconds`` drops one that is stuck).
+    subscriber (``evict_after=seconds`` drops one that is stuck). ``loan(n)`` lends a
+    writable buffer in the ring (``commit(k)`` publishes its first ``k`` bytes), as
+    ``FrameSender.loan`` does.
     """
 
     __slots__ = ()
