@@ -1,6 +1,7 @@
 //! `shmchan._shmchan`: the native half of the `shmchan` Python package (the pure-Python half is
-//! `python-src/shmchan/`). A thin layer over the Rust API: frames, pipes and broadcast frame
-//! topics, with exceptions under `shmchan.Error`.
+//! `python-src/shmchan/`). A thin layer over the Rust API: frames, pipes, broadcast frame
+//! topics, and typed channels (SPSC, MPMC, broadcast) over the library's `untyped` handles,
+//! with exceptions under `shmchan.Error`.
 //!
 //! Conventions every class here follows:
 //!
