@@ -855,10 +855,15 @@ impl Header {
             fp
         };
         if (size, align, hash) != (fp.size, fp.align, fp.type_hash) {
+            // The creator's name for its type (the origin line), for the message only: the
+            // check is on size, alignment and hash.
+            let theirs = self
+                .type_name()
+                .map_or_else(String::new, |n| format!("`{n}`, "));
             return Err(format!(
-                "payload type mismatch: the channel carries {size}-byte values (alignment \
-                 {align}, type hash {hash:#018x}); this handle is for `{}` ({} bytes, alignment \
-                 {}, type hash {:#018x})",
+                "payload type mismatch: the channel carries {theirs}{size}-byte values \
+                 (alignment {align}, type hash {hash:#018x}); this handle is for `{}` ({} \
+                 bytes, alignment {}, type hash {:#018x})",
                 fp.type_name, fp.size, fp.align, fp.type_hash
             ));
         }

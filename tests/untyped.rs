@@ -229,6 +229,12 @@ fn mismatches_are_refused_with_what_differs() {
                 text.contains("24-byte") && text.contains(&name),
                 "{what}: {text}"
             );
+            // Both sides by name: the creator's (from the header) and this handle's.
+            assert!(text.contains("`Quote`, 24-byte"), "{what}: {text}");
+            assert!(
+                text.contains(&format!("`{}`", bad.name())),
+                "{what}: {text}"
+            );
         }
         // A Rust type of the right size and alignment, under its Rust name (`[u64; 3]`), and
         // then named `Quote`.

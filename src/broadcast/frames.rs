@@ -407,6 +407,12 @@ impl FrameLoan<'_> {
         let n = self.written;
         self.commit(n);
     }
+
+    /// The publisher this loan borrows, for its queries (`subscriber_count`, `capacity`, ...)
+    /// while the loan is out.
+    pub fn publisher(&self) -> &FramePublisher {
+        self.publisher
+    }
 }
 
 #[cfg(not(loom))]
