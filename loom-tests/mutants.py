@@ -400,13 +400,15 @@ def main():
             apply(tree, i)
             only = None if full else CATCHERS.get(MUTANTS[i][1])
             failed, flaky, r = run(tree, env, i, only)
-            if only and not failed and r.returncode == 0:
+            # Not caught by its catchers (or only through loom's nondeterminism): the whole
+            # suites decide.
+            if only and not failed and (r.returncode == 0 or flaky):
                 print(f"     (not caught by {', '.join(only)} any more: running the whole suites)",
                       flush=True)
                 failed, flaky, r = run(tree, env, i, None)
             if flaky:
                 print(f"     (not counted, nondeterministic model: {', '.join(flaky)})", flush=True)
-            build_err = r.returncode != 0 and not failed
+            build_err = r.returncode != 0 and not failed and not flaky
             verdict = ("BUILD ERROR" if build_err else
                        f"caught by {', '.join(failed)}" if failed else "SURVIVED")
             if build_err:

@@ -758,9 +758,16 @@ impl PublisherCore {
             .expect("no deadline: waits until there is room")
     }
 
+    /// Room for the next message now (Block mode), probing the subscribers if a probe is due,
+    /// as `try_send` does (so a dead slowest subscriber stops holding the publisher back): its
+    /// position, or `None`.
+    fn try_room(&self) -> Option<u64> {
+        let room = self.room(false) || (self.chan.probe_due() && self.room(true));
+        room.then(|| self.ring.position())
+    }
+
     /// Wait for room for the next message (Block mode) until `deadline` (`None`: as long as it
-    /// takes); its position, or `None` if the deadline passed first. A deadline of now tries
-    /// once (and probes the subscribers if a probe is due, as `try_send` does).
+    /// takes); its position, or `None` if the deadline passed first.
     fn wait_for_room_until(&self, deadline: Option<Instant>) -> Option<u64> {
         if !self.room(false) {
             let bell = &self.chan.header().space_bell;

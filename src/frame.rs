@@ -666,6 +666,14 @@ impl Receiver {
         handle::recv_deadline(&self.chan, self.wait, deadline, |p| self.poll(p))
     }
 
+    /// The next frame's payload `(position, length)` if one is there now, without waiting
+    /// (probing the sender when a probe is due, as `try_recv` does, so that a sender killed
+    /// meanwhile is seen: `Disconnected` once everything it sent was read).
+    pub(crate) fn try_next_frame(&mut self) -> Result<(u64, u64), crate::error::TryRecvError> {
+        self.release_leaked();
+        handle::try_recv(&self.chan, |p| self.poll(p))
+    }
+
     /// The bytes of a frame [`next_frame`](Self::next_frame) returned.
     ///
     /// # Safety

@@ -1366,7 +1366,7 @@ fn read_header(
         size,
         align,
         type_hash: hash,
-        type_name: "the payload",
+        type_name: crate::layout::TypeName::Static("the payload"),
     };
     let geo = match Geometry::new(kind, &fp, capacity, senders, receivers) {
         Ok(g) if g.capacity == capacity => g,

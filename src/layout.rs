@@ -184,7 +184,7 @@ pub(crate) struct Fingerprint {
     pub(crate) size: u64,
     pub(crate) align: u64,
     pub(crate) type_hash: u64,
-    pub(crate) type_name: &'static str,
+    pub(crate) type_name: TypeName,
 }
 
 impl Fingerprint {
@@ -195,7 +195,7 @@ impl Fingerprint {
             size: 1,
             align: 8,
             type_hash: fnv1a64(NAME.as_bytes()),
-            type_name: NAME,
+            type_name: TypeName::Static(NAME),
         }
     }
 
@@ -209,7 +209,7 @@ impl Fingerprint {
             size: 8 + (max_frame as u64).next_multiple_of(8),
             align: 8,
             type_hash: fnv1a64(Self::FRAMES.as_bytes()),
-            type_name: Self::FRAMES,
+            type_name: TypeName::Static(Self::FRAMES),
         }
     }
 
@@ -225,7 +225,8 @@ impl Fingerprint {
     /// Is this a frame topic's payload ([`frames`](Self::frames) or
     /// [`any_frames`](Self::any_frames))?
     pub(crate) fn is_frames(&self) -> bool {
-        self.type_hash == fnv1a64(Self::FRAMES.as_bytes()) && self.type_name == Self::FRAMES
+        self.type_hash == fnv1a64(Self::FRAMES.as_bytes())
+            && self.type_name.as_str() == Self::FRAMES
     }
 
     /// The payload `T`, named `name` instead of by its Rust type name when the options give
@@ -250,8 +251,15 @@ impl Fingerprint {
         if name.chars().any(char::is_control) {
             return Err(format!("type name {name:?} holds control characters"));
         }
-        if size == 0 {
-            return Err(format!("payload type {name:?}: a size of 0 bytes"));
+        if size == 0 || size > MAX_ELEMENT {
+            return Err(format!(
+                "payload type {name:?}: a size of {size} bytes (1 to {MAX_ELEMENT} are supported)"
+            ));
+        }
+        if name == "frames" || name == "bytes" {
+            return Err(format!(
+                "type name {name:?} is reserved for frame topics and byte rings"
+            ));
         }
         if !align.is_power_of_two() || size % align != 0 {
             return Err(format!(
@@ -263,7 +271,7 @@ impl Fingerprint {
             size: size as u64,
             align: align as u64,
             type_hash: fnv1a64(name.as_bytes()),
-            type_name: intern(name),
+            type_name: TypeName::inline(name),
         })
     }
 
@@ -273,26 +281,68 @@ impl Fingerprint {
             size: size_of::<T>() as u64,
             align: align_of::<T>() as u64,
             type_hash: fnv1a64(short_type_name(type_name).as_bytes()),
-            type_name,
+            type_name: TypeName::Static(type_name),
         }
     }
 }
 
-/// `name`, kept for the life of the process: a [`Fingerprint`] names its type with a
-/// `&'static str`. Each distinct name is leaked once (a process names few types).
-fn intern(name: &str) -> &'static str {
-    use std::collections::HashSet;
-    // A registry of strings, not a primitive of any channel protocol: loom has nothing to model.
-    #[allow(clippy::disallowed_types)]
-    static NAMES: std::sync::Mutex<Option<HashSet<&'static str>>> = std::sync::Mutex::new(None);
-    let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
-    let names = names.get_or_insert_with(HashSet::new);
-    if let Some(&kept) = names.get(name) {
-        return kept;
+/// The largest payload a run-time element may have (1 GiB: far above any message type, and
+/// small enough that no slot arithmetic overflows; `Geometry::new` bounds a ring's total size).
+const MAX_ELEMENT: usize = 1 << 30;
+
+/// A payload type's name: a Rust type's (`std::any::type_name`, static), or one given at run
+/// time (`Options::type_name`, `untyped::Element`), kept inline so that a [`Fingerprint`] stays
+/// `Copy` without a registry of names (which a process taking names from its input would grow
+/// without bound, and whose lock a `fork` could leave held in the child).
+#[derive(Clone, Copy)]
+pub(crate) enum TypeName {
+    Static(&'static str),
+    Inline {
+        bytes: [u8; TYPE_NAME_BYTES],
+        len: u8,
+    },
+}
+
+impl TypeName {
+    /// `name`, of at most [`TYPE_NAME_BYTES`] bytes (checked by the caller).
+    fn inline(name: &str) -> TypeName {
+        let mut bytes = [0u8; TYPE_NAME_BYTES];
+        bytes[..name.len()].copy_from_slice(name.as_bytes());
+        TypeName::Inline {
+            bytes,
+            len: name.len() as u8,
+        }
     }
-    let kept: &'static str = Box::leak(name.to_owned().into_boxed_str());
-    names.insert(kept);
-    kept
+
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            TypeName::Static(s) => s,
+            // Copied whole from a `&str` in `inline`: valid UTF-8.
+            TypeName::Inline { bytes, len } => {
+                std::str::from_utf8(&bytes[..*len as usize]).unwrap_or("?")
+            }
+        }
+    }
+}
+
+impl PartialEq for TypeName {
+    fn eq(&self, other: &TypeName) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for TypeName {}
+
+impl std::fmt::Debug for TypeName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl std::fmt::Display for TypeName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// The type name without module paths: `sender::msg::Tick<u64>` becomes `Tick<u64>`. Two
@@ -596,7 +646,11 @@ impl Geometry {
         // the stamp, so the signal and the data travel in one cache line.
         let a = (fp.align as usize).max(8);
         let payload_offset = 8usize.next_multiple_of(a);
-        let stride = (payload_offset + fp.size as usize).next_multiple_of(a);
+        let stride = usize::try_from(fp.size)
+            .ok()
+            .and_then(|size| size.checked_add(payload_offset))
+            .and_then(|s| s.checked_next_multiple_of(a))
+            .ok_or_else(|| format!("a payload of {} bytes does not fit in memory", fp.size))?;
         let align = (fp.align as usize).max(LINE);
         // A broadcast topic's control line and one line per subscriber come first.
         let extra = if kind == Kind::Broadcast {
@@ -760,7 +814,7 @@ impl Header {
         o.created_ns.store(created_ns, r);
         o.creator_pid.store(pid, r);
         o.creator_uid.store(uid, r);
-        let full = short_type_name(fp.type_name);
+        let full = short_type_name(fp.type_name.as_str());
         let mut cut = full.len().min(TYPE_NAME_BYTES);
         while !full.is_char_boundary(cut) {
             cut -= 1;
@@ -859,7 +913,7 @@ impl Header {
             // check is on size, alignment and hash.
             let theirs = self
                 .type_name()
-                .map_or_else(String::new, |n| format!("`{n}`, "));
+                .map_or_else(String::new, |n| format!("`{}`, ", n.escape_debug()));
             return Err(format!(
                 "payload type mismatch: the channel carries {theirs}{size}-byte values \
                  (alignment {align}, type hash {hash:#018x}); this handle is for `{}` ({} \

@@ -243,9 +243,9 @@ impl Options {
     /// `Quote`, `Tick<u64>` is `Tick<u64>`), which a program in another language cannot
     /// always spell. Give both sides the same name: a Rust `Quote` and a Python
     /// `numpy.dtype` or a [`untyped::Element`](crate::untyped::Element) named `"Quote"` of
-    /// the same size and alignment then agree. A name is 1 to 104 bytes, without `::`
-    /// (`create` and `open` return [`Error::InvalidOptions`](crate::Error::InvalidOptions)
-    /// otherwise). Frames and pipes carry bytes and ignore it.
+    /// the same size and alignment then agree. A name is 1 to 104 bytes, without `::` or
+    /// control characters, and not `frames` or `bytes` (reserved for byte channels): `create`
+    /// and `open` return [`Error::InvalidOptions`](crate::Error::InvalidOptions) otherwise. Frames and pipes carry bytes and ignore it.
     ///
     /// ```
     /// use shmchan::{spsc, untyped, Options};

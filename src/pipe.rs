@@ -38,7 +38,7 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use crate::chan::{Chan, Role};
-use crate::error::{Error, RecvTimeoutError};
+use crate::error::{Error, RecvTimeoutError, TryRecvError};
 use crate::frame;
 use crate::layout::Kind;
 use crate::options::{Options, WaitStrategy};
@@ -66,6 +66,15 @@ pub fn pipe(capacity: usize) -> Result<(Writer, Reader), Error> {
 
 fn broken_pipe() -> io::Error {
     io::Error::new(io::ErrorKind::BrokenPipe, "the pipe's reader is gone")
+}
+
+/// How long a read may wait.
+#[derive(Clone, Copy)]
+enum Patience {
+    /// Not at all (probing the writer when a probe is due, as `try_recv` does).
+    Try,
+    /// Until the deadline (`None`: as long as it takes).
+    Until(Option<Instant>),
 }
 
 fn would_block(what: &str) -> io::Error {
@@ -284,7 +293,7 @@ impl Reader {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.read_until(buf, Some(Instant::now()))
+        self.read_until(buf, Patience::Try)
             .map_err(|()| would_block("nothing to read in the pipe yet"))
     }
 
@@ -294,7 +303,7 @@ impl Reader {
     /// # Errors
     /// [`io::ErrorKind::TimedOut`] if nothing came in time.
     pub fn read_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<usize> {
-        self.read_until(buf, crate::chan::deadline_after(timeout))
+        self.read_until(buf, Patience::Until(crate::chan::deadline_after(timeout)))
             .map_err(|()| timed_out("nothing came through the pipe in time"))
     }
 }
@@ -305,7 +314,7 @@ impl io::BufRead for Reader {
     /// for ever, as with a FIFO: once a new writer attaches, the next call waits for (and
     /// returns) what it writes.
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        let Ok(Some((pos, len))) = self.available(None) else {
+        let Ok(Some((pos, len))) = self.available(Patience::Until(None)) else {
             return Ok(&[]);
         };
         // SAFETY: `(pos, len)` came from `next_frame` and is released only in `consume` (or
@@ -331,11 +340,10 @@ impl io::BufRead for Reader {
 }
 
 impl Reader {
-    /// The record being read, with bytes left in it (waiting for the next one until
-    /// `deadline`, `None`: as long as it takes): its position and length; `None` at end of
-    /// file, or in a forked child's copy, which reads nothing of its parent's pipe; `Err` if
-    /// the deadline passed first.
-    fn available(&mut self, deadline: Option<Instant>) -> Result<Option<(u64, u64)>, ()> {
+    /// The record being read, with bytes left in it (waiting for the next one as `patience`
+    /// says): its position and length; `None` at end of file, or in a forked child's copy,
+    /// which reads nothing of its parent's pipe; `Err` if there was none in time.
+    fn available(&mut self, patience: Patience) -> Result<Option<(u64, u64)>, ()> {
         if self.inner.chan().forked() {
             return Ok(None);
         }
@@ -347,7 +355,14 @@ impl Reader {
                 self.inner.release(len);
                 self.current = None;
             }
-            match self.inner.next_frame(deadline) {
+            let next = match patience {
+                Patience::Try => self.inner.try_next_frame().map_err(|e| match e {
+                    TryRecvError::Empty => RecvTimeoutError::Timeout,
+                    TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
+                }),
+                Patience::Until(deadline) => self.inner.next_frame(deadline),
+            };
+            match next {
                 Ok(at) => {
                     self.current = Some(at);
                     self.consumed = 0;
@@ -358,14 +373,13 @@ impl Reader {
         }
     }
 
-    /// [`read`](io::Read::read), waiting until `deadline` (`None`: as long as it takes);
-    /// `Err` if it passed with nothing read.
-    fn read_until(&mut self, buf: &mut [u8], deadline: Option<Instant>) -> Result<usize, ()> {
+    /// [`read`](io::Read::read), waiting as `patience` says; `Err` if nothing came in time.
+    fn read_until(&mut self, buf: &mut [u8], patience: Patience) -> Result<usize, ()> {
         use io::BufRead;
         if buf.is_empty() {
             return Ok(0);
         }
-        let Some((pos, len)) = self.available(deadline)? else {
+        let Some((pos, len)) = self.available(patience)? else {
             return Ok(0);
         };
         let n = (len as usize - self.consumed).min(buf.len());
@@ -391,7 +405,8 @@ impl io::Read for Reader {
     /// Read what is there (at least one byte), waiting for some as long as it takes; `Ok(0)`
     /// only at end of file.
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        Ok(self.read_until(buf, None).unwrap_or(0)) // no deadline: never `Err`
+        // No deadline: never `Err`.
+        Ok(self.read_until(buf, Patience::Until(None)).unwrap_or(0))
     }
 }
 

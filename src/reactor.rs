@@ -486,8 +486,9 @@ static CURRENT: crate::sync::AtomicU64 = crate::sync::AtomicU64::new(0);
 /// A mapping of `len` bytes at `base` is going away (a region unmapped, a heap block freed):
 /// drop every registration of a word inside it, without waking anyone.
 ///
-/// Only a leaked future (`mem::forget`, so its `Drop` never deregistered) can still be
-/// registered there: a future borrows its handle, which owns the mapping. Such a registration
+/// Only a leaked future (`mem::forget`, so its `Drop` never deregistered), or an
+/// `untyped::Waiting` kept after its handle was dropped, can still be registered there: a
+/// future borrows its handle, which owns the mapping. Such a registration
 /// used to stay until the kernel refused its word (`EFAULT`); but the address is often mapped
 /// again (the next channel of the same size lands there), and fresh memory holding the
 /// registered value (a new doorbell's `seq` is 0, like most first reads) made `futex_waitv`
@@ -613,9 +614,13 @@ pub(crate) struct Wait {
     /// Our registration with `reactor`, if any.
     key: Option<Key>,
     reactor: Option<&'static Reactor>,
-    /// The `seq` value our last [`Doorbell::prepare`] read (the flag it set is still set while
-    /// `seq` holds it).
-    armed: Option<u32>,
+    /// The doorbell (its `seq`'s address) our last [`Doorbell::prepare`] was on, and the
+    /// `seq` value it read (the flag it set is still set while that `seq` holds it). The
+    /// address too: a `Wait` polled on another doorbell (an `untyped::Waiting` kept for the
+    /// next operation, on another channel) whose `seq` happens to hold the same value (every
+    /// new doorbell starts at 0) must arm that one; skipping it left the notifier seeing no
+    /// sleeper, and the task woken only by the reactor's 40 ms tick.
+    armed: Option<(usize, u32)>,
     /// When we last asked the kernel about the peers.
     last_probe: Option<Instant>,
 }
@@ -668,11 +673,12 @@ impl Wait {
         // Arm: set the sleepers flag unless the flag we set is still up (see the module docs).
         // Acquire: pairs with the Release bump in `Doorbell::wake`, as in `prepare`.
         let seq = bell.seq.load(Ordering::Acquire);
+        let at = std::ptr::from_ref(&bell.seq) as usize;
         let expected = match self.armed {
-            Some(s) if s == seq => s,
+            Some((a, s)) if a == at && s == seq => s,
             _ => {
                 let s = bell.prepare();
-                self.armed = Some(s);
+                self.armed = Some((at, s));
                 s
             }
         };
@@ -744,4 +750,38 @@ pub fn registered_waiters() -> usize {
         return 0;
     }
     r.lock().slots.iter().flatten().count()
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// A `Wait` that waited on one doorbell and is then polled on another whose `seq` holds
+    /// the same value (every new doorbell starts at 0) arms that one too: its sleeper flag is
+    /// what makes a notifier bump `seq` and wake the reactor. (It was skipped, and the task
+    /// woken only by the reactor's 40 ms tick: an `untyped::Waiting` kept for the next
+    /// operation, on another channel.)
+    #[test]
+    fn a_wait_moved_to_another_doorbell_arms_it() {
+        let bell = || Doorbell {
+            seq: AtomicU32::new(0),
+            sleepers: AtomicU32::new(0),
+        };
+        let (a, b) = (bell(), bell());
+        let mut w = Wait::new();
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(w.poll(&mut cx, &a, |_| Poll::<()>::Pending).is_pending());
+        assert_ne!(
+            a.sleepers.load(Ordering::Relaxed),
+            0,
+            "the first doorbell is armed"
+        );
+        assert!(w.poll(&mut cx, &b, |_| Poll::<()>::Pending).is_pending());
+        assert_ne!(
+            b.sleepers.load(Ordering::Relaxed),
+            0,
+            "the second doorbell is armed"
+        );
+        w.cancel();
+    }
 }

@@ -48,9 +48,10 @@ use crate::reactor::Wait;
 /// A payload type described at run time: its name, its size in bytes and its alignment.
 ///
 /// The name is what both sides agree on, in place of a Rust type name (see
-/// [`Options::type_name`](crate::Options::type_name)): 1 to 104 bytes, without `::`. The size
-/// is at least 1, the alignment a power of two that divides it (as for any Rust or C type);
-/// `create` and `open` return [`Error::InvalidOptions`] otherwise.
+/// [`Options::type_name`](crate::Options::type_name)): 1 to 104 bytes, without `::` or control
+/// characters, not `frames` or `bytes`. The size is 1 byte to 1 GiB, the alignment a power of
+/// two that divides it (as for any Rust or C type); `create` and `open` return
+/// [`Error::InvalidOptions`] otherwise.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Element {
     name: String,

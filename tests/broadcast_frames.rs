@@ -463,3 +463,62 @@ fn bounded_loans_in_block_mode() {
         assert_eq!(rx.try_recv().unwrap(), b"ok", "{backend}");
     }
 }
+
+/// `try_loan` in Block mode asks the kernel about a slowest subscriber that holds it back, as
+/// `try_send` does: once that subscriber is killed, a `try_loan` loop gets a loan (within the
+/// 40 ms probe period), where it stayed `Full` for good. Every backend.
+#[test]
+fn try_loan_notices_a_killed_slowest_subscriber() {
+    for backend in backends() {
+        let name = unique_name("bcf-try-loan-kill");
+        let _c = Cleanup(name.clone(), backend.clone());
+        let opts = Options::new()
+            .backend(backend.clone())
+            .capacity(4)
+            .max_frame(64)
+            .overflow(Overflow::Block { evict_after: None });
+        let mut tx = FramePublisher::create(&name, &opts).unwrap();
+        let mut child = subscriber(&name, &backend, 64, &[("SHMCHAN_TEST_BLOCK", "1".into())]);
+        // Stopped: alive, not reading.
+        // SAFETY: plain system call on our own child's pid.
+        unsafe { libc::kill(child.pid() as i32, libc::SIGSTOP) };
+        let mut sent = 0;
+        let t0 = Instant::now();
+        while sent < 4 {
+            match tx.try_loan(8) {
+                Ok(loan) => {
+                    loan.commit(8);
+                    sent += 1;
+                }
+                Err(frame::TrySendError::Full) => {
+                    assert!(t0.elapsed() < SHORT, "never room for 4 frames on {backend}");
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(e) => panic!("{e} on {backend}"),
+            }
+        }
+        assert!(
+            matches!(tx.try_loan(8), Err(frame::TrySendError::Full)),
+            "{backend}"
+        );
+        child.kill9();
+        child.wait(SHORT);
+        let t0 = Instant::now();
+        loop {
+            match tx.try_loan(8) {
+                Ok(loan) => {
+                    loan.commit(8);
+                    break;
+                }
+                Err(frame::TrySendError::Full) => {
+                    assert!(
+                        t0.elapsed() < SHORT,
+                        "try_loan stayed Full after the subscriber was killed on {backend}"
+                    );
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(e) => panic!("{e} on {backend}"),
+            }
+        }
+    }
+}

@@ -287,3 +287,46 @@ fn try_and_timeout_forms_never_wait_past_their_bound() {
         assert_eq!(e.kind(), ErrorKind::BrokenPipe, "{backend}");
     }
 }
+
+/// `try_read` asks the kernel about a writer it has not heard from, as `try_recv` does: after
+/// the writer is killed and everything it wrote is read, a `try_read` loop gets end of file
+/// (`Ok(0)`), where it stayed `WouldBlock` for good. Every backend.
+#[test]
+fn try_read_sees_end_of_file_after_the_writer_is_killed() {
+    use std::io::ErrorKind;
+    for backend in backends() {
+        let name = unique_name("pipe-try-kill");
+        let _c = Cleanup(name.clone(), backend.clone());
+        let opts = Options::new().backend(backend.clone()).capacity(1 << 16);
+        let mut r = pipe::Reader::create(&name, &opts).unwrap();
+        let mut child = spawn(
+            "pipe-write",
+            &name,
+            &backend,
+            &[
+                ("SHMCHAN_TEST_N", "1000".into()),
+                ("SHMCHAN_TEST_HANG", "1".into()),
+            ],
+        );
+        child.expect_line("WROTE", SHORT);
+        child.kill9();
+        child.wait(SHORT);
+        let (mut at, t0) = (0u64, Instant::now());
+        let mut buf = [0u8; 256];
+        loop {
+            match r.try_read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => at += n as u64,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    assert!(
+                        t0.elapsed() < SHORT,
+                        "no end of file after {at} bytes on {backend}"
+                    );
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(e) => panic!("{e} on {backend}"),
+            }
+        }
+        assert_eq!(at, 1000, "{backend}");
+    }
+}

@@ -30,6 +30,14 @@ type SendFn = Box<dyn Fn(&[u8])>;
 /// A receive into a buffer, whichever the kind.
 type RecvFn = Box<dyn Fn(&mut [u8]) -> Result<usize, RecvTimeoutError>>;
 
+/// Held by the tests that count the process's async registrations (`registered_waiters`), so
+/// that none of them runs beside another that registers.
+static ASYNC: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ASYNC.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn element() -> Element {
     Element::of::<Msg>("Msg")
 }
@@ -103,6 +111,11 @@ fn child_main() {
         (other, _) => panic!("unknown role {other}"),
     }
     println!("SENT");
+    if std::env::var("SHMCHAN_TEST_HANG").as_deref() == Ok("1") {
+        loop {
+            std::thread::sleep(Duration::from_secs(60)); // until killed
+        }
+    }
 }
 
 /// Check a received run of `Msg` bytes against the next sequence numbers.
@@ -411,8 +424,8 @@ fn broadcast_topics_have_typed_and_untyped_peers() {
                         for chunk in buf[..16 * n].chunks_exact(16) {
                             let m: Msg = bytemuck::pod_read_unaligned(chunk);
                             assert!(m.is_intact(), "torn {m:?} on {backend}");
-                            assert!(m.seq >= next, "order on {backend}");
-                            next = m.seq + 1;
+                            assert_eq!(m.seq, next, "order, nothing lost unreported, on {backend}");
+                            next += 1;
                         }
                     }
                     Err(broadcast::TryRecvError::Lagged(n)) => {
@@ -441,6 +454,7 @@ fn async_calls_wait_and_cancel_cleanly() {
     fn send<F: Send>(f: F) -> F {
         f
     }
+    let _serial = serial();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_time()
@@ -511,4 +525,132 @@ fn async_calls_wait_and_cancel_cleanly() {
         .unwrap();
     assert_eq!(rt.block_on(reader).unwrap(), 100);
     assert_eq!(shmchan::registered_waiters(), 0);
+}
+
+/// A typed sender killed with `kill -9` after sending: the untyped receiver gets every message,
+/// then `Disconnected`; a new sender in another process goes on, and the same receiver takes
+/// its messages in order. SPSC and MPMC, every backend.
+#[test]
+fn an_untyped_receiver_outlives_a_killed_sender() {
+    for kind in ["spsc", "mpmc"] {
+        for backend in backends() {
+            let name = unique_name("untyped-kill");
+            let _c = Cleanup(name.clone(), backend.clone());
+            // Room for all 1000: the sender finishes before it is killed.
+            let opts = Options::new().backend(backend.clone()).capacity(1024);
+            let on = format!("({kind} on {backend})");
+            let recv: RecvFn = if kind == "mpmc" {
+                let rx = untyped::mpmc::Receiver::create(&name, &element(), &opts).unwrap();
+                Box::new(move |b| rx.recv_timeout(b, LONG))
+            } else {
+                let rx = untyped::spsc::Receiver::create(&name, &element(), &opts).unwrap();
+                Box::new(move |b| rx.recv_timeout(b, LONG))
+            };
+            let mut buf = vec![0u8; 16 * 10];
+            for life in 0..2 {
+                let mut child = spawn(
+                    "typed-send",
+                    &name,
+                    &backend,
+                    &[
+                        ("SHMCHAN_TEST_N", "1000".into()),
+                        ("SHMCHAN_TEST_KIND", kind.into()),
+                        ("SHMCHAN_TEST_HANG", "1".into()),
+                    ],
+                );
+                child.expect_line("SENT", LONG);
+                child.kill9();
+                child.wait(SHORT);
+                let mut next = 0u64;
+                loop {
+                    match recv(&mut buf) {
+                        Ok(n) => check(&buf[..16 * n], &mut next, &on),
+                        Err(RecvTimeoutError::Disconnected) => break,
+                        Err(e) => panic!("{e} after {next} in life {life} {on}"),
+                    }
+                }
+                assert_eq!(next, 1000, "life {life} {on}");
+            }
+        }
+    }
+}
+
+/// A handle copied into a child by `fork` refuses every call (its parent's ring position is
+/// not the child's to use), and the parent goes on as if nothing happened.
+#[test]
+fn forked_copies_refuse() {
+    let name = unique_name("untyped-fork");
+    let _c = Cleanup(name.clone(), shmchan::Backend::Posix);
+    let opts = Options::new();
+    let tx = untyped::spsc::Sender::create(&name, &element(), &opts).unwrap();
+    let rx = untyped::spsc::Receiver::open(&name, &element(), &opts).unwrap();
+    tx.send(&msg_bytes(1)).unwrap();
+    // SAFETY: the child only calls the handles (no lock of the parent's is taken: no thread
+    // of ours holds one) and `_exit`s.
+    match unsafe { libc::fork() } {
+        0 => {
+            let mut buf = [0u8; 16];
+            let ok = tx.try_send(&msg_bytes(2)).is_err()
+                && rx.try_recv(&mut buf) == Err(TryRecvError::Disconnected)
+                && !tx.is_connected();
+            // SAFETY: leaves the child at once.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) }
+        }
+        -1 => panic!("fork failed"),
+        pid => {
+            let mut status = 0;
+            // SAFETY: waits for our own child.
+            assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+            assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+        }
+    }
+    let mut buf = [0u8; 32];
+    assert_eq!(rx.try_recv(&mut buf), Ok(1));
+    assert_eq!(buf[..16], msg_bytes(1));
+    assert_eq!(
+        rx.try_recv(&mut buf),
+        Err(TryRecvError::Empty),
+        "the child sent nothing"
+    );
+}
+
+/// A receive dropped after it registered and after a message came (before it was polled
+/// again) takes nothing: the next receive gets the message. Empty buffers receive nothing,
+/// at once; an element of absurd size, or a reserved name, is refused with an error.
+#[test]
+fn cancelled_receives_take_nothing_and_odd_calls_are_answered() {
+    use std::future::Future;
+    use std::task::{Context, Waker};
+    let _serial = serial();
+    let name = unique_name("untyped-cancel");
+    let _c = Cleanup(name.clone(), shmchan::Backend::Posix);
+    let opts = Options::new();
+    let tx = untyped::spsc::Sender::create(&name, &element(), &opts).unwrap();
+    let mut rx = untyped::spsc::Receiver::open(&name, &element(), &opts).unwrap();
+    let mut buf = [0u8; 16];
+    {
+        let mut fut = Box::pin(rx.recv_async(&mut buf));
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(fut.as_mut().poll(&mut cx).is_pending());
+        tx.send(&msg_bytes(7)).unwrap();
+    } // dropped unpolled: it took nothing
+    assert_eq!(shmchan::registered_waiters(), 0);
+    assert_eq!(rx.try_recv(&mut buf), Ok(1));
+    assert_eq!(buf, msg_bytes(7));
+    assert_eq!(rx.try_recv(&mut []), Ok(0));
+    assert_eq!(rx.recv_timeout(&mut [], SHORT), Ok(0));
+    assert_eq!(tx.try_send(&[]), Ok(0));
+    for (bad, says) in [
+        (Element::new("Huge", usize::MAX, 1), "bytes (1 to"),
+        (Element::new("Huge", usize::MAX - 7, 8), "bytes (1 to"),
+        (Element::new("frames", 24, 8), "reserved"),
+        (Element::new("bytes", 8, 8), "reserved"),
+    ] {
+        let name = unique_name("untyped-odd");
+        let e = untyped::spsc::Sender::create(&name, &bad, &opts).unwrap_err();
+        assert!(
+            matches!(&e, Error::InvalidOptions { reason } if reason.contains(says)),
+            "{bad:?}: {e}"
+        );
+    }
 }

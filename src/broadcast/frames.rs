@@ -283,12 +283,14 @@ impl FramePublisher {
     /// ```
     #[cfg(not(loom))]
     pub fn try_loan(&mut self, len: usize) -> Result<FrameLoan<'_>, TrySendError> {
-        self.loan_until(len, Some(Instant::now()))
-            .map_err(|e| match e {
-                SendTimeoutError::TooLarge { len, max } => TrySendError::TooLarge { len, max },
-                SendTimeoutError::Timeout => TrySendError::Full,
-                SendTimeoutError::Disconnected => TrySendError::Disconnected,
-            })
+        if let Some((len, max)) = self.too_large(len) {
+            return Err(TrySendError::TooLarge { len, max });
+        }
+        if self.core.chan.forked() {
+            return Err(TrySendError::Disconnected);
+        }
+        let pos = self.core.try_room().ok_or(TrySendError::Full)?;
+        Ok(self.lend(pos, len))
     }
 
     /// As [`loan`](Self::loan), waiting for room at most `timeout`.
@@ -321,13 +323,19 @@ impl FramePublisher {
             .core
             .wait_for_room_until(deadline)
             .ok_or(SendTimeoutError::Timeout)?;
+        Ok(self.lend(pos, len))
+    }
+
+    /// A loan of `len` bytes of the slot at `pos`, which has room (marked as being written).
+    #[cfg(not(loom))]
+    fn lend(&mut self, pos: u64, len: usize) -> FrameLoan<'_> {
         self.core.ring.begin(&self.core.slots, pos);
-        Ok(FrameLoan {
+        FrameLoan {
             publisher: self,
             pos,
             len,
             written: 0,
-        })
+        }
     }
 
     /// How many subscribers are attached and alive now (asking the kernel about each), not

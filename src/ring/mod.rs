@@ -138,10 +138,11 @@ impl Slots {
         out
     }
 
-    /// Store `bytes`, one payload of a size known at run time (`untyped` topics), into the
-    /// slot for `pos` with [`copy_to_shared`](copy::copy_to_shared): race-free, as a lapped
-    /// subscriber may load them meanwhile; ordered by the stamps around them as
-    /// [`store_words`](Self::store_words)' stores are.
+    /// Store `bytes`, one payload of a size known at run time (`untyped`), into the slot for
+    /// `pos` with [`copy_to_shared`](copy::copy_to_shared): race-free, so it is safe whoever
+    /// else reads the slot (a lapped broadcast subscriber, a peer breaking the protocol); the
+    /// caller's ring protocol says when the slot is its to write and orders the bytes with the
+    /// slot's stamp (as [`store_words`](Self::store_words)' stores are ordered).
     #[cfg(not(loom))]
     #[inline]
     pub(crate) fn store_bytes(&self, pos: u64, bytes: &[u8]) {
@@ -155,9 +156,10 @@ impl Slots {
         unsafe { copy::copy_to_shared(self.slot(pos), bytes.as_ptr(), bytes.len()) }
     }
 
-    /// Load the payload of the slot for `pos` into `out`, `out.len()` bytes (`untyped`
-    /// topics), with [`copy_from_shared`](copy::copy_from_shared): race-free (the caller checks
-    /// the stamp again before using them, as for [`load_words`](Self::load_words)).
+    /// Load the payload of the slot for `pos` into `out`, `out.len()` bytes (`untyped`), with
+    /// [`copy_from_shared`](copy::copy_from_shared): race-free (a broadcast subscriber checks
+    /// the stamp again before using them, as for [`load_words`](Self::load_words); an SPSC or
+    /// MPMC receiver reads a slot its protocol made its own).
     #[cfg(not(loom))]
     #[inline]
     pub(crate) fn load_bytes(&self, pos: u64, out: &mut [u8]) {
@@ -428,38 +430,6 @@ impl Slots {
                 size_of::<T>(),
             )
         }
-    }
-
-    /// Copy `bytes`, one payload whose size is known only at run time (`untyped`), into the
-    /// slot for `pos`, race-free as [`write_from`](Self::write_from).
-    ///
-    /// # Safety
-    /// As for [`write`](Self::write), with `bytes.len()` the geometry's payload size in place
-    /// of `T`'s.
-    #[inline]
-    pub(crate) unsafe fn write_bytes(&self, pos: u64, bytes: &[u8]) {
-        debug_assert!(bytes.len() <= self.payload_words * 8);
-        self.track(pos).write();
-        // SAFETY: the slot's payload starts 8-aligned and spans the payload size rounded up to
-        // 8 bytes inside the slot (see `slot`), which `bytes.len()` is (this function's
-        // contract), padding included; the caller owns the slot; `bytes` is the caller's
-        // memory, never the slot.
-        unsafe { copy::copy_to_shared(self.slot(pos), bytes.as_ptr(), bytes.len()) }
-    }
-
-    /// Copy the slot for `pos` into `out`, one payload whose size is known only at run time
-    /// (`untyped`), race-free as [`read_into`](Self::read_into).
-    ///
-    /// # Safety
-    /// As for [`read`](Self::read), with `out.len()` the geometry's payload size in place of
-    /// `T`'s.
-    #[inline]
-    pub(crate) unsafe fn read_bytes(&self, pos: u64, out: &mut [u8]) {
-        debug_assert!(out.len() <= self.payload_words * 8);
-        self.track(pos).read();
-        // SAFETY: the slot's payload is in bounds (see `slot`), `out.len()` bytes (this
-        // function's contract); the slot is published and ours; `out` is the caller's memory.
-        unsafe { copy::copy_from_shared(out.as_mut_ptr(), self.slot(pos), out.len()) }
     }
 
     /// Copy `value` into the slot for `pos`.

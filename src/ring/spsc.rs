@@ -204,17 +204,41 @@ impl Producer {
         slots: &Slots,
         values: &[T],
     ) -> Result<usize, Error> {
+        let write = |pos, i: usize| {
+            // SAFETY: `push_slice_with` hands out only slots the consumer cannot read (see
+            // there); we are the only producer; `T` is the payload type (this function's
+            // contract).
+            unsafe { slots.write(pos, values[i]) }
+        };
+        // SAFETY: this function's contract is `push`'s; `write` writes value `i` of `values`
+        // (`i < values.len()`), the whole payload, into the slot it is given, and nothing else.
+        unsafe { self.push_slice_with(hdr, slots, values.len(), write) }
+    }
+
+    /// [`push_slice`](Self::push_slice) of `want` values that `write(pos, i)` writes, value
+    /// `i` into the slot for `pos` (a copy of a size known at run time, for `untyped`).
+    ///
+    /// # Safety
+    /// As for [`push`](Self::push); `write` must write the whole payload of the slot it is
+    /// given, and nothing else.
+    #[inline]
+    pub(crate) unsafe fn push_slice_with(
+        &self,
+        hdr: &Header,
+        slots: &Slots,
+        want: usize,
+        mut write: impl FnMut(u64, usize),
+    ) -> Result<usize, Error> {
         let tail = self.tail.get();
-        let want = values.len() as u64;
-        let n = want.min(self.room(hdr, tail, want)?);
+        let n = (want as u64).min(self.room(hdr, tail, want as u64)?);
         if n == 0 {
             return Err(Error::WouldBlock);
         }
         let mut pos = tail;
-        for &value in &values[..n as usize] {
-            // SAFETY: `pos - head < capacity` for every `pos` in `tail..tail + n`, so none of
-            // these slots is one the consumer may still read; we are the only producer.
-            unsafe { slots.write(pos, value) };
+        for i in 0..n as usize {
+            // `pos - head < capacity` for every `pos` in `tail..tail + n`, so none of these
+            // slots is one the consumer may still read.
+            write(pos, i);
             let next = pos.wrapping_add(1);
             // SYNC POINT (publish): as in `push`; the consumer may take each message as soon
             // as its own stamp is set.
@@ -392,18 +416,42 @@ impl Consumer {
         slots: &Slots,
         buf: &mut [T],
     ) -> Result<usize, Error> {
+        let want = buf.len();
+        let read = |pos, i: usize| {
+            // SAFETY: as in `pop`, for position `pos`: published, and not reused until `head`
+            // moves past it, which `pop_slice_with` does only after the last read; `T` is the
+            // payload type (this function's contract).
+            buf[i] = unsafe { slots.read(pos) };
+        };
+        // SAFETY: this function's contract is `pop`'s; `read` only reads the slot it is given
+        // (into `buf[i]`, `i < buf.len()`).
+        unsafe { self.pop_slice_with(hdr, slots, want, read) }
+    }
+
+    /// [`pop_slice`](Self::pop_slice) of up to `want` values that `read(pos, i)` copies out,
+    /// value `i` from the slot for `pos` (a copy of a size known at run time, for `untyped`).
+    ///
+    /// # Safety
+    /// As for [`pop`](Self::pop); `read` must only read the slot it is given.
+    #[inline]
+    pub(crate) unsafe fn pop_slice_with(
+        &self,
+        hdr: &Header,
+        slots: &Slots,
+        want: usize,
+        mut read: impl FnMut(u64, usize),
+    ) -> Result<usize, Error> {
         let head = self.head.get();
         let mut pos = head;
         let mut n = 0;
-        for out in buf.iter_mut() {
+        while n < want {
             let next = pos.wrapping_add(1);
             // SYNC POINT (publish): as in `pop`.
             if slots.stamp(pos).load(Ordering::Acquire) != next {
                 break;
             }
-            // SAFETY: as in `pop`, for position `pos`: published, and not reused until `head`
-            // moves past it, which happens only below.
-            *out = unsafe { slots.read(pos) };
+            // Published, and not reused until `head` moves past it, which happens only below.
+            read(pos, n);
             pos = next;
             n += 1;
         }

@@ -15,7 +15,6 @@ use crate::error::{
 use crate::handle;
 use crate::mpmc::{Shared, spec};
 use crate::options::{Options, WaitStrategy};
-use crate::ring::spsc::Error as RingError;
 use crate::wait::Poll;
 
 /// A sending end of an MPMC channel of [`Element`]s: `Clone`, `Send` and `Sync`, like
@@ -81,14 +80,20 @@ impl Sender {
                     .claim(hdr, &s.slots, |o, g| s.chan.owner_gone(o, g, probe))
                 {
                     Ok(pos) => {
-                        // SAFETY: the claim made the slot ours (WRITING(pos, me)) until it is
-                        // published; `value` is one payload of the geometry's size (the
-                        // channel was validated for this element).
-                        unsafe { s.slots.write_bytes(pos, value) };
-                        s.ring.publish(hdr, &s.slots, pos)?;
-                        n += 1;
+                        // The claim made the slot ours (WRITING(pos, me)) until it is
+                        // published; `value` is one payload of the geometry's size.
+                        s.slots.store_bytes(pos, value);
+                        // A failed publish: a repairer took the slot (only corruption marks a
+                        // live endpoint gone); that element was not sent.
+                        match s.ring.publish(hdr, &s.slots, pos) {
+                            Ok(()) => n += 1,
+                            Err(_) if n > 0 => break, // what was sent is reported now
+                            Err(e) => return Err(e),
+                        }
                     }
-                    Err(RingError::WouldBlock) if n > 0 => break,
+                    // After some were sent, any refusal ends the batch with what was sent;
+                    // the next call meets it again.
+                    Err(_) if n > 0 => break,
                     Err(e) => return Err(e),
                 }
             }
@@ -113,7 +118,7 @@ impl Sender {
     }
 
     /// Send as many of the elements in `values` as there is room for now, in order (as other
-    /// senders allow), without waiting; returns how many were sent (at least one).
+    /// senders allow), without waiting; returns how many were sent (at least one, unless `values` is empty).
     ///
     /// # Errors
     /// [`TrySendError::Full`] if there was room for none, [`TrySendError::Disconnected`] if
@@ -305,16 +310,21 @@ impl Receiver {
                     .take(hdr, &s.slots, |o, g| s.chan.owner_gone(o, g, probe))
                 {
                     Ok(pos) => {
-                        // SAFETY: the take made the slot ours (READING(pos, me)) until we free
-                        // it; `out` is one payload of the geometry's size.
-                        unsafe { s.slots.read_bytes(pos, out) };
+                        // The take made the slot ours (READING(pos, me)) until we free it;
+                        // `out` is one payload of the geometry's size.
+                        s.slots.load_bytes(pos, out);
                         // A failed free: a repairer took the slot while we read it (only
-                        // corruption marks a live endpoint gone), so the copy may be torn
-                        // and is not delivered (as in the typed `pop`).
-                        s.ring.free(hdr, &s.slots, pos)?;
-                        n += 1;
+                        // corruption marks a live endpoint gone), so the copy may be torn and
+                        // is not delivered (as in the typed `pop`); those before it are.
+                        match s.ring.free(hdr, &s.slots, pos) {
+                            Ok(()) => n += 1,
+                            Err(_) if n > 0 => break,
+                            Err(e) => return Err(e),
+                        }
                     }
-                    Err(RingError::WouldBlock) if n > 0 => break,
+                    // After some were received, any refusal ends the batch with them; the
+                    // next call meets it again.
+                    Err(_) if n > 0 => break,
                     Err(e) => return Err(e),
                 }
             }
@@ -323,17 +333,20 @@ impl Receiver {
     }
 
     /// Receive the elements that are ready now, as many as `buf` holds, without waiting;
-    /// returns how many (at least one), copied to the start of `buf`.
+    /// returns how many (at least one, unless `buf` is empty),
+    /// copied to the start of `buf`.
     ///
     /// # Errors
     /// [`TryRecvError::Empty`] if none is ready, [`TryRecvError::Disconnected`] if the ring
     /// is empty and every sender is gone.
     ///
     /// # Panics
-    /// If `buf.len()` is not a non-zero multiple of [`element_size`](Self::element_size).
+    /// If `buf.len()` is not a multiple of [`element_size`](Self::element_size).
     #[track_caller]
     pub fn try_recv(&self, buf: &mut [u8]) -> Result<usize, TryRecvError> {
-        self.check(buf);
+        if self.empty(buf) {
+            return Ok(0);
+        }
         handle::try_recv(&self.shared.chan, |probe| self.poll(buf, probe))
     }
 
@@ -372,18 +385,18 @@ impl Receiver {
         buf: &mut [u8],
         deadline: Option<Instant>,
     ) -> Result<usize, RecvTimeoutError> {
-        self.check(buf);
+        if self.empty(buf) {
+            return Ok(0);
+        }
         let s = &*self.shared;
         handle::recv_deadline(&s.chan, s.wait, deadline, |probe| self.poll(buf, probe))
     }
 
+    /// Is `buf` empty (then a receive returns `Ok(0)` at once)? Panics if it is not whole
+    /// elements.
     #[track_caller]
-    fn check(&self, buf: &[u8]) {
-        assert!(
-            elements(buf.len(), self.size, "buf") > 0,
-            "buf holds no whole {}-byte element",
-            self.size
-        );
+    fn empty(&self, buf: &[u8]) -> bool {
+        elements(buf.len(), self.size, "buf") == 0
     }
 
     /// One poll of an async receive into `buf`: `Ready(Ok(n))` with the first `n` elements
@@ -402,7 +415,9 @@ impl Receiver {
         waiting: &mut Waiting,
         buf: &mut [u8],
     ) -> std::task::Poll<Result<usize, RecvError>> {
-        self.check(buf);
+        if self.empty(buf) {
+            return std::task::Poll::Ready(Ok(0));
+        }
         let chan = &self.shared.chan;
         if chan.forked() {
             return std::task::Poll::Ready(Err(RecvError));

@@ -81,29 +81,27 @@ impl Sender {
         self.size
     }
 
-    /// One attempt: as many elements of `values` as there is room for, each published as it
-    /// is written.
+    /// One attempt: as many elements of `values` as there is room for, as the typed
+    /// `send_slice` does (each slot's stamp published as it is written; `tail` and the
+    /// doorbell once for the batch).
     fn poll(&self, values: &[u8], probe: bool) -> Poll<Result<usize, ()>> {
-        let hdr = self.chan.header();
+        let size = self.size;
+        let write = |pos, i: usize| {
+            self.slots
+                .store_bytes(pos, &values[i * size..(i + 1) * size]);
+        };
         handle::poll_send(&self.chan, (), probe, |_| {
-            let mut n = 0;
-            for value in values.chunks_exact(self.size) {
-                match self.ring.claim(hdr) {
-                    Ok(pos) => {
-                        // SAFETY: the claim found the slot at `pos` free; this handle is the
-                        // channel's only sender; `value` is one payload of the geometry's size
-                        // (the channel was validated for this element).
-                        unsafe {
-                            self.slots.write_bytes(pos, value);
-                            self.ring.commit(hdr, &self.slots, pos);
-                        }
-                        n += 1;
-                    }
-                    Err(ring::Error::WouldBlock) if n > 0 => break,
-                    Err(e) => return Err(e),
-                }
+            // SAFETY: this handle is the channel's only sender (the endpoint table admits one);
+            // `write` writes one element, the whole payload of the geometry it was validated
+            // for, into the slot it is given, and nothing else.
+            unsafe {
+                self.ring.push_slice_with(
+                    self.chan.header(),
+                    &self.slots,
+                    values.len() / size,
+                    write,
+                )
             }
-            Ok(n)
         })
     }
 
@@ -115,7 +113,7 @@ impl Sender {
     }
 
     /// Send as many of the elements in `values` as there is room for now, in order, without
-    /// waiting; returns how many were sent (at least one).
+    /// waiting; returns how many were sent (at least one, unless `values` is empty).
     ///
     /// # Errors
     /// [`TrySendError::Full`] if there was room for none, [`TrySendError::Disconnected`] if
@@ -304,44 +302,40 @@ impl Receiver {
     }
 
     /// One attempt: the published run of elements at our position, as many as `buf` holds,
-    /// copied out, then their slots freed at once (one store of `head`, one doorbell).
+    /// copied out, then their slots freed at once (one store of `head`, one doorbell), as the
+    /// typed `recv_slice` does.
     fn poll(&self, buf: &mut [u8], probe: bool) -> Poll<Result<usize, ()>> {
-        let hdr = self.chan.header();
+        let size = self.size;
+        let want = buf.len() / size;
         handle::poll_recv(&self.chan, probe, |_| {
-            let mut n = 0;
-            let mut next = None;
-            for out in buf.chunks_exact_mut(self.size) {
-                match self.ring.peek(hdr, &self.slots) {
-                    Ok(pos) => {
-                        // SAFETY: `peek` saw the slot at `pos` published, and it stays ours
-                        // until `release` below; `out` is one payload of the geometry's size.
-                        unsafe { self.slots.read_bytes(pos, out) };
-                        next = Some(pos.wrapping_add(1));
-                        n += 1;
-                    }
-                    Err(ring::Error::WouldBlock) if n > 0 => break,
-                    Err(e) => return Err(e),
-                }
+            let read = |pos, i: usize| {
+                self.slots
+                    .load_bytes(pos, &mut buf[i * size..(i + 1) * size]);
+            };
+            // SAFETY: this handle is the channel's only receiver; `read` only reads the slot
+            // it is given (one element, the geometry's payload).
+            unsafe {
+                self.ring
+                    .pop_slice_with(self.chan.header(), &self.slots, want, read)
             }
-            if let Some(next) = next {
-                self.ring.release(hdr, next);
-            }
-            Ok(n)
         })
     }
 
     /// Receive the elements that are ready now, as many as `buf` holds, without waiting;
-    /// returns how many (at least one), copied to the start of `buf`.
+    /// returns how many (at least one, unless `buf` is empty),
+    /// copied to the start of `buf`.
     ///
     /// # Errors
     /// [`TryRecvError::Empty`] if none is ready, [`TryRecvError::Disconnected`] if the ring
     /// is empty and the sender is gone.
     ///
     /// # Panics
-    /// If `buf.len()` is not a non-zero multiple of [`element_size`](Self::element_size).
+    /// If `buf.len()` is not a multiple of [`element_size`](Self::element_size).
     #[track_caller]
     pub fn try_recv(&self, buf: &mut [u8]) -> Result<usize, TryRecvError> {
-        self.check(buf);
+        if self.empty(buf) {
+            return Ok(0);
+        }
         handle::try_recv(&self.chan, |probe| self.poll(buf, probe))
     }
 
@@ -380,19 +374,19 @@ impl Receiver {
         buf: &mut [u8],
         deadline: Option<Instant>,
     ) -> Result<usize, RecvTimeoutError> {
-        self.check(buf);
+        if self.empty(buf) {
+            return Ok(0);
+        }
         handle::recv_deadline(&self.chan, self.wait, deadline, |probe| {
             self.poll(buf, probe)
         })
     }
 
+    /// Is `buf` empty (then a receive returns `Ok(0)` at once)? Panics if it is not whole
+    /// elements.
     #[track_caller]
-    fn check(&self, buf: &[u8]) {
-        assert!(
-            elements(buf.len(), self.size, "buf") > 0,
-            "buf holds no whole {}-byte element",
-            self.size
-        );
+    fn empty(&self, buf: &[u8]) -> bool {
+        elements(buf.len(), self.size, "buf") == 0
     }
 
     /// One poll of an async receive into `buf`: `Ready(Ok(n))` with the first `n` elements
@@ -411,7 +405,9 @@ impl Receiver {
         waiting: &mut Waiting,
         buf: &mut [u8],
     ) -> std::task::Poll<Result<usize, RecvError>> {
-        self.check(buf);
+        if self.empty(buf) {
+            return std::task::Poll::Ready(Ok(0));
+        }
         if self.chan.forked() {
             return std::task::Poll::Ready(Err(RecvError));
         }
