@@ -1,7 +1,7 @@
 //! A local producer or consumer of a shmchan channel, for the bridge's tests and benchmark.
 //!
 //! ```text
-//! peer produce NAME KIND COUNT [--create CAP] [--elem NAME:SIZE:ALIGN] [--try] [--from S]
+//! peer produce NAME KIND COUNT [--create CAP] [--elem NAME:SIZE:ALIGN] [--try] [--from S] [--go-file PATH]
 //! peer consume NAME KIND COUNT [--create CAP] [--slow-us N] [--idle-ms N] [--latency]
 //! ```
 //!
@@ -104,6 +104,12 @@ fn produce(name: &str, kind: &str, count: u64, create: bool, opts: &Options, arg
             } else {
                 open_retry(|| spsc::Sender::<u64>::open(name, opts))
             };
+            if let Some(go) = arg(args, "--go-file") {
+                // Start once told (the benchmark waits until the bridges are connected).
+                while !std::path::Path::new(&go).exists() {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
             for i in from..from + count {
                 if try_mode {
                     loop {
@@ -173,10 +179,19 @@ struct Check {
     duplicates: u64,
     bad_bytes: u64,
     lat: Vec<u64>,
+    t_first: Option<Instant>,
+    t_last: Option<Instant>,
 }
 
 impl Check {
+    fn tick(&mut self) {
+        let now = Instant::now();
+        self.t_first.get_or_insert(now);
+        self.t_last = Some(now);
+    }
+
     fn value(&mut self, v: u64) {
+        self.tick();
         self.received += 1;
         self.first.get_or_insert(v);
         if let Some(l) = self.last {
@@ -262,6 +277,7 @@ fn consume(name: &str, kind: &str, count: u64, create: bool, opts: &Options, arg
                     }
                 }
                 // Frames are checked against frame `received` (exact, in order).
+                ck.tick();
                 if buf != frame_bytes(ck.received, max) {
                     ck.bad_bytes += 1;
                 }
@@ -278,12 +294,16 @@ fn consume(name: &str, kind: &str, count: u64, create: bool, opts: &Options, arg
         format!("[{},{},{}]", p(0.5), p(0.99), p(0.999))
     };
     println!(
-        "RESULT {{\"received\":{},\"first\":{},\"last\":{},\"out_of_order\":{},\"duplicates\":{},\"bad_bytes\":{},\"latency_ns\":{lat}}}",
+        "RESULT {{\"received\":{},\"first\":{},\"last\":{},\"out_of_order\":{},\"duplicates\":{},\"bad_bytes\":{},\"latency_ns\":{lat},\"elapsed_ns\":{}}}",
         ck.received,
         ck.first.map_or("null".into(), |l| l.to_string()),
         ck.last.map_or("null".into(), |l| l.to_string()),
         ck.out_of_order,
         ck.duplicates,
-        ck.bad_bytes
+        ck.bad_bytes,
+        match (ck.t_first, ck.t_last) {
+            (Some(a), Some(b)) => (b - a).as_nanos() as u64,
+            _ => 0,
+        }
     );
 }

@@ -15,9 +15,9 @@
 //! callback and this thread never blocks Zenoh: it holds at most a window.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use shmchan::Options;
@@ -67,23 +67,31 @@ struct Peer {
     lossless: bool,
 }
 
-struct In<'a> {
-    r: &'a InRoute,
-    c: &'a Counters,
+struct In {
+    r: InRoute,
+    c: Arc<Counters>,
     epoch: u64,
     sink: Option<(Sink, Fingerprint)>,
     /// Local receivers attaching again (`local_reconnects`).
     watch: local::PeerWatch,
     last_open_try: Option<Instant>,
     peers: HashMap<u64, Peer>,
-    credit: zenoh::pubsub::Publisher<'a>,
-    stop: &'a AtomicBool,
+    credit: zenoh::pubsub::Publisher<'static>,
+    stop: &'static AtomicBool,
+    /// A lossless message the callback could only write in part: the writer thread finishes
+    /// it before anything else.
+    pending: Option<ZBytes>,
+    kick: Option<mpsc::Sender<Job>>,
 }
 
 impl InRoute {
     /// Run until `stop`.
-    pub fn run(&self, session: &Session, stop: &AtomicBool) -> Result<(), String> {
-        let c = &*self.route.counters;
+    ///
+    /// Zenoh's callback writes a message into the ring itself when nothing is queued before it
+    /// and it can do so without waiting (no thread hop on the way: what keeps the latency
+    /// down); otherwise it queues it for this thread, which waits for room (lossless). The
+    /// callback never waits: not for room, not for the lock.
+    pub fn run(self, session: &Session, stop: &'static AtomicBool) -> Result<(), String> {
         let credit = session
             .declare_publisher(format!("{}/@credit", self.key))
             .congestion_control(CongestionControl::Block)
@@ -91,28 +99,12 @@ impl InRoute {
             .allowed_destination(Locality::Remote)
             .wait()
             .map_err(|e| format!("declare publisher {}/@credit: {e}", self.key))?;
-        let (tx, queue) = mpsc::channel::<ZBytes>();
-        let (ltx, lqueue) = mpsc::sync_channel::<ZBytes>(LOSSY_QUEUE);
-        let counters = self.route.counters.clone();
+        let key = self.key.clone();
         let lossless = self.lossless;
-        let _sub = session
-            .declare_subscriber(self.key.clone())
-            .allowed_origin(Locality::Remote)
-            .callback(move |s| {
-                let payload = s.payload().clone();
-                if lossless {
-                    let _ = tx.send(payload);
-                } else if let Err(mpsc::TrySendError::Full(p)) = ltx.try_send(payload) {
-                    Counters::add(&counters.drops, wire::peek_count(&p.to_bytes()));
-                }
-            })
-            .wait()
-            .map_err(|e| format!("declare subscriber {}: {e}", self.key))?;
-        let queue = if lossless { queue } else { lqueue };
-
+        let c = self.route.counters.clone();
         let mut me = In {
+            c: c.clone(),
             r: self,
-            c,
             epoch: random_epoch(),
             sink: None,
             watch: local::PeerWatch::default(),
@@ -120,23 +112,63 @@ impl InRoute {
             peers: HashMap::new(),
             credit,
             stop,
+            pending: None,
+            kick: None,
         };
         me.try_open();
+        let (tx, queue) = mpsc::channel::<Job>();
+        me.kick = Some(tx.clone());
+        let shared = Arc::new(Shared {
+            st: Mutex::new(me),
+            queued: AtomicUsize::new(0),
+        });
+        let sh = shared.clone();
+        let tx = Mutex::new(tx);
+        let _sub = session
+            .declare_subscriber(key.clone())
+            .allowed_origin(Locality::Remote)
+            .callback(move |s| {
+                let payload = s.payload();
+                // SYNC: `queued` counts messages handed to the thread and not yet handled
+                // (decremented under the lock once handled): zero means none is before this one.
+                if sh.queued.load(SeqCst) == 0 {
+                    if let Ok(mut st) = sh.st.try_lock() {
+                        if st.pending.is_none() {
+                            st.handle(payload.clone(), Mode::Direct);
+                            return;
+                        }
+                    }
+                }
+                if !lossless && sh.queued.load(SeqCst) >= LOSSY_QUEUE {
+                    Counters::add(&c.drops, wire::peek_count(&payload.to_bytes()));
+                    return;
+                }
+                sh.queued.fetch_add(1, SeqCst);
+                let _ = tx.lock().unwrap().send(Job::Msg(payload.clone()));
+            })
+            .wait()
+            .map_err(|e| format!("declare subscriber {key}: {e}"))?;
+
         let mut last_beat = Instant::now();
         while !stop.load(Relaxed) {
-            let got = match queue.try_recv() {
-                Ok(p) => Some(p),
-                Err(_) => {
-                    // Idle: acknowledge what was written, then wait.
-                    me.flush_credits(false);
-                    queue.recv_timeout(TICK).ok()
+            {
+                let mut st = shared.st.lock().unwrap();
+                if let Some(p) = st.pending.take() {
+                    st.handle(p, Mode::Resume);
+                    continue;
                 }
-            };
-            if let Some(p) = got {
-                me.handle(&p.to_bytes());
+            }
+            match queue.recv_timeout(TICK) {
+                Ok(Job::Msg(p)) => {
+                    let mut st = shared.st.lock().unwrap();
+                    st.handle(p, Mode::Queued);
+                    shared.queued.fetch_sub(1, SeqCst);
+                }
+                Ok(Job::Kick) => {}
+                Err(_) => shared.st.lock().unwrap().flush_credits(false),
             }
             if last_beat.elapsed() >= HEARTBEAT {
-                me.heartbeat();
+                shared.st.lock().unwrap().heartbeat();
                 last_beat = Instant::now();
             }
         }
@@ -144,7 +176,30 @@ impl InRoute {
     }
 }
 
-impl In<'_> {
+/// What the writer thread is handed.
+enum Job {
+    Msg(ZBytes),
+    /// A message was left part-written by the callback (`In::pending`).
+    Kick,
+}
+
+/// How a message is handled.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// In Zenoh's callback: never wait; what does not fit (lossless) is left pending.
+    Direct,
+    /// By the writer thread, in order: wait for room (lossless).
+    Queued,
+    /// The rest of a pending message (its written part is not a duplicate).
+    Resume,
+}
+
+struct Shared {
+    st: Mutex<In>,
+    queued: AtomicUsize,
+}
+
+impl In {
     fn try_open(&mut self) {
         if self.sink.is_some()
             || self
@@ -171,8 +226,9 @@ impl In<'_> {
         }
     }
 
-    fn handle(&mut self, bytes: &[u8]) {
-        let Some(d) = wire::parse_data(bytes) else {
+    fn handle(&mut self, payload: ZBytes, mode: Mode) {
+        let bytes = payload.to_bytes();
+        let Some(d) = wire::parse_data(&bytes) else {
             Counters::add(&self.c.malformed, 1);
             return;
         };
@@ -258,10 +314,13 @@ impl In<'_> {
             Counters::add(&self.c.duplicates, d.count as u64);
             return;
         }
-        Counters::add(&self.c.duplicates, skip);
+        if mode != Mode::Resume {
+            Counters::add(&self.c.duplicates, skip);
+        }
         // Wait for room only if both ends are lossless; otherwise what does not fit is dropped.
         let keep = lossless && self.r.lossless;
-        let written = self.write(&remote_fp, d.body, d.count, skip as usize, keep);
+        let wait = keep && mode != Mode::Direct;
+        let written = self.write(&remote_fp, d.body, d.count, skip as usize, wait);
         let Some(written) = written else {
             Counters::add(&self.c.malformed, 1);
             return;
@@ -270,6 +329,12 @@ impl In<'_> {
         Counters::add(&self.c.forwarded, written);
         if !keep {
             Counters::add(&self.c.drops, rest - written);
+        } else if written < rest && mode == Mode::Direct {
+            // Left for the writer thread, which waits for room.
+            self.pending = Some(payload.clone());
+            if let Some(k) = &self.kick {
+                let _ = k.send(Job::Kick);
+            }
         }
         let peer = self.peers.get_mut(&d.epoch).expect("inserted above");
         peer.expected = Some(if keep {
@@ -286,17 +351,17 @@ impl In<'_> {
     }
 
     /// Write messages `skip..count` of a body; returns how many went in (`None`: the body is
-    /// malformed). Lossless waits for room as long as it takes (until stopped); lossy does not
-    /// wait.
+    /// malformed). With `wait`, waits for room as long as it takes (until stopped); without,
+    /// writes what fits now.
     fn write(
         &mut self,
         fp: &Fingerprint,
         body: &[u8],
         count: u32,
         skip: usize,
-        keep: bool,
+        wait: bool,
     ) -> Option<u64> {
-        let wait = if keep { TICK } else { Duration::ZERO };
+        let wait = if wait { TICK } else { Duration::ZERO };
         match fp.element_size() {
             Some(size) => {
                 if body.len() != count as usize * size {
