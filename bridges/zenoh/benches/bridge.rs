@@ -181,7 +181,7 @@ fn zenoh_run(count: u64, latency: bool) -> (f64, u64, u64) {
 }
 
 /// The bridge: (msg/s, p50 ns, p99 ns).
-fn bridge_run(count: u64, latency: bool) -> (f64, u64, u64) {
+fn bridge_run(count: u64, latency: bool, spin: bool) -> (f64, u64, u64) {
     let peer = std::env::current_exe()
         .unwrap()
         .parent()
@@ -189,16 +189,23 @@ fn bridge_run(count: u64, latency: bool) -> (f64, u64, u64) {
         .parent()
         .unwrap()
         .join("examples/peer");
-    let tag = format!("brb-{}-{}", std::process::id(), latency as u8);
+    let tag = format!("brb-{}-{}{}", std::process::id(), latency as u8, spin as u8);
     let (a, b) = (format!("{tag}-a"), format!("{tag}-b"));
     let state = std::env::temp_dir().join(&tag);
     std::fs::create_dir_all(&state).unwrap();
     let ep = format!("tcp/127.0.0.1:{}", free_port());
     let n = count.to_string();
-    let extra: &[&str] = if latency { &["--latency"] } else { &[] };
+    let mut extra = Vec::new();
+    if latency {
+        extra.push("--latency");
+    }
+    if spin {
+        extra.push("--spin");
+    }
+    let wait = if spin { "spin" } else { "spin-then-park" };
     let mut cons = Command::new(&peer)
         .args(["consume", &b, "spsc", &n, "--create", "65536"])
-        .args(extra)
+        .args(&extra)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -225,6 +232,7 @@ fn bridge_run(count: u64, latency: bool) -> (f64, u64, u64) {
         bridges.push(
             Command::new(BRIDGE)
                 .args(args)
+                .args(["--wait", wait])
                 .env("SHMCHAN_BRIDGE_STATE_DIR", &state)
                 .stderr(Stdio::null())
                 .spawn()
@@ -235,7 +243,7 @@ fn bridge_run(count: u64, latency: bool) -> (f64, u64, u64) {
     let mut prod = Command::new(&peer)
         .args(["produce", &a, "spsc", &n, "--create", "65536", "--go-file"])
         .arg(&go)
-        .args(extra)
+        .args(&extra)
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
@@ -300,7 +308,7 @@ fn main() {
     println!("os load average before: {}", loadavg());
     for run in 0..runs {
         let (zt, _, _) = zenoh_run(thr_n, false);
-        let (bt, _, _) = bridge_run(thr_n, false);
+        let (bt, _, _) = bridge_run(thr_n, false, false);
         println!(
             "run {run}: 8 B throughput, {thr_n} messages: bridged {:.2} M msg/s, zenoh pub->sub {:.2} M msg/s, ratio {:.2}x",
             bt / 1e6,
@@ -308,14 +316,21 @@ fn main() {
             bt / zt
         );
         let (_, z50, z99) = zenoh_run(lat_n, true);
-        let (_, b50, b99) = bridge_run(lat_n, true);
+        let (_, b50, b99) = bridge_run(lat_n, true, false);
+        let (_, s50, s99) = bridge_run(lat_n, true, true);
+        let us = |ns: u64| ns as f64 / 1e3;
         println!(
-            "run {run}: one-way latency, {lat_n} messages 200 us apart: bridged p50 {:.1} us p99 {:.1} us, zenoh p50 {:.1} us p99 {:.1} us, p50 difference {:+.1} us",
-            b50 as f64 / 1e3,
-            b99 as f64 / 1e3,
-            z50 as f64 / 1e3,
-            z99 as f64 / 1e3,
-            (b50 as f64 - z50 as f64) / 1e3
+            "run {run}: one-way latency, {lat_n} messages 200 us apart: zenoh p50 {:.1} us p99 {:.1} us; \
+             bridged p50 {:.1} us p99 {:.1} us ({:+.1} us); bridged, local ends spinning (--wait spin) \
+             p50 {:.1} us p99 {:.1} us ({:+.1} us)",
+            us(z50),
+            us(z99),
+            us(b50),
+            us(b99),
+            us(b50) - us(z50),
+            us(s50),
+            us(s99),
+            us(s50) - us(z50),
         );
     }
     println!("os load average after: {}", loadavg());

@@ -5,7 +5,7 @@
 //! peer consume NAME KIND COUNT [--create CAP] [--slow-us N] [--idle-ms N] [--latency]
 //! ```
 //!
-//! KIND is `spsc`, `mpmc` or `frame`. Typed messages are the `u64` values `0..COUNT` (SPSC:
+//! KIND is `spsc`, `mpmc`, `frame` or (produce only) `topic`, a frame topic in Block mode. Typed messages are the `u64` values `0..COUNT` (SPSC:
 //! `S..S+COUNT` with `--from`; or, with
 //! `--elem`, elements of another type, for a mismatch); frames are frame `i` of
 //! [`frame_bytes`]. `--try` sends with `try_send` and counts how often the ring was `Full`.
@@ -55,7 +55,10 @@ fn main() {
         args[4].parse::<u64>().expect("COUNT"),
     );
     let create = arg(&args, "--create").map(|c| c.parse::<usize>().expect("CAP"));
-    let opts = Options::new().capacity(create.unwrap_or(1024));
+    let mut opts = Options::new().capacity(create.unwrap_or(1024));
+    if args.iter().any(|a| a == "--spin") {
+        opts = opts.wait_strategy(shmchan::WaitStrategy::Spin);
+    }
     match role {
         "produce" => produce(name, kind, count, create.is_some(), &opts, &args),
         "consume" => consume(name, kind, count, create.is_some(), &opts, &args),
@@ -162,6 +165,31 @@ fn produce(name: &str, kind: &str, count: u64, create: bool, opts: &Options, arg
             // Stay until the bridge has taken everything (a sender leaving first takes a
             // channel created by it with it only if no one else is attached).
         }
+        ("topic", _) => {
+            // A frame topic in Block mode: lossless for the subscribers it has; it waits for
+            // the first (the bridge) before publishing.
+            let o = opts
+                .clone()
+                .max_frame(64 * 1024)
+                .overflow(shmchan::broadcast::Overflow::Block { evict_after: None });
+            let mut tx = shmchan::broadcast::FramePublisher::create(name, &o).unwrap();
+            tx.wait_for_subscribers(1, Duration::from_secs(60)).unwrap();
+            // A Block-mode subscriber that joined is counted at the publisher's next scan
+            // (see the library's README, "Limits"): give it time to settle.
+            std::thread::sleep(Duration::from_millis(200));
+            for i in 0..count {
+                tx.send(&frame_bytes(i, 64 * 1024)).unwrap();
+            }
+            // Stay until the subscriber has read everything: a topic's publisher leaving
+            // does not take what is published with it, but be sure the bridge got it all.
+            let t0 = Instant::now();
+            while tx.subscriber_count() > 0 && t0.elapsed() < Duration::from_secs(60) {
+                match shmchan::inspect::stat(name, o.get_backend()) {
+                    Ok(ch) if ch.ring.as_ref().is_some_and(|r| r.len == 0) => break,
+                    _ => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        }
         _ => panic!("kind"),
     }
     println!("RESULT {{\"sent\":{count},\"full\":{full}}}");
@@ -184,6 +212,12 @@ struct Check {
 }
 
 impl Check {
+    /// How long since the last message (or since the start).
+    fn idle_for(&mut self) -> Duration {
+        let since = *self.t_last.get_or_insert_with(Instant::now);
+        since.elapsed()
+    }
+
     fn tick(&mut self) {
         let now = Instant::now();
         self.t_first.get_or_insert(now);
@@ -230,6 +264,9 @@ fn consume(name: &str, kind: &str, count: u64, create: bool, opts: &Options, arg
                     }
                     Err(shmchan::RecvTimeoutError::Timeout) => break,
                     Err(shmchan::RecvTimeoutError::Disconnected) => {
+                        if ck.idle_for() > idle {
+                            break;
+                        }
                         std::thread::sleep(Duration::from_millis(1))
                     }
                 }
@@ -250,6 +287,9 @@ fn consume(name: &str, kind: &str, count: u64, create: bool, opts: &Options, arg
                     Ok(v) => ck.value(v),
                     Err(shmchan::RecvTimeoutError::Timeout) => break,
                     Err(shmchan::RecvTimeoutError::Disconnected) => {
+                        if ck.idle_for() > idle {
+                            break;
+                        }
                         std::thread::sleep(Duration::from_millis(1))
                     }
                 }
@@ -272,6 +312,9 @@ fn consume(name: &str, kind: &str, count: u64, create: bool, opts: &Options, arg
                     }
                     Err(shmchan::RecvTimeoutError::Timeout) => break,
                     Err(shmchan::RecvTimeoutError::Disconnected) => {
+                        if ck.idle_for() > idle {
+                            break;
+                        }
                         std::thread::sleep(Duration::from_millis(1));
                         continue;
                     }

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use shmchan::{Backend, Options};
+use shmchan::{Backend, Options, WaitStrategy};
 use zenoh::Wait;
 
 use crate::stats::{Counters, Route};
@@ -107,6 +107,11 @@ struct Common {
     /// in: create the local channel if it does not exist, for what the first message carries.
     #[arg(long)]
     create: bool,
+    /// How the bridge waits on its local ring: `spin-then-park` (the library's default: spin
+    /// 50 us, then sleep), `spin` (lowest latency, a core at 100% while idle), `park`, or
+    /// `spin-us:N` (spin N microseconds, then sleep).
+    #[arg(long, default_value = "spin-then-park", value_parser = parse_wait)]
+    wait: WaitStrategy,
     /// in, with --create: ring capacity (messages; bytes for frame channels).
     #[arg(long, default_value_t = 1024)]
     capacity: usize,
@@ -116,6 +121,19 @@ struct Common {
     /// in, lossless: bytes the out side may have in flight past what was written.
     #[arg(long, default_value_t = 16 << 20)]
     window_bytes: u64,
+}
+
+fn parse_wait(s: &str) -> Result<WaitStrategy, String> {
+    match s {
+        "spin-then-park" => Ok(WaitStrategy::default()),
+        "spin" => Ok(WaitStrategy::Spin),
+        "park" => Ok(WaitStrategy::Park),
+        _ => s
+            .strip_prefix("spin-us:")
+            .and_then(|n| n.parse().ok())
+            .map(|us| WaitStrategy::SpinThenPark(Duration::from_micros(us)))
+            .ok_or_else(|| format!("wait {s:?}: expected spin-then-park, spin, park or spin-us:N")),
+    }
 }
 
 fn parse_backend(s: &str) -> Result<Backend, String> {
@@ -173,7 +191,8 @@ fn spec(out: bool, name: &str, key: &str, common: &Common) -> Result<Spec, Strin
     let lossless = !common.lossy;
     let opts = Options::new()
         .backend(common.backend.clone())
-        .capacity(common.capacity);
+        .capacity(common.capacity)
+        .wait_strategy(common.wait);
     Ok(if out {
         Spec::Out(out::OutRoute {
             name: name.into(),

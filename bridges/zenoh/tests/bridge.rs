@@ -312,3 +312,24 @@ fn local_peers_that_restart_are_picked_up_again() {
         n(&r["forwarded"]) == 2 * K && n(&r["local_reconnects"]) >= 1
     });
 }
+
+#[test]
+fn a_frame_topic_forwarded_into_a_frame_channel() {
+    let mut w = World::new("topic");
+    let (a, b) = (w.name("a"), w.name("b"));
+    let cons = w.peer(&["consume", &b, "frame", "2000", "--create", "1048576"]);
+    w.ready(cons);
+    // The bridge subscribes to the topic (one more subscriber); the publisher waits for it.
+    let prod = w.peer(&["produce", &a, "topic", "2000", "--create", "64"]);
+    let listen = ep(free_port());
+    let out = w.bridge(&["out", &a, "--key", "test/topic", "--listen", &listen]);
+    let inb = w.bridge(&["in", &b, "--key", "test/topic", "--connect", &listen]);
+    let r = w.result(cons);
+    assert_eq!(n(&r["received"]), 2000, "{r}");
+    assert_eq!(n(&r["bad_bytes"]), 0, "{r}");
+    let outr = w.route_until(out, "out", |r| n(&r["forwarded"]) == 2000);
+    assert_eq!(outr["fingerprint"], "topic");
+    assert_eq!(n(&outr["drops"]), 0, "{outr}");
+    w.route_until(inb, "in", |r| n(&r["forwarded"]) == 2000);
+    let _ = w.result(prod);
+}
