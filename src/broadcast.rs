@@ -796,7 +796,10 @@ impl PublisherCore {
                 // SYNC POINT (endpoint): Acquire, as in `role_state`.
                 let w = hdr.endpoints[i].load(Ordering::Acquire);
                 let sub = self.lines.sub(i - geo.receivers().start);
+                // Acquire: pairs with the Release store of `ready` by the subscriber as it
+                // opens (its start fixed, its join asked for, before it counts).
                 endpoint::state_of(w) == endpoint::ATTACHED
+                    && sub.ready.load(Ordering::Acquire) == u64::from(endpoint::generation_of(w))
                     && !is_evicted(sub, endpoint::generation_of(w))
             })
             .count()
@@ -1088,6 +1091,11 @@ impl SubscriberCore {
             ring.join(lines.control());
             chan.header().space_bell.notify();
         }
+        // Ready: from now on the publisher counts us (`subscriber_count`), and one that waited
+        // for us sends nothing we will not see. Release: pairs with the Acquire load there.
+        sub.ready
+            .store(u64::from(chan.place_generation()), Ordering::Release);
+        chan.header().space_bell.notify();
         Ok(SubscriberCore {
             ring,
             slots: Slots::new(chan.region(), &chan.geo),

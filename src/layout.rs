@@ -29,8 +29,9 @@ pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMCHAN\x01");
 /// ever taken for a half-made channel when it is empty or carries that mark; kind 5, broadcast).
 /// 5: the same as 4 once its table had grown to 128 places; the first builds of version 4 had
 /// 64, so a version-4 header does not say which table follows it, and a build of one would
-/// misread the other's channels. (No field changed from the last version-4 build.)
-pub(crate) const VERSION: u32 = 5;
+/// misread the other's channels. (No field changed from the last version-4 build.) 6: a
+/// subscriber line's `ready` word (a subscriber counts once its start is fixed).
+pub(crate) const VERSION: u32 = 6;
 /// What the first bytes of an object say it is. Every creator writes `magic` and `version`
 /// (the first [`MARK_BYTES`] bytes of the header) before anything else of the channel, so an
 /// object that is not empty and does not start with them is not shmchan's, and nothing is
@@ -549,6 +550,11 @@ pub(crate) struct Sub {
     /// The generation of the place's occupant that the publisher evicted (0: none). Keyed by
     /// generation, so that a new occupant of the place is not taken for the evicted one.
     pub(crate) evicted: AtomicU64,
+    /// The generation of the place's occupant once it is ready: its start position fixed and,
+    /// in Block mode, its join asked for (0: none yet). `subscriber_count` counts only these,
+    /// so a publisher that waited for a subscriber sends nothing that subscriber will not see.
+    /// Written last by the subscriber as it opens, with Release.
+    pub(crate) ready: AtomicU64,
 }
 
 #[cfg(not(loom))]
@@ -579,6 +585,7 @@ impl Sub {
             cursor: AtomicU64::new(0),
             lagged: AtomicU64::new(0),
             evicted: AtomicU64::new(0),
+            ready: AtomicU64::new(0),
         }
     }
 }

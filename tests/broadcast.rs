@@ -591,3 +591,41 @@ fn a_64_subscriber_4096_slot_topic_maps_at_most_128_kib() {
         drop(tx);
     }
 }
+
+/// A publisher that waited for a subscriber sends nothing that subscriber will not see: a
+/// subscriber process starting at the latest message, not waited for otherwise (no READY
+/// handshake), gets message 0 first, every time, in Block mode (where a publisher that does not
+/// count a subscriber runs free). It used to count once the place was claimed, before the
+/// subscriber had fixed its start: the first messages could go by. Every backend, 10 times.
+#[test]
+fn a_subscriber_waited_for_sees_the_first_message() {
+    for backend in backends() {
+        for round in 0..10 {
+            let name = unique_name("bc-ready");
+            let _cleanup = Cleanup(name.clone(), backend.clone());
+            let opts = Options::new()
+                .backend(backend.clone())
+                .capacity(8)
+                .overflow(block(None));
+            let mut tx = Publisher::<Msg>::create(&name, &opts).unwrap();
+            let env = [
+                ("SHMCHAN_TEST_FIRST", "0".to_string()),
+                ("SHMCHAN_TEST_BLOCK", "1".into()),
+            ];
+            let mut s = spawn("bc-sub", &name, &backend, &env);
+            tx.wait_for_subscribers(1, SHORT).unwrap();
+            let sent = 500;
+            for i in 0..sent {
+                tx.send_timeout(Msg::new(i), SHORT).unwrap();
+            }
+            drop(tx);
+            let r = common::sub_report(&s);
+            assert_eq!(
+                (r.received, r.lagged),
+                (sent, 0),
+                "{backend}, round {round}"
+            );
+            s.assert_success(SHORT);
+        }
+    }
+}
