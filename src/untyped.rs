@@ -169,6 +169,30 @@ fn send_all(
     Ok(())
 }
 
+/// `send_async` of every untyped sender: every element of `values` (whole elements of `size`
+/// bytes), a prefix at a time, each published by `poll_send(cx, waiting, rest)` (the handle's
+/// `poll_send`). The error says how many were sent before it.
+pub(crate) async fn send_all_async(
+    values: &[u8],
+    size: usize,
+    mut poll_send: impl FnMut(
+        &mut std::task::Context<'_>,
+        &mut Waiting,
+        &[u8],
+    ) -> std::task::Poll<Result<usize, crate::SendError<()>>>,
+) -> Result<(), crate::SendError<usize>> {
+    let mut waiting = Waiting::new();
+    let mut sent = 0;
+    while sent * size < values.len() {
+        let rest = &values[sent * size..];
+        match std::future::poll_fn(|cx| poll_send(cx, &mut waiting, rest)).await {
+            Ok(n) => sent += n,
+            Err(crate::SendError(())) => return Err(crate::SendError(sent)),
+        }
+    }
+    Ok(())
+}
+
 /// `Debug` for an untyped handle (`$label`), whose `chan()` and `capacity()` exist.
 macro_rules! debug_impl {
     ($ty:ty, $label:literal) => {

@@ -237,16 +237,9 @@ impl Publisher {
     /// # Panics
     /// As [`try_send`](Self::try_send).
     pub async fn send_async(&mut self, values: &[u8]) -> Result<(), SendError<usize>> {
-        let mut waiting = Waiting::new();
-        let mut sent = 0;
-        while sent * self.size < values.len() {
-            let rest = &values[sent * self.size..];
-            match std::future::poll_fn(|cx| self.poll_send(cx, &mut waiting, rest)).await {
-                Ok(n) => sent += n,
-                Err(SendError(())) => return Err(SendError(sent)),
-            }
-        }
-        Ok(())
+        let size = self.size;
+        crate::untyped::send_all_async(values, size, move |cx, w, rest| self.poll_send(cx, w, rest))
+            .await
     }
 
     /// How many subscribers are attached and alive now (asking the kernel about each), not

@@ -224,16 +224,7 @@ impl Sender {
     /// # Panics
     /// As [`try_send`](Self::try_send).
     pub async fn send_async(&self, values: &[u8]) -> Result<(), SendError<usize>> {
-        let mut waiting = Waiting::new();
-        let mut sent = 0;
-        while sent * self.size < values.len() {
-            let rest = &values[sent * self.size..];
-            match std::future::poll_fn(|cx| self.poll_send(cx, &mut waiting, rest)).await {
-                Ok(n) => sent += n,
-                Err(SendError(())) => return Err(SendError(sent)),
-            }
-        }
-        Ok(())
+        super::send_all_async(values, self.size, |cx, w, rest| self.poll_send(cx, w, rest)).await
     }
 
     fn chan(&self) -> &Chan {

@@ -217,20 +217,10 @@ impl Sender {
     /// # Panics
     /// As [`try_send`](Self::try_send).
     pub async fn send_async(&mut self, values: &[u8]) -> Result<(), SendError<usize>> {
-        let mut waiting = Waiting::new();
-        let mut sent = 0;
-        // The future holds `&mut self`, never `&self` (a `Sender` is not `Sync`): so it is
-        // `Send`.
-        let this = &mut *self;
-        while sent * this.size < values.len() {
-            let rest = &values[sent * this.size..];
-            let (tx, w) = (&mut *this, &mut waiting);
-            match std::future::poll_fn(move |cx| tx.poll_send(cx, w, rest)).await {
-                Ok(n) => sent += n,
-                Err(SendError(())) => return Err(SendError(sent)),
-            }
-        }
-        Ok(())
+        let size = self.size;
+        // `move`: the future holds `&mut self`, never `&self` (a `Sender` is not `Sync`), so
+        // it is `Send`.
+        super::send_all_async(values, size, move |cx, w, rest| self.poll_send(cx, w, rest)).await
     }
 
     fn chan(&self) -> &Chan {
