@@ -180,8 +180,16 @@ fn zenoh_run(count: u64, latency: bool) -> (f64, u64, u64) {
     (count as f64 / (r[0] as f64 / 1e9), r[1], r[2])
 }
 
-/// The bridge: (msg/s, p50 ns, p99 ns).
-fn bridge_run(count: u64, latency: bool, spin: bool) -> (f64, u64, u64) {
+/// How the bridged path waits: the bridges' `--wait`, and the consumer's flags.
+#[derive(Clone, Copy)]
+struct Waits {
+    bridges: &'static str,
+    consumer: &'static [&'static str],
+}
+
+/// The bridge: (msg/s, p50 ns, p99 ns, per-hop ages in latency mode).
+fn bridge_run(count: u64, latency: bool, waits: Waits) -> (f64, u64, u64, String) {
+    let spin = waits.bridges == "spin";
     let peer = std::env::current_exe()
         .unwrap()
         .parent()
@@ -189,7 +197,13 @@ fn bridge_run(count: u64, latency: bool, spin: bool) -> (f64, u64, u64) {
         .parent()
         .unwrap()
         .join("examples/peer");
-    let tag = format!("brb-{}-{}{}", std::process::id(), latency as u8, spin as u8);
+    let tag = format!(
+        "brb-{}-{}{}{}",
+        std::process::id(),
+        latency as u8,
+        spin as u8,
+        waits.consumer.len()
+    );
     let (a, b) = (format!("{tag}-a"), format!("{tag}-b"));
     let state = std::env::temp_dir().join(&tag);
     std::fs::create_dir_all(&state).unwrap();
@@ -199,10 +213,8 @@ fn bridge_run(count: u64, latency: bool, spin: bool) -> (f64, u64, u64) {
     if latency {
         extra.push("--latency");
     }
-    if spin {
-        extra.push("--spin");
-    }
-    let wait = if spin { "spin" } else { "spin-then-park" };
+    extra.extend(waits.consumer);
+    let wait = waits.bridges;
     let mut cons = Command::new(&peer)
         .args(["consume", &b, "spsc", &n, "--create", "65536"])
         .args(&extra)
@@ -234,6 +246,7 @@ fn bridge_run(count: u64, latency: bool, spin: bool) -> (f64, u64, u64) {
                 .args(args)
                 .args(["--wait", wait])
                 .env("SHMCHAN_BRIDGE_STATE_DIR", &state)
+                .env("SHMCHAN_BRIDGE_HOPS", state.join("hops"))
                 .stderr(Stdio::null())
                 .spawn()
                 .unwrap(),
@@ -281,6 +294,19 @@ fn bridge_run(count: u64, latency: bool, spin: bool) -> (f64, u64, u64) {
         unsafe { libc::kill(b.id() as i32, libc::SIGTERM) };
         let _ = b.wait();
     }
+    // Each hop's age of the stamp (p50/p99): taken by the out bridge, received by the in
+    // bridge, written into the consumer's ring.
+    let mut hops = String::new();
+    for point in ["out-take", "in-recv", "in-written"] {
+        let f = std::fs::read_to_string(state.join(format!("hops.{point}"))).unwrap_or_default();
+        let v: Vec<f64> = f
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        if v.len() == 3 {
+            hops += &format!("{point} {:.1}/{:.1} us, ", v[0] / 1e3, v[1] / 1e3);
+        }
+    }
     let _ = std::fs::remove_dir_all(&state);
     let r: serde_json::Value = serde_json::from_str(&result_line(&out)).unwrap();
     assert_eq!(r["received"], count, "{r}");
@@ -289,7 +315,7 @@ fn bridge_run(count: u64, latency: bool, spin: bool) -> (f64, u64, u64) {
         Some(l) => (l[0].as_u64().unwrap(), l[1].as_u64().unwrap()),
         None => (0, 0),
     };
-    (thr, p50, p99)
+    (thr, p50, p99, hops)
 }
 
 fn main() {
@@ -300,38 +326,69 @@ fn main() {
         _ => {}
     }
     let quick = args.iter().any(|a| a == "--quick");
+    // Only the latency rows (for looking into them).
+    let lat_only = args.iter().any(|a| a == "--latency-only");
     let (thr_n, lat_n, runs) = if quick {
         (1_000_000, 2_000, 1)
     } else {
         (5_000_000, 10_000, 3)
     };
+    const DEFAULT: Waits = Waits {
+        bridges: "adaptive",
+        consumer: &[],
+    };
+    let rows: [(&str, Waits); 4] = [
+        ("bridged (default)", DEFAULT),
+        (
+            "bridges --wait spin-then-park (the old default)",
+            Waits {
+                bridges: "spin-then-park",
+                consumer: &[],
+            },
+        ),
+        (
+            "bridged, consumer polling adaptively too",
+            Waits {
+                bridges: "adaptive",
+                consumer: &["--adaptive"],
+            },
+        ),
+        (
+            "bridges --wait spin, consumer spinning",
+            Waits {
+                bridges: "spin",
+                consumer: &["--spin"],
+            },
+        ),
+    ];
     println!("os load average before: {}", loadavg());
     for run in 0..runs {
-        let (zt, _, _) = zenoh_run(thr_n, false);
-        let (bt, _, _) = bridge_run(thr_n, false, false);
-        println!(
-            "run {run}: 8 B throughput, {thr_n} messages: bridged {:.2} M msg/s, zenoh pub->sub {:.2} M msg/s, ratio {:.2}x",
-            bt / 1e6,
-            zt / 1e6,
-            bt / zt
-        );
-        let (_, z50, z99) = zenoh_run(lat_n, true);
-        let (_, b50, b99) = bridge_run(lat_n, true, false);
-        let (_, s50, s99) = bridge_run(lat_n, true, true);
+        if !lat_only {
+            let (zt, _, _) = zenoh_run(thr_n, false);
+            let (bt, _, _, _) = bridge_run(thr_n, false, DEFAULT);
+            println!(
+                "run {run}: 8 B throughput, {thr_n} messages: bridged {:.2} M msg/s, zenoh pub->sub {:.2} M msg/s, ratio {:.2}x",
+                bt / 1e6,
+                zt / 1e6,
+                bt / zt
+            );
+        }
         let us = |ns: u64| ns as f64 / 1e3;
+        let (_, z50, z99) = zenoh_run(lat_n, true);
         println!(
-            "run {run}: one-way latency, {lat_n} messages 200 us apart: zenoh p50 {:.1} us p99 {:.1} us; \
-             bridged p50 {:.1} us p99 {:.1} us ({:+.1} us); bridged, local ends spinning (--wait spin) \
-             p50 {:.1} us p99 {:.1} us ({:+.1} us)",
+            "run {run}: one-way latency, {lat_n} messages 200 us apart: zenoh pub->sub p50 {:.1} us p99 {:.1} us",
             us(z50),
-            us(z99),
-            us(b50),
-            us(b99),
-            us(b50) - us(z50),
-            us(s50),
-            us(s99),
-            us(s50) - us(z50),
+            us(z99)
         );
+        for (what, waits) in rows {
+            let (_, b50, b99, hops) = bridge_run(lat_n, true, waits);
+            println!(
+                "run {run}:   {what}: p50 {:.1} us ({:+.1} us) p99 {:.1} us; hops p50/p99: {hops}",
+                us(b50),
+                us(b50) - us(z50),
+                us(b99),
+            );
+        }
     }
     println!("os load average after: {}", loadavg());
 }

@@ -252,9 +252,32 @@ fn consume(name: &str, kind: &str, count: u64, create: bool, opts: &Options, arg
                 open_retry(|| spsc::Receiver::<u64>::open(name, opts))
             };
             println!("READY");
+            let adaptive = args.iter().any(|a| a == "--adaptive");
+            let mut gaps = Gaps::default();
             while ck.received < count {
-                match rx.recv_timeout(idle) {
+                let mut got = Err(shmchan::RecvTimeoutError::Timeout);
+                if adaptive {
+                    // As the bridge's --wait adaptive: poll across short gaps, yielding.
+                    let (t0, window) = (Instant::now(), gaps.window());
+                    loop {
+                        match rx.try_recv() {
+                            Ok(v) => got = Ok(v),
+                            Err(shmchan::TryRecvError::Empty) if t0.elapsed() < window => {
+                                // SAFETY: sched_yield(2) touches no memory of ours.
+                                unsafe { libc::sched_yield() };
+                                continue;
+                            }
+                            Err(_) => {}
+                        }
+                        break;
+                    }
+                }
+                if got.is_err() {
+                    got = rx.recv_timeout(idle);
+                }
+                match got {
                     Ok(v) => {
+                        gaps.arrived(Instant::now());
                         if latency {
                             ck.lat.push(now_ns().saturating_sub(v));
                             ck.received += 1;
@@ -349,4 +372,35 @@ fn consume(name: &str, kind: &str, count: u64, create: bool, opts: &Options, arg
             _ => 0,
         }
     );
+}
+
+/// The gap between messages, learned as they come (as the bridge's `adaptive.rs`): poll for
+/// twice the recent gap while it is under 1 ms, else 50 us.
+#[derive(Default)]
+struct Gaps {
+    last: Option<Instant>,
+    mean_ns: u64,
+}
+
+impl Gaps {
+    fn arrived(&mut self, now: Instant) {
+        if let Some(last) = self.last {
+            let gap = (now - last).as_nanos().min(4_000_000) as u64;
+            self.mean_ns = if self.mean_ns == 0 {
+                gap
+            } else {
+                self.mean_ns - self.mean_ns / 8 + gap / 8
+            };
+        }
+        self.last = Some(now);
+    }
+
+    fn window(&self) -> Duration {
+        let min = Duration::from_micros(50);
+        if self.mean_ns == 0 || self.mean_ns >= 1_000_000 {
+            min
+        } else {
+            (2 * Duration::from_nanos(self.mean_ns)).max(min)
+        }
+    }
 }

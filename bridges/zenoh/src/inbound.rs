@@ -26,6 +26,7 @@ use zenoh::qos::CongestionControl;
 use zenoh::sample::Locality;
 use zenoh::{Session, Wait};
 
+use crate::hops;
 use crate::local::{self, Fingerprint, Put, Sink};
 use crate::out::{PRESENCE, random_epoch};
 use crate::stats::{Counters, Route};
@@ -367,6 +368,10 @@ impl In {
                 if body.len() != count as usize * size {
                     return None;
                 }
+                let stamp = size == 8 && skip == 0 && hops::on();
+                if stamp {
+                    hops::stamp("in-recv", body);
+                }
                 let mut values = &body[skip * size..];
                 let mut written = 0;
                 while !values.is_empty() {
@@ -376,6 +381,9 @@ impl In {
                     if !self.after_put(r, wait) {
                         break;
                     }
+                }
+                if stamp {
+                    hops::stamp("in-written", body);
                 }
                 Some(written)
             }

@@ -8,6 +8,8 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod adaptive;
+mod hops;
 mod inbound;
 mod local;
 mod out;
@@ -107,11 +109,13 @@ struct Common {
     /// in: create the local channel if it does not exist, for what the first message carries.
     #[arg(long)]
     create: bool,
-    /// How the bridge waits on its local ring: `spin-then-park` (the library's default: spin
-    /// 50 us, then sleep), `spin` (lowest latency, a core at 100% while idle), `park`, or
-    /// `spin-us:N` (spin N microseconds, then sleep).
-    #[arg(long, default_value = "spin-then-park", value_parser = parse_wait)]
-    wait: WaitStrategy,
+    /// How the bridge waits on its local ring: `adaptive` (default: while messages come less
+    /// than 1 ms apart, poll about twice the recent gap, yielding the CPU between polls, so the
+    /// next one needs no wake-up; else spin 50 us, then sleep), `spin-then-park` (the
+    /// library's default: spin 50 us, then sleep), `spin` (a core at 100% while idle), `park`,
+    /// or `spin-us:N` (spin N microseconds, then sleep).
+    #[arg(long, default_value = "adaptive", value_parser = parse_wait)]
+    wait: WaitArg,
     /// in, with --create: ring capacity (messages; bytes for frame channels).
     #[arg(long, default_value_t = 1024)]
     capacity: usize,
@@ -123,16 +127,34 @@ struct Common {
     window_bytes: u64,
 }
 
-fn parse_wait(s: &str) -> Result<WaitStrategy, String> {
+/// `--wait`: the library's strategy for the ring, and whether the out route polls adaptively
+/// before it (see `adaptive.rs`).
+#[derive(Clone, Copy, Debug)]
+struct WaitArg {
+    strategy: WaitStrategy,
+    adaptive: bool,
+}
+
+fn parse_wait(s: &str) -> Result<WaitArg, String> {
+    let lib = |strategy| WaitArg {
+        strategy,
+        adaptive: false,
+    };
     match s {
-        "spin-then-park" => Ok(WaitStrategy::default()),
-        "spin" => Ok(WaitStrategy::Spin),
-        "park" => Ok(WaitStrategy::Park),
+        "adaptive" => Ok(WaitArg {
+            strategy: WaitStrategy::default(),
+            adaptive: true,
+        }),
+        "spin-then-park" => Ok(lib(WaitStrategy::default())),
+        "spin" => Ok(lib(WaitStrategy::Spin)),
+        "park" => Ok(lib(WaitStrategy::Park)),
         _ => s
             .strip_prefix("spin-us:")
             .and_then(|n| n.parse().ok())
-            .map(|us| WaitStrategy::SpinThenPark(Duration::from_micros(us)))
-            .ok_or_else(|| format!("wait {s:?}: expected spin-then-park, spin, park or spin-us:N")),
+            .map(|us| lib(WaitStrategy::SpinThenPark(Duration::from_micros(us))))
+            .ok_or_else(|| {
+                format!("wait {s:?}: expected adaptive, spin-then-park, spin, park or spin-us:N")
+            }),
     }
 }
 
@@ -192,13 +214,14 @@ fn spec(out: bool, name: &str, key: &str, common: &Common) -> Result<Spec, Strin
     let opts = Options::new()
         .backend(common.backend.clone())
         .capacity(common.capacity)
-        .wait_strategy(common.wait);
+        .wait_strategy(common.wait.strategy);
     Ok(if out {
         Spec::Out(out::OutRoute {
             name: name.into(),
             key: key.into(),
             lossless,
             opts,
+            adaptive: common.wait.adaptive,
             route: route("out", name, key, lossless),
         })
     } else {
@@ -282,6 +305,7 @@ fn run(specs: Vec<Spec>, common: &Common) -> Result<(), String> {
         }
     });
     stats::remove_state(&dir, pid);
+    hops::dump();
     let _ = session.close().wait();
     match failure.into_inner().unwrap() {
         Some(e) => Err(e),

@@ -24,6 +24,8 @@ use zenoh::qos::CongestionControl;
 use zenoh::sample::Locality;
 use zenoh::{Session, Wait};
 
+use crate::adaptive::{self, Gaps};
+use crate::hops;
 use crate::local::{Source, Take};
 use crate::stats::{Counters, Route};
 use crate::wire::{self, Credit};
@@ -42,6 +44,8 @@ pub struct OutRoute {
     pub key: String,
     pub lossless: bool,
     pub opts: Options,
+    /// `--wait adaptive`: poll the ring across short gaps (see `adaptive.rs`).
+    pub adaptive: bool,
     pub route: Arc<Route>,
 }
 
@@ -178,6 +182,8 @@ impl OutRoute {
         let mut local_gone = false;
         let mut watch = crate::local::PeerWatch::default();
         let mut last_watch: Option<Instant> = None;
+        let mut gaps = Gaps::default();
+        let fp_size = fp.element_size();
         while !stop.load(Relaxed) {
             if last_watch.is_none_or(|t| t.elapsed() >= HELLO_EVERY) {
                 // Local senders that left and came back, counted from the endpoint table.
@@ -222,15 +228,31 @@ impl OutRoute {
                 continue;
             }
             body.clear();
-            let took = src.take(
-                &mut body,
-                &mut scratch,
+            let (max_msgs, max_bytes) = (
                 room_msgs.min(MAX_BATCH_MSGS as u64) as usize,
                 room_bytes.min(MAX_BATCH_BYTES as u64) as usize,
-                TICK,
             );
+            let mut took = Take::Empty;
+            if self.adaptive {
+                // Poll (a few dozen tries per call), yielding between polls, for the window.
+                let (t0, window) = (Instant::now(), gaps.window());
+                loop {
+                    took = src.take(&mut body, &mut scratch, max_msgs, max_bytes, Duration::ZERO);
+                    if took != Take::Empty || t0.elapsed() >= window {
+                        break;
+                    }
+                    adaptive::yield_cpu();
+                }
+            }
+            if took == Take::Empty {
+                took = src.take(&mut body, &mut scratch, max_msgs, max_bytes, TICK);
+            }
             match took {
                 Take::Got(n) => {
+                    gaps.arrived(Instant::now());
+                    if fp_size == Some(8) {
+                        hops::stamp("out-take", &body);
+                    }
                     local_gone = false;
                     out.data(n as u32, &body);
                     put(&out.msg)?;
