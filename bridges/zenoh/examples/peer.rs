@@ -5,7 +5,10 @@
 //! peer consume NAME KIND COUNT [--create CAP] [--slow-us N] [--idle-ms N] [--latency]
 //! ```
 //!
-//! KIND is `spsc`, `mpmc`, `frame` or (produce only) `topic`, a frame topic in Block mode. Typed messages are the `u64` values `0..COUNT` (SPSC:
+//! KIND is `spsc`, `mpmc`, `frame`, `tbcast` (a typed topic of `u64`: the producer creates it,
+//! in Block mode or with `--overwrite` in Overwrite mode, and publishes once a subscriber is
+//! counted; the consumer subscribes, retrying until it exists) or (produce only) `topic`, a
+//! frame topic in Block mode. Typed messages are the `u64` values `0..COUNT` (SPSC:
 //! `S..S+COUNT` with `--from`; or, with
 //! `--elem`, elements of another type, for a mismatch); frames are frame `i` of
 //! [`frame_bytes`]. `--try` sends with `try_send` and counts how often the ring was `Full`.
@@ -173,10 +176,8 @@ fn produce(name: &str, kind: &str, count: u64, create: bool, opts: &Options, arg
                 .max_frame(64 * 1024)
                 .overflow(shmchan::broadcast::Overflow::Block { evict_after: None });
             let mut tx = shmchan::broadcast::FramePublisher::create(name, &o).unwrap();
+            // A counted subscriber sees the next message (layout 6: counted once ready).
             tx.wait_for_subscribers(1, Duration::from_secs(60)).unwrap();
-            // A Block-mode subscriber that joined is counted at the publisher's next scan
-            // (see the library's README, "Limits"): give it time to settle.
-            std::thread::sleep(Duration::from_millis(200));
             for i in 0..count {
                 tx.send(&frame_bytes(i, 64 * 1024)).unwrap();
             }
@@ -187,6 +188,30 @@ fn produce(name: &str, kind: &str, count: u64, create: bool, opts: &Options, arg
                 match shmchan::inspect::stat(name, o.get_backend()) {
                     Ok(ch) if ch.ring.as_ref().is_some_and(|r| r.len == 0) => break,
                     _ => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        }
+        ("tbcast", _) => {
+            let overflow = if args.iter().any(|a| a == "--overwrite") {
+                shmchan::broadcast::Overflow::Overwrite
+            } else {
+                shmchan::broadcast::Overflow::Block { evict_after: None }
+            };
+            let o = opts.clone().overflow(overflow);
+            let mut tx = shmchan::broadcast::Publisher::<u64>::create(name, &o).unwrap();
+            // A counted subscriber sees the next message (layout 6: counted once ready).
+            tx.wait_for_subscribers(1, Duration::from_secs(60)).unwrap();
+            for i in 0..count {
+                tx.send(i).unwrap();
+            }
+            if overflow != shmchan::broadcast::Overflow::Overwrite {
+                // Stay until the subscriber has read everything, as for `topic`.
+                let t0 = Instant::now();
+                while tx.subscriber_count() > 0 && t0.elapsed() < Duration::from_secs(60) {
+                    match shmchan::inspect::stat(name, o.get_backend()) {
+                        Ok(ch) if ch.ring.as_ref().is_some_and(|r| r.len == 0) => break,
+                        _ => std::thread::sleep(Duration::from_millis(10)),
+                    }
                 }
             }
         }
@@ -205,6 +230,10 @@ struct Check {
     last: Option<u64>,
     out_of_order: u64,
     duplicates: u64,
+    /// Values skipped between consecutive ones (typed: each value is its index).
+    missing: u64,
+    /// Typed topic: messages the topic overwrote before this consumer read them.
+    lagged: u64,
     bad_bytes: u64,
     lat: Vec<u64>,
     t_first: Option<Instant>,
@@ -233,6 +262,8 @@ impl Check {
                 self.duplicates += 1;
             } else if v < l {
                 self.out_of_order += 1;
+            } else {
+                self.missing += v - l - 1;
             }
         }
         self.last = Some(v);
@@ -318,6 +349,23 @@ fn consume(name: &str, kind: &str, count: u64, create: bool, opts: &Options, arg
                 }
             }
         }
+        "tbcast" => {
+            let mut rx = open_retry(|| shmchan::broadcast::Subscriber::<u64>::open(name, opts));
+            println!("READY");
+            while ck.received < count {
+                match rx.recv_timeout(idle) {
+                    Ok(v) => ck.value(v),
+                    Err(shmchan::broadcast::RecvTimeoutError::Lagged(k)) => ck.lagged += k,
+                    Err(shmchan::broadcast::RecvTimeoutError::Timeout) => break,
+                    Err(_) => {
+                        if ck.idle_for() > idle {
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+            }
+        }
         "frame" => {
             let mut rx = if create {
                 frame::Receiver::create(name, opts).unwrap()
@@ -360,12 +408,14 @@ fn consume(name: &str, kind: &str, count: u64, create: bool, opts: &Options, arg
         format!("[{},{},{}]", p(0.5), p(0.99), p(0.999))
     };
     println!(
-        "RESULT {{\"received\":{},\"first\":{},\"last\":{},\"out_of_order\":{},\"duplicates\":{},\"bad_bytes\":{},\"latency_ns\":{lat},\"elapsed_ns\":{}}}",
+        "RESULT {{\"received\":{},\"first\":{},\"last\":{},\"out_of_order\":{},\"duplicates\":{},\"missing\":{},\"lagged\":{},\"bad_bytes\":{},\"latency_ns\":{lat},\"elapsed_ns\":{}}}",
         ck.received,
         ck.first.map_or("null".into(), |l| l.to_string()),
         ck.last.map_or("null".into(), |l| l.to_string()),
         ck.out_of_order,
         ck.duplicates,
+        ck.missing,
+        ck.lagged,
         ck.bad_bytes,
         match (ck.t_first, ck.t_last) {
             (Some(a), Some(b)) => (b - a).as_nanos() as u64,

@@ -240,7 +240,7 @@ impl In {
         if self.sink.is_none() {
             self.try_open();
             if self.sink.is_none() && self.r.create {
-                match Sink::create(&self.r.name, &remote_fp, &self.r.opts) {
+                match Sink::create(&self.r.name, &remote_fp, &self.r.opts, self.r.lossless) {
                     Ok(sink) => {
                         *self.r.route.fingerprint.lock().unwrap() = remote_fp.wire();
                         self.sink = Some((sink, remote_fp.clone()));
@@ -375,7 +375,7 @@ impl In {
                 let mut values = &body[skip * size..];
                 let mut written = 0;
                 while !values.is_empty() {
-                    let (n, r) = self.sink.as_ref()?.0.put_values(values, wait);
+                    let (n, r) = self.sink.as_mut()?.0.put_values(values, wait);
                     written += n as u64;
                     values = &values[n * size..];
                     if !self.after_put(r, wait) {

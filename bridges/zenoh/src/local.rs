@@ -11,13 +11,32 @@ use shmchan::{
 };
 
 /// What a channel carries, as it travels with every message: byte frames, or typed elements
-/// (name, size, alignment) of an SPSC or MPMC channel.
+/// (name, size, alignment) of an SPSC or MPMC channel or a broadcast topic.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Fingerprint {
     /// Byte frames: a frame channel, or a broadcast frame topic (`topic`).
     Frames { topic: bool },
-    /// Typed elements of an SPSC (`mpmc == false`) or MPMC channel.
-    Typed { mpmc: bool, element: Element },
+    /// Typed elements of an SPSC or MPMC channel or a typed topic.
+    Typed { kind: Typed, element: Element },
+}
+
+/// The kind of a typed channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Typed {
+    Spsc,
+    Mpmc,
+    /// A broadcast topic of elements (`broadcast::Publisher<T>`, `untyped::broadcast`).
+    Topic,
+}
+
+impl Typed {
+    fn wire(self) -> &'static str {
+        match self {
+            Typed::Spsc => "spsc",
+            Typed::Mpmc => "mpmc",
+            Typed::Topic => "topic",
+        }
+    }
 }
 
 const ENDIAN: &str = if cfg!(target_endian = "little") {
@@ -27,14 +46,15 @@ const ENDIAN: &str = if cfg!(target_endian = "little") {
 };
 
 impl Fingerprint {
-    /// The form that travels: `frame`, `topic`, or `spsc;NAME;SIZE;ALIGN;le` (`mpmc;...`).
+    /// The form that travels: `frame`, `topic` (frames), or `spsc;NAME;SIZE;ALIGN;le`
+    /// (`mpmc;...`, `topic;...` for a typed topic).
     pub fn wire(&self) -> String {
         match self {
             Fingerprint::Frames { topic: false } => "frame".into(),
             Fingerprint::Frames { topic: true } => "topic".into(),
-            Fingerprint::Typed { mpmc, element } => format!(
+            Fingerprint::Typed { kind, element } => format!(
                 "{};{};{};{};{ENDIAN}",
-                if *mpmc { "mpmc" } else { "spsc" },
+                kind.wire(),
                 element.name(),
                 element.size(),
                 element.align()
@@ -50,9 +70,10 @@ impl Fingerprint {
             _ => {}
         }
         let mut it = s.split(';');
-        let mpmc = match it.next()? {
-            "spsc" => false,
-            "mpmc" => true,
+        let kind = match it.next()? {
+            "spsc" => Typed::Spsc,
+            "mpmc" => Typed::Mpmc,
+            "topic" => Typed::Topic,
             _ => return None,
         };
         let name = it.next()?;
@@ -62,13 +83,14 @@ impl Fingerprint {
             return None; // another byte order: values would be read wrong
         }
         Some(Fingerprint::Typed {
-            mpmc,
+            kind,
             element: Element::new(name, size, align),
         })
     }
 
     /// May messages of `self` be written into a channel of `local`? Frames into frames (a
-    /// channel or a topic), typed elements into a channel of the same element (SPSC or MPMC).
+    /// channel or a topic), typed elements into a channel of the same element (SPSC, MPMC or
+    /// a typed topic).
     pub fn fits(&self, local: &Fingerprint) -> bool {
         match (self, local) {
             (Fingerprint::Frames { .. }, Fingerprint::Frames { .. }) => true,
@@ -104,18 +126,24 @@ pub fn stat(name: &str, backend: &Backend) -> Result<(Fingerprint, inspect::Ring
     let fp = match ring.kind {
         inspect::Kind::Frame => Fingerprint::Frames { topic: false },
         inspect::Kind::Broadcast if ring.payload == "frames" => Fingerprint::Frames { topic: true },
-        inspect::Kind::Spsc | inspect::Kind::Mpmc => Fingerprint::Typed {
-            mpmc: ring.kind == inspect::Kind::Mpmc,
-            element: Element::new(
-                ring.payload.clone(),
-                ring.payload_size as usize,
-                ring.payload_align as usize,
-            ),
-        },
+        inspect::Kind::Spsc | inspect::Kind::Mpmc | inspect::Kind::Broadcast => {
+            Fingerprint::Typed {
+                kind: match ring.kind {
+                    inspect::Kind::Spsc => Typed::Spsc,
+                    inspect::Kind::Mpmc => Typed::Mpmc,
+                    _ => Typed::Topic,
+                },
+                element: Element::new(
+                    ring.payload.clone(),
+                    ring.payload_size as usize,
+                    ring.payload_align as usize,
+                ),
+            }
+        }
         k => {
             return Err(format!(
                 "channel {name:?} is a {k} channel of {}: the bridge forwards frame channels, \
-                 typed SPSC and MPMC channels and frame topics",
+                 typed SPSC and MPMC channels and topics (of frames or typed)",
                 ring.payload
             ));
         }
@@ -129,6 +157,7 @@ pub enum Source {
     Mpmc(untyped::mpmc::Receiver),
     Frame(frame::Receiver),
     Topic(broadcast::FrameSubscriber),
+    TypedTopic(untyped::broadcast::Subscriber),
 }
 
 /// What [`Source::take`] found.
@@ -157,13 +186,19 @@ impl Source {
                 Source::Topic(broadcast::FrameSubscriber::open(name, opts).map_err(err)?)
             }
             Fingerprint::Typed {
-                mpmc: false,
+                kind: Typed::Spsc,
                 element,
             } => Source::Spsc(untyped::spsc::Receiver::open(name, element, opts).map_err(err)?),
             Fingerprint::Typed {
-                mpmc: true,
+                kind: Typed::Mpmc,
                 element,
             } => Source::Mpmc(untyped::mpmc::Receiver::open(name, element, opts).map_err(err)?),
+            Fingerprint::Typed {
+                kind: Typed::Topic,
+                element,
+            } => Source::TypedTopic(
+                untyped::broadcast::Subscriber::open(name, element, opts).map_err(err)?,
+            ),
         };
         Ok((src, fp))
     }
@@ -192,6 +227,20 @@ impl Source {
                 typed(body, scratch, size, max_msgs, max_bytes, |buf| {
                     rx.recv_timeout(buf, wait)
                 })
+            }
+            Source::TypedTopic(rx) => {
+                let size = rx.element_size();
+                let n = max_msgs.min((max_bytes / size).max(1));
+                scratch.resize(n * size, 0);
+                match rx.recv_timeout(&mut scratch[..n * size], wait) {
+                    Ok(got) => {
+                        body.extend_from_slice(&scratch[..got * size]);
+                        Take::Got(got)
+                    }
+                    Err(broadcast::RecvTimeoutError::Timeout) => Take::Empty,
+                    Err(broadcast::RecvTimeoutError::Lagged(k)) => Take::Lagged(k),
+                    Err(_) => Take::Disconnected,
+                }
             }
             Source::Frame(rx) => {
                 match rx.recv_timeout(wait) {
@@ -250,6 +299,10 @@ impl Source {
             Source::Mpmc(rx) => rx.wait_for_peer(timeout).is_ok(),
             Source::Frame(rx) => rx.wait_for_peer(timeout).is_ok(),
             Source::Topic(rx) => rx.wait_for_peer(timeout).is_ok(),
+            Source::TypedTopic(_) => {
+                std::thread::sleep(timeout);
+                false
+            }
         }
     }
 }
@@ -280,6 +333,9 @@ pub enum Sink {
     Mpmc(untyped::mpmc::Sender),
     Frame(frame::Sender),
     Topic(broadcast::FramePublisher),
+    /// A typed topic: it counts as connected while it has a subscriber (one that is counted
+    /// sees the next element), so lossless writes wait for one and lossy ones drop.
+    TypedTopic(untyped::broadcast::Publisher),
 }
 
 /// What a write into the local ring came to.
@@ -303,9 +359,32 @@ impl Sink {
         Ok((sink, fp))
     }
 
-    /// Create channel `name` for what `fp` describes (capacity in `opts`), as its sender.
-    pub fn create(name: &str, fp: &Fingerprint, opts: &Options) -> Result<Sink, String> {
-        Sink::attach(name, fp, opts, true)
+    /// Create channel `name` for what `fp` describes (capacity in `opts`), as its sender. A
+    /// topic is created in Block mode for a lossless route (its subscribers hold the bridge
+    /// back, and so the remote producer), in Overwrite mode for a lossy one.
+    pub fn create(
+        name: &str,
+        fp: &Fingerprint,
+        opts: &Options,
+        lossless: bool,
+    ) -> Result<Sink, String> {
+        let topic = matches!(
+            fp,
+            Fingerprint::Frames { topic: true }
+                | Fingerprint::Typed {
+                    kind: Typed::Topic,
+                    ..
+                }
+        );
+        if !topic {
+            return Sink::attach(name, fp, opts, true);
+        }
+        let overflow = if lossless {
+            broadcast::Overflow::Block { evict_after: None }
+        } else {
+            broadcast::Overflow::Overwrite
+        };
+        Sink::attach(name, fp, &opts.clone().overflow(overflow), true)
     }
 
     fn attach(name: &str, fp: &Fingerprint, opts: &Options, create: bool) -> Result<Sink, String> {
@@ -325,32 +404,50 @@ impl Sink {
             }
             (
                 Fingerprint::Typed {
-                    mpmc: false,
+                    kind: Typed::Spsc,
                     element,
                 },
                 false,
             ) => Sink::Spsc(untyped::spsc::Sender::open(name, element, opts).map_err(err)?),
             (
                 Fingerprint::Typed {
-                    mpmc: false,
+                    kind: Typed::Spsc,
                     element,
                 },
                 true,
             ) => Sink::Spsc(untyped::spsc::Sender::create(name, element, opts).map_err(err)?),
             (
                 Fingerprint::Typed {
-                    mpmc: true,
+                    kind: Typed::Mpmc,
                     element,
                 },
                 false,
             ) => Sink::Mpmc(untyped::mpmc::Sender::open(name, element, opts).map_err(err)?),
             (
                 Fingerprint::Typed {
-                    mpmc: true,
+                    kind: Typed::Mpmc,
                     element,
                 },
                 true,
             ) => Sink::Mpmc(untyped::mpmc::Sender::create(name, element, opts).map_err(err)?),
+            (
+                Fingerprint::Typed {
+                    kind: Typed::Topic,
+                    element,
+                },
+                false,
+            ) => Sink::TypedTopic(
+                untyped::broadcast::Publisher::open(name, element, opts).map_err(err)?,
+            ),
+            (
+                Fingerprint::Typed {
+                    kind: Typed::Topic,
+                    element,
+                },
+                true,
+            ) => Sink::TypedTopic(
+                untyped::broadcast::Publisher::create(name, element, opts).map_err(err)?,
+            ),
         })
     }
 
@@ -362,7 +459,7 @@ impl Sink {
 
     /// Write typed elements (`values`, whole elements), waiting at most `wait` for room (zero:
     /// no wait). Returns how many elements went in, and why not all of them.
-    pub fn put_values(&self, values: &[u8], wait: Duration) -> (usize, Put) {
+    pub fn put_values(&mut self, values: &[u8], wait: Duration) -> (usize, Put) {
         if values.is_empty() {
             return (0, Put::Done);
         }
@@ -375,6 +472,15 @@ impl Sink {
             }
             Sink::Spsc(tx) => tx.send_timeout(values, wait),
             Sink::Mpmc(tx) => tx.send_timeout(values, wait),
+            // Nobody would see it: as a channel without a receiver.
+            Sink::TypedTopic(tx) if tx.subscriber_count() == 0 => {
+                return (0, Put::Disconnected);
+            }
+            Sink::TypedTopic(tx) if wait.is_zero() => {
+                let size = tx.element_size();
+                try_typed(tx.try_send(values), values, size)
+            }
+            Sink::TypedTopic(tx) => tx.send_timeout(values, wait),
             _ => unreachable!("typed values for a frame channel"),
         };
         match r {
@@ -388,6 +494,7 @@ impl Sink {
         match self {
             Sink::Spsc(tx) => tx.element_size(),
             Sink::Mpmc(tx) => tx.element_size(),
+            Sink::TypedTopic(tx) => tx.element_size(),
             _ => 1,
         }
     }
@@ -427,6 +534,7 @@ impl Sink {
             Sink::Mpmc(tx) => tx.is_connected(),
             Sink::Frame(tx) => tx.is_connected(),
             Sink::Topic(_) => true,
+            Sink::TypedTopic(tx) => tx.subscriber_count() > 0,
         }
     }
 
@@ -437,6 +545,7 @@ impl Sink {
             Sink::Mpmc(tx) => tx.wait_for_peer(timeout).is_ok(),
             Sink::Frame(tx) => tx.wait_for_peer(timeout).is_ok(),
             Sink::Topic(_) => true,
+            Sink::TypedTopic(tx) => tx.wait_for_subscribers(1, timeout).is_ok(),
         }
     }
 }
@@ -497,17 +606,17 @@ mod tests {
     #[test]
     fn fingerprints_round_trip_and_fit() {
         let q = Fingerprint::Typed {
-            mpmc: false,
+            kind: Typed::Spsc,
             element: Element::new("Quote", 24, 8),
         };
         assert_eq!(Fingerprint::parse(&q.wire()), Some(q.clone()));
         let m = Fingerprint::Typed {
-            mpmc: true,
+            kind: Typed::Mpmc,
             element: Element::new("Quote", 24, 8),
         };
         assert!(q.fits(&m));
         let other = Fingerprint::Typed {
-            mpmc: false,
+            kind: Typed::Spsc,
             element: Element::new("Quote", 24, 4),
         };
         assert!(!q.fits(&other));
@@ -515,6 +624,13 @@ mod tests {
         assert_eq!(Fingerprint::parse("frame"), Some(f.clone()));
         assert!(f.fits(&Fingerprint::Frames { topic: true }));
         assert!(!f.fits(&q));
+        let t = Fingerprint::Typed {
+            kind: Typed::Topic,
+            element: Element::new("Quote", 24, 8),
+        };
+        assert_eq!(t.wire(), "topic;Quote;24;8;le");
+        assert_eq!(Fingerprint::parse(&t.wire()), Some(t.clone()));
+        assert!(t.fits(&q) && q.fits(&t) && !t.fits(&f) && !f.fits(&t));
         assert!(Fingerprint::parse("spsc;Quote;24;8;xx").is_none());
         assert!(Fingerprint::parse("spsc;Quote;24").is_none());
     }

@@ -49,7 +49,7 @@ struct Cli {
 enum Command {
     /// Forward a local channel to Zenoh: attach as its receiver, publish on KEY.
     Out {
-        /// The local channel (a frame channel, a typed SPSC or MPMC channel, or a frame topic).
+        /// The local channel (a frame channel, a typed SPSC or MPMC channel, or a topic).
         name: String,
         /// The Zenoh key to publish on (credit comes back on KEY/@credit).
         #[arg(long)]

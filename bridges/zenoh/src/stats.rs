@@ -36,7 +36,7 @@ pub struct Counters {
     /// Times a local peer attached again after it had gone.
     pub local_reconnects: AtomicU64,
     /// in, lossy: messages dropped because the local ring was full or its receiver gone;
-    /// out, frame topic: messages the topic overwrote before the bridge read them.
+    /// out, topic: messages the topic overwrote before the bridge read them.
     pub drops: AtomicU64,
     /// Messages that did not parse.
     pub malformed: AtomicU64,

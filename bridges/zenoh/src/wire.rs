@@ -9,7 +9,7 @@
 //! 16  in_epoch u64    the in route the out is following (lossless), 0 otherwise
 //! 24  seq u64         the first message's sequence number (hello: the next one)
 //! 32  count u32       messages in the body (hello: 0)     36 reserved u32
-//! 40  fingerprint     "frame", or "spsc;NAME;SIZE;ALIGN;le" / "mpmc;..."
+//! 40  fingerprint     "frame", "topic", or "spsc;NAME;SIZE;ALIGN;le" / "mpmc;..." / "topic;..."
 //!     body            typed: count * SIZE bytes; frames: count * (u32 length, bytes)
 //!
 //! credit, on KEY/@credit

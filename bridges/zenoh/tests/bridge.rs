@@ -296,7 +296,9 @@ fn local_peers_that_restart_are_picked_up_again() {
     let r1 = w.result(c1);
     assert_exact(&r1, K);
     let _ = w.result(p1);
-    std::thread::sleep(Duration::from_millis(500)); // both bridges see their peer gone
+    // Both bridges see their local peer gone (read from the endpoint tables).
+    w.route_until(out, "out", |r| r["local"] == false);
+    w.route_until(inb, "in", |r| r["local"] == false);
     // A second producer and a second consumer attach to the same channels.
     let p2 = w.peer(&["produce", &a, "spsc", &k, "--from", &k]);
     let c2 = w.peer(&["consume", &b, "spsc", &k]);
@@ -331,5 +333,132 @@ fn a_frame_topic_forwarded_into_a_frame_channel() {
     assert_eq!(outr["fingerprint"], "topic");
     assert_eq!(n(&outr["drops"]), 0, "{outr}");
     w.route_until(inb, "in", |r| n(&r["forwarded"]) == 2000);
+    let _ = w.result(prod);
+}
+
+#[test]
+fn a_typed_topic_forwarded_into_a_typed_topic_lossless_exact_and_in_order() {
+    const N: u64 = 50_000;
+    let mut w = World::new("ttopic");
+    let (a, b) = (w.name("a"), w.name("b"));
+    let count = N.to_string();
+    // A Rust `broadcast::Publisher<u64>` in Block mode; it publishes once the out bridge (one
+    // more subscriber) is counted.
+    let prod = w.peer(&["produce", &a, "tbcast", &count, "--create", "1024"]);
+    let listen = ep(free_port());
+    let out = w.bridge(&["out", &a, "--key", "test/ttopic", "--listen", &listen]);
+    // The in bridge creates topic b (Block mode: lossless) as its publisher; it writes only
+    // once a subscriber is counted, so the consumer that subscribes later misses nothing.
+    let inb = w.bridge(&[
+        "in",
+        &b,
+        "--key",
+        "test/ttopic",
+        "--connect",
+        &listen,
+        "--create",
+        "--capacity",
+        "1024",
+    ]);
+    let cons = w.peer(&["consume", &b, "tbcast", &count]);
+    let r = w.result(cons);
+    assert_exact(&r, N);
+    assert_eq!((n(&r["first"]), n(&r["last"])), (0, N - 1), "{r}");
+    assert_eq!(n(&r["missing"]) + n(&r["lagged"]), 0, "{r}");
+    let outr = w.route_until(out, "out", |r| n(&r["forwarded"]) == N);
+    assert_eq!(outr["fingerprint"], "topic;u64;8;8;le");
+    assert_eq!(n(&outr["drops"]), 0, "{outr}");
+    let inr = w.route_until(inb, "in", |r| n(&r["forwarded"]) == N);
+    assert_eq!(inr["fingerprint"], "topic;u64;8;8;le");
+    for k in [
+        "gaps",
+        "duplicates",
+        "type_mismatches",
+        "drops",
+        "malformed",
+    ] {
+        assert_eq!(n(&inr[k]), 0, "{k}: {inr}");
+    }
+    let _ = w.result(prod);
+}
+
+#[test]
+fn a_lapped_typed_topic_counts_what_was_overwritten_exactly() {
+    const N: u64 = 20_000;
+    let mut w = World::new("tlapped");
+    let (a, b) = (w.name("a"), w.name("b"));
+    let count = N.to_string();
+    // An Overwrite-mode topic of 64 elements; the producer publishes everything once the out
+    // bridge is counted, while no in bridge is there (so the out bridge takes nothing): the
+    // bridge's subscriber is lapped.
+    let prod = w.peer(&[
+        "produce",
+        &a,
+        "tbcast",
+        &count,
+        "--create",
+        "64",
+        "--overwrite",
+    ]);
+    let listen = ep(free_port());
+    let out = w.bridge(&["out", &a, "--key", "test/tlapped", "--listen", &listen]);
+    let _ = w.result(prod);
+    let cons = w.peer(&[
+        "consume",
+        &b,
+        "spsc",
+        &count,
+        "--create",
+        "1024",
+        "--idle-ms",
+        "2000",
+    ]);
+    w.ready(cons);
+    let inb = w.bridge(&["in", &b, "--key", "test/tlapped", "--connect", &listen]);
+    // Every message is either forwarded or counted as overwritten, exactly.
+    let outr = w.route_until(out, "out", |r| {
+        n(&r["forwarded"]) + n(&r["drops"]) == N && n(&r["forwarded"]) > 0
+    });
+    let (fwd, drops) = (n(&outr["forwarded"]), n(&outr["drops"]));
+    assert!(drops >= N - 64, "a ring of 64 kept more: {outr}");
+    let r = w.result(cons);
+    assert_eq!(n(&r["received"]), fwd, "{r}");
+    // What went is the tail, in order, nothing missing inside it.
+    assert_eq!((n(&r["first"]), n(&r["last"])), (drops, N - 1), "{r}");
+    assert_eq!(
+        n(&r["out_of_order"]) + n(&r["duplicates"]) + n(&r["missing"]),
+        0,
+        "{r}"
+    );
+    let inr = w.route_until(inb, "in", |r| n(&r["forwarded"]) == fwd);
+    assert_eq!(n(&inr["gaps"]) + n(&inr["type_mismatches"]), 0, "{inr}");
+}
+
+#[test]
+fn a_typed_topic_into_a_frame_channel_is_a_mismatch_and_writes_nothing() {
+    let mut w = World::new("tmismatch");
+    let (a, b) = (w.name("a"), w.name("b"));
+    let cons = w.peer(&[
+        "consume",
+        &b,
+        "frame",
+        "100",
+        "--create",
+        "65536",
+        "--idle-ms",
+        "2000",
+    ]);
+    w.ready(cons);
+    let prod = w.peer(&["produce", &a, "tbcast", "100", "--create", "64"]);
+    let listen = ep(free_port());
+    let out = w.bridge(&["out", &a, "--key", "test/tmm", "--listen", &listen]);
+    let inb = w.bridge(&["in", &b, "--key", "test/tmm", "--connect", &listen]);
+    let inr = w.route_until(inb, "in", |r| n(&r["type_mismatches"]) == 100);
+    assert_eq!(n(&inr["forwarded"]), 0, "{inr}");
+    let r = w.result(cons);
+    assert_eq!(n(&r["received"]), 0, "{r}");
+    assert_eq!(w.sent(&b), 0, "bytes were written into the local ring");
+    let outr = w.route_until(out, "out", |r| n(&r["forwarded"]) == 100);
+    assert_eq!(outr["fingerprint"], "topic;u64;8;8;le");
     let _ = w.result(prod);
 }
