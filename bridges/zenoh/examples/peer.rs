@@ -289,7 +289,8 @@ fn consume(name: &str, kind: &str, count: u64, create: bool, opts: &Options, arg
                 let mut got = Err(shmchan::RecvTimeoutError::Timeout);
                 if adaptive {
                     // As the bridge's --wait adaptive: poll across short gaps, yielding.
-                    let (t0, window) = (Instant::now(), gaps.window());
+                    let t0 = Instant::now();
+                    let window = gaps.window(t0);
                     loop {
                         match rx.try_recv() {
                             Ok(v) => got = Ok(v),
@@ -425,7 +426,7 @@ fn consume(name: &str, kind: &str, count: u64, create: bool, opts: &Options, arg
 }
 
 /// The gap between messages, learned as they come (as the bridge's `adaptive.rs`): poll for
-/// twice the recent gap while it is under 1 ms, else 50 us.
+/// twice the recent gap after the last one while the gap is under 1 ms, else 50 us.
 #[derive(Default)]
 struct Gaps {
     last: Option<Instant>,
@@ -445,12 +446,14 @@ impl Gaps {
         self.last = Some(now);
     }
 
-    fn window(&self) -> Duration {
+    fn window(&self, now: Instant) -> Duration {
         let min = Duration::from_micros(50);
-        if self.mean_ns == 0 || self.mean_ns >= 1_000_000 {
-            min
-        } else {
-            (2 * Duration::from_nanos(self.mean_ns)).max(min)
+        match self.last {
+            Some(last) if self.mean_ns > 0 && self.mean_ns < 1_000_000 => (last
+                + 2 * Duration::from_nanos(self.mean_ns))
+            .saturating_duration_since(now)
+            .max(min),
+            _ => min,
         }
     }
 }

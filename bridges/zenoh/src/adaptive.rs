@@ -2,11 +2,11 @@
 //!
 //! A parked receiver costs the producer a futex wake-up per message, tens of microseconds on a
 //! small VM, which is most of what the bridge adds to Zenoh's own latency. While messages come
-//! often (a gap under [`SPIN_GAPS_UNDER`] between batches), the route keeps polling for about
-//! twice the recent gap, so the next one finds it awake; between polls it calls `sched_yield`,
-//! so a producer or consumer preempted on a busy machine gets the core. When messages are
-//! rare it polls only [`MIN_SPIN`], then sleeps, as `spin-then-park` does: an idle bridge
-//! costs no CPU.
+//! often (a gap under [`SPIN_GAPS_UNDER`] between batches), the route keeps polling until
+//! about twice the recent gap after the last batch, so the next one finds it awake; between
+//! polls it calls `sched_yield`, so a producer or consumer preempted on a busy machine gets the
+//! core. When messages are rare, or have stopped, it polls only [`MIN_SPIN`], then sleeps, as
+//! `spin-then-park` does: an idle bridge costs no CPU.
 
 use std::time::{Duration, Instant};
 
@@ -39,13 +39,16 @@ impl Gaps {
         self.last = Some(now);
     }
 
-    /// How long to poll before parking.
-    pub fn window(&self) -> Duration {
+    /// How long to poll, from `now`, before parking: until about twice the recent gap after
+    /// the last batch (so a stream that stopped is not polled for again), at least
+    /// [`MIN_SPIN`].
+    pub fn window(&self, now: Instant) -> Duration {
         let mean = Duration::from_nanos(self.mean_ns);
-        if self.mean_ns == 0 || mean >= SPIN_GAPS_UNDER {
-            MIN_SPIN
-        } else {
-            (2 * mean).max(MIN_SPIN)
+        match self.last {
+            Some(last) if self.mean_ns > 0 && mean < SPIN_GAPS_UNDER => (last + 2 * mean)
+                .saturating_duration_since(now)
+                .max(MIN_SPIN),
+            _ => MIN_SPIN,
         }
     }
 }
@@ -63,20 +66,27 @@ mod tests {
     #[test]
     fn window_follows_the_gaps() {
         let mut g = Gaps::default();
-        assert_eq!(g.window(), MIN_SPIN);
         let t0 = Instant::now();
-        for i in 0..64 {
-            g.arrived(t0 + Duration::from_micros(250) * i);
+        assert_eq!(g.window(t0), MIN_SPIN);
+        let gap = Duration::from_micros(250);
+        let mut t = t0;
+        for _ in 0..64 {
+            t += gap;
+            g.arrived(t);
         }
-        let w = g.window();
+        // Right after a batch: about two gaps.
+        let w = g.window(t);
         assert!(
             w > Duration::from_micros(400) && w < Duration::from_micros(600),
             "{w:?}"
         );
-        // Messages become rare: back to the short spin.
-        for i in 0..64 {
-            g.arrived(t0 + Duration::from_secs(1 + i));
+        // The stream stopped: no more than the short spin.
+        assert_eq!(g.window(t + Duration::from_millis(5)), MIN_SPIN);
+        // Messages become rare: back to the short spin right after one, too.
+        for _ in 0..64 {
+            t += Duration::from_secs(1);
+            g.arrived(t);
         }
-        assert_eq!(g.window(), MIN_SPIN);
+        assert_eq!(g.window(t), MIN_SPIN);
     }
 }

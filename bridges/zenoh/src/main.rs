@@ -110,8 +110,9 @@ struct Common {
     #[arg(long)]
     create: bool,
     /// How the bridge waits on its local ring: `adaptive` (default: while messages come less
-    /// than 1 ms apart, poll about twice the recent gap, yielding the CPU between polls, so the
-    /// next one needs no wake-up; else spin 50 us, then sleep), `spin-then-park` (the
+    /// than 1 ms apart, poll until about twice the recent gap after the last one, yielding
+    /// the CPU between polls, so the next one needs no wake-up; else spin 50 us, then sleep),
+    /// `spin-then-park` (the
     /// library's default: spin 50 us, then sleep), `spin` (a core at 100% while idle), `park`,
     /// or `spin-us:N` (spin N microseconds, then sleep).
     #[arg(long, default_value = "adaptive", value_parser = parse_wait)]

@@ -235,7 +235,8 @@ impl OutRoute {
             let mut took = Take::Empty;
             if self.adaptive {
                 // Poll (a few dozen tries per call), yielding between polls, for the window.
-                let (t0, window) = (Instant::now(), gaps.window());
+                let t0 = Instant::now();
+                let window = gaps.window(t0);
                 loop {
                     took = src.take(&mut body, &mut scratch, max_msgs, max_bytes, Duration::ZERO);
                     if took != Take::Empty || t0.elapsed() >= window {
