@@ -7,8 +7,9 @@
 //!
 //! KIND is `spsc`, `mpmc`, `frame`, `tbcast` (a typed topic of `u64`: the producer creates it,
 //! in Block mode or with `--overwrite` in Overwrite mode, and publishes once a subscriber is
-//! counted; the consumer subscribes, retrying until it exists) or (produce only) `topic`, a
-//! frame topic in Block mode. Typed messages are the `u64` values `0..COUNT` (SPSC:
+//! counted; the consumer subscribes, retrying until it exists) or `topic`, a frame topic (the
+//! producer creates it in Block mode; the consumer subscribes to one that exists, frames of
+//! up to 64 KiB). Typed messages are the `u64` values `0..COUNT` (SPSC:
 //! `S..S+COUNT` with `--from`; or, with
 //! `--elem`, elements of another type, for a mismatch); frames are frame `i` of
 //! [`frame_bytes`]. `--try` sends with `try_send` and counts how often the ring was `Full`.
@@ -356,6 +357,31 @@ fn consume(name: &str, kind: &str, count: u64, create: bool, opts: &Options, arg
             while ck.received < count {
                 match rx.recv_timeout(idle) {
                     Ok(v) => ck.value(v),
+                    Err(shmchan::broadcast::RecvTimeoutError::Lagged(k)) => ck.lagged += k,
+                    Err(shmchan::broadcast::RecvTimeoutError::Timeout) => break,
+                    Err(_) => {
+                        if ck.idle_for() > idle {
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+            }
+        }
+        "topic" => {
+            // A frame topic someone else created (the in bridge): frames up to 64 KiB.
+            let mut rx = open_retry(|| shmchan::broadcast::FrameSubscriber::open(name, opts));
+            println!("READY");
+            let mut buf = Vec::new();
+            while ck.received < count {
+                match rx.recv_timeout_into(&mut buf, idle) {
+                    Ok(len) => {
+                        ck.tick();
+                        if buf[..len] != frame_bytes(ck.received, 64 * 1024)[..] {
+                            ck.bad_bytes += 1;
+                        }
+                        ck.received += 1;
+                    }
                     Err(shmchan::broadcast::RecvTimeoutError::Lagged(k)) => ck.lagged += k,
                     Err(shmchan::broadcast::RecvTimeoutError::Timeout) => break,
                     Err(_) => {

@@ -50,6 +50,8 @@ pub struct InRoute {
     /// Create the local channel (with the capacity in `opts`) for what the first message
     /// carries, if it does not exist.
     pub create: bool,
+    /// The largest frame of a frame topic it creates.
+    pub max_frame: usize,
     pub win_msgs: u64,
     pub win_bytes: u64,
     pub route: Arc<Route>,
@@ -240,7 +242,13 @@ impl In {
         if self.sink.is_none() {
             self.try_open();
             if self.sink.is_none() && self.r.create {
-                match Sink::create(&self.r.name, &remote_fp, &self.r.opts, self.r.lossless) {
+                match Sink::create(
+                    &self.r.name,
+                    &remote_fp,
+                    &self.r.opts,
+                    self.r.lossless,
+                    self.r.max_frame,
+                ) {
                     Ok(sink) => {
                         *self.r.route.fingerprint.lock().unwrap() = remote_fp.wire();
                         self.sink = Some((sink, remote_fp.clone()));

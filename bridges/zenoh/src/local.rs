@@ -361,12 +361,14 @@ impl Sink {
 
     /// Create channel `name` for what `fp` describes (capacity in `opts`), as its sender. A
     /// topic is created in Block mode for a lossless route (its subscribers hold the bridge
-    /// back, and so the remote producer), in Overwrite mode for a lossy one.
+    /// back, and so the remote producer), in Overwrite mode for a lossy one; a frame topic
+    /// takes frames of up to `max_frame` bytes.
     pub fn create(
         name: &str,
         fp: &Fingerprint,
         opts: &Options,
         lossless: bool,
+        max_frame: usize,
     ) -> Result<Sink, String> {
         let topic = matches!(
             fp,
@@ -384,7 +386,11 @@ impl Sink {
         } else {
             broadcast::Overflow::Overwrite
         };
-        Sink::attach(name, fp, &opts.clone().overflow(overflow), true)
+        let mut opts = opts.clone().overflow(overflow);
+        if let Fingerprint::Frames { topic: true } = fp {
+            opts = opts.max_frame(max_frame);
+        }
+        Sink::attach(name, fp, &opts, true)
     }
 
     fn attach(name: &str, fp: &Fingerprint, opts: &Options, create: bool) -> Result<Sink, String> {
@@ -510,6 +516,8 @@ impl Sink {
                 Err(T::TooLarge { len, max }) => Err(S::TooLarge { len, max }),
             },
             Sink::Frame(tx) => tx.send_timeout(f, wait),
+            // Nobody would see it: as a channel without a receiver.
+            Sink::Topic(tx) if tx.subscriber_count() == 0 => Err(S::Disconnected),
             Sink::Topic(tx) if wait.is_zero() => match tx.try_send(f) {
                 Ok(()) => Ok(()),
                 Err(T::Full) => Err(S::Timeout),
@@ -527,13 +535,13 @@ impl Sink {
         }
     }
 
-    /// Is a local receiver attached and alive? (A topic: always, it needs none.)
+    /// Is a local receiver attached and alive? (A topic: a subscriber is counted.)
     pub fn is_connected(&self) -> bool {
         match self {
             Sink::Spsc(tx) => tx.is_connected(),
             Sink::Mpmc(tx) => tx.is_connected(),
             Sink::Frame(tx) => tx.is_connected(),
-            Sink::Topic(_) => true,
+            Sink::Topic(tx) => tx.subscriber_count() > 0,
             Sink::TypedTopic(tx) => tx.subscriber_count() > 0,
         }
     }
@@ -544,7 +552,7 @@ impl Sink {
             Sink::Spsc(tx) => tx.wait_for_peer(timeout).is_ok(),
             Sink::Mpmc(tx) => tx.wait_for_peer(timeout).is_ok(),
             Sink::Frame(tx) => tx.wait_for_peer(timeout).is_ok(),
-            Sink::Topic(_) => true,
+            Sink::Topic(tx) => tx.wait_for_subscribers(1, timeout).is_ok(),
             Sink::TypedTopic(tx) => tx.wait_for_subscribers(1, timeout).is_ok(),
         }
     }

@@ -120,6 +120,10 @@ struct Common {
     /// in, with --create: ring capacity (messages; bytes for frame channels).
     #[arg(long, default_value_t = 1024)]
     capacity: usize,
+    /// in, with --create, a frame topic: the largest frame it takes, in bytes (each of its
+    /// `--capacity` slots holds one).
+    #[arg(long, default_value_t = 64 << 10, value_parser = parse_max_frame)]
+    max_frame: usize,
     /// in, lossless: messages the out side may have in flight past what was written.
     #[arg(long, default_value_t = 16384)]
     window: u64,
@@ -134,6 +138,16 @@ struct Common {
 struct WaitArg {
     strategy: WaitStrategy,
     adaptive: bool,
+}
+
+fn parse_max_frame(s: &str) -> Result<usize, String> {
+    let max = shmchan::broadcast::MAX_FRAME;
+    match s.parse::<usize>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "max-frame {s:?}: expected a byte count from 1 to {max}"
+        )),
+    }
 }
 
 fn parse_wait(s: &str) -> Result<WaitArg, String> {
@@ -232,6 +246,7 @@ fn spec(out: bool, name: &str, key: &str, common: &Common) -> Result<Spec, Strin
             lossless,
             opts,
             create: common.create,
+            max_frame: common.max_frame,
             win_msgs: common.window.max(1),
             win_bytes: common.window_bytes.max(1),
             route: route("in", name, key, lossless),

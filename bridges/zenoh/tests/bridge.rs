@@ -462,3 +462,45 @@ fn a_typed_topic_into_a_frame_channel_is_a_mismatch_and_writes_nothing() {
     assert_eq!(outr["fingerprint"], "topic;u64;8;8;le");
     let _ = w.result(prod);
 }
+
+#[test]
+fn a_frame_topic_forwarded_into_a_frame_topic_the_in_bridge_creates() {
+    let mut w = World::new("ftopic");
+    let (a, b) = (w.name("a"), w.name("b"));
+    // Frames of up to 64 KiB on a Block-mode topic; the publisher waits for the out bridge.
+    let prod = w.peer(&["produce", &a, "topic", "2000", "--create", "64"]);
+    let listen = ep(free_port());
+    let out = w.bridge(&["out", &a, "--key", "test/ftopic", "--listen", &listen]);
+    // The in bridge creates topic b as the remote one is (Block mode, lossless; frames up to
+    // --max-frame, 64 KiB by default) and writes only once a subscriber is counted: the
+    // consumer that subscribes later misses nothing.
+    let inb = w.bridge(&[
+        "in",
+        &b,
+        "--key",
+        "test/ftopic",
+        "--connect",
+        &listen,
+        "--create",
+        "--capacity",
+        "64",
+    ]);
+    let cons = w.peer(&["consume", &b, "topic", "2000"]);
+    let r = w.result(cons);
+    assert_eq!(n(&r["received"]), 2000, "{r}");
+    assert_eq!(n(&r["bad_bytes"]) + n(&r["lagged"]), 0, "{r}");
+    let inr = w.route_until(inb, "in", |r| n(&r["forwarded"]) == 2000);
+    assert_eq!(inr["fingerprint"], "topic");
+    for k in [
+        "gaps",
+        "duplicates",
+        "type_mismatches",
+        "drops",
+        "malformed",
+    ] {
+        assert_eq!(n(&inr[k]), 0, "{k}: {inr}");
+    }
+    let outr = w.route_until(out, "out", |r| n(&r["forwarded"]) == 2000);
+    assert_eq!(n(&outr["drops"]), 0, "{outr}");
+    let _ = w.result(prod);
+}
