@@ -9,7 +9,7 @@
 #![cfg(loom)]
 
 use loom::thread;
-use shmchan::{TryRecvError, mpmc};
+use shmchan::{TryRecvError, TrySendError, mpmc};
 
 /// 2 producers x 1 consumer, capacity 1 and 2, blocking calls: every value received exactly
 /// once, then `Disconnected` (capacity 1 makes the producers contend for one slot and wrap).
@@ -273,5 +273,24 @@ fn next_consumer_gets_a_dead_consumers_message_at_once() {
         assert_eq!(rx2.try_recv(), Ok(1));
         drop(tx);
         assert_eq!(rx2.try_recv(), Err(TryRecvError::Disconnected));
+    });
+}
+
+/// Two receivers drop their handles while a sender sends: once both drops are done, the next
+/// send is refused at once. A sender reads the receivers' entries only when the departure
+/// count moved since it last found one attached; a count remembered from after its walk (or a
+/// drop that does not count) would let that send into a ring nobody reads.
+#[test]
+fn a_send_after_the_last_receiver_dropped_is_refused() {
+    loom::model(|| {
+        let (tx, rx) = mpmc::channel::<u32>(2).unwrap();
+        let rx2 = rx.clone();
+        let a = thread::spawn(move || drop(rx));
+        let b = thread::spawn(move || drop(rx2));
+        // Concurrent with the drops: either outcome.
+        let _ = tx.try_send(0);
+        a.join().unwrap();
+        b.join().unwrap();
+        assert_eq!(tx.try_send(1), Err(TrySendError::Disconnected(1)));
     });
 }

@@ -134,6 +134,18 @@ MUTANTS = [
     ("src/endpoint.rs", "attach: a claim keeps the place's generation (a stale reaper's CAS hits the new occupant)",
      r"let mine = word\(generation_of\(cur\)\.wrapping_add\(1\), token\);",
      "let mine = word(generation_of(cur), token);"),
+    ("src/chan.rs", "receivers_left: remember the departure count read after the walk (a drop during it is missed)",
+     r"self\.departures_seen\s*\.store\(now, std::sync::atomic::Ordering::Relaxed\);",
+     "self.departures_seen.store(self.header().data_bell.departures.load(Ordering::Acquire), std::sync::atomic::Ordering::Relaxed);"),
+    ("src/chan.rs", "drop: detach without counting the departure",
+     r"(if endpoint::detach\(&hdr\.endpoints\[self\.entry\], self\.word\) \{\n)\s*endpoint::departed\(hdr\);\n",
+     r"\1"),
+    ("src/chan.rs", "receivers_left: departure count load Acquire -> Relaxed (departure)",
+     r"let now = self\.header\(\)\.data_bell\.departures\.load\(Ordering::Acquire\);",
+     "let now = self.header().data_bell.departures.load(Ordering::Relaxed);"),
+    ("src/endpoint.rs", "departed: count bump Release -> Relaxed (departure)",
+     r"hdr\.data_bell\.departures\.fetch_add\(1, Ordering::Release\)",
+     "hdr.data_bell.departures.fetch_add(1, Ordering::Relaxed)"),
     ("src/handle.rs", "send paths: no probe before waking a sleeping receiver (a dead sleeper's ring gets the message)",
      r"crate::sync::probe\(\|\| chan\.receiver_may_sleep\(\) && chan\.receivers_died\(\)\)",
      "false"),
@@ -205,6 +217,8 @@ MODELS = {
     "src/broadcast.rs": ["loom_broadcast"],
     "src/broadcast/frames.rs": ["loom_broadcast"],
     "src/handle.rs": ["loom_spsc"],
+    # The departure count (the send path's check for receivers that left).
+    "src/chan.rs": ["loom_mpmc", "loom_spsc"],
 }
 
 

@@ -89,6 +89,14 @@ pub(crate) struct Chan {
     /// [`Chan::probe_due`]). Atomic so that MPMC handles can be shared between threads.
     last_probe: AtomicU64,
     created: Instant,
+    /// The data doorbell's `departures` when this handle last found a receiver attached (see
+    /// [`Chan::receivers_left`]). Atomic so that MPMC handles can be shared between threads;
+    /// process-private and outside the loom seam on purpose: every value stored is one that a
+    /// walk of the table, made after reading it, found a receiver under, so whichever value a
+    /// thread reads is right to compare with (loom exploring it too made the MPMC models ten
+    /// times longer).
+    #[allow(clippy::disallowed_types)]
+    departures_seen: std::sync::atomic::AtomicU32,
 }
 
 // SAFETY: `header` points into `region`'s mapping, which `Chan` owns and which is `Send` and
@@ -482,7 +490,7 @@ impl Chan {
     pub(crate) fn loom_die(&self, reaped: bool) {
         self.region.loom_kill(self.entry);
         if reaped {
-            endpoint::declare_dead(&self.header().endpoints[self.entry]);
+            endpoint::declare_dead(self.header(), &self.header().endpoints[self.entry]);
         }
     }
 
@@ -545,6 +553,16 @@ impl Chan {
         // know itself for a copy; nothing better can be done here.)
         #[cfg(not(loom))]
         let _ = crate::fork::install_handlers();
+        // A sender starts from the table as it is now: the count read first (Acquire, as in
+        // `receivers_left`), then the receivers' entries; if they are all gone, a count that
+        // differs, so that every send walks the table until one attaches.
+        let departures = {
+            let hdr = region.header();
+            let now = hdr.data_bell.departures.load(Ordering::Acquire);
+            let gone = role == Role::Sender
+                && endpoint::role_state(hdr, range(&geo, Role::Receiver)) == RoleState::Gone;
+            if gone { now.wrapping_sub(1) } else { now }
+        };
         Chan {
             header: std::ptr::NonNull::from(region.header()),
             region,
@@ -558,6 +576,10 @@ impl Chan {
             backend,
             last_probe: AtomicU64::new(0),
             created: Instant::now(),
+            // Not the count now: the first send walks the table (the receivers may have gone
+            // before we attached).
+            #[allow(clippy::disallowed_types)]
+            departures_seen: std::sync::atomic::AtomicU32::new(departures),
         }
     }
 
@@ -600,6 +622,38 @@ impl Chan {
             endpoint::reap_dead(self.header(), &self.region, range.clone());
         }
         endpoint::role_state(self.header(), range)
+    }
+
+    /// Have the receivers all left (dropped their handles, or been found dead)? For a sender,
+    /// before every attempt: one load of the data doorbell's `departures` (the line whose
+    /// `sleepers` the send reads anyway) and of our private copy; the receivers' entries are
+    /// read only when an endpoint left since we last read them Live.
+    #[inline(always)]
+    pub(crate) fn receivers_left(&self) -> bool {
+        // SYNC POINT (departure): Acquire, pairs with the Release bump in `endpoint::departed`;
+        // the walk in `receivers_gone` then sees the entry that changed before it.
+        let now = self.header().data_bell.departures.load(Ordering::Acquire);
+        now != self
+            .departures_seen
+            .load(std::sync::atomic::Ordering::Relaxed)
+            && self.receivers_gone(now)
+    }
+
+    /// The out-of-line part of [`receivers_left`](Self::receivers_left): read the receivers'
+    /// entries. Remember `now` (read before them) only if one is attached: while none is, every
+    /// send comes here and is refused, until a receiver attaches again.
+    #[cold]
+    #[inline(never)]
+    fn receivers_gone(&self, now: u32) -> bool {
+        if endpoint::role_state(self.header(), range(&self.geo, Role::Receiver)) == RoleState::Gone
+        {
+            return true;
+        }
+        // Relaxed: private; a value stored here was read before a walk that found a receiver,
+        // so an endpoint that left after that walk bumped the count past it.
+        self.departures_seen
+            .store(now, std::sync::atomic::Ordering::Relaxed);
+        false
     }
 
     /// Is a receiver perhaps asleep, waiting for data (the data doorbell's sleeper flag)? For
@@ -706,6 +760,7 @@ impl Drop for Chan {
         }
         let hdr = self.header();
         if endpoint::detach(&hdr.endpoints[self.entry], self.word) {
+            endpoint::departed(hdr);
             // Wake every sleeper so it sees the detach (each re-checks after waking).
             hdr.data_bell.wake();
             hdr.space_bell.wake();

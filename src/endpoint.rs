@@ -166,20 +166,35 @@ pub(crate) fn role_state(hdr: &Header, range: core::ops::Range<usize>) -> RoleSt
 
 /// Mark a dead process's entry. A CAS from exactly the word seen, so that a detach racing
 /// with it, or a new occupant claiming the place, wins or loses cleanly.
-fn reap(e: &AtomicU64, w: u64) {
+fn reap(hdr: &Header, e: &AtomicU64, w: u64) {
     let dead = (w & !STATE_MASK) | DEAD;
     // AcqRel: as for `detach`, a peer that reads DEAD with Acquire sees what the reaper saw.
-    let _ = e.compare_exchange(w, dead, Ordering::AcqRel, Ordering::Relaxed);
+    if e.compare_exchange(w, dead, Ordering::AcqRel, Ordering::Relaxed)
+        .is_ok()
+    {
+        departed(hdr);
+    }
+}
+
+/// Count a departure (an entry that was attached is now detached or dead), after the entry's
+/// change: see [`Doorbell::departures`](crate::layout::Doorbell).
+#[inline]
+pub(crate) fn departed(hdr: &Header) {
+    // SYNC POINT (departure): Release, after the entry's own store; pairs with the sender's
+    // Acquire load in `Chan::receivers_left`: a sender that reads the new count reads the
+    // entry as it is now when it then walks the table.
+    hdr.data_bell.departures.fetch_add(1, Ordering::Release);
 }
 
 /// Mark an entry DEAD although its process lives on (the loom repair models).
 #[cfg(loom)]
-pub(crate) fn declare_dead(e: &AtomicU64) {
+pub(crate) fn declare_dead(hdr: &Header, e: &AtomicU64) {
     // Release: as for `detach`.
     e.store(
         (e.load(Ordering::Relaxed) & !STATE_MASK) | DEAD,
         Ordering::Release,
     );
+    departed(hdr);
 }
 
 /// Mark every entry in `range` whose process is gone (asking the kernel about each attached
@@ -195,7 +210,7 @@ pub(crate) fn reap_dead(hdr: &Header, region: &Region, range: core::ops::Range<u
             if region.endpoint_alive(range.start + i, token_of(w)) {
                 live = true;
             } else {
-                reap(e, w);
+                reap(hdr, e, w);
             }
         }
     }
@@ -214,7 +229,7 @@ pub(crate) fn find_alive(hdr: &Header, region: &Region, range: core::ops::Range<
             if region.endpoint_alive(range.start + i, token_of(w)) {
                 return true;
             }
-            reap(e, w);
+            reap(hdr, e, w);
         }
     }
     false
@@ -245,7 +260,7 @@ pub(crate) fn owner_gone(
         return true;
     }
     if probe && !region.endpoint_alive(o, token_of(w)) {
-        reap(e, w);
+        reap(hdr, e, w);
         return true;
     }
     false

@@ -307,7 +307,7 @@ impl Sender {
         let len = self
             .check_len(len)
             .map_err(|(len, max)| SendTimeoutError::TooLarge { len, max })?;
-        handle::send_deadline(&self.chan, self.wait, (), deadline, |(), probe| {
+        handle::send_deadline(&self.chan, &self.wait, (), deadline, |(), probe| {
             self.poll_claim(len, probe)
         })
         .map_err(|e| match e {
@@ -663,7 +663,7 @@ impl Receiver {
         deadline: Option<std::time::Instant>,
     ) -> Result<(u64, u64), RecvTimeoutError> {
         self.release_leaked();
-        handle::recv_deadline(&self.chan, self.wait, deadline, |p| self.poll(p))
+        handle::recv_deadline(&self.chan, &self.wait, deadline, |p| self.poll(p))
     }
 
     /// The next frame's payload `(position, length)` if one is there now, without waiting
@@ -706,7 +706,7 @@ impl Receiver {
     #[inline]
     pub fn recv(&mut self) -> Result<Frame<'_>, RecvError> {
         self.release_leaked();
-        let at = handle::recv_deadline(&self.chan, self.wait, None, |p| self.poll(p))
+        let at = handle::recv_deadline(&self.chan, &self.wait, None, |p| self.poll(p))
             .map_err(|_| RecvError)?;
         Ok(self.frame(at))
     }
@@ -729,7 +729,7 @@ impl Receiver {
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Frame<'_>, RecvTimeoutError> {
         self.release_leaked();
         let deadline = deadline_after(timeout);
-        let at = handle::recv_deadline(&self.chan, self.wait, deadline, |p| self.poll(p))?;
+        let at = handle::recv_deadline(&self.chan, &self.wait, deadline, |p| self.poll(p))?;
         Ok(self.frame(at))
     }
 

@@ -1443,6 +1443,24 @@ fn read_header(
     if ahead != 0 && ahead <= capacity {
         tail = head;
     }
+    if kind == LayoutKind::Spsc {
+        // An SPSC producer stores `tail` only every `CHECKPOINT` messages (and when it leaves):
+        // follow the stamps from it, as `len` does (`ring::spsc::published`).
+        for _ in 0..crate::ring::CHECKPOINT {
+            if tail.wrapping_sub(head) >= capacity {
+                break;
+            }
+            let at = geo.slots_offset + (tail & (capacity - 1)) as usize * geo.stride;
+            let stamp = view
+                .bytes(at, 8)
+                .map_err(|e| io_error("pread", name, backend, e))?
+                .and_then(|b| u64_at(&b, 0));
+            if stamp != Some(tail.wrapping_add(1)) {
+                break;
+            }
+            tail = tail.wrapping_add(1);
+        }
+    }
     let mut topic = None;
     if kind == LayoutKind::Broadcast {
         let read = read_topic(view, receivers, capacity, &endpoints)

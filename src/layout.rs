@@ -30,8 +30,9 @@ pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMCHAN\x01");
 /// 5: the same as 4 once its table had grown to 128 places; the first builds of version 4 had
 /// 64, so a version-4 header does not say which table follows it, and a build of one would
 /// misread the other's channels. (No field changed from the last version-4 build.) 6: a
-/// subscriber line's `ready` word (a subscriber counts once its start is fixed).
-pub(crate) const VERSION: u32 = 6;
+/// subscriber line's `ready` word (a subscriber counts once its start is fixed). 7: the data
+/// doorbell's `departures` count (senders no longer read the receivers' entries per message).
+pub(crate) const VERSION: u32 = 7;
 /// What the first bytes of an object say it is. Every creator writes `magic` and `version`
 /// (the first [`MARK_BYTES`] bytes of the header) before anything else of the channel, so an
 /// object that is not empty and does not start with them is not shmchan's, and nothing is
@@ -420,6 +421,13 @@ pub(crate) struct Doorbell {
     /// wake. Written only on the sleep path, so a notifier reading it finds it in its cache as
     /// long as nobody sleeps.
     pub(crate) sleepers: AtomicU32,
+    /// Data bell only (version 7): how many endpoints, of either role, have left the channel,
+    /// detaching or found dead; wrapping. Bumped (Release) after the entry changed; a sender
+    /// reads it beside `sleepers` on every send and reads the receivers' entries only when it
+    /// changed since it last did (`Chan::receivers_left`), so a receiver that dropped its
+    /// handle is seen at once without a walk of the table per message.
+    pub(crate) departures: AtomicU32,
+    pub(crate) _reserved: AtomicU32,
 }
 
 /// [`Life::state`] of a channel that can be joined.
@@ -500,7 +508,7 @@ const _: () = {
     assert!(offset_of!(Header, life) == 384);
     assert!(offset_of!(Life, gate) == 8);
     assert!(offset_of!(Life, incarnation) == 16);
-    assert!(size_of::<Doorbell>() == 8);
+    assert!(size_of::<Doorbell>() == 16);
     assert!(offset_of!(Header, endpoints) == 512);
     assert!(offset_of!(Header, tail) == 1536);
     assert!(offset_of!(Header, head) == 1664);
@@ -747,6 +755,8 @@ impl Header {
             Line(Doorbell {
                 seq: a32(),
                 sleepers: a32(),
+                departures: a32(),
+                _reserved: a32(),
             })
         }
         Header {

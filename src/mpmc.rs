@@ -280,7 +280,7 @@ impl<T: Pod> Sender<T> {
     #[doc(hidden)]
     pub fn loom_declare_dead(&self) {
         let chan = &self.shared.chan;
-        crate::endpoint::declare_dead(&chan.header().endpoints[chan.entry()]);
+        crate::endpoint::declare_dead(chan.header(), &chan.header().endpoints[chan.entry()]);
     }
 
     /// Send without waiting.
@@ -347,7 +347,7 @@ impl<T: Pod> Sender<T> {
     #[inline(never)]
     fn send_from(&self, value: &T, deadline: Option<Instant>) -> Result<(), SendTimeoutError<()>> {
         let s = &*self.shared;
-        let r = handle::send_deadline(&s.chan, s.wait, (), deadline, |(), p| {
+        let r = handle::send_deadline(&s.chan, &s.wait, (), deadline, |(), p| {
             self.poll_from(value, p)
         });
         self.checkpoint();
@@ -382,7 +382,7 @@ impl<T: Pod> Sender<T> {
         deadline: Option<Instant>,
     ) -> Result<(), SendTimeoutError<T>> {
         let s = &*self.shared;
-        handle::send_deadline(&s.chan, s.wait, value, deadline, |v, p| self.poll(v, p))
+        handle::send_deadline(&s.chan, &s.wait, value, deadline, |v, p| self.poll(v, p))
     }
 
     fn chan(&self) -> &Chan {
@@ -500,7 +500,7 @@ impl<T: Pod> Receiver<T> {
             return Ok(unsafe { out.assume_init() });
         }
         let s = &*self.shared;
-        handle::recv_deadline(&s.chan, s.wait, deadline, |probe| self.poll(probe))
+        handle::recv_deadline(&s.chan, &s.wait, deadline, |probe| self.poll(probe))
     }
 
     /// One attempt at receiving into `out` (payloads larger than [`LARGE`]: copied once,
@@ -526,7 +526,7 @@ impl<T: Pod> Receiver<T> {
         deadline: Option<Instant>,
     ) -> Result<(), RecvTimeoutError> {
         let s = &*self.shared;
-        handle::recv_deadline(&s.chan, s.wait, deadline, |p| self.poll_into(out, p))
+        handle::recv_deadline(&s.chan, &s.wait, deadline, |p| self.poll_into(out, p))
     }
 
     /// `try_recv` of a large payload, into `out` (filled on success only).

@@ -766,6 +766,8 @@ mod tests {
         let bell = || Doorbell {
             seq: AtomicU32::new(0),
             sleepers: AtomicU32::new(0),
+            departures: AtomicU32::new(0),
+            _reserved: AtomicU32::new(0),
         };
         let (a, b) = (bell(), bell());
         let mut w = Wait::new();

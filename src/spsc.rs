@@ -145,6 +145,16 @@ pub struct Sender<T: Pod> {
     _payload: PhantomData<T>,
 }
 
+impl<T: Pod> Drop for Sender<T> {
+    fn drop(&mut self) {
+        // The exact `tail` for `len` and `shmchan stat`, before the channel detaches (the
+        // sends store it only every `CHECKPOINT` messages). Not a forked child's copy.
+        if !self.chan.forked() {
+            self.ring.store_tail(self.chan.header());
+        }
+    }
+}
+
 /// The receiving end of an SPSC channel.
 ///
 /// `Send` but not `Sync`: one thread receives at a time. Dropping it disconnects the channel:
@@ -340,7 +350,7 @@ impl<T: Pod> Sender<T> {
     #[inline(never)]
     fn send_from(&self, value: &T, deadline: Option<Instant>) -> Result<(), SendTimeoutError<()>> {
         let before = self.ring.position();
-        let r = handle::send_deadline(&self.chan, self.wait, (), deadline, |(), p| {
+        let r = handle::send_deadline(&self.chan, &self.wait, (), deadline, |(), p| {
             self.poll_from(value, p)
         });
         self.checkpoint(before);
@@ -372,7 +382,7 @@ impl<T: Pod> Sender<T> {
         value: T,
         deadline: Option<Instant>,
     ) -> Result<(), SendTimeoutError<T>> {
-        handle::send_deadline(&self.chan, self.wait, value, deadline, |v, p| {
+        handle::send_deadline(&self.chan, &self.wait, value, deadline, |v, p| {
             self.poll(v, p)
         })
     }
@@ -444,7 +454,7 @@ impl<T: Pod> Sender<T> {
         while sent < values.len() {
             let rest = &values[sent..];
             let before = self.ring.position();
-            let r = handle::send_deadline(&self.chan, self.wait, (), None, |(), probe| {
+            let r = handle::send_deadline(&self.chan, &self.wait, (), None, |(), probe| {
                 self.poll_slice(rest, probe)
             });
             self.checkpoint(before);
@@ -460,11 +470,15 @@ impl<T: Pod> Sender<T> {
         &self.chan
     }
 
+    fn slots(&self) -> &Slots {
+        &self.slots
+    }
+
     fn wait_strategy(&self) -> WaitStrategy {
         self.wait
     }
 
-    crate::handle::queries!("receiver");
+    crate::handle::queries!("receiver", spsc);
 
     crate::handle::wait_for_peer!(
         "receiver",
@@ -626,7 +640,7 @@ impl<T: Pod> Receiver<T> {
             // SAFETY: `recv_into` succeeded, so it filled `out` with a copy of a `T`.
             return Ok(unsafe { out.assume_init() });
         }
-        handle::recv_deadline(&self.chan, self.wait, deadline, |probe| self.poll(probe))
+        handle::recv_deadline(&self.chan, &self.wait, deadline, |probe| self.poll(probe))
     }
 
     /// One attempt at receiving into `out` (payloads larger than [`LARGE`]: copied once,
@@ -646,7 +660,7 @@ impl<T: Pod> Receiver<T> {
         out: &mut MaybeUninit<T>,
         deadline: Option<Instant>,
     ) -> Result<(), RecvTimeoutError> {
-        handle::recv_deadline(&self.chan, self.wait, deadline, |p| self.poll_into(out, p))
+        handle::recv_deadline(&self.chan, &self.wait, deadline, |p| self.poll_into(out, p))
     }
 
     /// `try_recv` of a large payload, into `out` (filled on success only).
@@ -750,13 +764,17 @@ impl<T: Pod> Receiver<T> {
         if buf.is_empty() {
             return Ok(0);
         }
-        handle::recv_deadline(&self.chan, self.wait, deadline, |probe| {
+        handle::recv_deadline(&self.chan, &self.wait, deadline, |probe| {
             self.poll_slice(buf, probe)
         })
     }
 
     fn chan(&self) -> &Chan {
         &self.chan
+    }
+
+    fn slots(&self) -> &Slots {
+        &self.slots
     }
 
     fn wait_strategy(&self) -> WaitStrategy {
@@ -780,7 +798,7 @@ impl<T: Pod> Receiver<T> {
         std::mem::forget(self);
     }
 
-    crate::handle::queries!("sender");
+    crate::handle::queries!("sender", spsc);
 
     crate::handle::wait_for_peer!(
         "sender",
@@ -846,5 +864,48 @@ mod tests {
             assert_eq!(next.position(), 2, "{taken} taken");
             assert_eq!(tx.chan.header().tail.load(Ordering::Relaxed), 2);
         }
+    }
+
+    /// The shared `tail` is stored only every `CHECKPOINT` messages, yet `len` is exact on
+    /// both sides, between checkpoints, across them, after batches, loans and receives, and
+    /// after the sender left.
+    #[test]
+    fn len_is_exact_between_the_tail_hints() {
+        let (mut tx, rx) = channel::<u64>(256).unwrap();
+        let mut sent = 0u64;
+        let mut taken = 0u64;
+        let check = |tx: &Sender<u64>, rx: &Receiver<u64>, n: u64, what: &str| {
+            assert_eq!((tx.len(), rx.len()), (n as usize, n as usize), "{what}");
+        };
+        for (send, take) in [(5, 0), (60, 3), (1, 0), (100, 90), (0, 73)] {
+            for _ in 0..send {
+                tx.send(sent).unwrap();
+                sent += 1;
+            }
+            for _ in 0..take {
+                assert_eq!(rx.recv(), Ok(taken));
+                taken += 1;
+            }
+            check(
+                &tx,
+                &rx,
+                sent - taken,
+                &format!("after {sent} sent, {taken} taken"),
+            );
+        }
+        tx.send_slice(&[sent, sent + 1, sent + 2]).unwrap();
+        sent += 3;
+        let mut loan = tx.loan().unwrap();
+        *loan = sent;
+        loan.commit();
+        sent += 1;
+        check(&tx, &rx, sent - taken, "a batch and a loan");
+        drop(tx);
+        assert_eq!(rx.len(), (sent - taken) as usize, "after the sender left");
+        assert_eq!(
+            rx.chan.header().tail.load(Ordering::Relaxed),
+            sent,
+            "a sender leaving stores the exact tail"
+        );
     }
 }

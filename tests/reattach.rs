@@ -702,6 +702,66 @@ fn the_first_send_after_a_receiver_died_asleep_is_refused() {
     }
 }
 
+/// A receiver that drops its handle (its process lives on, so no probe of the kernel could
+/// tell) is seen by the very next send, for every kind on every backend; with two MPMC
+/// receivers, only once both have dropped; and a receiver attaching after that is sent to again.
+#[test]
+fn the_first_send_after_the_last_receiver_dropped_is_refused() {
+    for backend in backends() {
+        for kind in ["spsc", "mpmc", "frame", "pipe"] {
+            let name = unique_name(&format!("re-drop-{kind}"));
+            let _cleanup = Cleanup(name.clone(), backend.clone());
+            let opts = Options::new().backend(backend.clone()).capacity(1 << 16);
+            let mut send = sender_of(kind, &name, &opts);
+            let dir = common::file_dir();
+            let mut n = 0;
+            // A receiver child that drops its handle when its file is written.
+            let mut receiver = || {
+                n += 1;
+                let go = dir.path().join(format!("go{n}"));
+                let env = [
+                    ("SHMCHAN_TEST_KIND", kind.to_owned()),
+                    ("SHMCHAN_TEST_CAP", (1 << 16).to_string()),
+                    ("SHMCHAN_TEST_OUT", go.display().to_string()),
+                ];
+                let child = spawn("re-drop", &name, &backend, &env);
+                child.expect_line("READY", SHORT);
+                (child, go)
+            };
+            let drop_it = |(child, go): &(Peer, std::path::PathBuf)| {
+                std::fs::write(go, b"").unwrap();
+                child.expect_line("DROPPED", SHORT);
+            };
+            let mut first = vec![receiver()];
+            if kind == "mpmc" {
+                first.push(receiver());
+            }
+            assert_eq!(send(0), Ok(()), "{kind} on {backend}: receivers attached");
+            let (last, others) = first.split_last().unwrap();
+            for r in others {
+                drop_it(r);
+                assert_eq!(send(1), Ok(()), "{kind} on {backend}: one receiver is left");
+            }
+            drop_it(last);
+            assert_eq!(
+                send(2),
+                Err(()),
+                "{kind} on {backend}: the first send after the last drop"
+            );
+            assert_eq!(send(3), Err(()), "{kind} on {backend}: and the next");
+            let late = receiver();
+            assert_eq!(
+                send(4),
+                Ok(()),
+                "{kind} on {backend}: a new receiver attached"
+            );
+            drop_it(&late);
+            assert_eq!(send(5), Err(()), "{kind} on {backend}: it left too");
+            // (The children hang until their `Peer`s, dropped here, kill them.)
+        }
+    }
+}
+
 /// A receiver killed while not receiving (not asleep): sends to it stop succeeding within
 /// 64 sends (or 40 ms), for every kind on every backend (frames and pipes were at 256 and 128).
 #[test]

@@ -117,7 +117,7 @@ impl<T: Pod> Sender<T> {
         deadline: Option<Instant>,
     ) -> Result<Loan<'_, T>, SendTimeoutError<()>> {
         let s = &*self.shared;
-        let pos = handle::send_deadline(&s.chan, s.wait, (), deadline, |(), p| self.poll_loan(p))?;
+        let pos = handle::send_deadline(&s.chan, &s.wait, (), deadline, |(), p| self.poll_loan(p))?;
         Ok(Loan { tx: self, pos })
     }
 }
@@ -244,7 +244,7 @@ impl<T: Pod> Receiver<T> {
     #[inline]
     fn ref_deadline(&self, deadline: Option<Instant>) -> Result<Ref<'_, T>, RecvTimeoutError> {
         let s = &*self.shared;
-        let pos = handle::recv_deadline(&s.chan, s.wait, deadline, |p| self.poll_ref(p))?;
+        let pos = handle::recv_deadline(&s.chan, &s.wait, deadline, |p| self.poll_ref(p))?;
         Ok(Ref { rx: self, pos })
     }
 }

@@ -130,7 +130,7 @@ impl<T: Pod> Sender<T> {
         &mut self,
         deadline: Option<Instant>,
     ) -> Result<Loan<'_, T>, SendTimeoutError<()>> {
-        let pos = handle::send_deadline(&self.chan, self.wait, (), deadline, |(), p| {
+        let pos = handle::send_deadline(&self.chan, &self.wait, (), deadline, |(), p| {
             self.poll_loan(p)
         })?;
         Ok(self.lend(pos))
@@ -243,7 +243,7 @@ impl<T: Pod> Receiver<T> {
 
     #[inline]
     fn ref_deadline(&mut self, deadline: Option<Instant>) -> Result<Ref<'_, T>, RecvTimeoutError> {
-        let pos = handle::recv_deadline(&self.chan, self.wait, deadline, |p| self.poll_ref(p))?;
+        let pos = handle::recv_deadline(&self.chan, &self.wait, deadline, |p| self.poll_ref(p))?;
         Ok(self.lend(pos))
     }
 }

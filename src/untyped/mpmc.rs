@@ -176,7 +176,7 @@ impl Sender {
         let s = &*self.shared;
         super::send_all(values, self.size, |rest| {
             let before = self.tail();
-            let r = handle::send_deadline(&s.chan, s.wait, (), deadline, |(), probe| {
+            let r = handle::send_deadline(&s.chan, &s.wait, (), deadline, |(), probe| {
                 self.poll(rest, probe)
             });
             self.checkpoint(before);
@@ -380,7 +380,7 @@ impl Receiver {
             return Ok(0);
         }
         let s = &*self.shared;
-        handle::recv_deadline(&s.chan, s.wait, deadline, |probe| self.poll(buf, probe))
+        handle::recv_deadline(&s.chan, &s.wait, deadline, |probe| self.poll(buf, probe))
     }
 
     /// Is `buf` empty (then a receive returns `Ok(0)` at once)? Panics if it is not whole

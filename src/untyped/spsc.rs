@@ -29,6 +29,15 @@ pub struct Sender {
     size: usize,
 }
 
+impl Drop for Sender {
+    fn drop(&mut self) {
+        // As the typed sender's.
+        if !self.chan.forked() {
+            self.ring.store_tail(self.chan.header());
+        }
+    }
+}
+
 /// The receiving end of an SPSC channel of [`Element`]s.
 ///
 /// `Send` but not `Sync`, like [`spsc::Receiver`](crate::spsc::Receiver).
@@ -170,7 +179,7 @@ impl Sender {
     ) -> Result<(), SendTimeoutError<usize>> {
         super::send_all(values, self.size, |rest| {
             let before = self.ring.position();
-            let r = handle::send_deadline(&self.chan, self.wait, (), deadline, |(), probe| {
+            let r = handle::send_deadline(&self.chan, &self.wait, (), deadline, |(), probe| {
                 self.poll(rest, probe)
             });
             self.checkpoint(before);
@@ -227,11 +236,15 @@ impl Sender {
         &self.chan
     }
 
+    fn slots(&self) -> &Slots {
+        &self.slots
+    }
+
     fn wait_strategy(&self) -> WaitStrategy {
         self.wait
     }
 
-    crate::handle::queries!("receiver");
+    crate::handle::queries!("receiver", spsc);
 
     crate::handle::wait_for_peer!(
         "receiver",
@@ -367,7 +380,7 @@ impl Receiver {
         if self.empty(buf) {
             return Ok(0);
         }
-        handle::recv_deadline(&self.chan, self.wait, deadline, |probe| {
+        handle::recv_deadline(&self.chan, &self.wait, deadline, |probe| {
             self.poll(buf, probe)
         })
     }
@@ -428,11 +441,15 @@ impl Receiver {
         &self.chan
     }
 
+    fn slots(&self) -> &Slots {
+        &self.slots
+    }
+
     fn wait_strategy(&self) -> WaitStrategy {
         self.wait
     }
 
-    crate::handle::queries!("sender");
+    crate::handle::queries!("sender", spsc);
 
     crate::handle::wait_for_peer!(
         "sender",

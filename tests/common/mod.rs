@@ -1146,6 +1146,20 @@ pub fn child_main() {
         // Attach a receiver of SHMCHAN_TEST_KIND (spsc, mpmc, frame, pipe) and then either
         // block in a receive (SHMCHAN_TEST_PARK=1: asleep on the doorbell) or spin without
         // receiving, until killed.
+        // Attach a receiver of SHMCHAN_TEST_KIND, then drop it (the process lives on) once the
+        // file SHMCHAN_TEST_OUT exists, say DROPPED, and hang until killed.
+        "re-drop" => {
+            let kind = std::env::var("SHMCHAN_TEST_KIND").unwrap();
+            let go = std::env::var("SHMCHAN_TEST_OUT").unwrap();
+            let rx = AnyReceiver::open(&kind, &name, &opts);
+            println!("READY");
+            while !std::path::Path::new(&go).exists() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            drop(rx);
+            println!("DROPPED");
+            hang();
+        }
         "re-idle" => {
             let kind = std::env::var("SHMCHAN_TEST_KIND").unwrap();
             let mut rx = AnyReceiver::open(&kind, &name, &opts);
