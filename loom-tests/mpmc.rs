@@ -276,20 +276,21 @@ fn next_consumer_gets_a_dead_consumers_message_at_once() {
     });
 }
 
-/// Two receivers drop their handles while a sender sends: once both drops are done, the next
-/// send is refused at once. A sender reads the receivers' entries only when the departure
-/// count moved since it last found one attached; a count remembered from after its walk (or a
-/// drop that does not count) would let that send into a ring nobody reads.
+/// Of two receivers, one has dropped its handle and the other drops it while a sender sends:
+/// once that drop is done, the next send is refused at once. A sender reads the receivers'
+/// entries only when the departure count moved since it last found one attached; a count
+/// remembered from after its walk (the second drop falling between the walk and that read),
+/// or a drop that does not count, would let that send into a ring nobody reads.
 #[test]
 fn a_send_after_the_last_receiver_dropped_is_refused() {
     loom::model(|| {
-        let (tx, rx) = mpmc::channel::<u32>(2).unwrap();
-        let rx2 = rx.clone();
-        let a = thread::spawn(move || drop(rx));
+        // Two receiver endpoints (a clone shares its endpoint).
+        let (tx, rx) = mpmc::loom_channel::<u32>(2, 1, 2).unwrap();
+        let rx2 = rx.loom_reopener().mpmc_receiver::<u32>().unwrap();
+        drop(rx);
         let b = thread::spawn(move || drop(rx2));
-        // Concurrent with the drops: either outcome.
+        // Concurrent with the second drop: either outcome.
         let _ = tx.try_send(0);
-        a.join().unwrap();
         b.join().unwrap();
         assert_eq!(tx.try_send(1), Err(TrySendError::Disconnected(1)));
     });

@@ -236,6 +236,14 @@ SUITES = {
 # its file's whole suites before it is called a survivor. A new mutant, not listed, runs its
 # file's suites.
 CATCHERS = {
+    'receivers_left: remember the departure count read after the walk (a drop during it is missed)':
+        ['a_send_after_the_last_receiver_dropped_is_refused'],
+    'drop: detach without counting the departure':
+        ['a_send_after_the_last_receiver_dropped_is_refused'],
+    'receivers_left: departure count load Acquire -> Relaxed (departure)':
+        ['a_send_after_the_last_receiver_dropped_is_refused'],
+    'departed: count bump Release -> Relaxed (departure)':
+        ['a_send_after_the_last_receiver_dropped_is_refused'],
     'push: stamp store Release -> Relaxed (publish)':
         ['blocking_fifo_both_directions_and_disconnect_after_last', 'opener_racing_creator_sees_a_complete_header', 'receiver_reattaches_while_sender_parks_on_full_ring', 'refs_and_copies_interleave_in_order', 'try_results_consistent'],
     'pop: stamp load Acquire -> Relaxed (publish)':

@@ -147,7 +147,8 @@ pub(crate) enum RoleState {
 /// process died reads as attached until someone probes it ([`reap_dead`]).
 #[inline]
 pub(crate) fn role_state(hdr: &Header, range: core::ops::Range<usize>) -> RoleState {
-    // The fast path (every send checks its receivers): loads only.
+    // Loads only: a sender walks this when the departure count moved (`Chan::receivers_left`),
+    // a receiver when its ring looks empty.
     let mut seen = false;
     for e in &hdr.endpoints[range] {
         // SYNC POINT (endpoint): Acquire, pairs with `detach`'s Release.
