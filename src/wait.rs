@@ -63,9 +63,18 @@ impl Doorbell {
     /// Release store that published it.
     #[inline]
     pub(crate) fn notify(&self) {
+        self.notify_as(asymmetric());
+    }
+
+    /// [`notify`](Self::notify) with [`asymmetric`]'s answer given: by a ring end that asked
+    /// once when it was made (the answer does not change in a process once it attached; a
+    /// forked child, where it does, uses no handle it inherited). One load of the caller's own
+    /// state instead of a process-wide flag's, on every message.
+    #[inline(always)]
+    pub(crate) fn notify_as(&self, asymmetric: bool) {
         // SYNC POINT (doorbell): orders the caller's publish before the `sleepers` load; pairs
         // with the fence (and the membarrier) in `prepare`.
-        if asymmetric() {
+        if asymmetric {
             core::sync::atomic::compiler_fence(Ordering::SeqCst);
         } else {
             fence(Ordering::SeqCst);

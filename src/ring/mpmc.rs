@@ -104,6 +104,8 @@ pub(crate) struct Ring {
     me: usize,
     /// The low 8 bits of our place's generation, recorded beside `me`.
     generation: u8,
+    /// [`crate::wait::asymmetric`] when we were made (see `Doorbell::notify_as`).
+    asymmetric: bool,
 }
 
 impl Ring {
@@ -112,6 +114,7 @@ impl Ring {
             capacity,
             me,
             generation,
+            asymmetric: crate::wait::asymmetric(),
         }
     }
 
@@ -166,7 +169,7 @@ impl Ring {
             {
                 Self::rewind(&hdr.head, d.pos);
                 // A consumer may be asleep, having found the ring empty.
-                hdr.data_bell.notify();
+                hdr.data_bell.notify_as(self.asymmetric);
             }
         }
         repairable
@@ -312,7 +315,7 @@ impl Ring {
         {
             return Err(Error::Broken);
         }
-        hdr.data_bell.notify();
+        hdr.data_bell.notify_as(self.asymmetric);
         Ok(())
     }
 
@@ -331,8 +334,8 @@ impl Ring {
         );
         // A consumer waiting at this position, or a producer waiting for the slot, may be
         // asleep: let them look again.
-        hdr.data_bell.notify();
-        hdr.space_bell.notify();
+        hdr.data_bell.notify_as(self.asymmetric);
+        hdr.space_bell.notify_as(self.asymmetric);
     }
 
     /// Pop one value if one is ready.
@@ -470,7 +473,7 @@ impl Ring {
         {
             return Err(Error::Broken);
         }
-        hdr.space_bell.notify();
+        hdr.space_bell.notify_as(self.asymmetric);
         Ok(())
     }
 }
