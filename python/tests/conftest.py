@@ -85,6 +85,17 @@ def _sysv_keys() -> set[int]:
     return {int(line.split()[0], 16) for line in out.splitlines() if line.startswith("0x")}
 
 
+@pytest.fixture
+def ctrl_c():
+    """Python's own SIGINT handler (KeyboardInterrupt) for the test, whatever the runner
+    inherited: a shell that starts pytest in the background (`cmd &` without job control)
+    leaves SIGINT ignored, Python then installs no handler, and a test that interrupts a
+    blocked wait with SIGINT would wait forever instead of testing anything."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.fixture(autouse=True)
 def nothing_left_behind(request):
     """Fail a test that leaves a /dev/shm entry or a System V segment of one of its channels,

@@ -333,7 +333,7 @@ def test_gil_released_while_blocked(name):
         assert count > 100_000
 
 
-def test_ctrl_c_interrupts_a_blocked_receive(name):
+def test_ctrl_c_interrupts_a_blocked_receive(name, ctrl_c):
     import signal
 
     tx, rx = pair(name, {})

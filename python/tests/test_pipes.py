@@ -90,7 +90,7 @@ def test_killed_reader_is_broken_pipe(name, rust):
                 w.write(b"y" * 1000)
 
 
-def test_waits_release_the_gil_and_ctrl_c_interrupts_them(name):
+def test_waits_release_the_gil_and_ctrl_c_interrupts_them(name, ctrl_c):
     """A read waiting for data and a write waiting for room wait in slices with the GIL
     released: other threads run, and Ctrl-C interrupts them; the pipe still works after."""
     import os

@@ -520,7 +520,7 @@ def test_fork_inherited_handles_refuse(name):
         assert tx.is_connected()
 
 
-def test_blocked_receive_releases_the_gil_and_ctrl_c_interrupts_it(name):
+def test_blocked_receive_releases_the_gil_and_ctrl_c_interrupts_it(name, ctrl_c):
     tx, rx = pair("spsc", name, {})
     with tx, rx:
         count = 0
