@@ -119,6 +119,10 @@ pub(crate) struct Publisher {
     capacity: u64,
     /// Our position: the next message to write. The shared `tail` holds it once published.
     tail: Cell<u64>,
+    /// [`crate::wait::asymmetric`] when we were made (see [`Doorbell::notify_as`]).
+    ///
+    /// [`Doorbell::notify_as`]: crate::layout::Doorbell::notify_as
+    asymmetric: bool,
 }
 
 impl Publisher {
@@ -140,6 +144,7 @@ impl Publisher {
         Publisher {
             capacity,
             tail: Cell::new(tail),
+            asymmetric: crate::wait::asymmetric(),
         }
     }
 
@@ -182,7 +187,7 @@ impl Publisher {
         // it written).
         hdr.tail.store(next, Ordering::Release);
         self.tail.set(next);
-        hdr.data_bell.notify();
+        hdr.data_bell.notify_as(self.asymmetric);
     }
 
     /// The capacity of the ring.

@@ -100,6 +100,10 @@ pub(crate) struct Producer {
     tail: Cell<u64>,
     /// The consumer's position, as last read.
     head_cache: Cell<u64>,
+    /// [`crate::wait::asymmetric`] when we were made (see [`Doorbell::notify_as`]).
+    ///
+    /// [`Doorbell::notify_as`]: crate::layout::Doorbell::notify_as
+    asymmetric: bool,
 }
 
 impl Producer {
@@ -149,6 +153,7 @@ impl Producer {
             key,
             tail: Cell::new(tail),
             head_cache: Cell::new(head),
+            asymmetric: crate::wait::asymmetric(),
         })
     }
 
@@ -210,7 +215,7 @@ impl Producer {
             // For `len` and for a handle taking over a side (Release: pairs with `positions`).
             hdr.tail.store(tail, Ordering::Release);
             self.tail.set(tail);
-            hdr.data_bell.notify();
+            hdr.data_bell.notify_as(self.asymmetric);
         }
         if self.room(hdr, tail, size)? < size {
             return Err(Error::WouldBlock);
@@ -239,7 +244,7 @@ impl Producer {
         // For `len` and for a handle taking over a side (Release: pairs with `positions`).
         hdr.tail.store(next, Ordering::Release);
         self.tail.set(next);
-        hdr.data_bell.notify();
+        hdr.data_bell.notify_as(self.asymmetric);
     }
 }
 
@@ -250,6 +255,8 @@ pub(crate) struct Consumer {
     key: u64,
     /// Our position: the next record to read.
     head: Cell<u64>,
+    /// As the producer's.
+    asymmetric: bool,
 }
 
 impl Consumer {
@@ -260,6 +267,7 @@ impl Consumer {
             capacity,
             key,
             head: Cell::new(head),
+            asymmetric: crate::wait::asymmetric(),
         })
     }
 
@@ -314,6 +322,6 @@ impl Consumer {
         // in `room`: our reads of the record happen before the producer reuses its bytes.
         hdr.head.store(next, Ordering::Release);
         self.head.set(next);
-        hdr.space_bell.notify();
+        hdr.space_bell.notify_as(self.asymmetric);
     }
 }
