@@ -55,7 +55,7 @@ MUTANTS = [
      r"self\.id\.init\.load\(Ordering::Acquire\) == READY",
      "self.id.init.load(Ordering::Relaxed) == READY"),
     ("src/ring/mpmc.rs", "MPMC claim (push, loan): claiming CAS Acquire -> Relaxed (slot-free)",
-     r"(fn claim.*?compare_exchange\(seen, mine, )Ordering::Acquire",
+     r"(fn claim.*?self\.mine\(pos, WRITING\),\s*)Ordering::Acquire",
      r"\1Ordering::Relaxed"),
     ("src/ring/mpmc.rs", "MPMC publish (push, commit): publishing CAS Release -> Relaxed (publish)",
      r"(self\.mine\(pos, FULL\),\s*)Ordering::Release",

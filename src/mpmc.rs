@@ -732,4 +732,17 @@ mod tests {
             .store(stamp(u64::MAX, 3, 0, 2), Ordering::Relaxed);
         assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
     }
+
+    /// A free slot that names an owner (the protocol frees slots with none, and a producer
+    /// claims with a CAS from exactly that) is another impossible stamp: the send reports the
+    /// channel broken rather than claiming it or spinning on it.
+    #[test]
+    fn a_free_stamp_with_an_owner_disconnects_the_sender() {
+        let (tx, _rx) = channel::<u64>(4).unwrap();
+        tx.shared
+            .slots
+            .stamp(0)
+            .store(stamp(0, 5, 1, crate::ring::mpmc::FREE), Ordering::Relaxed);
+        assert_eq!(tx.try_send(1), Err(TrySendError::Disconnected(1)));
+    }
 }
