@@ -264,7 +264,7 @@ impl Ring {
             // Claim without loading first: a free slot holds FREE(pos) with no owner (`init`,
             // `free`, a repair and an abandon all store it so), and a CAS straight from it
             // takes the line for writing in one transfer, where a load and then a CAS fetch it
-            // shared and then upgrade it (mpmc_8B: 200.7 -> 189.8 instructions). A failed CAS
+            // shared and then upgrade it (mpmc_8B: 200.7 -> 192.7 instructions). A failed CAS
             // is the load (its value, Relaxed).
             // SYNC POINT (slot-free): Acquire, pairs with the consumer's Release CAS that freed
             // the slot (or a repairer's or an abandoning producer's AcqRel/Release): the old
