@@ -192,7 +192,7 @@ fn a_channel_left_by_another_user_is_closed_then_taken_over() {
         );
         drop(racers); // killed: the winner's channel is abandoned (A still owns the object)
 
-        let taker = spawn_via(
+        let mut taker = spawn_via(
             &[],
             Some(c),
             "user-create-roundtrip",
@@ -201,6 +201,9 @@ fn a_channel_left_by_another_user_is_closed_then_taken_over() {
             &mode("666"),
         );
         assert_eq!(taker.expect_line("ROUNDTRIP", SHORT), "ok", "{backend}");
+        // Gone before the next create: while its handles live the channel is live, and a
+        // create is refused for that ("already exists"), not for the mode asserted below.
+        taker.assert_success(SHORT);
         let private = spawn_via(
             &[],
             Some(c),
