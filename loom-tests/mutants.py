@@ -106,7 +106,7 @@ MUTANTS = [
      r"(fn abandon.*?stamp\(pos\.wrapping_add\(self\.capacity\), 0, 0, FREE\),\s*)Ordering::Release",
      r"\1Ordering::Relaxed"),
     ("src/ring/mpmc.rs", "MPMC abandon: no data_bell notify (a consumer asleep at the position)",
-     r"(fn abandon.*?)hdr\.data_bell\.notify_as\(self\.asymmetric\);",
+     r"(fn abandon.*?)hdr\.data_bell\.notify_as\(self\.fence\);",
      r"\1"),
     ("src/endpoint.rs", "role_state: endpoint load Acquire -> Relaxed (disconnect after last)",
      r"(pub\(crate\) fn role_state.*?let w = e\.load\()Ordering::Acquire",

@@ -63,18 +63,15 @@ impl Doorbell {
     /// Release store that published it.
     #[inline]
     pub(crate) fn notify(&self) {
-        self.notify_as(asymmetric());
+        self.notify_as(NotifyFence::now());
     }
 
-    /// [`notify`](Self::notify) with [`asymmetric`]'s answer given: by a ring end that asked
-    /// once when it was made (the answer does not change in a process once it attached; a
-    /// forked child, where it does, uses no handle it inherited). One load of the caller's own
-    /// state instead of a process-wide flag's, on every message.
+    /// [`notify`](Self::notify) with the fence a ring end chose when it was made.
     #[inline(always)]
-    pub(crate) fn notify_as(&self, asymmetric: bool) {
+    pub(crate) fn notify_as(&self, fence_kind: NotifyFence) {
         // SYNC POINT (doorbell): orders the caller's publish before the `sleepers` load; pairs
         // with the fence (and the membarrier) in `prepare`.
-        if asymmetric {
+        if fence_kind.asymmetric {
             core::sync::atomic::compiler_fence(Ordering::SeqCst);
         } else {
             fence(Ordering::SeqCst);
@@ -152,6 +149,24 @@ pub(crate) fn register_process() {
         let ok = crate::sys::membarrier(crate::sys::MEMBARRIER_REGISTER_GLOBAL_EXPEDITED).is_ok()
             && crate::sys::membarrier(crate::sys::MEMBARRIER_GLOBAL_EXPEDITED).is_ok();
         MEMBARRIER.store(if ok { REGISTERED } else { REFUSED }, Ordering::Relaxed);
+    }
+}
+
+/// Which fence a ring end's notifies use: [`asymmetric`]'s answer, asked once when the ring
+/// end is made. The answer does not change in a process once it attached (a forked child,
+/// where it does, uses no handle it inherited), so a notify tests the ring end's own copy
+/// instead of loading the process-wide flag through the GOT on every message.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct NotifyFence {
+    asymmetric: bool,
+}
+
+impl NotifyFence {
+    /// The answer for this process now (it has attached: [`register_process`] ran).
+    pub(crate) fn now() -> NotifyFence {
+        NotifyFence {
+            asymmetric: asymmetric(),
+        }
     }
 }
 

@@ -56,6 +56,7 @@ use super::Slots;
 use crate::layout::{Control, Geometry, Header, Sub};
 use crate::region::Region;
 use crate::sync::{Ordering, fence};
+use crate::wait::NotifyFence;
 
 /// Where a topic's control line and subscriber lines are, from process-private validated
 /// geometry only (as [`Slots`] for the slots).
@@ -119,10 +120,8 @@ pub(crate) struct Publisher {
     capacity: u64,
     /// Our position: the next message to write. The shared `tail` holds it once published.
     tail: Cell<u64>,
-    /// [`crate::wait::asymmetric`] when we were made (see [`Doorbell::notify_as`]).
-    ///
-    /// [`Doorbell::notify_as`]: crate::layout::Doorbell::notify_as
-    asymmetric: bool,
+    /// The fence our notifies use.
+    fence: NotifyFence,
 }
 
 impl Publisher {
@@ -144,7 +143,7 @@ impl Publisher {
         Publisher {
             capacity,
             tail: Cell::new(tail),
-            asymmetric: crate::wait::asymmetric(),
+            fence: NotifyFence::now(),
         }
     }
 
@@ -187,7 +186,7 @@ impl Publisher {
         // it written).
         hdr.tail.store(next, Ordering::Release);
         self.tail.set(next);
-        hdr.data_bell.notify_as(self.asymmetric);
+        hdr.data_bell.notify_as(self.fence);
     }
 
     /// The capacity of the ring.

@@ -50,6 +50,7 @@ use super::Bytes;
 use super::spsc::Error;
 use crate::layout::Header;
 use crate::sync::Ordering;
+use crate::wait::NotifyFence;
 
 /// Bytes of a record's header: the length word, then the stamp.
 pub(crate) const HEADER: u64 = 16;
@@ -100,10 +101,8 @@ pub(crate) struct Producer {
     tail: Cell<u64>,
     /// The consumer's position, as last read.
     head_cache: Cell<u64>,
-    /// [`crate::wait::asymmetric`] when we were made (see [`Doorbell::notify_as`]).
-    ///
-    /// [`Doorbell::notify_as`]: crate::layout::Doorbell::notify_as
-    asymmetric: bool,
+    /// The fence our notifies use.
+    fence: NotifyFence,
 }
 
 impl Producer {
@@ -153,7 +152,7 @@ impl Producer {
             key,
             tail: Cell::new(tail),
             head_cache: Cell::new(head),
-            asymmetric: crate::wait::asymmetric(),
+            fence: NotifyFence::now(),
         })
     }
 
@@ -215,7 +214,7 @@ impl Producer {
             // For `len` and for a handle taking over a side (Release: pairs with `positions`).
             hdr.tail.store(tail, Ordering::Release);
             self.tail.set(tail);
-            hdr.data_bell.notify_as(self.asymmetric);
+            hdr.data_bell.notify_as(self.fence);
         }
         if self.room(hdr, tail, size)? < size {
             return Err(Error::WouldBlock);
@@ -244,7 +243,7 @@ impl Producer {
         // For `len` and for a handle taking over a side (Release: pairs with `positions`).
         hdr.tail.store(next, Ordering::Release);
         self.tail.set(next);
-        hdr.data_bell.notify_as(self.asymmetric);
+        hdr.data_bell.notify_as(self.fence);
     }
 }
 
@@ -255,8 +254,8 @@ pub(crate) struct Consumer {
     key: u64,
     /// Our position: the next record to read.
     head: Cell<u64>,
-    /// As the producer's.
-    asymmetric: bool,
+    /// The fence our notifies use.
+    fence: NotifyFence,
 }
 
 impl Consumer {
@@ -267,7 +266,7 @@ impl Consumer {
             capacity,
             key,
             head: Cell::new(head),
-            asymmetric: crate::wait::asymmetric(),
+            fence: NotifyFence::now(),
         })
     }
 
@@ -322,6 +321,6 @@ impl Consumer {
         // in `room`: our reads of the record happen before the producer reuses its bytes.
         hdr.head.store(next, Ordering::Release);
         self.head.set(next);
-        hdr.space_bell.notify_as(self.asymmetric);
+        hdr.space_bell.notify_as(self.fence);
     }
 }

@@ -46,6 +46,7 @@ use super::Slots;
 use super::spsc::Error;
 use crate::layout::Header;
 use crate::sync::{AtomicU64, Ordering};
+use crate::wait::NotifyFence;
 
 pub(crate) const FREE: u64 = 0;
 pub(crate) const WRITING: u64 = 1;
@@ -104,8 +105,8 @@ pub(crate) struct Ring {
     me: usize,
     /// The low 8 bits of our place's generation, recorded beside `me`.
     generation: u8,
-    /// [`crate::wait::asymmetric`] when we were made (see `Doorbell::notify_as`).
-    asymmetric: bool,
+    /// The fence our notifies use.
+    fence: NotifyFence,
 }
 
 impl Ring {
@@ -114,7 +115,7 @@ impl Ring {
             capacity,
             me,
             generation,
-            asymmetric: crate::wait::asymmetric(),
+            fence: NotifyFence::now(),
         }
     }
 
@@ -169,7 +170,7 @@ impl Ring {
             {
                 Self::rewind(&hdr.head, d.pos);
                 // A consumer may be asleep, having found the ring empty.
-                hdr.data_bell.notify_as(self.asymmetric);
+                hdr.data_bell.notify_as(self.fence);
             }
         }
         repairable
@@ -264,8 +265,7 @@ impl Ring {
             // Claim without loading first: a free slot holds FREE(pos) with no owner (`init`,
             // `free`, a repair and an abandon all store it so), and a CAS straight from it
             // takes the line for writing in one transfer, where a load and then a CAS fetch it
-            // shared and then upgrade it (mpmc_8B: 200.7 -> 192.7 instructions). A failed CAS
-            // is the load (its value, Relaxed).
+            // shared and then upgrade it. A failed CAS is the load (its value, Relaxed).
             // SYNC POINT (slot-free): Acquire, pairs with the consumer's Release CAS that freed
             // the slot (or a repairer's or an abandoning producer's AcqRel/Release): the old
             // payload's read (or write) is done before we overwrite it.
@@ -322,7 +322,7 @@ impl Ring {
         {
             return Err(Error::Broken);
         }
-        hdr.data_bell.notify_as(self.asymmetric);
+        hdr.data_bell.notify_as(self.fence);
         Ok(())
     }
 
@@ -341,8 +341,8 @@ impl Ring {
         );
         // A consumer waiting at this position, or a producer waiting for the slot, may be
         // asleep: let them look again.
-        hdr.data_bell.notify_as(self.asymmetric);
-        hdr.space_bell.notify_as(self.asymmetric);
+        hdr.data_bell.notify_as(self.fence);
+        hdr.space_bell.notify_as(self.fence);
     }
 
     /// Pop one value if one is ready.
@@ -480,7 +480,7 @@ impl Ring {
         {
             return Err(Error::Broken);
         }
-        hdr.space_bell.notify_as(self.asymmetric);
+        hdr.space_bell.notify_as(self.fence);
         Ok(())
     }
 }

@@ -32,6 +32,7 @@ use bytemuck::Pod;
 use super::{CHECKPOINT, Slots};
 use crate::layout::Header;
 use crate::sync::Ordering;
+use crate::wait::NotifyFence;
 
 /// Why a push or pop did not happen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,10 +51,8 @@ pub(crate) struct Producer {
     tail: Cell<u64>,
     /// The consumer's position, as last read.
     head_cache: Cell<u64>,
-    /// [`crate::wait::asymmetric`] when we were made (see [`Doorbell::notify_as`]).
-    ///
-    /// [`Doorbell::notify_as`]: crate::layout::Doorbell::notify_as
-    asymmetric: bool,
+    /// The fence our notifies use.
+    fence: NotifyFence,
 }
 
 /// The consumer's private state.
@@ -62,8 +61,8 @@ pub(crate) struct Consumer {
     /// holds the slot below it, or after one was leaked (then the next receive that finds the
     /// ring empty gives the slot back: see [`Consumer::give_back_leaked`]).
     head: Cell<u64>,
-    /// As the producer's.
-    asymmetric: bool,
+    /// The fence our notifies use.
+    fence: NotifyFence,
 }
 
 /// Load both positions for a handle taking over a side, checking they make sense together.
@@ -130,7 +129,7 @@ impl Producer {
             capacity,
             tail: Cell::new(tail),
             head_cache: Cell::new(head),
-            asymmetric: crate::wait::asymmetric(),
+            fence: NotifyFence::now(),
         })
     }
 
@@ -178,7 +177,7 @@ impl Producer {
         slots.stamp(tail).store(next, Ordering::Release);
         self.tail.set(next);
         publish_tail(hdr, next);
-        hdr.data_bell.notify_as(self.asymmetric);
+        hdr.data_bell.notify_as(self.fence);
         Ok(())
     }
 
@@ -204,7 +203,7 @@ impl Producer {
         slots
             .stamp(tail)
             .store(tail.wrapping_add(1), Ordering::Release);
-        hdr.data_bell.notify_as(self.asymmetric);
+        hdr.data_bell.notify_as(self.fence);
         Ok(())
     }
 
@@ -286,7 +285,7 @@ impl Producer {
         // Once for the batch (Release: as in `publish_tail`).
         hdr.tail.store(pos, Ordering::Release);
         self.tail.set(pos);
-        hdr.data_bell.notify_as(self.asymmetric);
+        hdr.data_bell.notify_as(self.fence);
         Ok(n as usize)
     }
 }
@@ -344,7 +343,7 @@ impl Producer {
         slots.stamp(pos).store(next, Ordering::Release);
         self.tail.set(next);
         publish_tail(hdr, next);
-        hdr.data_bell.notify_as(self.asymmetric);
+        hdr.data_bell.notify_as(self.fence);
     }
 }
 
@@ -356,7 +355,7 @@ impl Consumer {
         let (head, _) = positions(hdr, capacity)?;
         Ok(Consumer {
             head: Cell::new(head),
-            asymmetric: crate::wait::asymmetric(),
+            fence: NotifyFence::now(),
         })
     }
 
@@ -369,7 +368,7 @@ impl Consumer {
     fn give_back_leaked(&self, hdr: &Header) {
         // SYNC POINT (slot-free): Release, as in `release`.
         hdr.head.store(self.head.get(), Ordering::Release);
-        hdr.space_bell.notify_as(self.asymmetric);
+        hdr.space_bell.notify_as(self.fence);
     }
 
     /// The ring looked empty: give back a leaked `Ref`'s slot if there is one. One load of the
@@ -406,7 +405,7 @@ impl Consumer {
         // `push`: our read of the slot happens before the producer reuses it.
         hdr.head.store(next, Ordering::Release);
         self.head.set(next);
-        hdr.space_bell.notify_as(self.asymmetric);
+        hdr.space_bell.notify_as(self.fence);
         Ok(value)
     }
 
@@ -437,7 +436,7 @@ impl Consumer {
         // SYNC POINT (slot-free): Release, pairs with the producer's Acquire load of `head` in
         // `room`: every read of the slot through the reference happens before it is reused.
         hdr.head.store(next, Ordering::Release);
-        hdr.space_bell.notify_as(self.asymmetric);
+        hdr.space_bell.notify_as(self.fence);
     }
 
     /// Pop one value into `out` if there is one, copying it once, straight out of the slot
@@ -517,7 +516,7 @@ impl Consumer {
         // SYNC POINT (slot-free): as in `pop`, for every slot read above.
         hdr.head.store(pos, Ordering::Release);
         self.head.set(pos);
-        hdr.space_bell.notify_as(self.asymmetric);
+        hdr.space_bell.notify_as(self.fence);
         Ok(n)
     }
 }
