@@ -19,7 +19,8 @@
 //! - `untyped_spsc_8B`: `untyped::spsc::Sender::send` of one 8-byte element then
 //!   `untyped::spsc::Receiver::recv` into an 8-byte buffer (what the Python bindings call);
 //! - `lamport_8B`: the reference, a push and a pop of the minimal Lamport ring of
-//!   `stream/lamport_8B` (`common/lamport.rs`) over an anonymous mapping.
+//!   `stream/lamport_8B` (`common/lamport.rs`) over an anonymous mapping;
+//! - `stamped_8B`: the same minimal ring with shmchan's stamped slots (`stream/stamped_8B`).
 
 use std::hint::black_box;
 use std::process::ExitCode;
@@ -30,7 +31,7 @@ use shmchan::{Options, broadcast, frame, mpmc, spsc};
 #[path = "common/lamport.rs"]
 mod lamport_ring;
 
-const CASES: [&str; 7] = [
+const CASES: [&str; 8] = [
     "spsc_8B",
     "spsc_8B_try",
     "mpmc_8B",
@@ -38,6 +39,7 @@ const CASES: [&str; 7] = [
     "broadcast_8B",
     "untyped_spsc_8B",
     "lamport_8B",
+    "stamped_8B",
 ];
 /// Messages a typed ring holds (never filled: each round sends one and takes it back).
 const CAP: usize = 1024;
@@ -106,6 +108,14 @@ fn main() -> ExitCode {
                 lamport_ring::Ring::<1>::new(&map),
             );
             shmchan_measured_loop_lamport_8B(&tx, &rx, n)
+        }
+        "stamped_8B" => {
+            let map = memmap2::MmapMut::map_anon(lamport_ring::stamped_bytes(1)).expect("mmap");
+            let (tx, rx) = (
+                lamport_ring::Stamped::<1>::new(&map),
+                lamport_ring::Stamped::<1>::new(&map),
+            );
+            shmchan_measured_loop_stamped_8B(&tx, &rx, n)
         }
         _ => {
             eprintln!("unknown case {case:?} (cases: {})", CASES.join(", "));
@@ -215,6 +225,21 @@ fn shmchan_measured_loop_untyped_spsc_8B(
 fn shmchan_measured_loop_lamport_8B(
     tx: &lamport_ring::Ring<'_, 1>,
     rx: &lamport_ring::Ring<'_, 1>,
+    n: u64,
+) -> u64 {
+    let mut sum = 0u64;
+    for i in 0..n {
+        tx.push(black_box(i));
+        sum = sum.wrapping_add(black_box(rx.pop()));
+    }
+    sum
+}
+
+#[inline(never)]
+#[allow(non_snake_case)]
+fn shmchan_measured_loop_stamped_8B(
+    tx: &lamport_ring::Stamped<'_, 1>,
+    rx: &lamport_ring::Stamped<'_, 1>,
     n: u64,
 ) -> u64 {
     let mut sum = 0u64;

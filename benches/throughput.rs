@@ -107,10 +107,13 @@ fn throughput(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     stream::<[u64; 1]>(&mut g, "spsc_8B", "spsc", 1, 1);
     lamport::<1>(&mut g, "lamport_8B");
+    lamport::<1>(&mut g, "stamped_8B");
     stream::<[u64; 8]>(&mut g, "spsc_64B", "spsc", 1, 1);
     lamport::<8>(&mut g, "lamport_64B");
+    lamport::<8>(&mut g, "stamped_64B");
     stream::<[u64; 128]>(&mut g, "spsc_1KiB", "spsc", 1, 1);
     lamport::<128>(&mut g, "lamport_1KiB");
+    lamport::<128>(&mut g, "stamped_1KiB");
     stream::<[u64; 1]>(&mut g, "spsc_8B_batch64", "spsc-batch", 1, 1);
     stream::<[u64; 1]>(&mut g, "mpmc_1x1", "mpmc", 1, 1);
     stream::<[u64; 1]>(&mut g, "mpmc_2x2", "mpmc", 2, 2);
@@ -688,7 +691,8 @@ fn broadcast_peer(role: &str, base: &str, n: usize, mode: &str) {
 /// processes over one shared mapping (each side caches the other's index and reads it only
 /// when the ring looks full or empty; the consumer reads `tail`, the producer `head`), no
 /// stamps, no liveness, no parking. Driven like `stream` (a control channel, an end marker,
-/// an acknowledgement).
+/// an acknowledgement). A label starting `stamped_` runs the same minimal ring with shmchan's
+/// stamped slots instead (`lamport_ring::Stamped`): what the layout costs on its own.
 fn lamport<const W: usize>(
     g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     label: &str,
@@ -703,11 +707,16 @@ fn lamport<const W: usize>(
         .create_new(true)
         .open(&path)
         .unwrap();
-    file.set_len(lamport_ring::bytes(W) as u64).unwrap();
-    let consumer = Peer::spawn(&format!("lamport-consumer - {base} {path} {W}"));
+    let kind = if label.starts_with("stamped_") {
+        "stamped"
+    } else {
+        "lamport"
+    };
+    file.set_len(lamport_ring::stamped_bytes(W) as u64).unwrap();
+    let consumer = Peer::spawn(&format!("lamport-consumer {kind} {base} {path} {W}"));
     let ctl =
         spsc::Sender::<u64>::create(&format!("{base}-ctl0"), &Options::new().capacity(4)).unwrap();
-    let producer = Peer::spawn(&format!("lamport-producer - {base} {path} {W}"));
+    let producer = Peer::spawn(&format!("lamport-producer {kind} {base} {path} {W}"));
     let _ = std::fs::remove_file(&path); // both peers have it mapped
     g.bench_function(label, |b| {
         b.iter_custom(|iters| {
@@ -722,8 +731,9 @@ fn lamport<const W: usize>(
     drop(acks);
 }
 
-/// A peer of [`lamport`], for messages of `W` words.
-fn lamport_peer<const W: usize>(role: &str, base: &str, path: &str) {
+/// A peer of [`lamport`], for messages of `W` words over a `kind` ring ("lamport" or
+/// "stamped").
+fn lamport_peer<const W: usize>(role: &str, kind: &str, base: &str, path: &str) {
     let file = std::fs::File::options()
         .read(true)
         .write(true)
@@ -731,12 +741,22 @@ fn lamport_peer<const W: usize>(role: &str, base: &str, path: &str) {
         .unwrap();
     // SAFETY: a file only the two peers map, used through atomics.
     let map = unsafe { memmap2::MmapMut::map_mut(&file) }.unwrap();
+    if kind == "stamped" {
+        let ring = lamport_ring::Stamped::<W>::new(&map);
+        return minimal_peer(role, base, || ring.pop(), |v| ring.push(v));
+    }
     let ring = lamport_ring::Ring::<W>::new(&map);
+    minimal_peer(role, base, || ring.pop(), |v| ring.push(v));
+}
+
+/// The loops of a [`lamport_peer`] over a ring's `pop` and `push`.
+#[inline(always)]
+fn minimal_peer(role: &str, base: &str, pop: impl Fn() -> u64, push: impl Fn(u64)) {
     let acks = mpmc::Sender::<u64>::open(&format!("{base}-acks"), &Options::new()).unwrap();
     if role == "lamport-consumer" {
         say_ready();
         loop {
-            let v = ring.pop();
+            let v = pop();
             if v == END {
                 acks.send(0).unwrap();
             } else if v == STOP {
@@ -748,11 +768,11 @@ fn lamport_peer<const W: usize>(role: &str, base: &str, path: &str) {
     say_ready();
     while let Ok(n) = ctl.recv() {
         for i in 0..n {
-            ring.push(i);
+            push(i);
         }
-        ring.push(END);
+        push(END);
     }
-    ring.push(STOP);
+    push(STOP);
 }
 
 /// Stops a `lamport` consumer.
@@ -767,9 +787,9 @@ fn peer(spec: &str) {
     let p: Vec<&str> = spec.split(' ').collect();
     if p[0].starts_with("lamport-") {
         return match p[4] {
-            "1" => lamport_peer::<1>(p[0], p[2], p[3]),
-            "8" => lamport_peer::<8>(p[0], p[2], p[3]),
-            "128" => lamport_peer::<128>(p[0], p[2], p[3]),
+            "1" => lamport_peer::<1>(p[0], p[1], p[2], p[3]),
+            "8" => lamport_peer::<8>(p[0], p[1], p[2], p[3]),
+            "128" => lamport_peer::<128>(p[0], p[1], p[2], p[3]),
             w => panic!("no Lamport ring of {w} words"),
         };
     }

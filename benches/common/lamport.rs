@@ -90,3 +90,80 @@ impl<'a, const W: usize> Ring<'a, W> {
         msg[0]
     }
 }
+
+/// Bytes of a [`Stamped`] ring of messages of `w` words: as [`bytes`], with a stamp word
+/// before each message.
+pub const fn stamped_bytes(w: usize) -> usize {
+    256 + 8 * (w + 1) * CAP as usize
+}
+
+/// The same minimal ring with shmchan's SPSC layout instead of a published `tail`: each slot
+/// is a stamp word then the message, the producer publishes a message by storing `pos + 1` in
+/// its stamp, and the consumer polls the stamp of the slot it wants (the producer still reads
+/// `head` only when the ring looks full). Nothing else of shmchan (no liveness, no parking, no
+/// checks): what the layout costs on its own, beside [`Ring`].
+pub struct Stamped<'a, const W: usize> {
+    head: &'a AtomicU64,
+    slots: &'a [AtomicU64],
+    mine: Cell<u64>,
+    /// The producer's cached `head` (unused by the consumer).
+    theirs: Cell<u64>,
+}
+
+impl<'a, const W: usize> Stamped<'a, W> {
+    pub fn new(map: &'a memmap2::MmapMut) -> Stamped<'a, W> {
+        assert!(map.len() >= stamped_bytes(W));
+        // SAFETY: as in `Ring::new`, for `stamped_bytes(W)`.
+        let words = unsafe {
+            std::slice::from_raw_parts(map.as_ptr().cast::<AtomicU64>(), stamped_bytes(W) / 8)
+        };
+        Stamped {
+            head: &words[16],
+            slots: &words[32..],
+            mine: Cell::new(0),
+            theirs: Cell::new(0),
+        }
+    }
+
+    /// Send a message whose first word is `v` (the others: copies of it).
+    #[inline(always)]
+    pub fn push(&self, v: u64) {
+        let t = self.mine.get();
+        while t - self.theirs.get() == CAP {
+            // Acquire: as in `Ring::push`.
+            self.theirs.set(self.head.load(Acquire));
+            if t - self.theirs.get() == CAP {
+                std::hint::spin_loop();
+            }
+        }
+        let at = (t % CAP) as usize * (W + 1);
+        for w in &self.slots[at + 1..at + 1 + W] {
+            // Relaxed: published by the Release store of the stamp below.
+            w.store(v, Relaxed);
+        }
+        // Release: pairs with the consumer's Acquire load of the stamp in `pop`.
+        self.slots[at].store(t + 1, Release);
+        self.mine.set(t + 1);
+    }
+
+    /// Receive a message (every word of it read); its first word.
+    #[inline(always)]
+    pub fn pop(&self) -> u64 {
+        let h = self.mine.get();
+        let at = (h % CAP) as usize * (W + 1);
+        // Acquire: pairs with the producer's Release store of the stamp in `push`.
+        while self.slots[at].load(Acquire) != h + 1 {
+            std::hint::spin_loop();
+        }
+        let mut msg = [0u64; W];
+        for (m, w) in msg.iter_mut().zip(&self.slots[at + 1..at + 1 + W]) {
+            // Relaxed: ordered after the Acquire load of the stamp.
+            *m = w.load(Relaxed);
+        }
+        let msg = std::hint::black_box(msg);
+        // Release: as in `Ring::pop`.
+        self.head.store(h + 1, Release);
+        self.mine.set(h + 1);
+        msg[0]
+    }
+}
