@@ -5,6 +5,14 @@
 //! - `lamport_{8B,64B,1KiB}`: the references for `spsc_{8B,64B,1KiB}`, a minimal Lamport ring
 //!   of messages of that size between the same two processes (cached indices, the consumer
 //!   reads `tail`; no stamps, no liveness);
+//! - `stamped_{8B,64B,1KiB}`: the same minimal ring with shmchan's SPSC layout (a stamp word
+//!   before each message, which the consumer polls): what the layout costs on its own;
+//! - `paired_{spsc,lamport,stamped}_{8B,64B,1KiB}`: the three rings again, but all between
+//!   one pair of processes, spawned once per size and told over control channels which ring
+//!   to stream on. On the 2-vCPU VMs of this project one pair of processes streams at one of
+//!   two speeds, two to five times apart, depending on where the host placed the vCPUs when
+//!   the pair started: the separate pairs of `spsc_8B` and `lamport_8B` can each land in
+//!   either, while these three share theirs. Compare ratios within a `paired_` size;
 //! - `spsc_8B_batch64`: the same with `send_slice`/`recv_slice` of up to 64 messages;
 //! - `mpmc_1x1`, `mpmc_2x2`: producer and consumer processes on one shmchan MPMC channel;
 //! - `broadcast_overwrite_8B`, `broadcast_block_8B`: a broadcast publisher process and one
@@ -114,6 +122,9 @@ fn throughput(c: &mut Criterion) {
     stream::<[u64; 128]>(&mut g, "spsc_1KiB", "spsc", 1, 1);
     lamport::<128>(&mut g, "lamport_1KiB");
     lamport::<128>(&mut g, "stamped_1KiB");
+    paired::<1>(&mut g, "8B");
+    paired::<8>(&mut g, "64B");
+    paired::<128>(&mut g, "1KiB");
     stream::<[u64; 1]>(&mut g, "spsc_8B_batch64", "spsc-batch", 1, 1);
     stream::<[u64; 1]>(&mut g, "mpmc_1x1", "mpmc", 1, 1);
     stream::<[u64; 1]>(&mut g, "mpmc_2x2", "mpmc", 2, 2);
@@ -731,6 +742,120 @@ fn lamport<const W: usize>(
     drop(acks);
 }
 
+/// The rings of `paired_*`, by the number the control channels carry.
+const PAIRED: [&str; 3] = ["spsc", "lamport", "stamped"];
+
+/// Streams of `W`-word messages over shmchan SPSC, the minimal Lamport ring and the stamped
+/// ring, all three between the same consumer and producer processes (see the module docs):
+/// for each batch the consumer is told which ring to read and the producer which ring to fill
+/// and how much; the batch ends when the consumer acknowledges the end marker.
+fn paired<const W: usize>(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    size: &str,
+) {
+    let base = format!("shmchan-tput-{}-paired-{size}", std::process::id());
+    let acks = mpmc::Receiver::<u64>::create(&format!("{base}-acks"), &Options::new().capacity(64))
+        .unwrap();
+    let mut files = Vec::new();
+    for kind in &PAIRED[1..] {
+        let path = format!("/dev/shm/{base}-{kind}");
+        let file = std::fs::File::options()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .unwrap();
+        file.set_len(lamport_ring::stamped_bytes(W) as u64).unwrap();
+        files.push(path);
+    }
+    let to_consumer =
+        spsc::Sender::<u64>::create(&format!("{base}-ctlc"), &Options::new().capacity(4)).unwrap();
+    let to_producer =
+        spsc::Sender::<[u64; 2]>::create(&format!("{base}-ctlp"), &Options::new().capacity(4))
+            .unwrap();
+    let consumer = Peer::spawn(&format!("paired-consumer - {base} {W}"));
+    let producer = Peer::spawn(&format!("paired-producer - {base} {W}"));
+    for path in &files {
+        let _ = std::fs::remove_file(path); // both peers have it mapped
+    }
+    for (kind, ring) in PAIRED.iter().enumerate() {
+        g.bench_function(format!("paired_{ring}_{size}"), |b| {
+            b.iter_custom(|iters| {
+                let t0 = Instant::now();
+                to_consumer.send(kind as u64).unwrap();
+                to_producer.send([kind as u64, iters]).unwrap();
+                acks.recv().unwrap();
+                t0.elapsed()
+            })
+        });
+    }
+    drop((to_consumer, to_producer)); // both peers stop
+    drop((producer, consumer));
+    drop(acks);
+}
+
+/// A peer of [`paired`], for messages of `W` words. The loops are written out per ring, as
+/// in [`run`] (keep them plain).
+fn paired_peer<const W: usize>(role: &str, base: &str) {
+    let map = |kind: &str| {
+        let file = std::fs::File::options()
+            .read(true)
+            .write(true)
+            .open(format!("/dev/shm/{base}-{kind}"))
+            .unwrap();
+        // SAFETY: a file only the two peers map, used through atomics.
+        unsafe { memmap2::MmapMut::map_mut(&file) }.unwrap()
+    };
+    let (lamport_map, stamped_map) = (map("lamport"), map("stamped"));
+    let lamport = lamport_ring::Ring::<W>::new(&lamport_map);
+    let stamped = lamport_ring::Stamped::<W>::new(&stamped_map);
+    let data = format!("{base}-data");
+    let opts = Options::new().capacity(CAP);
+    let acks = mpmc::Sender::<u64>::open(&format!("{base}-acks"), &Options::new()).unwrap();
+    if role == "paired-consumer" {
+        let ctl = spsc::Receiver::<u64>::open(&format!("{base}-ctlc"), &Options::new()).unwrap();
+        let rx = spsc::Receiver::<[u64; W]>::create(&data, &opts).unwrap();
+        say_ready();
+        while let Ok(kind) = ctl.recv() {
+            match kind {
+                0 => while rx.recv().unwrap()[0] != END {},
+                1 => while lamport.pop() != END {},
+                _ => while stamped.pop() != END {},
+            }
+            acks.send(0).unwrap();
+        }
+        return;
+    }
+    let ctl = spsc::Receiver::<[u64; 2]>::open(&format!("{base}-ctlp"), &Options::new()).unwrap();
+    let tx = spsc::Sender::<[u64; W]>::open(&data, &opts).unwrap();
+    let mut msg = [0u64; W];
+    say_ready();
+    while let Ok([kind, n]) = ctl.recv() {
+        match kind {
+            0 => {
+                for i in 0..n {
+                    msg[0] = i;
+                    tx.send(msg).unwrap();
+                }
+                msg[0] = END;
+                tx.send(msg).unwrap();
+            }
+            1 => {
+                for i in 0..n {
+                    lamport.push(i);
+                }
+                lamport.push(END);
+            }
+            _ => {
+                for i in 0..n {
+                    stamped.push(i);
+                }
+                stamped.push(END);
+            }
+        }
+    }
+}
+
 /// A peer of [`lamport`], for messages of `W` words over a `kind` ring ("lamport" or
 /// "stamped").
 fn lamport_peer<const W: usize>(role: &str, kind: &str, base: &str, path: &str) {
@@ -791,6 +916,14 @@ fn peer(spec: &str) {
             "8" => lamport_peer::<8>(p[0], p[1], p[2], p[3]),
             "128" => lamport_peer::<128>(p[0], p[1], p[2], p[3]),
             w => panic!("no Lamport ring of {w} words"),
+        };
+    }
+    if p[0].starts_with("paired-") {
+        return match p[3] {
+            "1" => paired_peer::<1>(p[0], p[2]),
+            "8" => paired_peer::<8>(p[0], p[2]),
+            "128" => paired_peer::<128>(p[0], p[2]),
+            w => panic!("no paired rings of {w} words"),
         };
     }
     if p[0].starts_with("frame-") {
