@@ -205,8 +205,11 @@ pub(crate) fn wait_until<R>(
     deadline: Option<Instant>,
     mut attempt: impl FnMut(bool) -> Poll<R>,
 ) -> Option<R> {
-    let start = Instant::now();
-    let mut last_probe = start;
+    // The clock is first read after 64 tries, not on entry: a wait that ends sooner (a stream
+    // whose receiver caught up with its sender, again and again) never reads it. The spin
+    // phase and the probe interval count from that first reading, 64 pauses late at most.
+    let mut start: Option<Instant> = None;
+    let mut last_probe: Option<Instant> = None;
     let mut probe_due = |now: Instant| {
         // Under loom, never: the clock would make the model's branches depend on how long the
         // checker takes ("unexpected exploration state" on a loaded machine), and a heap
@@ -215,9 +218,10 @@ pub(crate) fn wait_until<R>(
         if cfg!(loom) {
             return false;
         }
-        let due = now.duration_since(last_probe) >= PROBE_INTERVAL;
+        let last = *last_probe.get_or_insert(now);
+        let due = now.duration_since(last) >= PROBE_INTERVAL;
         if due {
-            last_probe = now;
+            last_probe = Some(now);
         }
         due
     };
@@ -240,6 +244,7 @@ pub(crate) fn wait_until<R>(
                 if expired(now) {
                     return None;
                 }
+                let start = *start.get_or_insert(now);
                 if spin_for.is_some_and(|d| now.duration_since(start) >= d) {
                     break;
                 }
