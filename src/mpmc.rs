@@ -446,6 +446,24 @@ impl<T: Pod> Receiver<T> {
         }
     }
 
+    /// A message, if one is ready now (and this is not a forked child's copy of the handle):
+    /// all of a receive that finds one, inlined into the caller with the value in registers;
+    /// anything else goes out of line and tries again (as `spsc::Receiver`'s).
+    #[inline(always)]
+    fn take_now(&self) -> Option<T> {
+        let s = &*self.shared;
+        if s.chan.forked() {
+            return None;
+        }
+        // SAFETY: as in `Sender::poll`.
+        unsafe {
+            s.ring.pop(s.chan.header(), &s.slots, |o, g| {
+                s.chan.owner_gone(o, g, false)
+            })
+        }
+        .ok()
+    }
+
     #[inline(always)]
     fn poll(&self, probe: bool) -> Poll<Result<T, ()>> {
         let s = &*self.shared;
@@ -464,6 +482,7 @@ impl<T: Pod> Receiver<T> {
     /// # Errors
     /// [`TryRecvError::Empty`] if nothing is ready, [`TryRecvError::Disconnected`] if the ring
     /// is empty and every sender is gone.
+    #[inline]
     pub fn try_recv(&self) -> Result<T, TryRecvError> {
         if const { size_of::<T>() > LARGE } {
             let mut out = MaybeUninit::uninit();
@@ -471,6 +490,15 @@ impl<T: Pod> Receiver<T> {
             // SAFETY: `try_recv_into` succeeded, so it filled `out` with a copy of a `T`.
             return Ok(unsafe { out.assume_init() });
         }
+        match self.take_now() {
+            Some(v) => Ok(v),
+            None => self.try_recv_slow(),
+        }
+    }
+
+    /// `try_recv` when [`take_now`](Self::take_now) found nothing.
+    #[inline(never)]
+    fn try_recv_slow(&self) -> Result<T, TryRecvError> {
         handle::try_recv(&self.shared.chan, |probe| self.poll(probe))
     }
 
@@ -478,8 +506,13 @@ impl<T: Pod> Receiver<T> {
     ///
     /// # Errors
     /// [`RecvError`] once the ring is empty and every sender is gone.
-    #[inline]
+    #[inline(always)]
     pub fn recv(&self) -> Result<T, RecvError> {
+        if const { size_of::<T>() <= LARGE } {
+            if let Some(v) = self.take_now() {
+                return Ok(v);
+            }
+        }
         self.recv_deadline(None).map_err(|_| RecvError)
     }
 
@@ -487,11 +520,19 @@ impl<T: Pod> Receiver<T> {
     ///
     /// # Errors
     /// [`RecvTimeoutError::Timeout`] or [`RecvTimeoutError::Disconnected`].
+    #[inline(always)]
     pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
+        if const { size_of::<T>() <= LARGE } {
+            // Before the clock is read for the deadline: a message that is there costs none.
+            if let Some(v) = self.take_now() {
+                return Ok(v);
+            }
+        }
         self.recv_deadline(crate::chan::deadline_after(timeout))
     }
 
-    #[inline]
+    /// A receive that [`take_now`](Self::take_now) could not finish (or of a large payload).
+    #[inline(never)]
     fn recv_deadline(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
         if const { size_of::<T>() > LARGE } {
             let mut out = MaybeUninit::uninit();
