@@ -561,9 +561,12 @@ pub(crate) fn coarse_now_ns() -> u64 {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    // SAFETY: `ts` is valid for writes of one timespec; CLOCK_MONOTONIC_COARSE exists since
-    // Linux 2.6.32.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    // SAFETY: `ts` is valid for writes of one timespec.
+    if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) } != 0 {
+        // Exists since Linux 2.6.32, but a sandbox may refuse it: the precise clock then (a
+        // clock stuck at 0 would never make a probe due).
+        ts = monotonic_now();
+    }
     (ts.tv_sec as u64)
         .wrapping_mul(1_000_000_000)
         .wrapping_add(ts.tv_nsec as u64)
