@@ -711,19 +711,12 @@ fn lamport<const W: usize>(
     let base = format!("shmchan-tput-{}-{label}", std::process::id());
     let acks = mpmc::Receiver::<u64>::create(&format!("{base}-acks"), &Options::new().capacity(64))
         .unwrap();
-    let path = format!("/dev/shm/{base}-ring");
-    let file = std::fs::File::options()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .unwrap();
+    let path = create_ring_file(&format!("{base}-ring"), W);
     let kind = if label.starts_with("stamped_") {
         "stamped"
     } else {
         "lamport"
     };
-    file.set_len(lamport_ring::stamped_bytes(W) as u64).unwrap();
     let consumer = Peer::spawn(&format!("lamport-consumer {kind} {base} {path} {W}"));
     let ctl =
         spsc::Sender::<u64>::create(&format!("{base}-ctl0"), &Options::new().capacity(4)).unwrap();
@@ -742,6 +735,32 @@ fn lamport<const W: usize>(
     drop(acks);
 }
 
+/// Create `/dev/shm/{name}` for a minimal ring of `W`-word messages, sized for either kind
+/// (the stamped one is the larger); returns its path.
+fn create_ring_file(name: &str, words: usize) -> String {
+    let path = format!("/dev/shm/{name}");
+    let file = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .unwrap();
+    file.set_len(lamport_ring::stamped_bytes(words) as u64)
+        .unwrap();
+    path
+}
+
+/// Map a ring file made by [`create_ring_file`], in a peer.
+fn map_ring_file(path: &str) -> memmap2::MmapMut {
+    let file = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    // SAFETY: a file only the two peers map, used through atomics.
+    unsafe { memmap2::MmapMut::map_mut(&file) }.unwrap()
+}
+
 /// The rings of `paired_*`, by the number the control channels carry.
 const PAIRED: [&str; 3] = ["spsc", "lamport", "stamped"];
 
@@ -756,18 +775,10 @@ fn paired<const W: usize>(
     let base = format!("shmchan-tput-{}-paired-{size}", std::process::id());
     let acks = mpmc::Receiver::<u64>::create(&format!("{base}-acks"), &Options::new().capacity(64))
         .unwrap();
-    let mut files = Vec::new();
-    for kind in &PAIRED[1..] {
-        let path = format!("/dev/shm/{base}-{kind}");
-        let file = std::fs::File::options()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .unwrap();
-        file.set_len(lamport_ring::stamped_bytes(W) as u64).unwrap();
-        files.push(path);
-    }
+    let files: Vec<_> = PAIRED[1..]
+        .iter()
+        .map(|kind| create_ring_file(&format!("{base}-{kind}"), W))
+        .collect();
     let to_consumer =
         spsc::Sender::<u64>::create(&format!("{base}-ctlc"), &Options::new().capacity(4)).unwrap();
     let to_producer =
@@ -797,16 +808,10 @@ fn paired<const W: usize>(
 /// A peer of [`paired`], for messages of `W` words. The loops are written out per ring, as
 /// in [`run`] (keep them plain).
 fn paired_peer<const W: usize>(role: &str, base: &str) {
-    let map = |kind: &str| {
-        let file = std::fs::File::options()
-            .read(true)
-            .write(true)
-            .open(format!("/dev/shm/{base}-{kind}"))
-            .unwrap();
-        // SAFETY: a file only the two peers map, used through atomics.
-        unsafe { memmap2::MmapMut::map_mut(&file) }.unwrap()
-    };
-    let (lamport_map, stamped_map) = (map("lamport"), map("stamped"));
+    let (lamport_map, stamped_map) = (
+        map_ring_file(&format!("/dev/shm/{base}-lamport")),
+        map_ring_file(&format!("/dev/shm/{base}-stamped")),
+    );
     let lamport = lamport_ring::Ring::<W>::new(&lamport_map);
     let stamped = lamport_ring::Stamped::<W>::new(&stamped_map);
     let data = format!("{base}-data");
@@ -859,13 +864,7 @@ fn paired_peer<const W: usize>(role: &str, base: &str) {
 /// A peer of [`lamport`], for messages of `W` words over a `kind` ring ("lamport" or
 /// "stamped").
 fn lamport_peer<const W: usize>(role: &str, kind: &str, base: &str, path: &str) {
-    let file = std::fs::File::options()
-        .read(true)
-        .write(true)
-        .open(path)
-        .unwrap();
-    // SAFETY: a file only the two peers map, used through atomics.
-    let map = unsafe { memmap2::MmapMut::map_mut(&file) }.unwrap();
+    let map = map_ring_file(path);
     if kind == "stamped" {
         let ring = lamport_ring::Stamped::<W>::new(&map);
         return minimal_peer(role, base, || ring.pop(), |v| ring.push(v));

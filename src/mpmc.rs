@@ -448,9 +448,13 @@ impl<T: Pod> Receiver<T> {
 
     /// A message, if one is ready now (and this is not a forked child's copy of the handle):
     /// all of a receive that finds one, inlined into the caller with the value in registers;
-    /// anything else goes out of line and tries again (as `spsc::Receiver`'s).
+    /// anything else (and a payload larger than [`LARGE`]) goes out of line and tries again
+    /// (as `spsc::Receiver`'s).
     #[inline(always)]
     fn take_now(&self) -> Option<T> {
+        if const { size_of::<T>() > LARGE } {
+            return None; // copied out of the slot by the race-free copy, out of line
+        }
         let s = &*self.shared;
         if s.chan.forked() {
             return None;
@@ -484,21 +488,21 @@ impl<T: Pod> Receiver<T> {
     /// is empty and every sender is gone.
     #[inline]
     pub fn try_recv(&self) -> Result<T, TryRecvError> {
-        if const { size_of::<T>() > LARGE } {
-            let mut out = MaybeUninit::uninit();
-            self.try_recv_into(&mut out)?;
-            // SAFETY: `try_recv_into` succeeded, so it filled `out` with a copy of a `T`.
-            return Ok(unsafe { out.assume_init() });
-        }
         match self.take_now() {
             Some(v) => Ok(v),
             None => self.try_recv_slow(),
         }
     }
 
-    /// `try_recv` when [`take_now`](Self::take_now) found nothing.
+    /// `try_recv` when [`take_now`](Self::take_now) found nothing (or of a large payload).
     #[inline(never)]
     fn try_recv_slow(&self) -> Result<T, TryRecvError> {
+        if const { size_of::<T>() > LARGE } {
+            let mut out = MaybeUninit::uninit();
+            self.try_recv_into(&mut out)?;
+            // SAFETY: `try_recv_into` succeeded, so it filled `out` with a copy of a `T`.
+            return Ok(unsafe { out.assume_init() });
+        }
         handle::try_recv(&self.shared.chan, |probe| self.poll(probe))
     }
 
@@ -508,12 +512,10 @@ impl<T: Pod> Receiver<T> {
     /// [`RecvError`] once the ring is empty and every sender is gone.
     #[inline(always)]
     pub fn recv(&self) -> Result<T, RecvError> {
-        if const { size_of::<T>() <= LARGE } {
-            if let Some(v) = self.take_now() {
-                return Ok(v);
-            }
+        match self.take_now() {
+            Some(v) => Ok(v),
+            None => self.recv_deadline(None).map_err(|_| RecvError),
         }
-        self.recv_deadline(None).map_err(|_| RecvError)
     }
 
     /// Receive, waiting at most `timeout`.
@@ -522,13 +524,11 @@ impl<T: Pod> Receiver<T> {
     /// [`RecvTimeoutError::Timeout`] or [`RecvTimeoutError::Disconnected`].
     #[inline(always)]
     pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
-        if const { size_of::<T>() <= LARGE } {
-            // Before the clock is read for the deadline: a message that is there costs none.
-            if let Some(v) = self.take_now() {
-                return Ok(v);
-            }
+        // Before the clock is read for the deadline: a message that is there costs none.
+        match self.take_now() {
+            Some(v) => Ok(v),
+            None => self.recv_deadline(crate::chan::deadline_after(timeout)),
         }
-        self.recv_deadline(crate::chan::deadline_after(timeout))
     }
 
     /// A receive that [`take_now`](Self::take_now) could not finish (or of a large payload).

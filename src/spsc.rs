@@ -564,13 +564,17 @@ impl<T: Pod> Receiver<T> {
     /// The message at our position, if one is published (and this is not a forked child's
     /// copy of the handle): all of a receive that finds one, inlined into the caller, with the
     /// value in registers. Everything else (an empty ring, a disconnect, a fork) takes the
-    /// out-of-line path, which tries again. When the closure-built path was inlined instead,
+    /// out-of-line path, which tries again; so does a payload larger than [`LARGE`], which is
+    /// copied out by the race-free copy. When the closure-built path was inlined instead,
     /// the compiler sometimes left the attempt a call and passed its result through the stack
     /// (a 16-byte load of two 8-byte stores, which store forwarding cannot serve): the stream
-    /// between two processes then ran at 20 ns a message instead of 5-10
+    /// between two processes then ran at 17-22 ns a message instead of 5-10
     /// (`cargo bench --bench throughput -- 'stream/paired_spsc_8B$'`).
     #[inline(always)]
     fn take_now(&self) -> Option<T> {
+        if const { size_of::<T>() > LARGE } {
+            return None; // copied out of the slot by the race-free copy, out of line
+        }
         if self.chan.forked() {
             return None;
         }
@@ -605,21 +609,21 @@ impl<T: Pod> Receiver<T> {
     /// ```
     #[inline]
     pub fn try_recv(&self) -> Result<T, TryRecvError> {
-        if const { size_of::<T>() > LARGE } {
-            let mut out = MaybeUninit::uninit();
-            self.try_recv_into(&mut out)?;
-            // SAFETY: `try_recv_into` succeeded, so it filled `out` with a copy of a `T`.
-            return Ok(unsafe { out.assume_init() });
-        }
         match self.take_now() {
             Some(v) => Ok(v),
             None => self.try_recv_slow(),
         }
     }
 
-    /// `try_recv` when [`take_now`](Self::take_now) found nothing.
+    /// `try_recv` when [`take_now`](Self::take_now) found nothing (or of a large payload).
     #[inline(never)]
     fn try_recv_slow(&self) -> Result<T, TryRecvError> {
+        if const { size_of::<T>() > LARGE } {
+            let mut out = MaybeUninit::uninit();
+            self.try_recv_into(&mut out)?;
+            // SAFETY: `try_recv_into` succeeded, so it filled `out` with a copy of a `T`.
+            return Ok(unsafe { out.assume_init() });
+        }
         handle::try_recv(&self.chan, |probe| self.poll(probe))
     }
 
@@ -638,12 +642,10 @@ impl<T: Pod> Receiver<T> {
     /// ```
     #[inline(always)]
     pub fn recv(&self) -> Result<T, RecvError> {
-        if const { size_of::<T>() <= LARGE } {
-            if let Some(v) = self.take_now() {
-                return Ok(v);
-            }
+        match self.take_now() {
+            Some(v) => Ok(v),
+            None => self.recv_deadline(None).map_err(|_| RecvError),
         }
-        self.recv_deadline(None).map_err(|_| RecvError)
     }
 
     /// Receive, waiting at most `timeout`.
@@ -661,13 +663,11 @@ impl<T: Pod> Receiver<T> {
     /// ```
     #[inline(always)]
     pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
-        if const { size_of::<T>() <= LARGE } {
-            // Before the clock is read for the deadline: a message that is there costs none.
-            if let Some(v) = self.take_now() {
-                return Ok(v);
-            }
+        // Before the clock is read for the deadline: a message that is there costs none.
+        match self.take_now() {
+            Some(v) => Ok(v),
+            None => self.recv_deadline(crate::chan::deadline_after(timeout)),
         }
-        self.recv_deadline(crate::chan::deadline_after(timeout))
     }
 
     /// A receive that [`take_now`](Self::take_now) could not finish (or of a large payload).

@@ -47,19 +47,10 @@ impl<'a, const W: usize> Ring<'a, W> {
     #[inline(always)]
     pub fn push(&self, v: u64) {
         let t = self.mine.get();
-        while t - self.theirs.get() == CAP {
-            // Acquire: pairs with the consumer's Release store of `head` in `pop`: its reads of
-            // the slots we are about to overwrite are done.
-            self.theirs.set(self.head.load(Acquire));
-            if t - self.theirs.get() == CAP {
-                std::hint::spin_loop();
-            }
-        }
+        wait_for_room(t, &self.theirs, self.head);
         let at = (t % CAP) as usize * W;
-        for w in &self.slots[at..at + W] {
-            // Relaxed: published by the Release store of `tail` below.
-            w.store(v, Relaxed);
-        }
+        // Relaxed: published by the Release store of `tail` below.
+        write_words(&self.slots[at..at + W], v);
         // Release: pairs with the consumer's Acquire load of `tail` in `pop`.
         self.tail.store(t + 1, Release);
         self.mine.set(t + 1);
@@ -78,17 +69,46 @@ impl<'a, const W: usize> Ring<'a, W> {
             }
         }
         let at = (h % CAP) as usize * W;
-        let mut msg = [0u64; W];
-        for (m, w) in msg.iter_mut().zip(&self.slots[at..at + W]) {
-            // Relaxed: ordered after the Acquire load of `tail` that showed the slot published.
-            *m = w.load(Relaxed);
-        }
-        let msg = std::hint::black_box(msg);
+        // Relaxed: ordered after the Acquire load of `tail` that showed the slot published.
+        let msg = read_words::<W>(&self.slots[at..at + W]);
         // Release: pairs with the producer's Acquire load of `head` in `push`.
         self.head.store(h + 1, Release);
         self.mine.set(h + 1);
         msg[0]
     }
+}
+
+/// Wait until a producer at `t` has room, refreshing its cached copy of the consumer's `head`
+/// only when that copy shows the ring full.
+#[inline(always)]
+fn wait_for_room(t: u64, theirs: &Cell<u64>, head: &AtomicU64) {
+    while t - theirs.get() == CAP {
+        // Acquire: pairs with the consumer's Release store of `head` in `pop`: its reads of the
+        // slots we are about to overwrite are done.
+        theirs.set(head.load(Acquire));
+        if t - theirs.get() == CAP {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+/// Store `v` in every word of a message (the caller publishes them after).
+#[inline(always)]
+fn write_words(words: &[AtomicU64], v: u64) {
+    for w in words {
+        w.store(v, Relaxed);
+    }
+}
+
+/// Read every word of a published message (the caller's Acquire load showed it published),
+/// kept opaque to the optimiser so that all of them are read.
+#[inline(always)]
+fn read_words<const W: usize>(words: &[AtomicU64]) -> [u64; W] {
+    let mut msg = [0u64; W];
+    for (m, w) in msg.iter_mut().zip(words) {
+        *m = w.load(Relaxed);
+    }
+    std::hint::black_box(msg)
 }
 
 /// Bytes of a [`Stamped`] ring of messages of `w` words: as [`bytes`], with a stamp word
@@ -129,18 +149,10 @@ impl<'a, const W: usize> Stamped<'a, W> {
     #[inline(always)]
     pub fn push(&self, v: u64) {
         let t = self.mine.get();
-        while t - self.theirs.get() == CAP {
-            // Acquire: as in `Ring::push`.
-            self.theirs.set(self.head.load(Acquire));
-            if t - self.theirs.get() == CAP {
-                std::hint::spin_loop();
-            }
-        }
+        wait_for_room(t, &self.theirs, self.head);
         let at = (t % CAP) as usize * (W + 1);
-        for w in &self.slots[at + 1..at + 1 + W] {
-            // Relaxed: published by the Release store of the stamp below.
-            w.store(v, Relaxed);
-        }
+        // Relaxed: published by the Release store of the stamp below.
+        write_words(&self.slots[at + 1..at + 1 + W], v);
         // Release: pairs with the consumer's Acquire load of the stamp in `pop`.
         self.slots[at].store(t + 1, Release);
         self.mine.set(t + 1);
@@ -155,12 +167,8 @@ impl<'a, const W: usize> Stamped<'a, W> {
         while self.slots[at].load(Acquire) != h + 1 {
             std::hint::spin_loop();
         }
-        let mut msg = [0u64; W];
-        for (m, w) in msg.iter_mut().zip(&self.slots[at + 1..at + 1 + W]) {
-            // Relaxed: ordered after the Acquire load of the stamp.
-            *m = w.load(Relaxed);
-        }
-        let msg = std::hint::black_box(msg);
+        // Relaxed: ordered after the Acquire load of the stamp.
+        let msg = read_words::<W>(&self.slots[at + 1..at + 1 + W]);
         // Release: as in `Ring::pop`.
         self.head.store(h + 1, Release);
         self.mine.set(h + 1);
