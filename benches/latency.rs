@@ -9,6 +9,10 @@
 //! - `shmchan_mpmc`: the same through two MPMC queues (one producer and one consumer each);
 //! - `futex`: the floor of the parking path, two futex words;
 //! - `unix_socket`, `pipe`: the kernel baselines;
+//! - `paired_{floor,spsc,mpmc}`: the floor, `shmchan_default` and `shmchan_mpmc` again, all
+//!   three against ONE peer process (told over a control channel which to echo), so that
+//!   their ratios do not depend on where two separately spawned peers happened to be placed
+//!   (on a VM one pair of processes can run at one of two speeds);
 //! - `shmchan_loan`: the 8-byte round trip through loans and references (`loan`/`commit`,
 //!   `recv_ref`) on both sides, beside `shmchan_default`'s `send`/`recv`;
 //! - `rtt_payload/shmchan_{64B,1KiB,4KiB}`: larger messages, copied in and out;
@@ -96,6 +100,7 @@ fn rtt(c: &mut Criterion) {
         shmchan_rtt::<u64>(&mut g, label, wait, 0);
     }
     mpmc_rtt(&mut g, "shmchan_mpmc");
+    paired_rtt(&mut g);
     {
         let shm = SharedPage::new("futex");
         let peer = Peer::spawn(&format!("futex {}", shm.path));
@@ -254,6 +259,99 @@ fn mpmc_rtt(g: &mut Group<'_>, label: &str) {
     });
     drop((ping, pong)); // the peer sees Disconnected and exits
     drop(peer);
+}
+
+/// The kinds of [`paired_rtt`], in the order benchmarked.
+const PAIRED: [&str; 3] = ["floor", "spsc", "mpmc"];
+
+/// Round trips through the floor's two words, two SPSC channels and two MPMC queues, all
+/// with the same peer process ([`paired_peer`]): before each benchmark the peer is told which
+/// to echo, and after it the value `u64::MAX` sent that way sends it back to the control
+/// channel.
+fn paired_rtt(g: &mut Group<'_>) {
+    let base = format!("shmchan-bench-{}-{}", std::process::id(), unique());
+    let opts = Options::new().capacity(64);
+    let shm = SharedPage::new(&format!("paired-{}", unique()));
+    let ctl = spsc::Sender::<u64>::create(&format!("{base}-ctl"), &opts).unwrap();
+    let ping = spsc::Sender::<u64>::create(&format!("{base}-ping"), &opts).unwrap();
+    let pong = spsc::Receiver::<u64>::create(&format!("{base}-pong"), &opts).unwrap();
+    let mping = mpmc::Sender::<u64>::create(&format!("{base}-mping"), &opts).unwrap();
+    let mpong = mpmc::Receiver::<u64>::create(&format!("{base}-mpong"), &opts).unwrap();
+    let peer = Peer::spawn(&format!("paired {base} {}", shm.path));
+    let (fping, fpong) = (shm.word(0), shm.word(16));
+    let mut seq = 0u64;
+    for (kind, name) in PAIRED.iter().enumerate() {
+        ctl.send(kind as u64).unwrap();
+        let label = format!("paired_{name}");
+        match kind {
+            0 => bench(g, &label, |_| {
+                seq += 1;
+                fping.store(seq, Ordering::Release);
+                while fpong.load(Ordering::Acquire) != seq {
+                    std::hint::spin_loop();
+                }
+            }),
+            1 => bench(g, &label, |i| {
+                ping.send(i).unwrap();
+                pong.recv().unwrap();
+            }),
+            _ => bench(g, &label, |i| {
+                mping.send(i).unwrap();
+                mpong.recv().unwrap();
+            }),
+        }
+        match kind {
+            0 => fping.store(u64::MAX, Ordering::Release),
+            1 => ping.send(u64::MAX).unwrap(),
+            _ => mping.send(u64::MAX).unwrap(),
+        }
+    }
+    drop((ctl, ping, pong, mping, mpong)); // the peer sees Disconnected and exits
+    drop(peer);
+}
+
+/// The peer of [`paired_rtt`].
+fn paired_peer(base: &str, page: &str) {
+    let opts = Options::new();
+    let ctl = spsc::Receiver::<u64>::open(&format!("{base}-ctl"), &opts).unwrap();
+    let ping = spsc::Receiver::<u64>::open(&format!("{base}-ping"), &opts).unwrap();
+    let pong = spsc::Sender::<u64>::open(&format!("{base}-pong"), &opts).unwrap();
+    let mping = mpmc::Receiver::<u64>::open(&format!("{base}-mping"), &opts).unwrap();
+    let mpong = mpmc::Sender::<u64>::open(&format!("{base}-mpong"), &opts).unwrap();
+    let map = map_page(page, false);
+    let (fping, fpong) = (atomic64(&map, 0), atomic64(&map, 16));
+    say_ready();
+    let mut last = 0;
+    while let Ok(kind) = ctl.recv() {
+        match kind {
+            0 => loop {
+                let v = fping.load(Ordering::Acquire);
+                if v == u64::MAX {
+                    break;
+                }
+                if v != last {
+                    last = v;
+                    fpong.store(v, Ordering::Release);
+                } else {
+                    std::hint::spin_loop();
+                }
+            },
+            1 => loop {
+                let v = ping.recv().unwrap();
+                if v == u64::MAX {
+                    break;
+                }
+                pong.send(v).unwrap();
+            },
+            _ => loop {
+                let v = mping.recv().unwrap();
+                if v == u64::MAX {
+                    break;
+                }
+                mpong.send(v).unwrap();
+            },
+        }
+    }
 }
 
 fn unique() -> u32 {
@@ -447,6 +545,7 @@ fn peer(spec: &str) {
                 }
             }
         }
+        "paired" => paired_peer(parts[1], parts[2]),
         "shmchan-in-place" => match (parts[2], parts[3].parse().unwrap()) {
             ("0", lines) => echo_in_place::<1>(parts[1], lines),
             ("4096", lines) => echo_in_place::<512>(parts[1], lines),
