@@ -45,6 +45,12 @@ fn main() {
         return;
     }
     let quiet = Quiet::start();
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--ratios") {
+        ratios(args.get(i + 1).and_then(|s| s.parse().ok()).unwrap_or(10.0));
+        quiet.report();
+        return;
+    }
     benches();
     Criterion::default().configure_from_args().final_summary();
     quiet.report();
@@ -261,53 +267,174 @@ fn mpmc_rtt(g: &mut Group<'_>, label: &str) {
     drop(peer);
 }
 
-/// The kinds of [`paired_rtt`], in the order benchmarked.
+/// The kinds of [`Paired`], in the order benchmarked.
 const PAIRED: [&str; 3] = ["floor", "spsc", "mpmc"];
 
-/// Round trips through the floor's two words, two SPSC channels and two MPMC queues, all
-/// with the same peer process ([`paired_peer`]): before each benchmark the peer is told which
-/// to echo, and after it the value `u64::MAX` sent that way sends it back to the control
-/// channel.
-fn paired_rtt(g: &mut Group<'_>) {
-    let base = format!("shmchan-bench-{}-{}", std::process::id(), unique());
-    let opts = Options::new().capacity(64);
-    let shm = SharedPage::new(&format!("paired-{}", unique()));
-    let ctl = spsc::Sender::<u64>::create(&format!("{base}-ctl"), &opts).unwrap();
-    let ping = spsc::Sender::<u64>::create(&format!("{base}-ping"), &opts).unwrap();
-    let pong = spsc::Receiver::<u64>::create(&format!("{base}-pong"), &opts).unwrap();
-    let mping = mpmc::Sender::<u64>::create(&format!("{base}-mping"), &opts).unwrap();
-    let mpong = mpmc::Receiver::<u64>::create(&format!("{base}-mpong"), &opts).unwrap();
-    let peer = Peer::spawn(&format!("paired {base} {}", shm.path));
-    let (fping, fpong) = (shm.word(0), shm.word(16));
-    let mut seq = 0u64;
-    for (kind, name) in PAIRED.iter().enumerate() {
-        ctl.send(kind as u64).unwrap();
-        let label = format!("paired_{name}");
-        match kind {
-            0 => bench(g, &label, |_| {
-                seq += 1;
-                fping.store(seq, Ordering::Release);
-                while fpong.load(Ordering::Acquire) != seq {
+/// The floor's two words, two SPSC channels and two MPMC queues, all echoed by the same peer
+/// process ([`paired_peer`]): [`switch`](Paired::switch) tells it which to echo (the value
+/// `u64::MAX` sent the current way sends it back to the control channel).
+struct Paired {
+    ctl: spsc::Sender<u64>,
+    ping: spsc::Sender<u64>,
+    pong: spsc::Receiver<u64>,
+    mping: mpmc::Sender<u64>,
+    mpong: mpmc::Receiver<u64>,
+    shm: SharedPage,
+    seq: u64,
+    kind: Option<usize>,
+    peer: Option<Peer>, // last: dropped after the channels
+}
+
+impl Paired {
+    fn new() -> Paired {
+        let base = format!("shmchan-bench-{}-{}", std::process::id(), unique());
+        let opts = Options::new().capacity(64);
+        let shm = SharedPage::new(&format!("paired-{}", unique()));
+        let mut p = Paired {
+            ctl: spsc::Sender::create(&format!("{base}-ctl"), &opts).unwrap(),
+            ping: spsc::Sender::create(&format!("{base}-ping"), &opts).unwrap(),
+            pong: spsc::Receiver::create(&format!("{base}-pong"), &opts).unwrap(),
+            mping: mpmc::Sender::create(&format!("{base}-mping"), &opts).unwrap(),
+            mpong: mpmc::Receiver::create(&format!("{base}-mpong"), &opts).unwrap(),
+            peer: None,
+            seq: 0,
+            kind: None,
+            shm,
+        };
+        p.peer = Some(Peer::spawn(&format!("paired {base} {}", p.shm.path)));
+        p
+    }
+
+    /// Have the peer echo `kind` (an index of [`PAIRED`]) from now on.
+    fn switch(&mut self, kind: usize) {
+        self.leave();
+        self.ctl.send(kind as u64).unwrap();
+        self.kind = Some(kind);
+    }
+
+    /// Send the peer back to the control channel.
+    fn leave(&mut self) {
+        match self.kind.take() {
+            Some(0) => {
+                // The peer answers `u64::MAX` before it leaves; the ping word is then cleared
+                // for the floor's next turn.
+                let (ping, pong) = (self.shm.word(0), self.shm.word(16));
+                ping.store(u64::MAX, Ordering::Release);
+                while pong.load(Ordering::Acquire) != u64::MAX {
                     std::hint::spin_loop();
                 }
-            }),
-            1 => bench(g, &label, |i| {
-                ping.send(i).unwrap();
-                pong.recv().unwrap();
-            }),
-            _ => bench(g, &label, |i| {
-                mping.send(i).unwrap();
-                mpong.recv().unwrap();
-            }),
-        }
-        match kind {
-            0 => fping.store(u64::MAX, Ordering::Release),
-            1 => ping.send(u64::MAX).unwrap(),
-            _ => mping.send(u64::MAX).unwrap(),
+                ping.store(0, Ordering::Release);
+            }
+            Some(1) => self.ping.send(u64::MAX).unwrap(),
+            Some(_) => self.mping.send(u64::MAX).unwrap(),
+            None => {}
         }
     }
-    drop((ctl, ping, pong, mping, mpong)); // the peer sees Disconnected and exits
-    drop(peer);
+
+    /// One round trip of the current kind.
+    #[inline(always)]
+    fn round_trip(&mut self) {
+        self.seq += 1;
+        let seq = self.seq;
+        match self.kind {
+            Some(0) => {
+                let (ping, pong) = (self.shm.word(0), self.shm.word(16));
+                ping.store(seq, Ordering::Release);
+                while pong.load(Ordering::Acquire) != seq {
+                    std::hint::spin_loop();
+                }
+            }
+            Some(1) => {
+                self.ping.send(seq).unwrap();
+                self.pong.recv().unwrap();
+            }
+            _ => {
+                self.mping.send(seq).unwrap();
+                self.mpong.recv().unwrap();
+            }
+        }
+    }
+}
+
+impl Drop for Paired {
+    fn drop(&mut self) {
+        // Send the peer back to the control channel; the fields then drop in order: the
+        // control channel first (the peer sees it disconnected and exits), the peer last.
+        self.leave();
+    }
+}
+
+/// `rtt_8B/paired_{floor,spsc,mpmc}`: each kind timed by criterion in turn, all against one
+/// peer.
+fn paired_rtt(g: &mut Group<'_>) {
+    let mut p = Paired::new();
+    for (kind, name) in PAIRED.iter().enumerate() {
+        p.switch(kind);
+        bench(g, &format!("paired_{name}"), |_| p.round_trip());
+    }
+}
+
+/// `cargo bench --bench latency -- --ratios [SECONDS]`: the paired round trips interleaved in
+/// slices of 20 ms (floor, SPSC, MPMC, floor, ...) for SECONDS (default 10), printing each
+/// kind's median and the medians of the per-round ratios SPSC/floor and MPMC/SPSC. A ratio is
+/// taken between slices 20 ms apart, so it holds even on a VM where a pair of processes moves
+/// between two speeds every few seconds (a criterion benchmark per kind measures each in
+/// whichever speed it met).
+fn ratios(secs: f64) {
+    const SLICE: Duration = Duration::from_millis(20);
+    let mut p = Paired::new();
+    let mut times: [Vec<f64>; 3] = Default::default();
+    let t_end = Instant::now() + Duration::from_secs_f64(secs);
+    while Instant::now() < t_end {
+        for (kind, t) in times.iter_mut().enumerate() {
+            p.switch(kind);
+            for _ in 0..64 {
+                p.round_trip(); // the peer's first messages of this kind
+            }
+            let (t0, mut n) = (Instant::now(), 0u64);
+            while t0.elapsed() < SLICE {
+                for _ in 0..256 {
+                    p.round_trip();
+                }
+                n += 256;
+            }
+            t.push(t0.elapsed().as_nanos() as f64 / n as f64);
+        }
+    }
+    drop(p);
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        (v[v.len() / 4], v[v.len() / 2], v[v.len() * 3 / 4])
+    };
+    let rounds = times[0].len();
+    for (name, t) in PAIRED.iter().zip(&times) {
+        let (q1, m, q3) = median(t.clone());
+        println!("rtt_8B/{name:6} median {m:7.1} ns a round trip (quartiles {q1:.1}-{q3:.1})");
+    }
+    // On a VM a pair of processes moves between two speeds (here about 110 and 400 ns a
+    // round trip for the floor); the ratios are told apart by the round's floor, under twice
+    // its fastest or not.
+    let fastest = times[0].iter().copied().fold(f64::INFINITY, f64::min);
+    for (mode, fast) in [("fast", true), ("slow", false)] {
+        let rounds: Vec<usize> = (0..rounds)
+            .filter(|&i| (times[0][i] < 2.0 * fastest) == fast)
+            .collect();
+        if rounds.is_empty() {
+            continue;
+        }
+        for (a, b) in [(1, 0), (2, 1)] {
+            let r: Vec<f64> = rounds.iter().map(|&i| times[a][i] / times[b][i]).collect();
+            let (q1, m, q3) = median(r);
+            println!(
+                "{}/{} ({mode} rounds, floor {} 2x its fastest): median of {} rounds' ratios \
+                 {m:.2}x (quartiles {q1:.2}-{q3:.2})",
+                PAIRED[a],
+                PAIRED[b],
+                if fast { "under" } else { "over" },
+                rounds.len()
+            );
+        }
+    }
 }
 
 /// The peer of [`paired_rtt`].
@@ -327,6 +454,7 @@ fn paired_peer(base: &str, page: &str) {
             0 => loop {
                 let v = fping.load(Ordering::Acquire);
                 if v == u64::MAX {
+                    fpong.store(v, Ordering::Release);
                     break;
                 }
                 if v != last {
