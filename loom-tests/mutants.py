@@ -58,10 +58,13 @@ MUTANTS = [
      r"(fn claim.*?self\.mine\(pos, WRITING\),\s*)Ordering::Acquire",
      r"\1Ordering::Relaxed"),
     ("src/ring/mpmc.rs", "MPMC publish (push, commit): publishing CAS Release -> Relaxed (publish)",
-     r"(self\.mine\(pos, FULL\),\s*)Ordering::Release",
+     r"(self\.mine\(pos, WRITING\),\s*stamp\(pos, 0, 0, FULL\),\s*)Ordering::Release",
      r"\1Ordering::Relaxed"),
     ("src/ring/mpmc.rs", "MPMC take (pop, recv_ref): claiming CAS Acquire -> Relaxed (publish)",
      r"(fn take.*?compare_exchange\(seen, mine, )Ordering::Acquire",
+     r"\1Ordering::Relaxed"),
+    ("src/ring/mpmc.rs", "MPMC take, eager (a waiting consumer): claiming CAS from FULL Acquire -> Relaxed (publish)",
+     r"(stamp\(pos, 0, 0, FULL\),\s*self\.mine\(pos, READING\),\s*)Ordering::Acquire",
      r"\1Ordering::Relaxed"),
     ("src/ring/mpmc.rs", "MPMC free (pop, Ref drop): freeing CAS Release -> Relaxed (slot-free)",
      r"(fn free.*?stamp\(pos\.wrapping_add\(self\.capacity\), 0, 0, FREE\),\s*)Ordering::Release",
@@ -276,6 +279,8 @@ CATCHERS = {
         ['abandoned_slot_reused_by_another_producer', 'dropped_loan_among_producers_and_consumers', 'exactly_once_one_consumer', 'exactly_once_two_consumers', 'loans_commit_and_abandon_with_refs', 'repair_races_late_publish'],
     'MPMC take (pop, recv_ref): claiming CAS Acquire -> Relaxed (publish)':
         ['abandoned_slot_reused_by_another_producer', 'dropped_loan_among_producers_and_consumers', 'exactly_once_one_consumer', 'exactly_once_two_consumers', 'loans_commit_and_abandon_with_refs', 'repair_races_late_publish'],
+    'MPMC take, eager (a waiting consumer): claiming CAS from FULL Acquire -> Relaxed (publish)':
+        ['dropped_loan_among_producers_and_consumers', 'exactly_once_one_consumer', 'exactly_once_two_consumers', 'loans_commit_and_abandon_with_refs', 'repair_races_late_publish', 'abandoned_slot_reused_by_another_producer'],
     'MPMC free (pop, Ref drop): freeing CAS Release -> Relaxed (slot-free)':
         ['abandoned_slot_reused_by_another_producer', 'exactly_once_one_consumer', 'exactly_once_two_consumers', 'loans_commit_and_abandon_with_refs', 'place_reused_while_a_peer_repairs_its_old_occupant'],
     'MPMC: repair a held slot without checking its owner is gone':

@@ -461,7 +461,7 @@ impl<T: Pod> Receiver<T> {
         }
         // SAFETY: as in `Sender::poll`.
         unsafe {
-            s.ring.pop(s.chan.header(), &s.slots, |o, g| {
+            s.ring.pop(s.chan.header(), &s.slots, false, |o, g| {
                 s.chan.owner_gone(o, g, false)
             })
         }
@@ -474,7 +474,7 @@ impl<T: Pod> Receiver<T> {
         handle::poll_recv_outlined(&s.chan, probe, |probe| {
             // SAFETY: as in `Sender::poll`.
             unsafe {
-                s.ring.pop(s.chan.header(), &s.slots, |o, g| {
+                s.ring.pop(s.chan.header(), &s.slots, true, |o, g| {
                     s.chan.owner_gone(o, g, probe)
                 })
             }
@@ -552,7 +552,7 @@ impl<T: Pod> Receiver<T> {
         handle::poll_recv(&s.chan, probe, |probe| {
             // SAFETY: as in `poll`.
             unsafe {
-                s.ring.pop_into(s.chan.header(), &s.slots, out, |o, g| {
+                s.ring.pop_into(s.chan.header(), &s.slots, out, true, |o, g| {
                     s.chan.owner_gone(o, g, probe)
                 })
             }

@@ -298,7 +298,7 @@ impl Receiver {
             for out in buf.chunks_exact_mut(self.size) {
                 match s
                     .ring
-                    .take(hdr, &s.slots, |o, g| s.chan.owner_gone(o, g, probe))
+                    .take(hdr, &s.slots, n == 0, |o, g| s.chan.owner_gone(o, g, probe))
                 {
                     Ok(pos) => {
                         // The take made the slot ours (READING(pos, me)) until we free it;
