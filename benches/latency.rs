@@ -47,7 +47,8 @@ fn main() {
     let quiet = Quiet::start();
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--ratios") {
-        ratios(args.get(i + 1).and_then(|s| s.parse().ok()).unwrap_or(10.0));
+        let arg = |k: usize, default| args.get(i + k).and_then(|s| s.parse().ok()).unwrap_or(default);
+        ratios(arg(1, 10.0), Duration::from_secs_f64(arg(2, 20.0) / 1e3));
         quiet.report();
         return;
     }
@@ -374,14 +375,14 @@ fn paired_rtt(g: &mut Group<'_>) {
     }
 }
 
-/// `cargo bench --bench latency -- --ratios [SECONDS]`: the paired round trips interleaved in
-/// slices of 20 ms (floor, SPSC, MPMC, floor, ...) for SECONDS (default 10), printing each
+/// `cargo bench --bench latency -- --ratios [SECONDS [SLICE_MS]]`: the paired round trips
+/// interleaved in slices of SLICE_MS (default 20: floor, SPSC, MPMC, floor, ...) for SECONDS
+/// (default 10), printing each
 /// kind's median and the medians of the per-round ratios SPSC/floor and MPMC/SPSC. A ratio is
-/// taken between slices 20 ms apart, so it holds even on a VM where a pair of processes moves
+/// taken between neighbouring slices, so it holds even on a VM where a pair of processes moves
 /// between two speeds every few seconds (a criterion benchmark per kind measures each in
 /// whichever speed it met).
-fn ratios(secs: f64) {
-    const SLICE: Duration = Duration::from_millis(20);
+fn ratios(secs: f64, slice: Duration) {
     let mut p = Paired::new();
     let mut times: [Vec<f64>; 3] = Default::default();
     let t_end = Instant::now() + Duration::from_secs_f64(secs);
@@ -392,7 +393,7 @@ fn ratios(secs: f64) {
                 p.round_trip(); // the peer's first messages of this kind
             }
             let (t0, mut n) = (Instant::now(), 0u64);
-            while t0.elapsed() < SLICE {
+            while t0.elapsed() < slice {
                 for _ in 0..256 {
                     p.round_trip();
                 }
