@@ -47,7 +47,11 @@ fn main() {
     let quiet = Quiet::start();
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--ratios") {
-        let arg = |k: usize, default| args.get(i + k).and_then(|s| s.parse().ok()).unwrap_or(default);
+        let arg = |k: usize, default| {
+            args.get(i + k)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(default)
+        };
         ratios(arg(1, 10.0), Duration::from_secs_f64(arg(2, 20.0) / 1e3));
         quiet.report();
         return;
@@ -377,11 +381,10 @@ fn paired_rtt(g: &mut Group<'_>) {
 
 /// `cargo bench --bench latency -- --ratios [SECONDS [SLICE_MS]]`: the paired round trips
 /// interleaved in slices of SLICE_MS (default 20: floor, SPSC, MPMC, floor, ...) for SECONDS
-/// (default 10), printing each
-/// kind's median and the medians of the per-round ratios SPSC/floor and MPMC/SPSC. A ratio is
-/// taken between neighbouring slices, so it holds even on a VM where a pair of processes moves
-/// between two speeds every few seconds (a criterion benchmark per kind measures each in
-/// whichever speed it met).
+/// (default 10), printing each kind's median and the medians of the per-round ratios
+/// SPSC/floor and MPMC/SPSC. A ratio is taken between neighbouring slices, so it holds even on
+/// a VM where a pair of processes moves between two speeds every few seconds (a criterion
+/// benchmark per kind measures each in whichever speed it met).
 fn ratios(secs: f64, slice: Duration) {
     let mut p = Paired::new();
     let mut times: [Vec<f64>; 3] = Default::default();

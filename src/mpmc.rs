@@ -552,9 +552,10 @@ impl<T: Pod> Receiver<T> {
         handle::poll_recv(&s.chan, probe, |probe| {
             // SAFETY: as in `poll`.
             unsafe {
-                s.ring.pop_into(s.chan.header(), &s.slots, out, true, |o, g| {
-                    s.chan.owner_gone(o, g, probe)
-                })
+                s.ring
+                    .pop_into(s.chan.header(), &s.slots, out, true, |o, g| {
+                        s.chan.owner_gone(o, g, probe)
+                    })
             }
         })
     }
