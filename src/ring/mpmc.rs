@@ -15,11 +15,11 @@
 //! ```
 //!
 //! A producer claims position `p` with a CAS FREE(p) -> WRITING(p, me), which records who
-//! holds the slot in the same atomic step, then publishes with a CAS WRITING(p, me) ->
-//! FULL(p) (with no owner, so that a waiting consumer can CAS from it without loading it
-//! first, [`Ring::take`]; a FULL stamp with an owner, as producers stored it before, is taken
-//! the same way after a load). A consumer claims with FULL(p) -> READING(p, me) and frees the slot for the next
-//! lap with READING(p, me) -> FREE(p + capacity). The shared `tail` and `head` are only hints
+//! holds the slot in the same atomic step, then publishes with a CAS WRITING(p, me) -> FULL(p).
+//! FULL carries no owner, so that a waiting consumer can CAS from it without loading it first
+//! ([`Ring::take`]); a FULL stamp with an owner, as producers stored it before, is taken the
+//! same way after a load. A consumer claims with FULL(p) -> READING(p, me) and frees the slot
+//! for the next lap with READING(p, me) -> FREE(p + capacity). The shared `tail` and `head` are only hints
 //! of the next position to try: whoever takes a position, or sees it taken, stores the next one
 //! (racing stores may move a hint back; the stamps, not the hints, decide).
 //!
@@ -398,7 +398,8 @@ impl Ring {
     /// The consumer's wait loop asks for it: the CAS fetches the slot's line for writing in
     /// one transfer when the message has come, where a load fetches it shared and the CAS
     /// then upgrades it, a second transfer on the round trip's path (MPMC round trip 1.6x
-    /// SPSC's with loads, 1.4x with eager CASes, `cargo bench --bench latency -- --ratios`).
+    /// SPSC's with loads, 1.4x with eager CASes, in the faster of the VM's two speeds:
+    /// `cargo bench --bench latency -- --ratios`).
     /// A failed CAS is the load. The first attempt of a receive does not ask for it: a CAS
     /// that finds the ring empty takes the line from the producer about to write it.
     #[inline]
