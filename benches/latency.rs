@@ -389,7 +389,8 @@ fn ratios(secs: f64, slice: Duration) {
     let mut p = Paired::new();
     let mut times: [Vec<f64>; 3] = Default::default();
     let t_end = Instant::now() + Duration::from_secs_f64(secs);
-    while Instant::now() < t_end {
+    // At least one round, however short SECONDS.
+    while times[0].is_empty() || Instant::now() < t_end {
         for (kind, t) in times.iter_mut().enumerate() {
             p.switch(kind);
             for _ in 0..64 {

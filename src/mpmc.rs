@@ -474,7 +474,7 @@ impl<T: Pod> Receiver<T> {
         handle::poll_recv_outlined(&s.chan, probe, |probe| {
             // SAFETY: as in `Sender::poll`.
             unsafe {
-                s.ring.pop(s.chan.header(), &s.slots, true, |o, g| {
+                s.ring.pop(s.chan.header(), &s.slots, !probe, |o, g| {
                     s.chan.owner_gone(o, g, probe)
                 })
             }
@@ -553,7 +553,7 @@ impl<T: Pod> Receiver<T> {
             // SAFETY: as in `poll`.
             unsafe {
                 s.ring
-                    .pop_into(s.chan.header(), &s.slots, out, true, |o, g| {
+                    .pop_into(s.chan.header(), &s.slots, out, !probe, |o, g| {
                         s.chan.owner_gone(o, g, probe)
                     })
             }

@@ -194,7 +194,7 @@ impl<T: Pod> Receiver<T> {
     fn poll_ref(&self, probe: bool) -> Poll<Result<u64, ()>> {
         let s = &*self.shared;
         handle::poll_recv(&s.chan, probe, |probe| {
-            s.ring.take(s.chan.header(), &s.slots, true, |o, g| {
+            s.ring.take(s.chan.header(), &s.slots, !probe, |o, g| {
                 s.chan.owner_gone(o, g, probe)
             })
         })

@@ -401,7 +401,13 @@ impl Ring {
     /// SPSC's with loads, 1.4x with eager CASes, in the faster of the VM's two speeds:
     /// `cargo bench --bench latency -- --ratios`).
     /// A failed CAS is the load. The first attempt of a receive does not ask for it: a CAS
-    /// that finds the ring empty takes the line from the producer about to write it.
+    /// that finds the ring empty takes the line from the producer about to write it. Nor do
+    /// probing attempts (one per `PROBE_INTERVAL` of a wait), among them the last pop once
+    /// every sender is gone: that pop must see what they published through the entries'
+    /// detach (Release, read with Acquire). With an eager CAS there, every interleaving
+    /// loom ran read the newest stamp anyway, and the models no longer noticed the detach's
+    /// ordering missing (the mutant `detach: CAS AcqRel -> Relaxed` survived); with a load,
+    /// `exactly_once_one_consumer` catches it again.
     #[inline]
     pub(crate) fn take(
         &self,

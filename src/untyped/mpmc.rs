@@ -296,10 +296,9 @@ impl Receiver {
         handle::poll_recv(&s.chan, probe, |probe| {
             let mut n = 0;
             for out in buf.chunks_exact_mut(self.size) {
-                match s
-                    .ring
-                    .take(hdr, &s.slots, n == 0, |o, g| s.chan.owner_gone(o, g, probe))
-                {
+                match s.ring.take(hdr, &s.slots, n == 0 && !probe, |o, g| {
+                    s.chan.owner_gone(o, g, probe)
+                }) {
                     Ok(pos) => {
                         // The take made the slot ours (READING(pos, me)) until we free it;
                         // `out` is one payload of the geometry's size.
