@@ -6,7 +6,7 @@
 //! The channels are the same ones: an [`untyped::spsc::Receiver`](spsc::Receiver) opened with
 //! `Element::new("Quote", 24, 8)` receives what a `spsc::Sender::<Quote>` created with
 //! [`Options::type_name("Quote")`](crate::Options::type_name) sends, and the reverse; a name,
-//! size or alignment that differs is [`Error::Incompatible`](crate::Error::Incompatible), as
+//! size or alignment that differs is [`Error::Incompatible`], as
 //! between two Rust types. Values move as bytes: one element is `size` bytes, in the layout
 //! the other side's type has (`repr(C)` on the Rust side, an aligned dtype or a `struct`
 //! format in Python).
