@@ -94,10 +94,7 @@ fn rtt(c: &mut Criterion) {
         let mut seq = 0u64;
         bench(&mut g, "floor", |_| {
             seq += 1;
-            ping.store(seq, Ordering::Release);
-            while pong.load(Ordering::Acquire) != seq {
-                std::hint::spin_loop();
-            }
+            floor_round_trip(ping, pong, seq);
         });
         ping.store(u64::MAX, Ordering::Release);
         drop(peer);
@@ -324,10 +321,7 @@ impl Paired {
                 // The peer answers `u64::MAX` before it leaves; the ping word is then cleared
                 // for the floor's next turn.
                 let (ping, pong) = (self.shm.word(0), self.shm.word(16));
-                ping.store(u64::MAX, Ordering::Release);
-                while pong.load(Ordering::Acquire) != u64::MAX {
-                    std::hint::spin_loop();
-                }
+                floor_round_trip(ping, pong, u64::MAX);
                 ping.store(0, Ordering::Release);
             }
             Some(1) => self.ping.send(u64::MAX).unwrap(),
@@ -342,13 +336,7 @@ impl Paired {
         self.seq += 1;
         let seq = self.seq;
         match self.kind {
-            Some(0) => {
-                let (ping, pong) = (self.shm.word(0), self.shm.word(16));
-                ping.store(seq, Ordering::Release);
-                while pong.load(Ordering::Acquire) != seq {
-                    std::hint::spin_loop();
-                }
-            }
+            Some(0) => floor_round_trip(self.shm.word(0), self.shm.word(16), seq),
             Some(1) => {
                 self.ping.send(seq).unwrap();
                 self.pong.recv().unwrap();
@@ -421,14 +409,14 @@ fn ratios(secs: f64, slice: Duration) {
     // its fastest or not.
     let fastest = times[0].iter().copied().fold(f64::INFINITY, f64::min);
     for (mode, fast) in [("fast", true), ("slow", false)] {
-        let rounds: Vec<usize> = (0..rounds)
+        let picked: Vec<usize> = (0..rounds)
             .filter(|&i| (times[0][i] < 2.0 * fastest) == fast)
             .collect();
-        if rounds.is_empty() {
+        if picked.is_empty() {
             continue;
         }
         for (a, b) in [(1, 0), (2, 1)] {
-            let r: Vec<f64> = rounds.iter().map(|&i| times[a][i] / times[b][i]).collect();
+            let r: Vec<f64> = picked.iter().map(|&i| times[a][i] / times[b][i]).collect();
             let (q1, m, q3) = median(r);
             println!(
                 "{}/{} ({mode} rounds, floor {} 2x its fastest): median of {} rounds' ratios \
@@ -436,7 +424,7 @@ fn ratios(secs: f64, slice: Duration) {
                 PAIRED[a],
                 PAIRED[b],
                 if fast { "under" } else { "over" },
-                rounds.len()
+                picked.len()
             );
         }
     }
@@ -456,19 +444,7 @@ fn paired_peer(base: &str, page: &str) {
     let mut last = 0;
     while let Ok(kind) = ctl.recv() {
         match kind {
-            0 => loop {
-                let v = fping.load(Ordering::Acquire);
-                if v == u64::MAX {
-                    fpong.store(v, Ordering::Release);
-                    break;
-                }
-                if v != last {
-                    last = v;
-                    fpong.store(v, Ordering::Release);
-                } else {
-                    std::hint::spin_loop();
-                }
-            },
+            0 => echo_floor(fping, fpong, &mut last),
             1 => loop {
                 let v = ping.recv().unwrap();
                 if v == u64::MAX {
@@ -483,6 +459,33 @@ fn paired_peer(base: &str, page: &str) {
                 }
                 mpong.send(v).unwrap();
             },
+        }
+    }
+}
+
+/// One round trip of the floor: store `seq` in `ping`, spin until the peer ([`echo_floor`])
+/// answers it in `pong`.
+#[inline(always)]
+fn floor_round_trip(ping: &AtomicU64, pong: &AtomicU64, seq: u64) {
+    ping.store(seq, Ordering::Release);
+    while pong.load(Ordering::Acquire) != seq {
+        std::hint::spin_loop();
+    }
+}
+
+/// The floor's echoing side: answer every new value of `ping` in `pong` (`last` is the last
+/// one answered) until `u64::MAX`, which is answered too before it returns.
+fn echo_floor(ping: &AtomicU64, pong: &AtomicU64, last: &mut u64) {
+    loop {
+        let v = ping.load(Ordering::Acquire);
+        if v != *last {
+            *last = v;
+            pong.store(v, Ordering::Release);
+        } else {
+            std::hint::spin_loop();
+        }
+        if v == u64::MAX {
+            return;
         }
     }
 }
@@ -580,21 +583,8 @@ fn peer(spec: &str) {
     match parts[0] {
         "floor" => {
             let map = map_page(parts[1], false);
-            let (ping, pong) = (atomic64(&map, 0), atomic64(&map, 16));
             say_ready();
-            let mut last = 0;
-            loop {
-                let v = ping.load(Ordering::Acquire);
-                if v == u64::MAX {
-                    return;
-                }
-                if v != last {
-                    last = v;
-                    pong.store(v, Ordering::Release);
-                } else {
-                    std::hint::spin_loop();
-                }
-            }
+            echo_floor(atomic64(&map, 0), atomic64(&map, 16), &mut 0);
         }
         "futex" => {
             let map = map_page(parts[1], false);
