@@ -464,7 +464,8 @@ fn paired_peer(base: &str, page: &str) {
 }
 
 /// One round trip of the floor: store `seq` in `ping`, spin until the peer ([`echo_floor`])
-/// answers it in `pong`.
+/// answers it in `pong`. Release and Acquire, pairing with [`echo_floor`]'s Acquire load and
+/// Release store: what a message's stamp costs, nothing more.
 #[inline(always)]
 fn floor_round_trip(ping: &AtomicU64, pong: &AtomicU64, seq: u64) {
     ping.store(seq, Ordering::Release);
@@ -474,7 +475,8 @@ fn floor_round_trip(ping: &AtomicU64, pong: &AtomicU64, seq: u64) {
 }
 
 /// The floor's echoing side: answer every new value of `ping` in `pong` (`last` is the last
-/// one answered) until `u64::MAX`, which is answered too before it returns.
+/// one answered) until `u64::MAX`, which is answered too before it returns. The orderings
+/// pair with [`floor_round_trip`]'s.
 fn echo_floor(ping: &AtomicU64, pong: &AtomicU64, last: &mut u64) {
     loop {
         let v = ping.load(Ordering::Acquire);
