@@ -482,6 +482,16 @@ fn try_loan_notices_a_killed_slowest_subscriber() {
         // Stopped: alive, not reading.
         // SAFETY: plain system call on our own child's pid.
         unsafe { libc::kill(child.pid() as i32, libc::SIGSTOP) };
+        // kill(2) returns before the child has stopped: a child still running could take a
+        // frame of those below, leaving room for a fifth (a CI run failed so, on `file`).
+        let t_stop = Instant::now();
+        while common::proc_state(child.pid()) != Some('T') {
+            assert!(
+                t_stop.elapsed() < SHORT,
+                "the child never stopped on {backend}"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
         let mut sent = 0;
         let t0 = Instant::now();
         while sent < 4 {
