@@ -9,8 +9,10 @@
 //! - `shmchan_mpmc`: the same through two MPMC queues (one producer and one consumer each);
 //! - `futex`: the floor of the parking path, two futex words;
 //! - `unix_socket`, `pipe`: the kernel baselines;
-//! - `paired_{floor,spsc,mpmc}`: the floor, `shmchan_default` and `shmchan_mpmc` again, all
-//!   three against ONE peer process (told over a control channel which to echo), so that
+//! - `paired_{floor,spsc,mpmc,stamped,vyukov}`: the floor, `shmchan_default` and
+//!   `shmchan_mpmc` again, a minimal ring with shmchan's stamped slots and the textbook
+//!   bounded MPMC queue (Vyukov's, without crash repair; both in `common/lamport.rs`), all
+//!   against ONE peer process (told over a control channel which to echo), so that
 //!   their ratios do not depend on where two separately spawned peers happened to be placed
 //!   (on a VM one pair of processes can run at one of two speeds);
 //! - `shmchan_loan`: the 8-byte round trip through loans and references (`loan`/`commit`,
@@ -26,6 +28,11 @@
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
 mod common;
+
+/// The minimal stamped ring and the textbook MPMC queue of `paired_{stamped,vyukov}` (shared
+/// with the throughput benchmarks).
+#[path = "common/lamport.rs"]
+mod lamport_ring;
 
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -270,10 +277,11 @@ fn mpmc_rtt(g: &mut Group<'_>, label: &str) {
 }
 
 /// The kinds of [`Paired`], in the order benchmarked.
-const PAIRED: [&str; 3] = ["floor", "spsc", "mpmc"];
+const PAIRED: [&str; 5] = ["floor", "spsc", "mpmc", "stamped", "vyukov"];
 
-/// The floor's two words, two SPSC channels and two MPMC queues, all echoed by the same peer
-/// process ([`paired_peer`]): [`switch`](Paired::switch) tells it which to echo (the value
+/// The floor's two words, two SPSC channels, two MPMC queues, two minimal stamped rings and two
+/// textbook MPMC queues (the last four as pairs of files in /dev/shm), all echoed by the same
+/// peer process ([`paired_peer`]): [`switch`](Paired::switch) tells it which to echo (the value
 /// `u64::MAX` sent the current way sends it back to the control channel).
 struct Paired {
     ctl: spsc::Sender<u64>,
@@ -281,7 +289,12 @@ struct Paired {
     pong: spsc::Receiver<u64>,
     mping: mpmc::Sender<u64>,
     mpong: mpmc::Receiver<u64>,
+    sping: lamport_ring::Stamped<'static, 1>,
+    spong: lamport_ring::Stamped<'static, 1>,
+    vping: lamport_ring::Vyukov<'static>,
+    vpong: lamport_ring::Vyukov<'static>,
     shm: SharedPage,
+    _rings: [SharedFile; 4],
     seq: u64,
     kind: Option<usize>,
     peer: Option<Peer>, // last: dropped after the channels
@@ -292,18 +305,33 @@ impl Paired {
         let base = format!("shmchan-bench-{}-{}", std::process::id(), unique());
         let opts = Options::new().capacity(64);
         let shm = SharedPage::new(&format!("paired-{}", unique()));
+        let bytes = [lamport_ring::stamped_bytes(1), lamport_ring::vyukov_bytes()];
+        let rings = [0, 0, 1, 1].map(|k| SharedFile::new(&format!("ring-{}", unique()), bytes[k]));
+        let (vping, vpong) = (
+            lamport_ring::Vyukov::new(rings[2].map_leaked()),
+            lamport_ring::Vyukov::new(rings[3].map_leaked()),
+        );
+        vping.init();
+        vpong.init();
+        let paths: Vec<&str> = rings.iter().map(|r| r.path.as_str()).collect();
+        let spec = format!("paired {base} {} {}", shm.path, paths.join(" "));
         let mut p = Paired {
             ctl: spsc::Sender::create(&format!("{base}-ctl"), &opts).unwrap(),
             ping: spsc::Sender::create(&format!("{base}-ping"), &opts).unwrap(),
             pong: spsc::Receiver::create(&format!("{base}-pong"), &opts).unwrap(),
             mping: mpmc::Sender::create(&format!("{base}-mping"), &opts).unwrap(),
             mpong: mpmc::Receiver::create(&format!("{base}-mpong"), &opts).unwrap(),
+            sping: lamport_ring::Stamped::new(rings[0].map_leaked()),
+            spong: lamport_ring::Stamped::new(rings[1].map_leaked()),
+            vping,
+            vpong,
+            _rings: rings,
             peer: None,
             seq: 0,
             kind: None,
             shm,
         };
-        p.peer = Some(Peer::spawn(&format!("paired {base} {}", p.shm.path)));
+        p.peer = Some(Peer::spawn(&spec));
         p
     }
 
@@ -325,7 +353,9 @@ impl Paired {
                 ping.store(0, Ordering::Release);
             }
             Some(1) => self.ping.send(u64::MAX).unwrap(),
-            Some(_) => self.mping.send(u64::MAX).unwrap(),
+            Some(2) => self.mping.send(u64::MAX).unwrap(),
+            Some(3) => self.sping.push(u64::MAX),
+            Some(_) => self.vping.push(u64::MAX),
             None => {}
         }
     }
@@ -341,9 +371,17 @@ impl Paired {
                 self.ping.send(seq).unwrap();
                 self.pong.recv().unwrap();
             }
-            _ => {
+            Some(2) => {
                 self.mping.send(seq).unwrap();
                 self.mpong.recv().unwrap();
+            }
+            Some(3) => {
+                self.sping.push(seq);
+                self.spong.pop();
+            }
+            _ => {
+                self.vping.push(seq);
+                self.vpong.pop();
             }
         }
     }
@@ -375,7 +413,7 @@ fn paired_rtt(g: &mut Group<'_>) {
 /// benchmark per kind measures each in whichever speed it met).
 fn ratios(secs: f64, slice: Duration) {
     let mut p = Paired::new();
-    let mut times: [Vec<f64>; 3] = Default::default();
+    let mut times: [Vec<f64>; PAIRED.len()] = Default::default();
     let t_end = Instant::now() + Duration::from_secs_f64(secs);
     // At least one round, however short SECONDS.
     while times[0].is_empty() || Instant::now() < t_end {
@@ -415,7 +453,7 @@ fn ratios(secs: f64, slice: Duration) {
         if picked.is_empty() {
             continue;
         }
-        for (a, b) in [(1, 0), (2, 1)] {
+        for (a, b) in [(1, 0), (2, 1), (3, 0), (1, 3), (4, 3), (2, 4)] {
             let r: Vec<f64> = picked.iter().map(|&i| times[a][i] / times[b][i]).collect();
             let (q1, m, q3) = median(r);
             println!(
@@ -431,7 +469,7 @@ fn ratios(secs: f64, slice: Duration) {
 }
 
 /// The peer of [`paired_rtt`].
-fn paired_peer(base: &str, page: &str) {
+fn paired_peer(base: &str, page: &str, rings: [&str; 4]) {
     let opts = Options::new();
     let ctl = spsc::Receiver::<u64>::open(&format!("{base}-ctl"), &opts).unwrap();
     let ping = spsc::Receiver::<u64>::open(&format!("{base}-ping"), &opts).unwrap();
@@ -440,6 +478,11 @@ fn paired_peer(base: &str, page: &str) {
     let mpong = mpmc::Sender::<u64>::open(&format!("{base}-mpong"), &opts).unwrap();
     let map = map_page(page, false);
     let (fping, fpong) = (atomic64(&map, 0), atomic64(&map, 16));
+    let ring_maps = rings.map(|path| map_file(path, None));
+    let sping = lamport_ring::Stamped::<1>::new(&ring_maps[0]);
+    let spong = lamport_ring::Stamped::<1>::new(&ring_maps[1]);
+    let vping = lamport_ring::Vyukov::new(&ring_maps[2]);
+    let vpong = lamport_ring::Vyukov::new(&ring_maps[3]);
     say_ready();
     let mut last = 0;
     while let Ok(kind) = ctl.recv() {
@@ -452,12 +495,26 @@ fn paired_peer(base: &str, page: &str) {
                 }
                 pong.send(v).unwrap();
             },
-            _ => loop {
+            2 => loop {
                 let v = mping.recv().unwrap();
                 if v == u64::MAX {
                     break;
                 }
                 mpong.send(v).unwrap();
+            },
+            3 => loop {
+                let v = sping.pop();
+                if v == u64::MAX {
+                    break;
+                }
+                spong.push(v);
+            },
+            _ => loop {
+                let v = vping.pop();
+                if v == u64::MAX {
+                    break;
+                }
+                vpong.push(v);
             },
         }
     }
@@ -519,6 +576,34 @@ impl SharedPage {
     }
 }
 
+/// A file in /dev/shm for a minimal ring, removed when dropped; its mapping is leaked, so the
+/// ring's view of it can live in the same struct as the file ([`Paired`]).
+struct SharedFile {
+    path: String,
+    len: usize,
+}
+
+impl SharedFile {
+    fn new(tag: &str, len: usize) -> SharedFile {
+        let path = format!("/dev/shm/shmchan-bench-{tag}-{}", std::process::id());
+        drop(map_file(&path, Some(len)));
+        SharedFile { path, len }
+    }
+
+    /// A mapping of the file for the rest of the process (a few pages, once per benchmark).
+    fn map_leaked(&self) -> &'static memmap2::MmapMut {
+        let map = map_file(&self.path, None);
+        assert_eq!(map.len(), self.len);
+        Box::leak(Box::new(map))
+    }
+}
+
+impl Drop for SharedFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 impl Drop for SharedPage {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
@@ -526,15 +611,20 @@ impl Drop for SharedPage {
 }
 
 fn map_page(path: &str, create: bool) -> memmap2::MmapMut {
+    map_file(path, create.then_some(4096))
+}
+
+/// Map the file at `path` shared, creating it `len` bytes long (zeroed) if `len` is given.
+fn map_file(path: &str, len: Option<usize>) -> memmap2::MmapMut {
     let f = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
-        .create(create)
-        .truncate(create)
+        .create(len.is_some())
+        .truncate(len.is_some())
         .open(path)
         .unwrap();
-    if create {
-        f.set_len(4096).unwrap();
+    if let Some(len) = len {
+        f.set_len(len as u64).unwrap();
     }
     // SAFETY: a shared mapping of a file this benchmark owns; accessed only through atomics.
     unsafe { memmap2::MmapMut::map_mut(&f) }.unwrap()
@@ -670,7 +760,7 @@ fn peer(spec: &str) {
                 }
             }
         }
-        "paired" => paired_peer(parts[1], parts[2]),
+        "paired" => paired_peer(parts[1], parts[2], [parts[3], parts[4], parts[5], parts[6]]),
         "shmchan-in-place" => match (parts[2], parts[3].parse().unwrap()) {
             ("0", lines) => echo_in_place::<1>(parts[1], lines),
             ("4096", lines) => echo_in_place::<512>(parts[1], lines),

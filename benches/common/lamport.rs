@@ -3,6 +3,8 @@
 //! liveness, no parking. Over any mapping (a file two processes share, or an anonymous one).
 // A reference outside the crate: plain std atomics, not the crate's loom seam.
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
+// Each benchmark file that includes this one uses some of its references.
+#![allow(dead_code)]
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering::*};
@@ -173,5 +175,106 @@ impl<'a, const W: usize> Stamped<'a, W> {
         self.head.store(h + 1, Release);
         self.mine.set(h + 1);
         msg[0]
+    }
+}
+
+/// Bytes of a [`Vyukov`] queue: `tail` and `head` lines, then 16-byte slots (a sequence word,
+/// then the 8-byte message).
+pub const fn vyukov_bytes() -> usize {
+    256 + 16 * CAP as usize
+}
+
+/// The textbook bounded MPMC queue (Vyukov's, as `crossbeam`'s `ArrayQueue`) of `u64`s over a
+/// mapping: a producer claims a position with a CAS on `tail` and publishes it with a plain
+/// store of the slot's sequence; a consumer claims with a CAS on `head` and frees with a
+/// store. No owner in the slots, so no repair of a dead claimer: what shmchan's MPMC is
+/// judged against across processes (one CAS a message a side, on a line each side has to
+/// itself when there is one producer and one consumer).
+pub struct Vyukov<'a> {
+    tail: &'a AtomicU64,
+    head: &'a AtomicU64,
+    slots: &'a [AtomicU64],
+}
+
+impl<'a> Vyukov<'a> {
+    /// Over a zeroed mapping, which the first side to attach must [`init`](Self::init).
+    pub fn new(map: &'a memmap2::MmapMut) -> Vyukov<'a> {
+        assert!(map.len() >= vyukov_bytes());
+        // SAFETY: as in `Ring::new`, for `vyukov_bytes()`.
+        let words = unsafe {
+            std::slice::from_raw_parts(map.as_ptr().cast::<AtomicU64>(), vyukov_bytes() / 8)
+        };
+        Vyukov {
+            tail: &words[0],
+            head: &words[16],
+            slots: &words[32..],
+        }
+    }
+
+    /// Slot `i` waits for position `i` (before any other side uses the queue).
+    pub fn init(&self) {
+        for i in 0..CAP {
+            // Relaxed: published to the other process by the handshake that tells it to start.
+            self.slots[2 * i as usize].store(i, Relaxed);
+        }
+    }
+
+    /// Send `v`, spinning while the queue is full.
+    #[inline(always)]
+    pub fn push(&self, v: u64) {
+        let mut pos = self.tail.load(Relaxed);
+        let at = loop {
+            let at = 2 * (pos % CAP) as usize;
+            // Acquire: pairs with the consumer's Release store in `pop`: its read of the slot
+            // is done.
+            let seq = self.slots[at].load(Acquire);
+            if seq == pos {
+                // Relaxed: the slot's sequence, not `tail`, carries the data.
+                match self
+                    .tail
+                    .compare_exchange_weak(pos, pos + 1, Relaxed, Relaxed)
+                {
+                    Ok(_) => break at,
+                    Err(now) => pos = now,
+                }
+            } else {
+                if seq < pos {
+                    std::hint::spin_loop(); // full
+                }
+                pos = self.tail.load(Relaxed);
+            }
+        };
+        self.slots[at + 1].store(v, Relaxed);
+        // Release: pairs with the consumer's Acquire load of the sequence in `pop`.
+        self.slots[at].store(pos + 1, Release);
+    }
+
+    /// Receive a message, spinning while the queue is empty.
+    #[inline(always)]
+    pub fn pop(&self) -> u64 {
+        let mut pos = self.head.load(Relaxed);
+        let at = loop {
+            let at = 2 * (pos % CAP) as usize;
+            // Acquire: pairs with the producer's Release store in `push`.
+            let seq = self.slots[at].load(Acquire);
+            if seq == pos + 1 {
+                match self
+                    .head
+                    .compare_exchange_weak(pos, pos + 1, Relaxed, Relaxed)
+                {
+                    Ok(_) => break at,
+                    Err(now) => pos = now,
+                }
+            } else {
+                if seq < pos + 1 {
+                    std::hint::spin_loop(); // empty
+                }
+                pos = self.head.load(Relaxed);
+            }
+        };
+        let v = self.slots[at + 1].load(Relaxed);
+        // Release: pairs with the producer's Acquire load of the sequence in `push`.
+        self.slots[at].store(pos + CAP, Release);
+        v
     }
 }
