@@ -1,5 +1,6 @@
 //! loom models of the MPMC ring on the production code: exactly-once delivery with several
-//! producers and consumers, the repair of a slot whose producer is judged dead racing with
+//! producers and consumers (through the two-step paths, `u32` and `[u32; 2]` payloads, and the
+//! one-step paths, `u64`), the repair of a slot whose producer is judged dead racing with
 //! that producer's late publish, and loans and references (committed, dropped and reused
 //! slots, a consumer asleep at a dropped loan's position).
 //!
@@ -54,6 +55,63 @@ fn exactly_once_two_consumers() {
             let consumer = thread::spawn(move || rx2.try_recv().ok());
             let mut got: Vec<u32> = rx.try_recv().ok().into_iter().collect();
             let mut sent: Vec<u32> = producers
+                .into_iter()
+                .filter_map(|p| p.join().unwrap())
+                .collect();
+            got.extend(consumer.join().unwrap());
+            got.extend(rx.try_iter());
+            got.sort_unstable();
+            sent.sort_unstable();
+            assert!(!sent.is_empty(), "capacity {cap}: at least one send fits");
+            assert_eq!(got, sent, "capacity {cap}: received exactly what was sent");
+        });
+    }
+}
+
+/// The one-step paths (`u64` payloads: a send and a receive are each one 16-byte CAS of the
+/// slot's stamp and payload word, modelled by a mutex; see `Slots::cas_pair`). 2 producers x 1
+/// consumer, capacity 1 and 2, blocking calls: every value received exactly once, then
+/// `Disconnected`. Capacity 1 makes a producer wait for the slot the consumer frees, and the
+/// consumer for the slot a producer fills, so both doorbells must ring.
+#[test]
+fn one_step_exactly_once_one_consumer() {
+    for cap in [1usize, 2] {
+        loom::model(move || {
+            let (tx, rx) = mpmc::channel::<u64>(cap).unwrap();
+            let producers: Vec<_> = (1..=2u64)
+                .map(|p| {
+                    let tx = tx.clone();
+                    thread::spawn(move || tx.send(p).unwrap())
+                })
+                .collect();
+            drop(tx);
+            let mut got: Vec<u64> = rx.iter().collect();
+            for p in producers {
+                p.join().unwrap();
+            }
+            got.sort_unstable();
+            assert_eq!(got, [1, 2], "capacity {cap}");
+        });
+    }
+}
+
+/// The one-step paths, 2 producers x 2 consumers, capacity 1 and 2, one non-blocking call
+/// each at the same time, then the ring drained: what was taken is exactly what was sent.
+#[test]
+fn one_step_exactly_once_two_consumers() {
+    for cap in [1usize, 2] {
+        loom::model(move || {
+            let (tx, rx) = mpmc::channel::<u64>(cap).unwrap();
+            let producers: Vec<_> = (1..=2u64)
+                .map(|p| {
+                    let tx = tx.clone();
+                    thread::spawn(move || tx.try_send(p).is_ok().then_some(p))
+                })
+                .collect();
+            let rx2 = rx.clone();
+            let consumer = thread::spawn(move || rx2.try_recv().ok());
+            let mut got: Vec<u64> = rx.try_recv().ok().into_iter().collect();
+            let mut sent: Vec<u64> = producers
                 .into_iter()
                 .filter_map(|p| p.join().unwrap())
                 .collect();

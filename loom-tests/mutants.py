@@ -72,6 +72,18 @@ MUTANTS = [
     ("src/ring/mpmc.rs", "MPMC: repair a held slot without checking its owner is gone",
      r"(let repairable =\s*\(d\.owner, d\.generation\) != \(self\.me, self\.generation\)) && gone\(d\.owner, d\.generation\)",
      r"\1"),
+    ("src/ring/mpmc.rs", "MPMC one-step receive: frees to FREE(pos), not the next lap's FREE(pos + capacity)",
+     r"(fn pop_pair.*?let free = stamp\()pos\.wrapping_add\(self\.capacity\)(, 0, 0, FREE\);)",
+     r"\1pos\2"),
+    ("src/ring/mpmc.rs", "MPMC one-step send: no data_bell notify (a consumer asleep)",
+     r"(fn push_pair.*?Self::advance\(&hdr\.tail, pos\);\s*)hdr\.data_bell\.notify_as\(self\.fence\);",
+     r"\1"),
+    ("src/ring/mpmc.rs", "MPMC one-step receive: no space_bell notify (a producer asleep on a full ring)",
+     r"(fn pop_pair.*?Self::advance\(&hdr\.head, pos\);\s*)hdr\.space_bell\.notify_as\(self\.fence\);",
+     r"\1"),
+    ("src/ring/mpmc.rs", "MPMC one-step receive: the slot left FULL (the message stays to be taken again)",
+     r"(fn consume_pair.*?slots\.cas_pair\(pos, \(full, expect\), \()free(, 0\)\))",
+     r"\1full\2"),
     ("src/region/gate_word.rs", "gate: taking CAS Acquire -> Relaxed (gate)",
      r"compare_exchange\(seen, mine, Ordering::Acquire, Ordering::Relaxed\)",
      "compare_exchange(seen, mine, Ordering::Relaxed, Ordering::Relaxed)"),
@@ -285,6 +297,14 @@ CATCHERS = {
         ['abandoned_slot_reused_by_another_producer', 'exactly_once_one_consumer', 'exactly_once_two_consumers', 'loans_commit_and_abandon_with_refs', 'place_reused_while_a_peer_repairs_its_old_occupant'],
     'MPMC: repair a held slot without checking its owner is gone':
         ['abandoned_slot_reused_by_another_producer', 'exactly_once_one_consumer', 'exactly_once_two_consumers', 'loans_commit_and_abandon_with_refs'],
+    "MPMC one-step receive: frees to FREE(pos), not the next lap's FREE(pos + capacity)":
+        ['one_step_exactly_once_one_consumer'],
+    'MPMC one-step send: no data_bell notify (a consumer asleep)':
+        ['one_step_exactly_once_one_consumer'],
+    'MPMC one-step receive: no space_bell notify (a producer asleep on a full ring)':
+        ['one_step_exactly_once_one_consumer'],
+    'MPMC one-step receive: the slot left FULL (the message stays to be taken again)':
+        ['one_step_exactly_once_two_consumers'],
     'gate: taking CAS Acquire -> Relaxed (gate)':
         ['gate_is_exclusive_and_orders_its_holders', 'gate_left_by_a_dead_holder_is_taken_over_once'],
     'gate: releasing CAS Release -> Relaxed (gate)':

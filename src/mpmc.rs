@@ -106,8 +106,13 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn new(chan: Chan, wait: WaitStrategy) -> Arc<Shared> {
-        let ring = ring::Ring::new(chan.geo.capacity, chan.entry(), chan.generation8());
         let slots = Slots::new(chan.region(), &chan.geo);
+        let ring = ring::Ring::new(
+            chan.geo.capacity,
+            chan.entry(),
+            chan.generation8(),
+            slots.pairs(),
+        );
         // Hand back what endpoints that left were holding (a consumer killed with a message
         // in hand: it goes to the next consumer now), asking the kernel about the holders.
         ring.sweep(chan.header(), &slots, |o, g| chan.owner_gone(o, g, true));

@@ -48,6 +48,17 @@ atomic!(AtomicU64, u64);
 
 #[cfg(loom)]
 pub(crate) use loom::sync::{Mutex, MutexGuard};
+
+#[cfg(loom)]
+loom::lazy_static! {
+    static ref PAIR_LOCK: loom::sync::Mutex<()> = loom::sync::Mutex::new(());
+}
+
+/// Loom only: the lock that models a 16-byte compare-and-swap (`Slots::cas_pair`).
+#[cfg(loom)]
+pub(crate) fn pair_lock() -> loom::sync::MutexGuard<'static, ()> {
+    PAIR_LOCK.lock().unwrap()
+}
 /// A mutex (std's, or loom's model of it): the async reactor's registration table
 /// (`reactor.rs`), which is process-private and off the hot path.
 #[cfg(not(loom))]

@@ -2,14 +2,16 @@
 //! included) while a receiver in a child process keeps calling `try_recv`, `recv_timeout`,
 //! their batch forms, `len`, and finally drops its handle, and the sender in this process keeps
 //! trying to send single messages and batches. Both must survive: errors and odd values are
-//! fine, a crash (SIGSEGV, SIGBUS) or a hang is not.
+//! fine, a crash (SIGSEGV, SIGBUS) or a hang is not. The same for an MPMC channel of `u64`s,
+//! whose sends and receives are one 16-byte CAS each, with stamps and payload words written
+//! under them.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
 use common::{Cleanup, Msg, backends, spawn, unique_name};
-use shmchan::{Backend, Options, spsc};
+use shmchan::{Backend, Options, mpmc, spsc};
 
 #[test]
 #[ignore = "entry point of the child processes the other tests start"]
@@ -132,5 +134,69 @@ fn random_writes_over_a_live_region_do_not_crash_the_receiver() {
         eprintln!("{backend}: victim survived {writes} random writes: {line}");
         drop(map);
         drop(tx); // our side survives its own drop over a garbage header too
+    }
+}
+
+/// An MPMC channel of `u64`s (one-step sends and receives: a 16-byte CAS of stamp and payload
+/// word) while another mapping writes random words over it, slots included: this process's
+/// sender and receiver keep sending and receiving (copies, a reference, a loan) and survive,
+/// with errors allowed, and every call returns (the retries are bounded).
+#[test]
+fn random_writes_over_a_live_word_mpmc_ring_do_not_crash_it() {
+    for backend in backends() {
+        let name = unique_name("scribble-mpmc");
+        let _cleanup = Cleanup(name.clone(), backend.clone());
+        let opts = Options::new().backend(backend.clone()).capacity(16);
+        let tx = mpmc::Sender::<u64>::create(&name, &opts).unwrap();
+        let rx = mpmc::Receiver::<u64>::open(&name, &opts).unwrap();
+        let map = RawMap::new(&name, &backend);
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64 ^ std::process::id() as u64;
+        let mut rnd = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let until = Instant::now() + Duration::from_millis(1500);
+        let words = map.len / 8;
+        let (mut writes, mut calls) = (0u64, 0u64);
+        while Instant::now() < until {
+            for _ in 0..200 {
+                let r = rnd();
+                // Header and slots alike; values that are sometimes plausible stamps (a small
+                // position, any state) and sometimes anything.
+                let word = (r >> 8) as usize % words;
+                let v = if r & 16 == 0 {
+                    (rnd() % 64) << 16 | (r & 3)
+                } else {
+                    rnd()
+                };
+                map.write_u64(word * 8, v);
+                writes += 1;
+            }
+            let t0 = Instant::now();
+            let _ = tx.try_send(calls);
+            let _ = tx.send_timeout(calls, Duration::from_millis(1));
+            let _ = rx.try_recv();
+            let _ = rx.recv_timeout(Duration::from_millis(1));
+            if let Ok(r) = rx.try_recv_ref() {
+                let _ = *r;
+            }
+            if let Ok(mut loan) = tx.try_loan() {
+                *loan = calls;
+                loan.commit();
+            }
+            let _ = rx.len();
+            assert!(
+                t0.elapsed() < Duration::from_secs(2),
+                "{backend}: a call took {:?}",
+                t0.elapsed()
+            );
+            calls += 1;
+        }
+        assert!(writes > 10_000, "the scribbler wrote only {writes} words");
+        eprintln!("{backend}: sender and receiver survived {writes} random writes, {calls} rounds");
+        drop(map);
+        drop((tx, rx));
     }
 }

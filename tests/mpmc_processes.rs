@@ -184,6 +184,80 @@ fn killed_consumer_loses_nothing_else() {
 
 /// Cloned handles across threads in one process: 4 producers x 100k, 3 consumers, exactly
 /// once, each producer's messages in order within each consumer.
+/// `u64` payloads, whose sends and receives are one 16-byte CAS each (the one-step paths),
+/// sharing a ring of 8 with loans and references (the two-step paths, which hold a slot):
+/// producer 0 only sends; producer 1 sends every other value through a loan and drops a loan
+/// now and then; of the two consumer threads, one receives copies and the other alternates
+/// copies and references. Every value arrives exactly once, each producer's in order within
+/// each consumer, none of them an abandoned loan's. Over every backend.
+#[test]
+fn word_payloads_one_step_and_two_step_share_a_ring() {
+    const WORDS: u64 = 20_000;
+    for backend in backends() {
+        let name = unique_name("mpmc-word");
+        let _cleanup = Cleanup(name.clone(), backend.clone());
+        let opts = Options::new().backend(backend.clone()).capacity(8);
+        let rx = mpmc::Receiver::<u64>::create(&name, &opts).unwrap();
+        let mut producers: Vec<_> = (0..2u64)
+            .map(|p| {
+                let mut env = vec![
+                    ("SHMCHAN_TEST_P", p.to_string()),
+                    ("SHMCHAN_TEST_N", WORDS.to_string()),
+                ];
+                if p == 1 {
+                    env.push(("SHMCHAN_TEST_LOANS", "1".into()));
+                }
+                let c = spawn("mpmc-word-send", &name, &backend, &env);
+                c.expect_line("READY", SHORT);
+                c
+            })
+            .collect();
+        let consumers: Vec<_> = [false, true]
+            .into_iter()
+            .map(|refs| {
+                let rx = rx.clone();
+                std::thread::spawn(move || {
+                    let mut last = HashMap::new();
+                    let mut got = Vec::new();
+                    for k in 0u64.. {
+                        let v = if refs && k % 2 == 1 {
+                            rx.recv_ref_timeout(LONG).map(|r| *r)
+                        } else {
+                            rx.recv_timeout(LONG)
+                        };
+                        let Ok(v) = v else { break };
+                        let (p, i) = (v >> 40, v & ((1 << 40) - 1));
+                        assert_ne!(v, u64::MAX, "an abandoned loan was delivered");
+                        let prev = last.insert(p, i);
+                        assert!(
+                            prev.is_none_or(|prev| prev < i),
+                            "producer {p}: {i} after {prev:?}"
+                        );
+                        got.push(v);
+                    }
+                    got
+                })
+            })
+            .collect();
+        for p in &mut producers {
+            p.expect_line("SENT", LONG);
+            p.assert_success(SHORT);
+        }
+        drop(rx);
+        let mut all: Vec<u64> = consumers
+            .into_iter()
+            .flat_map(|c| c.join().unwrap())
+            .collect();
+        all.sort_unstable();
+        let want: Vec<u64> = (0..2u64)
+            .flat_map(|p| (1..=WORDS).map(move |i| (p << 40) | i))
+            .collect();
+        assert_eq!(all.len(), want.len(), "{backend}: count");
+        assert!(all == want, "{backend}: every value exactly once");
+        assert_gone(&name, &backend);
+    }
+}
+
 #[test]
 fn threads_with_cloned_handles_exactly_once() {
     let (tx, rx) = mpmc::channel::<Msg>(128).unwrap();

@@ -327,6 +327,124 @@ impl Slots {
         }
     }
 
+    /// Can a slot's stamp and payload be changed together, with one 16-byte compare-and-swap
+    /// ([`cas_pair`](Self::cas_pair))? When slots are 16 bytes, the stamp then one payload word
+    /// (payloads of up to 8 bytes), 16-byte aligned, on an x86-64 CPU with `cmpxchg16b`. Under
+    /// loom, when slots are 16 bytes (the pair is modelled: see `cas_pair`).
+    pub(crate) fn pairs(&self) -> bool {
+        if self.stride != 16 || self.payload_offset != 8 {
+            return false;
+        }
+        #[cfg(loom)]
+        return true;
+        #[cfg(all(not(loom), target_arch = "x86_64"))]
+        return (self.base.as_ptr() as usize) & 15 == 0
+            && std::arch::is_x86_feature_detected!("cmpxchg16b");
+        #[cfg(all(not(loom), not(target_arch = "x86_64")))]
+        return false;
+    }
+
+    /// If the slot for `pos` holds exactly `old` (its stamp, then its payload word), replace
+    /// it with `new` in one atomic step; otherwise return what it holds. Only for rings whose
+    /// slots [`pairs`](Self::pairs) says can.
+    ///
+    /// The instruction is `lock cmpxchg16b`, a full barrier like every locked instruction. The
+    /// other accesses to these 16 bytes, by this process or another, are 8-byte atomics and
+    /// other 16-byte ones (the payload word is otherwise copied only by the slot's owner of
+    /// the two-step protocol, which no pair operation can be: see `ring/mpmc.rs`); x86 orders
+    /// locked instructions on one cache line totally, and 16 aligned bytes lie in one line.
+    ///
+    /// Under loom the pair is modelled with one mutex that every pair operation takes (loom
+    /// has no 16-byte atomic): faithful for models whose rings only see pair operations, which
+    /// is how the models that use it are written (`loom-tests/mpmc.rs`, `u64` payloads).
+    ///
+    /// # Safety
+    /// [`pairs`](Self::pairs) must be true for these slots.
+    #[inline(always)]
+    pub(crate) unsafe fn cas_pair(
+        &self,
+        pos: u64,
+        old: (u64, u64),
+        new: (u64, u64),
+    ) -> Result<(), (u64, u64)> {
+        #[cfg(loom)]
+        {
+            let _pair = crate::sync::pair_lock();
+            // Acquire and Release: the mutex orders the pair operations with each other; these
+            // order them with the 8-byte loads of the stamp outside it.
+            let stamp = self.stamp(pos).load(Ordering::Acquire);
+            // SAFETY: the slot holds at least 8 payload bytes (`pairs`), and every access to
+            // them in a model that pairs is made under the mutex held here.
+            let word = unsafe { self.read::<u64>(pos) };
+            if (stamp, word) != old {
+                return Err((stamp, word));
+            }
+            // SAFETY: as above.
+            unsafe { self.write::<u64>(pos, new.1) };
+            self.stamp(pos).store(new.0, Ordering::Release);
+            Ok(())
+        }
+        #[cfg(all(not(loom), target_arch = "x86_64"))]
+        {
+            let cell = self.stamp(pos).as_ptr();
+            let (mut lo, mut hi) = old;
+            // SAFETY: `cell` is the slot's stamp, in bounds (see `stamp`) and followed by its
+            // payload word; 16-byte aligned, as `pairs` checked of the base and the stride is
+            // 16; the CPU has `cmpxchg16b` (`pairs`, this function's contract). The
+            // instruction reads and writes only those 16 bytes, rax, rdx and the flags. rbx
+            // cannot be named as an operand (LLVM may use it), so the new low word goes in
+            // through a register of the allocator's choice, swapped with rbx around the
+            // instruction; the address is pinned to rdi, so that it cannot be given rbx (a
+            // first version let the allocator choose, got rbx, and faulted).
+            unsafe {
+                core::arch::asm!(
+                    "xchg {new_lo}, rbx",
+                    "lock cmpxchg16b xmmword ptr [rdi]",
+                    "mov rbx, {new_lo}",
+                    new_lo = inout(reg) new.0 => _,
+                    in("rdi") cell,
+                    inout("rax") lo,
+                    inout("rdx") hi,
+                    in("rcx") new.1,
+                    options(nostack),
+                );
+            }
+            // rdx:rax is left as it was when the slot held `old` (and was swapped), and is
+            // what the slot held otherwise.
+            if (lo, hi) == old {
+                Ok(())
+            } else {
+                Err((lo, hi))
+            }
+        }
+        #[cfg(all(not(loom), not(target_arch = "x86_64")))]
+        {
+            let _ = (pos, old, new);
+            unreachable!("`pairs` is false on this architecture")
+        }
+    }
+
+    /// The payload word of the slot for `pos` as it is now, for a [`cas_pair`](Self::cas_pair)
+    /// to expect: a guess, which that CAS checks (under loom, 0: the model takes the CAS's
+    /// answer instead of a load outside its mutex).
+    #[inline(always)]
+    pub(crate) fn payload_guess(&self, pos: u64) -> u64 {
+        #[cfg(loom)]
+        {
+            let _ = pos;
+            0
+        }
+        #[cfg(not(loom))]
+        {
+            // SAFETY: the payload word of a slot of at least 8 payload bytes (`pairs`), in
+            // bounds and 8-aligned (see `slot`); every process accesses it only atomically or
+            // as the slot's owner, and `AtomicU64` accepts any bits.
+            let word = unsafe { &*self.slot(pos).cast::<crate::sync::AtomicU64>() };
+            // Relaxed: a guess; the pair CAS that uses it compares it with the slot.
+            word.load(Ordering::Relaxed)
+        }
+    }
+
     /// Address of the slot for position `pos`. Always in bounds: the index is masked with the
     /// private mask, and `base + capacity * stride <= region end` was checked at create/open.
     #[inline(always)]

@@ -1826,6 +1826,31 @@ pub fn child_main() {
             });
             println!("OK");
         }
+        // MPMC producer number SHMCHAN_TEST_P of `u64`s (the one-step paths: a send is one
+        // 16-byte CAS): send n values (P << 40) | i; with SHMCHAN_TEST_LOANS, every other one
+        // through a loan (the two-step claim and publish), and a loan dropped before each
+        // `abandoned` i. The values start at 1: a 0 would hide a receive that returned the
+        // payload word's reset value.
+        "mpmc-word-send" => {
+            let p = env_u64("SHMCHAN_TEST_P", 0);
+            let loans = flag("SHMCHAN_TEST_LOANS");
+            let tx = shmchan::mpmc::Sender::<u64>::open(&name, &opts).unwrap();
+            println!("READY");
+            for i in 1..=n {
+                let v = (p << 40) | i;
+                if loans && abandoned(i) {
+                    *tx.loan().unwrap() = u64::MAX;
+                }
+                if loans && i % 2 == 0 {
+                    let mut loan = tx.loan().unwrap();
+                    *loan = v;
+                    loan.commit();
+                } else {
+                    tx.send(v).unwrap();
+                }
+            }
+            println!("SENT");
+        }
         // MPMC producer number SHMCHAN_TEST_P: send n messages whose seq is (P << 40) | i.
         "mpmc-send" => {
             let p = env_u64("SHMCHAN_TEST_P", 0);
