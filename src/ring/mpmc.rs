@@ -313,10 +313,22 @@ impl Ring {
                 }
                 Err(seen) => seen,
             };
+            if Self::full_at(seen, pos, self.capacity) {
+                return Err(Error::WouldBlock);
+            }
             self.missed_claim(hdr, cell, seen, pos, &gone)?;
             pos = hdr.tail.load(Ordering::Relaxed);
         }
         Err(Error::WouldBlock)
+    }
+
+    /// Does `seen` say the ring is full at `pos`: the previous lap's message, not yet taken?
+    /// The waiting producer's case, kept out of [`missed_claim`](Self::missed_claim), whose
+    /// reference to `gone` would put the closure on the stack at every try.
+    #[inline(always)]
+    fn full_at(seen: u64, pos: u64, capacity: u64) -> bool {
+        let d = decode(seen);
+        d.state == FULL && dist(d.pos, pos) == -(capacity as i64)
     }
 
     /// What a producer does when the slot of position `pos` holds `seen`, not FREE(pos): `Ok`
@@ -524,6 +536,9 @@ impl Ring {
                         return Ok(back);
                     }
                 }
+                // Not produced yet: the waiting consumer's case, kept out of `missed_take`, whose
+                // reference to `gone` would put the closure on the stack at every try.
+                (0, FREE) => return Err(Error::WouldBlock),
                 _ => self.missed_take(hdr, cell, seen, pos, &gone)?,
             }
             pos = hdr.head.load(Ordering::Relaxed);
@@ -647,6 +662,9 @@ impl Ring {
                     expect = now;
                     continue;
                 }
+                Err((seen, _)) if Self::full_at(seen, pos, self.capacity) => {
+                    return Err(Error::WouldBlock);
+                }
                 Err((seen, _)) => self.missed_claim(hdr, slots.stamp(pos), seen, pos, &gone)?,
             }
             pos = hdr.tail.load(Ordering::Relaxed);
@@ -678,14 +696,17 @@ impl Ring {
         let mut pos = hdr.head.load(Ordering::Relaxed);
         for _ in 0..RETRIES {
             let cell = slots.stamp(pos);
-            // Relaxed: the pair CAS that takes the message carries the ordering.
+            // Relaxed: the pair CAS that takes the message carries the ordering. The payload
+            // word is read beside the stamp (one line), as the CAS's guess.
             let seen = cell.load(Ordering::Relaxed);
+            let word = slots.payload_guess(pos);
             let Decoded { pos: sp, state, .. } = decode(seen);
             match (dist(sp, pos), state) {
                 (0, FULL) => {
                     let free = stamp(pos.wrapping_add(self.capacity), 0, 0, FREE);
                     // SAFETY: the ring pairs (this function's contract).
-                    if let Some(word) = unsafe { Self::consume_pair(slots, pos, seen, free) } {
+                    if let Some(word) = unsafe { Self::consume_pair(slots, pos, seen, word, free) }
+                    {
                         Self::advance(&hdr.head, pos);
                         hdr.space_bell.notify_as(self.fence);
                         return Ok(word);
@@ -695,13 +716,17 @@ impl Ring {
                 // after the hint had passed it: take it now (the hint stays where it is).
                 (d, FULL) if d == -cap => {
                     // SAFETY: as above.
-                    let word =
-                        unsafe { Self::consume_pair(slots, pos, seen, stamp(pos, 0, 0, FREE)) };
+                    let word = unsafe {
+                        Self::consume_pair(slots, pos, seen, word, stamp(pos, 0, 0, FREE))
+                    };
                     if let Some(word) = word {
                         hdr.space_bell.notify_as(self.fence);
                         return Ok(word);
                     }
                 }
+                // Not produced yet: the waiting consumer's case, kept out of `missed_take`, whose
+                // reference to `gone` would put the closure on the stack at every try.
+                (0, FREE) => return Err(Error::WouldBlock),
                 _ => self.missed_take(hdr, cell, seen, pos, &gone)?,
             }
             pos = hdr.head.load(Ordering::Relaxed);
@@ -718,8 +743,14 @@ impl Ring {
     /// # Safety
     /// The ring's slots must pair ([`Slots::pairs`]).
     #[inline(always)]
-    unsafe fn consume_pair(slots: &Slots, pos: u64, full: u64, free: u64) -> Option<u64> {
-        let mut expect = slots.payload_guess(pos);
+    unsafe fn consume_pair(
+        slots: &Slots,
+        pos: u64,
+        full: u64,
+        guess: u64,
+        free: u64,
+    ) -> Option<u64> {
+        let mut expect = guess;
         for _ in 0..4 {
             // SYNC POINT (publish and slot-free, in one step): a locked instruction, a full
             // barrier. Publish: ordered after the producer's pair CAS or its Release CAS to
