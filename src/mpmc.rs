@@ -11,9 +11,13 @@
 //!
 //! Every message takes locked instructions (a CAS to claim its slot and one to publish it, the
 //! same to take it), so MPMC streams at the rate of in-process MPMC queues, several times below
-//! [`spsc`](crate::spsc): on our 2-core test machine 23-36 M messages/s between one
-//! producer and one consumer process, against about 240 M/s for SPSC
-//! (`cargo bench --bench throughput`). With one producer and one consumer, use SPSC.
+//! [`spsc`](crate::spsc). Payloads of up to 8 bytes (`u64`, `f64`, small `Pod` structs) take
+//! one locked instruction a side on x86-64: a `send` and a `recv` each change the slot's stamp
+//! and payload together with one 16-byte CAS (loans and references still claim the slot first).
+//! On our 2-core test machine that is 40-48 M `u64`s/s between one producer and one consumer
+//! process (against 19-25 M before, and about 230 M/s for SPSC:
+//! `cargo bench --bench throughput -- 'mpmc_1x1|spsc_8B$'`). With one producer and one
+//! consumer, use SPSC.
 //!
 //! # Zero-copy
 //!
@@ -27,6 +31,9 @@
 //! - A producer killed between claiming a slot and publishing it loses that one message; the
 //!   others go on within about 40 ms (the slot is repaired once the producer is found dead),
 //!   and a half-written message is never delivered.
+//! - A process killed in a `send` or a `recv` of a payload of up to 8 bytes on x86-64 leaves
+//!   nothing half done: the message is either in the ring or not, and either taken or not
+//!   (each is one 16-byte CAS).
 //! - A consumer killed while copying a message out, or while holding it as a [`Ref`], loses
 //!   nothing: that message is handed back and delivered again (at least once for it), to the
 //!   next consumer that attaches (at once: it sweeps the ring when it attaches) or, if none
