@@ -14,7 +14,7 @@
 //! [`spsc`](crate::spsc). Payloads of up to 8 bytes (`u64`, `f64`, small `Pod` structs) take
 //! one locked instruction a side on x86-64: a `send` and a `recv` each change the slot's stamp
 //! and payload together with one 16-byte CAS (loans and references still claim the slot first).
-//! On our 2-core test machine that is 40-48 M `u64`s/s between one producer and one consumer
+//! On our 2-core test machine that is 40-47 M `u64`s/s between one producer and one consumer
 //! process (against 19-25 M before, and about 230 M/s for SPSC:
 //! `cargo bench --bench throughput -- 'mpmc_1x1|spsc_8B$'`). With one producer and one
 //! consumer, use SPSC.
