@@ -138,9 +138,10 @@ fn random_writes_over_a_live_region_do_not_crash_the_receiver() {
 }
 
 /// An MPMC channel of `u64`s (one-step sends and receives: a 16-byte CAS of stamp and payload
-/// word) while another mapping writes random words over it, slots included: this process's
-/// sender and receiver keep sending and receiving (copies, a reference, a loan) and survive,
-/// with errors allowed, and every call returns (the retries are bounded).
+/// word) while a thread writes random words over it through another mapping, slots included,
+/// *during* the calls: this process's sender and receiver keep sending and receiving (copies,
+/// a reference, a loan) and survive, errors allowed, and every call returns (the one-step
+/// paths' retries, against a payload word or a stamp that changes under them, are bounded).
 #[test]
 fn random_writes_over_a_live_word_mpmc_ring_do_not_crash_it() {
     for backend in backends() {
@@ -150,50 +151,62 @@ fn random_writes_over_a_live_word_mpmc_ring_do_not_crash_it() {
         let tx = mpmc::Sender::<u64>::create(&name, &opts).unwrap();
         let rx = mpmc::Receiver::<u64>::open(&name, &opts).unwrap();
         let map = RawMap::new(&name, &backend);
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64 ^ std::process::id() as u64;
-        let mut rnd = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let (base, words) = (map.ptr as usize, map.len / 8);
         let until = Instant::now() + Duration::from_millis(1500);
-        let words = map.len / 8;
-        let (mut writes, mut calls) = (0u64, 0u64);
-        while Instant::now() < until {
-            for _ in 0..200 {
-                let r = rnd();
-                // Header and slots alike; values that are sometimes plausible stamps (a small
-                // position, any state) and sometimes anything.
-                let word = (r >> 8) as usize % words;
-                let v = if r & 16 == 0 {
-                    (rnd() % 64) << 16 | (r & 3)
-                } else {
-                    rnd()
+        let (writes, calls) = std::thread::scope(|scope| {
+            let scribbler = scope.spawn(move || {
+                let mut seed = 0x9e37_79b9_7f4a_7c15u64 ^ std::process::id() as u64;
+                let mut rnd = move || {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    seed
                 };
-                map.write_u64(word * 8, v);
-                writes += 1;
+                let mut writes = 0u64;
+                while Instant::now() < until {
+                    for _ in 0..64 {
+                        let r = rnd();
+                        // Header and slots alike; values that are sometimes plausible stamps
+                        // (a small position, any state) and sometimes anything.
+                        let word = (r >> 8) as usize % words;
+                        let v = if r & 16 == 0 {
+                            (rnd() % 64) << 16 | (r & 3)
+                        } else {
+                            rnd()
+                        };
+                        // SAFETY: `word < words`, inside the mapping `map`, which outlives this
+                        // scope; aligned (page-aligned base, 8-byte words). A write the crate
+                        // must survive, as `RawMap::write_u64`'s.
+                        unsafe { (base as *mut u64).add(word).write_volatile(v) };
+                        writes += 1;
+                    }
+                }
+                writes
+            });
+            let mut calls = 0u64;
+            while Instant::now() < until {
+                let t0 = Instant::now();
+                let _ = tx.try_send(calls);
+                let _ = tx.send_timeout(calls, Duration::from_millis(1));
+                let _ = rx.try_recv();
+                let _ = rx.recv_timeout(Duration::from_millis(1));
+                if let Ok(r) = rx.try_recv_ref() {
+                    let _ = *r;
+                }
+                if let Ok(mut loan) = tx.try_loan() {
+                    *loan = calls;
+                    loan.commit();
+                }
+                let _ = rx.len();
+                assert!(
+                    t0.elapsed() < Duration::from_secs(2),
+                    "{backend}: a call took {:?}",
+                    t0.elapsed()
+                );
+                calls += 1;
             }
-            let t0 = Instant::now();
-            let _ = tx.try_send(calls);
-            let _ = tx.send_timeout(calls, Duration::from_millis(1));
-            let _ = rx.try_recv();
-            let _ = rx.recv_timeout(Duration::from_millis(1));
-            if let Ok(r) = rx.try_recv_ref() {
-                let _ = *r;
-            }
-            if let Ok(mut loan) = tx.try_loan() {
-                *loan = calls;
-                loan.commit();
-            }
-            let _ = rx.len();
-            assert!(
-                t0.elapsed() < Duration::from_secs(2),
-                "{backend}: a call took {:?}",
-                t0.elapsed()
-            );
-            calls += 1;
-        }
+            (scribbler.join().unwrap(), calls)
+        });
         assert!(writes > 10_000, "the scribbler wrote only {writes} words");
         eprintln!("{backend}: sender and receiver survived {writes} random writes, {calls} rounds");
         drop(map);

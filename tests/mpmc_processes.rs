@@ -182,8 +182,6 @@ fn killed_consumer_loses_nothing_else() {
     }
 }
 
-/// Cloned handles across threads in one process: 4 producers x 100k, 3 consumers, exactly
-/// once, each producer's messages in order within each consumer.
 /// `u64` payloads, whose sends and receives are one 16-byte CAS each (the one-step paths),
 /// sharing a ring of 8 with loans and references (the two-step paths, which hold a slot):
 /// producer 0 only sends; producer 1 sends every other value through a loan and drops a loan
@@ -258,6 +256,8 @@ fn word_payloads_one_step_and_two_step_share_a_ring() {
     }
 }
 
+/// Cloned handles across threads in one process: 4 producers x 100k, 3 consumers, exactly
+/// once, each producer's messages in order within each consumer.
 #[test]
 fn threads_with_cloned_handles_exactly_once() {
     let (tx, rx) = mpmc::channel::<Msg>(128).unwrap();

@@ -349,10 +349,19 @@ impl Slots {
     /// slots [`pairs`](Self::pairs) says can.
     ///
     /// The instruction is `lock cmpxchg16b`, a full barrier like every locked instruction. The
-    /// other accesses to these 16 bytes, by this process or another, are 8-byte atomics and
-    /// other 16-byte ones (the payload word is otherwise copied only by the slot's owner of
-    /// the two-step protocol, which no pair operation can be: see `ring/mpmc.rs`); x86 orders
-    /// locked instructions on one cache line totally, and 16 aligned bytes lie in one line.
+    /// other accesses to the stamp, by this process or another, are 8-byte atomics: locked
+    /// instructions of two sizes on the same bytes, which the Intel SDM (vol. 3, 8.1.2.2) does
+    /// not promise to order when they split a line. 16 aligned bytes never do, so both are
+    /// cache locks of one line and x86 orders them totally; that is what this relies on.
+    ///
+    /// The payload word is also copied by the owner of a slot held in two steps (a loan
+    /// writing it in place, a reference reading it). This CAS cannot change such a slot (its
+    /// stamp is WRITING or READING, never the FREE or FULL it expects), but a failed
+    /// `cmpxchg16b` still writes back the 16 bytes it read, unchanged, and
+    /// [`payload_guess`](Self::payload_guess) reads the word: on the hardware, an atomic
+    /// access that leaves the owner's bytes as they are; in Rust's model, a race with the
+    /// owner's plain access, as for any access by a peer process (see [`write`](Self::write)).
+    /// The one-step paths never act on the guess without this CAS confirming it.
     ///
     /// Under loom the pair is modelled with one mutex that every pair operation takes (loom
     /// has no 16-byte atomic): faithful for models whose rings only see pair operations, which
@@ -437,8 +446,9 @@ impl Slots {
         #[cfg(not(loom))]
         {
             // SAFETY: the payload word of a slot of at least 8 payload bytes (`pairs`), in
-            // bounds and 8-aligned (see `slot`); every process accesses it only atomically or
-            // as the slot's owner, and `AtomicU64` accepts any bits.
+            // bounds and 8-aligned (see `slot`), and `AtomicU64` accepts any bits. The slot's
+            // owner in the two-step protocol (a loan) may be writing it meanwhile: the load is
+            // atomic on the hardware, its value only a guess (see `cas_pair`).
             let word = unsafe { &*self.slot(pos).cast::<crate::sync::AtomicU64>() };
             // Relaxed: a guess; the pair CAS that uses it compares it with the slot.
             word.load(Ordering::Relaxed)

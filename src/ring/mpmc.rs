@@ -50,8 +50,8 @@
 //! with the two-step paths that need a slot held (loans, references, the untyped batches): a
 //! one-step send and a loan's claim cannot both take FREE(p), nor a one-step receive and a
 //! reference both take FULL(p). Payloads of 8 bytes or less pass 4 locked instructions a
-//! message down to 2, and measured, the 1x1 stream 3x faster and the round trip from 1.5x
-//! SPSC's to 1.3x (README, "Performance").
+//! message down to 2; measured, the 1x1 stream about 2x faster and the round trip from 1.5x
+//! SPSC's to 1.3x (README, "One step for payloads of up to 8 bytes").
 //!
 //! Nothing read from a stamp is trusted: the slot index is always masked, and a stamp that fits
 //! no state of the protocol makes the operation report [`Error::Broken`].
