@@ -47,7 +47,7 @@
 //! at any instruction leaves nothing to repair (and a consumer killed in a `recv` has either
 //! not taken the message or taken it whole). These are the claim-and-publish and the
 //! take-and-free transitions made at once, CASes from the same stamps, so they share the ring
-//! with the two-step paths that need a slot held (loans, references, the untyped batches): a
+//! with the two-step paths (loans and references, which hold a slot, and the untyped API): a
 //! one-step send and a loan's claim cannot both take FREE(p), nor a one-step receive and a
 //! reference both take FULL(p). Payloads of 8 bytes or less pass 4 locked instructions a
 //! message down to 2; measured, the 1x1 stream about 2x faster and the round trip from 1.5x
