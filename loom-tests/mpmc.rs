@@ -12,49 +12,46 @@
 use loom::thread;
 use shmchan::{TryRecvError, TrySendError, mpmc};
 
-/// 2 producers x 1 consumer, capacity 1 and 2, blocking calls: every value received exactly
-/// once, then `Disconnected` (capacity 1 makes the producers contend for one slot and wrap).
-#[test]
-fn exactly_once_one_consumer() {
+/// The model of `exactly_once_one_consumer` for payload type `T` (`u32`: the two-step paths;
+/// `u64`: the one-step ones), sending the two `values`.
+fn one_consumer<T: shmchan::Pod + Ord + std::fmt::Debug + Send + Sync + 'static>(values: [T; 2]) {
     for cap in [1usize, 2] {
         loom::model(move || {
-            let (tx, rx) = mpmc::channel::<u32>(cap).unwrap();
-            let producers: Vec<_> = (0..2)
-                .map(|p| {
+            let (tx, rx) = mpmc::channel::<T>(cap).unwrap();
+            let producers: Vec<_> = values
+                .into_iter()
+                .map(|v| {
                     let tx = tx.clone();
-                    thread::spawn(move || tx.send(p).unwrap())
+                    thread::spawn(move || tx.send(v).unwrap())
                 })
                 .collect();
             drop(tx);
-            let mut got: Vec<u32> = rx.iter().collect();
+            let mut got: Vec<T> = rx.iter().collect();
             for p in producers {
                 p.join().unwrap();
             }
             got.sort_unstable();
-            assert_eq!(got, [0, 1], "capacity {cap}");
+            assert_eq!(got, values, "capacity {cap}");
         });
     }
 }
 
-/// 2 producers x 2 consumers, capacity 1 and 2, each doing one non-blocking call at the same
-/// time; afterwards the ring is drained. What the consumers took plus what was left is exactly
-/// what the producers sent, none twice. (One call each keeps the model bounded: polling loops
-/// let loom read stale values for ever.)
-#[test]
-fn exactly_once_two_consumers() {
+/// The model of `exactly_once_two_consumers` for payload type `T`, as [`one_consumer`].
+fn two_consumers<T: shmchan::Pod + Ord + std::fmt::Debug + Send + Sync + 'static>(values: [T; 2]) {
     for cap in [1usize, 2] {
         loom::model(move || {
-            let (tx, rx) = mpmc::channel::<u32>(cap).unwrap();
-            let producers: Vec<_> = (0..2u32)
-                .map(|p| {
+            let (tx, rx) = mpmc::channel::<T>(cap).unwrap();
+            let producers: Vec<_> = values
+                .into_iter()
+                .map(|v| {
                     let tx = tx.clone();
-                    thread::spawn(move || tx.try_send(p).is_ok().then_some(p))
+                    thread::spawn(move || tx.try_send(v).is_ok().then_some(v))
                 })
                 .collect();
             let rx2 = rx.clone();
             let consumer = thread::spawn(move || rx2.try_recv().ok());
-            let mut got: Vec<u32> = rx.try_recv().ok().into_iter().collect();
-            let mut sent: Vec<u32> = producers
+            let mut got: Vec<T> = rx.try_recv().ok().into_iter().collect();
+            let mut sent: Vec<T> = producers
                 .into_iter()
                 .filter_map(|p| p.join().unwrap())
                 .collect();
@@ -66,6 +63,22 @@ fn exactly_once_two_consumers() {
             assert_eq!(got, sent, "capacity {cap}: received exactly what was sent");
         });
     }
+}
+
+/// 2 producers x 1 consumer, capacity 1 and 2, blocking calls: every value received exactly
+/// once, then `Disconnected` (capacity 1 makes the producers contend for one slot and wrap).
+#[test]
+fn exactly_once_one_consumer() {
+    one_consumer([0u32, 1]);
+}
+
+/// 2 producers x 2 consumers, capacity 1 and 2, each doing one non-blocking call at the same
+/// time; afterwards the ring is drained. What the consumers took plus what was left is exactly
+/// what the producers sent, none twice. (One call each keeps the model bounded: polling loops
+/// let loom read stale values for ever.)
+#[test]
+fn exactly_once_two_consumers() {
+    two_consumers([0u32, 1]);
 }
 
 /// The one-step paths (`u64` payloads: a send and a receive are each one 16-byte CAS of the
@@ -75,54 +88,14 @@ fn exactly_once_two_consumers() {
 /// consumer for the slot a producer fills, so both doorbells must ring.
 #[test]
 fn one_step_exactly_once_one_consumer() {
-    for cap in [1usize, 2] {
-        loom::model(move || {
-            let (tx, rx) = mpmc::channel::<u64>(cap).unwrap();
-            let producers: Vec<_> = (1..=2u64)
-                .map(|p| {
-                    let tx = tx.clone();
-                    thread::spawn(move || tx.send(p).unwrap())
-                })
-                .collect();
-            drop(tx);
-            let mut got: Vec<u64> = rx.iter().collect();
-            for p in producers {
-                p.join().unwrap();
-            }
-            got.sort_unstable();
-            assert_eq!(got, [1, 2], "capacity {cap}");
-        });
-    }
+    one_consumer([1u64, 2]);
 }
 
 /// The one-step paths, 2 producers x 2 consumers, capacity 1 and 2, one non-blocking call
 /// each at the same time, then the ring drained: what was taken is exactly what was sent.
 #[test]
 fn one_step_exactly_once_two_consumers() {
-    for cap in [1usize, 2] {
-        loom::model(move || {
-            let (tx, rx) = mpmc::channel::<u64>(cap).unwrap();
-            let producers: Vec<_> = (1..=2u64)
-                .map(|p| {
-                    let tx = tx.clone();
-                    thread::spawn(move || tx.try_send(p).is_ok().then_some(p))
-                })
-                .collect();
-            let rx2 = rx.clone();
-            let consumer = thread::spawn(move || rx2.try_recv().ok());
-            let mut got: Vec<u64> = rx.try_recv().ok().into_iter().collect();
-            let mut sent: Vec<u64> = producers
-                .into_iter()
-                .filter_map(|p| p.join().unwrap())
-                .collect();
-            got.extend(consumer.join().unwrap());
-            got.extend(rx.try_iter());
-            got.sort_unstable();
-            sent.sort_unstable();
-            assert!(!sent.is_empty(), "capacity {cap}: at least one send fits");
-            assert_eq!(got, sent, "capacity {cap}: received exactly what was sent");
-        });
-    }
+    two_consumers([1u64, 2]);
 }
 
 /// A producer is declared dead while it is still writing: a consumer may repair its slot at
