@@ -2,7 +2,11 @@
 //! producers and consumers (through the two-step paths, `u32` and `[u32; 2]` payloads, and the
 //! one-step paths, `u64`), the repair of a slot whose producer is judged dead racing with
 //! that producer's late publish, and loans and references (committed, dropped and reused
-//! slots, a consumer asleep at a dropped loan's position).
+//! slots, a consumer asleep at a dropped loan's position, a dead consumer's message handed
+//! back). The `one_step_*` models run the loan, reference and repair models with `u64`s too:
+//! their sends and copying receives then go in one step, on the same slots as the two-step
+//! loans and references (the 16-byte CAS is modelled by a mutex that the stamps' 8-byte CASes
+//! take too on such rings: `Slots::cas_pair`).
 //!
 //! Run with:
 //! `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test --release --test loom_mpmc
@@ -11,6 +15,31 @@
 
 use loom::thread;
 use shmchan::{TryRecvError, TrySendError, mpmc};
+
+/// A payload type of the models, made from a small number: `u32` and `[u32; 2]` go through
+/// the two-step paths; `u64` through the one-step ones (where a model also loans or takes
+/// references, mixed with the two-step paths on the same slots).
+trait Value: shmchan::Pod + Ord + std::fmt::Debug + Send + Sync + 'static {
+    fn of(n: u8) -> Self;
+}
+
+impl Value for u32 {
+    fn of(n: u8) -> u32 {
+        n.into()
+    }
+}
+
+impl Value for u64 {
+    fn of(n: u8) -> u64 {
+        n.into()
+    }
+}
+
+impl Value for [u32; 2] {
+    fn of(n: u8) -> [u32; 2] {
+        [n.into(); 2]
+    }
+}
 
 /// The model of `exactly_once_one_consumer` for payload type `T` (`u32`: the two-step paths;
 /// `u64`: the one-step ones), sending the two `values`.
@@ -134,25 +163,36 @@ fn repair_races_late_publish() {
 /// the abandon is a loom deadlock).
 #[test]
 fn loans_commit_and_abandon_with_refs() {
+    loans_commit_and_abandon_with_refs_model::<[u32; 2]>();
+}
+
+/// `loans_commit_and_abandon_with_refs` with `u64`s: the send and the copying receive go in
+/// one step, into and out of slots the loans and the reference hold in two.
+#[test]
+fn one_step_among_loans_and_refs() {
+    loans_commit_and_abandon_with_refs_model::<u64>();
+}
+
+fn loans_commit_and_abandon_with_refs_model<T: Value>() {
     for cap in [1usize, 2] {
         loom::model(move || {
-            let (tx, rx) = mpmc::channel::<[u32; 2]>(cap).unwrap();
+            let (tx, rx) = mpmc::channel::<T>(cap).unwrap();
             let t = thread::spawn(move || {
                 let mut a = tx.loan().unwrap();
-                *a = [1, 1];
+                *a = T::of(1);
                 a.commit();
                 let mut abandoned = tx.loan().unwrap();
-                *abandoned = [9, 9];
+                *abandoned = T::of(9);
                 drop(abandoned);
-                tx.send([2, 2]).unwrap();
+                tx.send(T::of(2)).unwrap();
             });
             {
                 let first = rx.recv_ref().unwrap();
-                assert_eq!(*first, [1, 1], "capacity {cap}");
+                assert_eq!(*first, T::of(1), "capacity {cap}");
             }
             assert_eq!(
                 rx.recv(),
-                Ok([2, 2]),
+                Ok(T::of(2)),
                 "capacity {cap}: the dropped loan is skipped"
             );
             assert!(rx.recv().is_err(), "disconnect after the last message");
@@ -165,29 +205,48 @@ fn loans_commit_and_abandon_with_refs() {
 /// value is received exactly once, the dropped loan's never, and the ring is usable after.
 #[test]
 fn dropped_loan_among_producers_and_consumers() {
+    dropped_loan_among_producers_and_consumers_model::<u32>();
+}
+
+/// `dropped_loan_among_producers_and_consumers` with `u64`s: the sends (and the last receive)
+/// go in one step, among a loan and references in two.
+#[test]
+fn one_step_among_a_dropped_loan_and_refs() {
+    dropped_loan_among_producers_and_consumers_model::<u64>();
+}
+
+fn dropped_loan_among_producers_and_consumers_model<T: Value>() {
     loom::model(|| {
-        let (tx, rx) = mpmc::channel::<u32>(2).unwrap();
+        let (tx, rx) = mpmc::channel::<T>(2).unwrap();
         let tx2 = tx.clone();
         let dropper = thread::spawn(move || {
             if let Ok(mut loan) = tx2.try_loan() {
-                *loan = 99;
+                *loan = T::of(99);
             }
         });
         let sender = {
             let tx = tx.clone();
-            thread::spawn(move || tx.try_send(7).is_ok())
+            thread::spawn(move || tx.try_send(T::of(7)).is_ok())
         };
         let rx2 = rx.clone();
         let consumer = thread::spawn(move || rx2.try_recv_ref().ok().map(|r| *r));
-        let mut got: Vec<u32> = rx.try_recv_ref().ok().map(|r| *r).into_iter().collect();
+        let mut got: Vec<T> = rx.try_recv_ref().ok().map(|r| *r).into_iter().collect();
         dropper.join().unwrap();
         let sent = sender.join().unwrap();
         got.extend(consumer.join().unwrap());
         got.extend(rx.try_iter());
-        assert!(!got.contains(&99), "a dropped loan was delivered: {got:?}");
-        assert_eq!(got, if sent { vec![7] } else { vec![] }, "exactly once");
-        tx.send(8).unwrap();
-        assert_eq!(rx.try_recv(), Ok(8), "the ring goes on after the abandon");
+        assert!(
+            !got.contains(&T::of(99)),
+            "a dropped loan was delivered: {got:?}"
+        );
+        let want = if sent { vec![T::of(7)] } else { vec![] };
+        assert_eq!(got, want, "exactly once");
+        tx.send(T::of(8)).unwrap();
+        assert_eq!(
+            rx.try_recv(),
+            Ok(T::of(8)),
+            "the ring goes on after the abandon"
+        );
     });
 }
 
@@ -197,15 +256,27 @@ fn dropped_loan_among_producers_and_consumers() {
 /// dropped one.
 #[test]
 fn abandoned_slot_reused_by_another_producer() {
+    abandoned_slot_reused_by_another_producer_model::<[u32; 2]>();
+}
+
+/// `abandoned_slot_reused_by_another_producer` with `u64`s: the send goes in one step, into a
+/// slot the dropped loan may have left its payload word in (the pair CAS expects 0 first, then
+/// what it found).
+#[test]
+fn one_step_send_into_an_abandoned_slot() {
+    abandoned_slot_reused_by_another_producer_model::<u64>();
+}
+
+fn abandoned_slot_reused_by_another_producer_model<T: Value>() {
     loom::model(|| {
-        let (tx, rx) = mpmc::channel::<[u32; 2]>(1).unwrap();
+        let (tx, rx) = mpmc::channel::<T>(1).unwrap();
         let tx2 = tx.clone();
         let dropper = thread::spawn(move || {
             let mut loan = tx2.loan().unwrap();
-            *loan = [9, 9];
+            *loan = T::of(9);
         });
-        let sender = thread::spawn(move || tx.send([7, 7]).unwrap());
-        assert_eq!(rx.recv(), Ok([7, 7]));
+        let sender = thread::spawn(move || tx.send(T::of(7)).unwrap());
+        assert_eq!(rx.recv(), Ok(T::of(7)));
         dropper.join().unwrap();
         sender.join().unwrap();
         assert!(
@@ -265,25 +336,42 @@ fn abandon_races_a_repair() {
 /// (the stamps carry the place's generation), and the new message goes through too.
 #[test]
 fn place_reused_while_a_peer_repairs_its_old_occupant() {
+    place_reused_model::<u32>();
+}
+
+/// `place_reused_while_a_peer_repairs_its_old_occupant` with `u64`s: the message taken by
+/// reference (two steps) and handed back by the repair is received in one step, from where
+/// the `head` hint had already passed it or not.
+#[test]
+fn one_step_receive_of_a_handed_back_message() {
+    place_reused_model::<u64>();
+}
+
+fn place_reused_model<T: Value>() {
     loom::model(|| {
-        let (tx, rx) = mpmc::loom_channel::<u32>(1, 1, 1).unwrap();
+        let (tx, rx) = mpmc::loom_channel::<T>(1, 1, 1).unwrap();
         let reopen = rx.loom_reopener();
-        tx.send(1).unwrap();
+        tx.send(T::of(1)).unwrap();
         std::mem::forget(rx.try_recv_ref().unwrap()); // taken, never freed...
         rx.loom_die(); // ...its process killed (and reaped)
         let producer = thread::spawn(move || {
-            let sent = tx.try_send(2).is_ok(); // at the held slot: may hand the message back
+            // At the held slot: may hand the message back.
+            let sent = tx.try_send(T::of(2)).is_ok();
             (tx, sent)
         });
-        let rx2 = reopen.mpmc_receiver::<u32>().unwrap(); // the dead one's place
-        let mut got: Vec<u32> = rx2.try_recv().ok().into_iter().collect();
+        let rx2 = reopen.mpmc_receiver::<T>().unwrap(); // the dead one's place
+        let mut got: Vec<T> = rx2.try_recv().ok().into_iter().collect();
         let (tx, sent2) = producer.join().unwrap();
         got.extend(rx2.try_iter());
         if !sent2 {
-            tx.try_send(2).unwrap();
+            tx.try_send(T::of(2)).unwrap();
             got.extend(rx2.try_iter());
         }
-        assert_eq!(got, [1, 2], "each once, the handed-back one first");
+        assert_eq!(
+            got,
+            [T::of(1), T::of(2)],
+            "each once, the handed-back one first"
+        );
     });
 }
 

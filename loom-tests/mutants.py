@@ -16,11 +16,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # (file, description, regex, replacement)
 MUTANTS = [
     ("src/ring/spsc.rs", "push: stamp store Release -> Relaxed (publish)",
-     r"slots\.stamp\(tail\)\.store\(next, Ordering::Release\)",
-     "slots.stamp(tail).store(next, Ordering::Relaxed)"),
+     r"slots\.stamp_of::<T>\(tail\)\.store\(next, Ordering::Release\)",
+     "slots.stamp_of::<T>(tail).store(next, Ordering::Relaxed)"),
     ("src/ring/spsc.rs", "pop: stamp load Acquire -> Relaxed (publish)",
-     r"slots\.stamp\(head\)\.load\(Ordering::Acquire\)",
-     "slots.stamp(head).load(Ordering::Relaxed)"),
+     r"slots\.stamp_of::<T>\(head\)\.load\(Ordering::Acquire\)",
+     "slots.stamp_of::<T>(head).load(Ordering::Relaxed)"),
     ("src/ring/spsc.rs", "pop: head store Release -> Relaxed (slot-free)",
      r"hdr\.head\.store\(next, Ordering::Release\)",
      "hdr.head.store(next, Ordering::Relaxed)"),
@@ -37,7 +37,7 @@ MUTANTS = [
      r"slots\.stamp\(pos\)\.load\(Ordering::Acquire\)",
      "slots.stamp(pos).load(Ordering::Relaxed)"),
     ("src/wait.rs", "notify: drop the SeqCst fence between publish and the sleepers load",
-     r"(pub\(crate\) fn notify\(&self\) \{.*?\} else \{\s*)fence\(Ordering::SeqCst\);",
+     r"(fn full_fence\(\) \{\s*)fence\(Ordering::SeqCst\);",
      r"\1"),
     ("src/wait.rs", "prepare: drop the SeqCst fence between registering and the re-check",
      r"(fn prepare\(&self\) -> u32 \{.*?)fence\(Ordering::SeqCst\);",
@@ -61,7 +61,7 @@ MUTANTS = [
      r"(self\.mine\(pos, WRITING\),\s*stamp\(pos, 0, 0, FULL\),\s*)Ordering::Release",
      r"\1Ordering::Relaxed"),
     ("src/ring/mpmc.rs", "MPMC take (pop, recv_ref): claiming CAS Acquire -> Relaxed (publish)",
-     r"(fn take.*?compare_exchange\(seen, mine, )Ordering::Acquire",
+     r"(fn take.*?\.cas\(cell, seen, mine, )Ordering::Acquire",
      r"\1Ordering::Relaxed"),
     ("src/ring/mpmc.rs", "MPMC take, eager (a waiting consumer): claiming CAS from FULL Acquire -> Relaxed (publish)",
      r"(stamp\(pos, 0, 0, FULL\),\s*self\.mine\(pos, READING\),\s*)Ordering::Acquire",
@@ -84,6 +84,9 @@ MUTANTS = [
     ("src/ring/mpmc.rs", "MPMC one-step receive: the slot left FULL (the message stays to be taken again)",
      r"(fn consume_pair.*?slots\.cas_pair\(pos, \(full, expect\), \()free(, 0\)\))",
      r"\1full\2"),
+    ("src/ring/mpmc.rs", "MPMC one-step receive of a handed-back message: the slot left FULL (taken again)",
+     r"(fn pop_pair.*?Self::consume_pair\(slots, pos, seen, word, )stamp\(pos, 0, 0, FREE\)",
+     r"\1seen"),
     ("src/region/gate_word.rs", "gate: taking CAS Acquire -> Relaxed (gate)",
      r"compare_exchange\(seen, mine, Ordering::Acquire, Ordering::Relaxed\)",
      "compare_exchange(seen, mine, Ordering::Relaxed, Ordering::Relaxed)"),
@@ -305,6 +308,8 @@ CATCHERS = {
         ['one_step_exactly_once_one_consumer'],
     'MPMC one-step receive: the slot left FULL (the message stays to be taken again)':
         ['one_step_exactly_once_two_consumers'],
+    'MPMC one-step receive of a handed-back message: the slot left FULL (taken again)':
+        ['one_step_receive_of_a_handed_back_message'],
     'gate: taking CAS Acquire -> Relaxed (gate)':
         ['gate_is_exclusive_and_orders_its_holders', 'gate_left_by_a_dead_holder_is_taken_over_once'],
     'gate: releasing CAS Release -> Relaxed (gate)':

@@ -598,6 +598,23 @@ impl Sub {
     }
 }
 
+/// A typed slot's shape for a payload of `size` bytes aligned to `align`: the payload's
+/// offset (after the slot's 8-byte stamp, aligned for the payload) and the stride (the slot
+/// rounded up so that every slot is aligned for both); `None` if that overflows. The one rule
+/// for [`Geometry::new`] and for the typed hot paths, which apply it at compile time
+/// (`ring::Slots::stamp_of`).
+pub(crate) const fn slot_shape(size: usize, align: usize) -> Option<(usize, usize)> {
+    let a = if align > 8 { align } else { 8 };
+    let payload_offset = 8usize.next_multiple_of(a);
+    match size.checked_add(payload_offset) {
+        Some(end) => match end.checked_next_multiple_of(a) {
+            Some(stride) => Some((payload_offset, stride)),
+            None => None,
+        },
+        None => None,
+    }
+}
+
 /// The validated shape of a region, kept in process-private memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Geometry {
@@ -659,12 +676,9 @@ impl Geometry {
         }
         // Every slot is an 8-byte stamp, then the payload (aligned for it): the reader polls
         // the stamp, so the signal and the data travel in one cache line.
-        let a = (fp.align as usize).max(8);
-        let payload_offset = 8usize.next_multiple_of(a);
-        let stride = usize::try_from(fp.size)
+        let (payload_offset, stride) = usize::try_from(fp.size)
             .ok()
-            .and_then(|size| size.checked_add(payload_offset))
-            .and_then(|s| s.checked_next_multiple_of(a))
+            .and_then(|size| slot_shape(size, fp.align as usize))
             .ok_or_else(|| format!("a payload of {} bytes does not fit in memory", fp.size))?;
         let align = (fp.align as usize).max(LINE);
         // A broadcast topic's control line and one line per subscriber come first.

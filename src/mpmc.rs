@@ -114,12 +114,19 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn new(chan: Chan, wait: WaitStrategy) -> Arc<Shared> {
         let slots = Slots::new(chan.region(), &chan.geo);
-        let ring = ring::Ring::new(
-            chan.geo.capacity,
-            chan.entry(),
-            chan.generation8(),
-            slots.pairs(),
-        );
+        let pairs = slots.pairs();
+        // Under loom, only rings of 8-aligned payloads (`u64`) pair: the models written for
+        // the two-step protocol use `u32` and `[u32; 2]`, and keep checking it alone (and
+        // without the mutex that models the pair: `ring::Slots::cas_pair`).
+        #[cfg(loom)]
+        let pairs = pairs
+            && chan
+                .header()
+                .id
+                .payload_align
+                .load(crate::sync::Ordering::Relaxed)
+                == 8;
+        let ring = ring::Ring::new(chan.geo.capacity, chan.entry(), chan.generation8(), pairs);
         // Hand back what endpoints that left were holding (a consumer killed with a message
         // in hand: it goes to the next consumer now), asking the kernel about the holders.
         ring.sweep(chan.header(), &slots, |o, g| chan.owner_gone(o, g, true));
@@ -376,7 +383,7 @@ impl<T: Pod> Sender<T> {
 
     /// After a send: every [`CHECKPOINT`](crate::ring::CHECKPOINT) positions of the ring (as
     /// its shared `tail` hint says, which the push just wrote), probe the receivers if a probe
-    /// is due (see `Chan::checkpoint`). Outside the inlined send closure, as for SPSC.
+    /// is due (see `Chan::checkpoint`). Outside the inlined send closure.
     #[inline(always)]
     fn checkpoint(&self) {
         let chan = &self.shared.chan;

@@ -584,12 +584,13 @@ pub fn loom_run() {
             ctl
         };
         let mut words = vec![(&r.ctl, ctl)];
-        // SAFETY (model only): the models keep every handle alive until this loop has stopped,
-        // so each registered word is live; production never dereferences them (module docs).
-        words.extend(
-            list.iter()
-                .map(|&(w, v, _)| (unsafe { &*(w as *const AtomicU32) }, v)),
-        );
+        words.extend(list.iter().map(|&(w, v, _)| {
+            // SAFETY: (model only) the models keep every handle alive until this loop has
+            // stopped, so each registered word is live; production never dereferences them
+            // (module docs).
+            let word = unsafe { &*(w as *const AtomicU32) };
+            (word, v)
+        }));
         match crate::wait::futex::wait_any(&words) {
             Some(0) | None => {}
             Some(i) => r.fire(&[list[i - 1]]),

@@ -71,11 +71,12 @@ impl Doorbell {
     pub(crate) fn notify_as(&self, fence_kind: NotifyFence) {
         // SYNC POINT (doorbell): orders the caller's publish before the `sleepers` load; pairs
         // with the fence (and the membarrier) in `prepare`.
-        if fence_kind.asymmetric {
-            core::sync::atomic::compiler_fence(Ordering::SeqCst);
-        } else {
-            fence(Ordering::SeqCst);
+        if !fence_kind.asymmetric {
+            full_fence();
         }
+        // With the asymmetric barrier, only the compiler is kept from moving the load up (the
+        // full fence, out of line, is one too).
+        core::sync::atomic::compiler_fence(Ordering::SeqCst);
         if self.sleepers.load(Ordering::Relaxed) != 0 {
             self.wake();
         }
@@ -150,6 +151,15 @@ pub(crate) fn register_process() {
             && crate::sys::membarrier(crate::sys::MEMBARRIER_GLOBAL_EXPEDITED).is_ok();
         MEMBARRIER.store(if ok { REGISTERED } else { REFUSED }, Ordering::Relaxed);
     }
+}
+
+/// The full fence of a notifier whose process could not register for the asymmetric barrier
+/// (`NotifyFence`): out of line, so that the usual (registered) path is one test of a flag
+/// that falls through.
+#[cold]
+#[inline(never)]
+fn full_fence() {
+    fence(Ordering::SeqCst);
 }
 
 /// Which fence a ring end's notifies use: [`asymmetric`]'s answer, asked once when the ring

@@ -327,6 +327,54 @@ impl Slots {
         }
     }
 
+    /// The stamp of the slot for position `pos` of a ring whose payload type is `T`: as
+    /// [`stamp`](Self::stamp), with the stride known at compile time (for small payloads a
+    /// shift, where `stamp` loads the stride and multiplies), for the single-message paths.
+    /// `T` must be the payload type the geometry was made for (every typed caller's contract):
+    /// the stride is then the geometry's, by the one rule of
+    /// [`slot_shape`](crate::layout::slot_shape).
+    #[inline(always)]
+    pub(crate) fn stamp_of<T>(&self, pos: u64) -> &crate::sync::AtomicU64 {
+        #[cfg(loom)]
+        {
+            // The stamps live apart under loom (see `stamp`); the shape still checked.
+            debug_assert_eq!((self.payload_offset, self.stride), typed_shape::<T>());
+            self.stamp(pos)
+        }
+        #[cfg(not(loom))]
+        {
+            // SAFETY: as in `stamp`: `slot_start` is in bounds and 8-aligned.
+            unsafe { &*self.slot_start::<T>(pos).cast::<crate::sync::AtomicU64>() }
+        }
+    }
+
+    /// The start (the stamp) of the slot for position `pos`, for payload type `T` (see
+    /// [`stamp_of`](Self::stamp_of)).
+    #[inline(always)]
+    fn slot_start<T>(&self, pos: u64) -> *mut u8 {
+        let (_, stride) = const { typed_shape::<T>() };
+        debug_assert_eq!(
+            (self.payload_offset, self.stride),
+            typed_shape::<T>(),
+            "a typed slot access for a payload type the geometry was not made for"
+        );
+        let i = (pos & self.mask) as usize;
+        // SAFETY: `i <= mask < capacity` and `stride` is the geometry's (the callers' contract:
+        // `T` is its payload type), so the slot is inside the slot array (the field's
+        // invariant).
+        unsafe { self.base.as_ptr().add(i * stride) }
+    }
+
+    /// The payload of the slot for position `pos`, for payload type `T`: as
+    /// [`slot`](Self::slot), with the geometry known at compile time (see
+    /// [`stamp_of`](Self::stamp_of)).
+    #[inline(always)]
+    fn slot_of<T>(&self, pos: u64) -> *mut u8 {
+        let (payload_offset, _) = const { typed_shape::<T>() };
+        // SAFETY: the payload lies within its slot (`slot_start`), `payload_offset` bytes in.
+        unsafe { self.slot_start::<T>(pos).add(payload_offset) }
+    }
+
     /// Can a slot's stamp and payload be changed together, with one 16-byte compare-and-swap
     /// ([`cas_pair`](Self::cas_pair))? When slots are 16 bytes, the stamp then one payload word
     /// (payloads of up to 8 bytes), 16-byte aligned, on an x86-64 CPU with `cmpxchg16b`. Under
@@ -363,9 +411,12 @@ impl Slots {
     /// owner's plain access, as for any access by a peer process (see [`write`](Self::write)).
     /// The one-step paths never act on the guess without this CAS confirming it.
     ///
-    /// Under loom the pair is modelled with one mutex that every pair operation takes (loom
-    /// has no 16-byte atomic): faithful for models whose rings only see pair operations, which
-    /// is how the models that use it are written (`loom-tests/mpmc.rs`, `u64` payloads).
+    /// Under loom the pair is modelled with one mutex (loom has no 16-byte atomic), which
+    /// every pair operation takes and, on rings that pair, every 8-byte CAS of a stamp too
+    /// (`mpmc::Ring::cas`): a pair operation is then atomic with respect to the two-step
+    /// protocol's transitions, as on the hardware, and models may mix the two on one ring
+    /// (`loom-tests/mpmc.rs`, `u64` payloads: only rings of 8-aligned payloads pair under
+    /// loom, see `mpmc::Shared::new`).
     ///
     /// # Safety
     /// [`pairs`](Self::pairs) must be true for these slots.
@@ -379,13 +430,22 @@ impl Slots {
         #[cfg(loom)]
         {
             let _pair = crate::sync::pair_lock();
-            // Acquire and Release: the mutex orders the pair operations with each other; these
-            // order them with the 8-byte loads of the stamp outside it.
+            // Acquire and Release: the mutex orders the pair operations with each other and
+            // with the 8-byte CASes of the stamp (`mpmc::Ring::cas` takes it too); these order
+            // them with the 8-byte loads of the stamp outside it.
             let stamp = self.stamp(pos).load(Ordering::Acquire);
-            // SAFETY: the slot holds at least 8 payload bytes (`pairs`), and every access to
-            // them in a model that pairs is made under the mutex held here.
+            if stamp != old.0 {
+                // The payload word is not read: the slot may be a two-step owner's (WRITING or
+                // READING), whose plain access to it loom would report racing ours, where the
+                // hardware's 16-byte read is atomic. Its value then means nothing: callers look
+                // at a failed CAS's payload only when the stamp was the one they expected.
+                return Err((stamp, 0));
+            }
+            // SAFETY: the slot holds at least 8 payload bytes (`pairs`); its stamp is FREE or
+            // FULL (what pair operations expect), so no endpoint owns it, and every access
+            // to it in that state is a pair operation, made under the mutex held here.
             let word = unsafe { self.read::<u64>(pos) };
-            if (stamp, word) != old {
+            if word != old.1 {
                 return Err((stamp, word));
             }
             // SAFETY: as above.
@@ -582,9 +642,10 @@ impl Slots {
         // (`cargo bench --bench throughput -- spsc_64B`: eight 8-byte stores where a copy makes
         // two or four wide ones, behind a line the reader holds), where an inlined store of a
         // size known at compile time beats an out-of-line call to the assembly.
-        // SAFETY: in bounds (see `slot`), aligned because base and stride are multiples of
+        // SAFETY: in bounds (see `slot_of`: `T` is the geometry's payload type, this
+        // function's contract), aligned because base and stride are multiples of
         // `align_of::<T>()`, and owned by the caller per this function's contract.
-        unsafe { self.slot(pos).cast::<T>().write(value) }
+        unsafe { self.slot_of::<T>(pos).cast::<T>().write(value) }
     }
 
     /// Copy the value out of the slot for `pos`.
@@ -602,7 +663,7 @@ impl Slots {
         #[cfg(not(loom))]
         if size_of::<T>() <= LARGE {
             // SAFETY: as above; `copy_out`'s contract is this function's.
-            return unsafe { copy_out(self.slot(pos)) };
+            return unsafe { copy_out(self.slot_of::<T>(pos)) };
         }
         // Larger payloads (the batch path, `pop_slice`; single messages this large go by
         // `read_into` directly): the race-free copy of `copy.rs`, at `memcpy` speed (a word
@@ -784,6 +845,14 @@ pub(crate) const LARGE: usize = 256;
 unsafe fn word<'a>(slot: *mut u8, i: usize) -> &'a crate::sync::AtomicU64 {
     // SAFETY: in bounds and aligned per the contract; any bits are a valid `AtomicU64`.
     unsafe { &*slot.add(8 * i).cast::<crate::sync::AtomicU64>() }
+}
+
+/// [`slot_shape`](crate::layout::slot_shape) of payload type `T`: `(payload_offset, stride)`.
+const fn typed_shape<T>() -> (usize, usize) {
+    match crate::layout::slot_shape(size_of::<T>(), align_of::<T>()) {
+        Some(shape) => shape,
+        None => panic!("a payload type too large for a slot"),
+    }
 }
 
 /// Copy a payload of up to [`LARGE`] bytes out of a slot, one 8-byte word at a time

@@ -140,12 +140,29 @@ impl Ring {
     }
 
     /// Does `T` go through the one-step paths on a ring that [`pairs`](Self::pairs)? Every
-    /// payload type of such a ring fits in its 8-byte word. Under loom, only 8-aligned ones
-    /// (`u64`): the models written for the two-step protocol use `u32` and `[u32; 2]`, and
-    /// keep checking it, while the one-step models use `u64`.
+    /// payload type of such a ring fits in its 8-byte word. (Under loom, only rings of
+    /// 8-aligned payloads pair: see `mpmc::Shared::new`.)
     #[inline(always)]
     fn pair_type<T: Pod>(&self) -> bool {
-        self.pairs && size_of::<T>() <= 8 && (cfg!(not(loom)) || align_of::<T>() == 8)
+        self.pairs && size_of::<T>() <= 8
+    }
+
+    /// A compare-and-swap of a slot's stamp (every change of a stamp in this ring goes through
+    /// here or [`Slots::cas_pair`]). Under loom, on a ring that pairs, it takes the mutex that
+    /// models the 16-byte CAS, so that the model's pair operations are atomic with respect to
+    /// the two-step ones, as `cmpxchg16b` is with respect to 8-byte locked instructions.
+    #[inline(always)]
+    fn cas(
+        &self,
+        cell: &crate::sync::AtomicU64,
+        current: u64,
+        new: u64,
+        success: Ordering,
+        failure: Ordering,
+    ) -> Result<u64, u64> {
+        #[cfg(loom)]
+        let _pair = self.pairs.then(crate::sync::pair_lock);
+        cell.compare_exchange(current, new, success, failure)
     }
 
     /// A stamp of ours.
@@ -192,8 +209,8 @@ impl Ring {
             // repaired slot (Acquire) sees it handed over. A READING slot made FULL again
             // still holds the payload its producer published (Release, which our Acquire
             // here extends to the next taker).
-            if cell
-                .compare_exchange(seen, to, Ordering::AcqRel, Ordering::Relaxed)
+            if self
+                .cas(cell, seen, to, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
                 && d.state == READING
             {
@@ -301,7 +318,8 @@ impl Ring {
             // SYNC POINT (slot-free): Acquire, pairs with the consumer's Release CAS that freed
             // the slot (or a repairer's or an abandoning producer's AcqRel/Release): the old
             // payload's read (or write) is done before we overwrite it.
-            let seen = match cell.compare_exchange(
+            let seen = match self.cas(
+                cell,
                 stamp(pos, 0, 0, FREE),
                 self.mine(pos, WRITING),
                 Ordering::Acquire,
@@ -374,9 +392,9 @@ impl Ring {
         // SYNC POINT (publish): Release, pairs with the consumer's Acquire CAS FULL -> READING.
         // If it fails, a repairer took the slot from us (our entry was marked gone, which only
         // corruption of the shared memory does to a live endpoint): the message was not sent.
-        if slots
-            .stamp(pos)
-            .compare_exchange(
+        if self
+            .cas(
+                slots.stamp(pos),
                 self.mine(pos, WRITING),
                 stamp(pos, 0, 0, FULL),
                 Ordering::Release,
@@ -397,7 +415,8 @@ impl Ring {
         // SYNC POINT (slot-free): Release, pairs with the next lap producer's Acquire claiming
         // CAS: our writes into the slot are done before it writes. Fails only if a repairer
         // freed the slot already (corruption marked us gone): nothing left to do then.
-        let _ = slots.stamp(pos).compare_exchange(
+        let _ = self.cas(
+            slots.stamp(pos),
             self.mine(pos, WRITING),
             stamp(pos.wrapping_add(self.capacity), 0, 0, FREE),
             Ordering::Release,
@@ -489,7 +508,8 @@ impl Ring {
             let seen = if eager && i == 0 {
                 // SYNC POINT (publish): Acquire, pairs with the producer's Release CAS
                 // WRITING -> FULL (or a repairer's AcqRel READING -> FULL), as below.
-                match cell.compare_exchange(
+                match self.cas(
+                    cell,
                     stamp(pos, 0, 0, FULL),
                     self.mine(pos, READING),
                     Ordering::Acquire,
@@ -511,8 +531,8 @@ impl Ring {
                     // SYNC POINT (publish): Acquire, pairs with the producer's Release CAS
                     // WRITING -> FULL (or a repairer's AcqRel READING -> FULL): the payload is
                     // complete.
-                    if cell
-                        .compare_exchange(seen, mine, Ordering::Acquire, Ordering::Relaxed)
+                    if self
+                        .cas(cell, seen, mine, Ordering::Acquire, Ordering::Relaxed)
                         .is_ok()
                     {
                         Self::advance(&hdr.head, pos);
@@ -524,8 +544,9 @@ impl Ring {
                 (d, FULL) if d == -cap => {
                     let back = pos.wrapping_sub(self.capacity);
                     // SYNC POINT (publish): Acquire, pairs with the repairer's AcqRel CAS.
-                    if cell
-                        .compare_exchange(
+                    if self
+                        .cas(
+                            cell,
                             seen,
                             self.mine(back, READING),
                             Ordering::Acquire,
@@ -603,9 +624,9 @@ impl Ring {
     pub(crate) fn free(&self, hdr: &Header, slots: &Slots, pos: u64) -> Result<(), Error> {
         // SYNC POINT (slot-free): Release, pairs with the producer's Acquire claiming CAS: our
         // read is done before the slot is reused.
-        if slots
-            .stamp(pos)
-            .compare_exchange(
+        if self
+            .cas(
+                slots.stamp(pos),
                 self.mine(pos, READING),
                 stamp(pos.wrapping_add(self.capacity), 0, 0, FREE),
                 Ordering::Release,

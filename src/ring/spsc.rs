@@ -49,8 +49,9 @@ pub(crate) struct Producer {
     /// Our position: the next slot to write. The shared `tail` holds the same value once
     /// published.
     tail: Cell<u64>,
-    /// The consumer's position, as last read.
-    head_cache: Cell<u64>,
+    /// The consumer's position as last read, plus `capacity`: the position we may not reach
+    /// until we read it again (kept as this sum, so that a push's room test is one compare).
+    limit: Cell<u64>,
     /// The fence our notifies use.
     fence: NotifyFence,
 }
@@ -128,7 +129,7 @@ impl Producer {
         Ok(Producer {
             capacity,
             tail: Cell::new(tail),
-            head_cache: Cell::new(head),
+            limit: Cell::new(head.wrapping_add(capacity)),
             fence: NotifyFence::now(),
         })
     }
@@ -137,7 +138,8 @@ impl Producer {
     /// when the cached one shows fewer than `want`.
     #[inline(always)]
     fn room(&self, hdr: &Header, tail: u64, want: u64) -> Result<u64, Error> {
-        let free = self.capacity - tail.wrapping_sub(self.head_cache.get());
+        // `tail - head <= capacity` held when `limit` was set, and `tail` has not passed it.
+        let free = self.limit.get().wrapping_sub(tail);
         if free >= want {
             return Ok(free);
         }
@@ -148,7 +150,7 @@ impl Producer {
         if used > self.capacity {
             return Err(Error::Broken);
         }
-        self.head_cache.set(head);
+        self.limit.set(head.wrapping_add(self.capacity));
         Ok(self.capacity - used)
     }
 
@@ -174,7 +176,7 @@ impl Producer {
         let next = tail.wrapping_add(1);
         // SYNC POINT (publish): Release, pairs with the consumer's Acquire load of the stamp in
         // `pop`: the payload written above is visible before the stamp says so.
-        slots.stamp(tail).store(next, Ordering::Release);
+        slots.stamp_of::<T>(tail).store(next, Ordering::Release);
         self.tail.set(next);
         publish_tail(hdr, next);
         hdr.data_bell.notify_as(self.fence);
@@ -394,7 +396,7 @@ impl Consumer {
         let next = head.wrapping_add(1);
         // SYNC POINT (publish): Acquire, pairs with the producer's Release store of the stamp
         // in `push`.
-        if slots.stamp(head).load(Ordering::Acquire) != next {
+        if slots.stamp_of::<T>(head).load(Ordering::Acquire) != next {
             return Err(self.empty(hdr));
         }
         // SAFETY: the stamp says the producer published position `head` in this slot, and it
