@@ -256,15 +256,14 @@ impl<T: Pod> Sender<T> {
         handle::poll_send(&self.chan, value, probe, |_| {
             // SAFETY: this handle is the channel's only sender (the endpoint table admits
             // one), and `T` is the payload type the geometry was validated for.
-            unsafe { self.ring.push(self.chan.header(), &self.slots, value) }?;
-            // The checkpoint of a single message: the same test of the new position as the
-            // ring's own (`publish_tail`, just above once inlined), so the compiler makes the
-            // two one branch; a separate test of the position before and after the call cost
-            // 4 instructions a message (`.ci/instructions spsc_8B`).
-            if self.ring.position() % crate::ring::CHECKPOINT == 0 {
-                self.chan.checkpoint();
+            // The checkpoint of a single message: the ring's own test of the new position, out
+            // of line; a separate test of the position before and after the call cost 4
+            // instructions a message (`.ci/instructions spsc_8B`).
+            unsafe {
+                self.ring.push(self.chan.header(), &self.slots, value, || {
+                    self.chan.checkpoint()
+                })
             }
-            Ok(())
         })
     }
 
