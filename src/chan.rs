@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use crate::endpoint::{self, RoleState};
 use crate::error::Error;
-use crate::layout::{Fingerprint, Geometry, Header, Kind, OPEN};
+use crate::layout::{Fingerprint, Geometry, Header, Kind, OPEN, SLEEPERS};
 #[cfg(not(loom))]
 use crate::name::{self, Found};
 use crate::options::{Backend, Options};
@@ -89,14 +89,16 @@ pub(crate) struct Chan {
     /// monotonic clock, in nanoseconds (see [`Chan::probe_due`]). Atomic so that MPMC handles
     /// can be shared between threads.
     last_probe: AtomicU64,
-    /// The data doorbell's `departures` when this handle last found a receiver attached (see
-    /// [`Chan::receivers_left`]). Atomic so that MPMC handles can be shared between threads;
+    /// The data doorbell's departure count when this handle last found a receiver attached
+    /// (see [`Chan::receivers_left`]), in place in a [`Doorbell::state`] word with the sleeper
+    /// flag clear: the word a send expects to find (see [`Chan::send_clear`]). Atomic so that
+    /// MPMC handles can be shared between threads;
     /// process-private and outside the loom seam on purpose: every value stored is one that a
     /// walk of the table, made after reading it, found a receiver under, so whichever value a
     /// thread reads is right to compare with (loom exploring it too made the MPMC models ten
     /// times longer).
     #[allow(clippy::disallowed_types)]
-    departures_seen: std::sync::atomic::AtomicU32,
+    departures_seen: std::sync::atomic::AtomicU64,
 }
 
 // SAFETY: `header` points into `region`'s mapping, which `Chan` owns and which is `Send` and
@@ -558,10 +560,10 @@ impl Chan {
         // differs, so that every send walks the table until one attaches.
         let departures = {
             let hdr = region.header();
-            let now = hdr.data_bell.departures.load(Ordering::Acquire);
+            let now = hdr.data_bell.state.load(Ordering::Acquire) as u32;
             let gone = role == Role::Sender
                 && endpoint::role_state(hdr, range(&geo, Role::Receiver)) == RoleState::Gone;
-            if gone { now.wrapping_sub(1) } else { now }
+            u64::from(if gone { now.wrapping_sub(1) } else { now })
         };
         Chan {
             header: std::ptr::NonNull::from(region.header()),
@@ -578,7 +580,7 @@ impl Chan {
             // Not the count now: the first send walks the table (the receivers may have gone
             // before we attached).
             #[allow(clippy::disallowed_types)]
-            departures_seen: std::sync::atomic::AtomicU32::new(departures),
+            departures_seen: std::sync::atomic::AtomicU64::new(departures),
         }
     }
 
@@ -624,18 +626,33 @@ impl Chan {
     }
 
     /// Have the receivers all left (dropped their handles, or been found dead)? For a sender,
-    /// before every attempt: one load of the data doorbell's `departures` (the line whose
-    /// `sleepers` the send reads anyway) and of our private copy; the receivers' entries are
+    /// before every attempt: one load of the data doorbell's departure count (the word whose
+    /// sleeper flag the send reads anyway) and of our private copy; the receivers' entries are
     /// read only when an endpoint left since we last read them Live.
     #[inline(always)]
     pub(crate) fn receivers_left(&self) -> bool {
         // SYNC POINT (departure): Acquire, pairs with the Release bump in `endpoint::departed`;
         // the walk in `receivers_gone` then sees the entry that changed before it.
-        let now = self.header().data_bell.departures.load(Ordering::Acquire);
+        let now = self.header().data_bell.state.load(Ordering::Acquire) as u32;
         now != self
             .departures_seen
-            .load(std::sync::atomic::Ordering::Relaxed)
+            .load(std::sync::atomic::Ordering::Relaxed) as u32
             && self.receivers_gone(now)
+    }
+
+    /// May a send go straight to its attempt? Yes when no receiver's sleeper flag is set and no
+    /// endpoint left since this handle last found a receiver attached: what
+    /// [`receiver_may_sleep`](Self::receiver_may_sleep) and
+    /// [`receivers_left`](Self::receivers_left) check, in one load and one compare (they share
+    /// the data doorbell's `state` word). Otherwise the send takes the path that checks each.
+    #[inline(always)]
+    pub(crate) fn send_clear(&self) -> bool {
+        // Relaxed: a yes only skips the checks; a departure seen here (a changed word) sends the
+        // send to `receivers_left`, whose Acquire load orders the walk of the table.
+        self.header().data_bell.state.load(Ordering::Relaxed)
+            == self
+                .departures_seen
+                .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The out-of-line part of [`receivers_left`](Self::receivers_left): read the receivers'
@@ -651,7 +668,7 @@ impl Chan {
         // Relaxed: private; a value stored here was read before a walk that found a receiver,
         // so an endpoint that left after that walk bumped the count past it.
         self.departures_seen
-            .store(now, std::sync::atomic::Ordering::Relaxed);
+            .store(u64::from(now), std::sync::atomic::Ordering::Relaxed);
         false
     }
 
@@ -661,7 +678,7 @@ impl Chan {
     #[inline(always)]
     pub(crate) fn receiver_may_sleep(&self) -> bool {
         // Relaxed: a hint (what the notify after the push reads anyway); the probe decides.
-        self.header().data_bell.sleepers.load(Ordering::Relaxed) != 0
+        self.header().data_bell.state.load(Ordering::Relaxed) & SLEEPERS != 0
     }
 
     /// A sender found a receiver's sleeper flag set: ask the kernel whether any receiver

@@ -178,13 +178,13 @@ fn reap(hdr: &Header, e: &AtomicU64, w: u64) {
 }
 
 /// Count a departure (an entry that was attached is now detached or dead), after the entry's
-/// change: see [`Doorbell::departures`](crate::layout::Doorbell).
+/// change: see [`Doorbell::state`](crate::layout::Doorbell).
 #[inline]
 pub(crate) fn departed(hdr: &Header) {
     // SYNC POINT (departure): Release, after the entry's own store; pairs with the sender's
     // Acquire load in `Chan::receivers_left`: a sender that reads the new count reads the
     // entry as it is now when it then walks the table.
-    hdr.data_bell.departures.fetch_add(1, Ordering::Release);
+    hdr.data_bell.state.fetch_add(1, Ordering::Release);
 }
 
 /// Mark an entry DEAD although its process lives on (the loom repair models).

@@ -32,7 +32,9 @@ pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMCHAN\x01");
 /// misread the other's channels. (No field changed from the last version-4 build.) 6: a
 /// subscriber line's `ready` word (a subscriber counts once its start is fixed). 7: the data
 /// doorbell's `departures` count (senders no longer read the receivers' entries per message).
-pub(crate) const VERSION: u32 = 7;
+/// 8: a doorbell's sleeper flag and departure count are one word, [`Doorbell::state`] (a
+/// send's fast path checks both with one load and one compare).
+pub(crate) const VERSION: u32 = 8;
 /// What the first bytes of an object say it is. Every creator writes `magic` and `version`
 /// (the first [`MARK_BYTES`] bytes of the header) before anything else of the channel, so an
 /// object that is not empty and does not start with them is not shmchan's, and nothing is
@@ -415,20 +417,29 @@ pub(crate) struct Identity {
 pub(crate) struct Doorbell {
     /// Bumped by a waker before `FUTEX_WAKE`; sleepers wait for it to change.
     pub(crate) seq: AtomicU32,
-    /// Nonzero when a thread (in any process) may be asleep on `seq`: set by each sleeper
-    /// before its last check, cleared by the notifier that wakes them all. A flag, not a
-    /// count, so that a sleeper killed in its sleep leaves nothing behind but one spurious
-    /// wake. Written only on the sleep path, so a notifier reading it finds it in its cache as
-    /// long as nobody sleeps.
-    pub(crate) sleepers: AtomicU32,
-    /// Data bell only (version 7): how many endpoints, of either role, have left the channel,
-    /// detaching or found dead; wrapping. Bumped (Release) after the entry changed; a sender
-    /// reads it beside `sleepers` on every send and reads the receivers' entries only when it
-    /// changed since it last did (`Chan::receivers_left`), so a receiver that dropped its
-    /// handle is seen at once without a walk of the table per message.
-    pub(crate) departures: AtomicU32,
     pub(crate) _reserved: AtomicU32,
+    /// Two fields in one word (version 8), so that a sender checks both with one load and one
+    /// compare (`Chan::send_clear`); each changes only by a read-modify-write of its bits:
+    /// - the high half ([`SLEEPERS`]), the sleeper flag: nonzero when a thread (in any
+    ///   process) may be asleep on `seq`; set ([`SLEEPER`]) by each sleeper before its last
+    ///   check, cleared by the notifier that wakes them all. A flag, not a count, so that a
+    ///   sleeper killed in its sleep leaves nothing behind but one spurious wake. Written only
+    ///   on the sleep path, so a notifier reading it finds it in its cache as long as nobody
+    ///   sleeps.
+    /// - the low half (data bell only; version 7 as a word of its own), the departure count:
+    ///   how many endpoints, of either role, have left the channel, detaching or found dead;
+    ///   wrapping. Bumped by 1 (Release) after the entry changed; a sender compares it (a 32-bit
+    ///   compare) with the count it last saw on every send, and reads the receivers' entries
+    ///   only when it changed (`Chan::receivers_left`), so a receiver that dropped its handle is
+    ///   seen at once without a walk of the table per message. Its wrap, once in 2^32
+    ///   departures, carries into the flag: one spurious wake.
+    pub(crate) state: AtomicU64,
 }
+
+/// [`Doorbell::state`]'s sleeper flag (its high half).
+pub(crate) const SLEEPERS: u64 = !0xffff_ffff;
+/// What a sleeper sets in [`Doorbell::state`].
+pub(crate) const SLEEPER: u64 = 1 << 32;
 
 /// [`Life::state`] of a channel that can be joined.
 pub(crate) const OPEN: u32 = 0;
@@ -509,6 +520,7 @@ const _: () = {
     assert!(offset_of!(Life, gate) == 8);
     assert!(offset_of!(Life, incarnation) == 16);
     assert!(size_of::<Doorbell>() == 16);
+    assert!(offset_of!(Doorbell, state) == 8);
     assert!(offset_of!(Header, endpoints) == 512);
     assert!(offset_of!(Header, tail) == 1536);
     assert!(offset_of!(Header, head) == 1664);
@@ -768,9 +780,8 @@ impl Header {
         fn bell() -> Line<Doorbell> {
             Line(Doorbell {
                 seq: a32(),
-                sleepers: a32(),
-                departures: a32(),
                 _reserved: a32(),
+                state: a64(),
             })
         }
         Header {

@@ -766,22 +766,21 @@ mod tests {
     fn a_wait_moved_to_another_doorbell_arms_it() {
         let bell = || Doorbell {
             seq: AtomicU32::new(0),
-            sleepers: AtomicU32::new(0),
-            departures: AtomicU32::new(0),
             _reserved: AtomicU32::new(0),
+            state: crate::sync::AtomicU64::new(0),
         };
         let (a, b) = (bell(), bell());
         let mut w = Wait::new();
         let mut cx = Context::from_waker(Waker::noop());
         assert!(w.poll(&mut cx, &a, |_| Poll::<()>::Pending).is_pending());
         assert_ne!(
-            a.sleepers.load(Ordering::Relaxed),
+            a.state.load(Ordering::Relaxed) & crate::layout::SLEEPERS,
             0,
             "the first doorbell is armed"
         );
         assert!(w.poll(&mut cx, &b, |_| Poll::<()>::Pending).is_pending());
         assert_ne!(
-            b.sleepers.load(Ordering::Relaxed),
+            b.state.load(Ordering::Relaxed) & crate::layout::SLEEPERS,
             0,
             "the second doorbell is armed"
         );

@@ -48,7 +48,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::layout::Doorbell;
+use crate::layout::{Doorbell, SLEEPERS};
 use crate::options::WaitStrategy;
 use crate::sync::{Ordering, fence};
 
@@ -77,7 +77,7 @@ impl Doorbell {
         // With the asymmetric barrier, only the compiler is kept from moving the load up (the
         // full fence, out of line, is one too).
         core::sync::atomic::compiler_fence(Ordering::SeqCst);
-        if self.sleepers.load(Ordering::Relaxed) != 0 {
+        if self.state.load(Ordering::Relaxed) & SLEEPERS != 0 {
             self.wake();
         }
     }
@@ -88,7 +88,8 @@ impl Doorbell {
     pub(crate) fn wake(&self) {
         // Relaxed: ordered before the bump below by the bump's Release, which every sleeper
         // that reads the new `seq` synchronises with (so its own flag store comes after this).
-        self.sleepers.store(0, Ordering::Relaxed);
+        // A read-modify-write of the flag's bits: the departure count shares the word.
+        self.state.fetch_and(!SLEEPERS, Ordering::Relaxed);
         // Release: a sleeper that reads the new `seq` with Acquire sees the publish.
         self.seq.fetch_add(1, Ordering::Release);
         futex::wake(&self.seq);
@@ -101,8 +102,10 @@ impl Doorbell {
         // Acquire: pairs with `wake`'s Release; reading a newer `seq` means seeing the publish
         // (and the flag clear) that came before it.
         let seq = self.seq.load(Ordering::Acquire);
-        // Relaxed: the fence below orders it before the re-check.
-        self.sleepers.store(1, Ordering::Relaxed);
+        // Relaxed: the fence below orders it before the re-check. (A read-modify-write: the
+        // departure count shares the word.)
+        self.state
+            .fetch_or(crate::layout::SLEEPER, Ordering::Relaxed);
         // SYNC POINT (doorbell): orders the flag before the re-check; pairs with the fence in
         // `notify`, or with the compiler fence there through the membarrier.
         fence(Ordering::SeqCst);
