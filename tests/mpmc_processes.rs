@@ -256,6 +256,78 @@ fn word_payloads_one_step_and_two_step_share_a_ring() {
     }
 }
 
+/// A ring of words, whose sends and copying receives go in one step (on x86-64), after a
+/// loaner was killed holding a written loan (its slot WRITING, two steps) and a consumer was
+/// killed holding two references (READING): the one-step paths meet those slots, the dead
+/// loaner's position is skipped, the held messages are handed back and received again once,
+/// and the ring goes on for several laps. Every value exactly once, the loan's never. Over
+/// every backend.
+#[test]
+fn one_step_paths_take_back_the_slots_of_killed_loaners_and_holders() {
+    for backend in backends() {
+        let name = unique_name("mpmc-word-kills");
+        let _cleanup = Cleanup(name.clone(), backend.clone());
+        let opts = Options::new().backend(backend.clone()).capacity(4);
+        let tx = mpmc::Sender::<u64>::create(&name, &opts).unwrap();
+        let rx = mpmc::Receiver::<u64>::open(&name, &opts).unwrap();
+        // Positions 0 and 1: two messages; position 2: the loan, held by a process killed.
+        let mut loaner = spawn(
+            "mpmc-word-send",
+            &name,
+            &backend,
+            &[
+                ("SHMCHAN_TEST_P", "7".into()),
+                ("SHMCHAN_TEST_N", "2".into()),
+                ("SHMCHAN_TEST_HANG", "1".into()),
+            ],
+        );
+        loaner.expect_line("LOANED", SHORT);
+        loaner.kill9();
+        loaner.reap();
+        // Both messages taken in place by a consumer, killed holding them.
+        let mut holder = spawn(
+            "mpmc-word-ref-hang",
+            &name,
+            &backend,
+            &[("SHMCHAN_TEST_TAKE", "2".into())],
+        );
+        let held: Vec<u64> = holder
+            .expect_line("HOLDING", SHORT)
+            .split(' ')
+            .map(|s| s.parse().unwrap())
+            .collect();
+        assert_eq!(held, [(7 << 40) | 1, (7 << 40) | 2], "{backend}");
+        holder.kill9();
+        holder.reap();
+        // Five laps of one-step sends over those slots, received by a thread meanwhile (the
+        // producer that reaches a held slot hands its message back and waits for it to be
+        // taken: the ring is full at that position until then).
+        let consumer = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            while let Ok(v) = rx.recv_timeout(Duration::from_secs(2)) {
+                got.push(v);
+            }
+            got
+        });
+        for v in 100..120u64 {
+            tx.send_timeout(v, SHORT)
+                .unwrap_or_else(|e| panic!("{backend}: send {v}: {e:?}"));
+        }
+        let mut got = consumer.join().unwrap();
+        assert!(
+            !got.contains(&(u64::MAX - 1)),
+            "{backend}: the dead loaner's message was delivered: {got:?}"
+        );
+        got.sort_unstable();
+        let mut want: Vec<u64> = held.clone();
+        want.extend(100..120);
+        want.sort_unstable();
+        assert_eq!(got, want, "{backend}: each exactly once");
+        drop(tx);
+        assert_gone(&name, &backend);
+    }
+}
+
 /// Cloned handles across threads in one process: 4 producers x 100k, 3 consumers, exactly
 /// once, each producer's messages in order within each consumer.
 #[test]

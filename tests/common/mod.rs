@@ -1488,6 +1488,16 @@ pub fn child_main() {
         }
         // MPMC references (`Big`): open a receiver, take SHMCHAN_TEST_TAKE messages in place,
         // print their seqs, and hang holding them all (to be killed).
+        // MPMC of words (`u64`): take SHMCHAN_TEST_TAKE messages in place (references, two
+        // steps) and hang holding them (to be killed).
+        "mpmc-word-ref-hang" => {
+            let rx = shmchan::mpmc::Receiver::<u64>::open(&name, &opts).unwrap();
+            let take = env_u64("SHMCHAN_TEST_TAKE", 1);
+            let held: Vec<_> = (0..take).map(|_| rx.recv_ref().unwrap()).collect();
+            let values: Vec<String> = held.iter().map(|v| v.to_string()).collect();
+            println!("HOLDING {}", values.join(" "));
+            hang();
+        }
         "mpmc-ref-hang" => {
             let rx = shmchan::mpmc::Receiver::<Big>::open(&name, &opts).unwrap();
             let take = env_u64("SHMCHAN_TEST_TAKE", 1);
@@ -1850,6 +1860,13 @@ pub fn child_main() {
                 }
             }
             println!("SENT");
+            // Then hold a loan, written (u64::MAX - 1), until killed.
+            if flag("SHMCHAN_TEST_HANG") {
+                let mut loan = tx.loan().unwrap();
+                *loan = u64::MAX - 1;
+                println!("LOANED");
+                hang();
+            }
         }
         // MPMC producer number SHMCHAN_TEST_P: send n messages whose seq is (P << 40) | i.
         "mpmc-send" => {
