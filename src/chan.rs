@@ -626,7 +626,8 @@ impl Chan {
     }
 
     /// Have the receivers all left (dropped their handles, or been found dead)? For a sender,
-    /// before every attempt: one load of the data doorbell's departure count (the word whose
+    /// before every attempt (but SPSC `send`'s first, which [`send_clear`](Self::send_clear)
+    /// stands for): one load of the data doorbell's departure count (the word whose
     /// sleeper flag the send reads anyway) and of our private copy; the receivers' entries are
     /// read only when an endpoint left since we last read them Live.
     #[inline(always)]

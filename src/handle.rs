@@ -18,8 +18,9 @@ use crate::wait::{Poll, wait_until};
 /// `Ready(Err(value))` means disconnected: `value` is what to hand back to the caller.
 ///
 /// This is the body of the closure every send inlines into its fast path: keep it this small
-/// (see [`send_deadline`]). The once-per-call checks (a forked child's copy, the checkpoint)
-/// are made by the callers, outside it.
+/// (see [`send_deadline`]). The once-per-call check of a forked child's copy is made by the
+/// callers, outside it; the checkpoint of a single message by the ring's push (SPSC) or the
+/// caller after it (MPMC, batches, loans).
 #[inline(always)]
 pub(crate) fn poll_send<T, R>(
     chan: &Chan,
@@ -113,8 +114,8 @@ fn pop_after_the_senders_left<T>(
 /// the kernel first whether any receiver lives, and the first send after a receiver died
 /// asleep is refused, before anything is put in the ring. Its cost is one load of the flag
 /// (`receivers_died` is out of line): `try_send` and the async sends call it before their
-/// attempt; `send`'s inlined attempt only loads the flag and calls this from `send_wait` when
-/// it is set (a check inside that attempt, keeping the value live across a call, halved
+/// attempt; `send`'s inlined attempt only loads the flag (SPSC's, with the departure count,
+/// in one word: `Chan::send_clear`) and calls this from `send_wait` when it is set (a check inside that attempt, keeping the value live across a call, halved
 /// 8-byte streaming, `cargo bench --bench throughput -- 'stream/spsc_8B$'`: 40 against 100 M
 /// msg/s).
 #[inline]

@@ -424,8 +424,8 @@ pub(crate) struct Doorbell {
     ///   process) may be asleep on `seq`; set ([`SLEEPER`]) by each sleeper before its last
     ///   check, cleared by the notifier that wakes them all. A flag, not a count, so that a
     ///   sleeper killed in its sleep leaves nothing behind but one spurious wake. Written only
-    ///   on the sleep path, so a notifier reading it finds it in its cache as long as nobody
-    ///   sleeps.
+    ///   on the sleep path and by departures (rare), so a notifier reading it finds it in its
+    ///   cache as long as nobody sleeps and nobody leaves.
     /// - the low half (data bell only; version 7 as a word of its own), the departure count:
     ///   how many endpoints, of either role, have left the channel, detaching or found dead;
     ///   wrapping. Bumped by 1 (Release) after the entry changed; a sender compares it (a 32-bit

@@ -8,6 +8,8 @@
 //!  sleepers = 1                           fence(SeqCst)              SYNC POINT (doorbell)
 //!  fence(SeqCst)   SYNC POINT (doorbell)  if sleepers != 0 {
 //!  re-check the ring; if ready: leave         sleepers = 0
+//!  (`sleepers`: the sleeper flag, the high half of `Doorbell::state`, set and cleared by
+//!  read-modify-writes since version 8, as the departure count shares the word)
 //!  futex_wait(seq, s)                         seq += 1 (Release)
 //!                                             futex_wake(seq, all)
 //!                                         }

@@ -69,7 +69,7 @@ const HEAD: usize = 1664;
 /// alignment and type hash, capacity, stride, slots offset, length, max senders and receivers,
 /// name length, init, name), life (state, reserved, System V gate), endpoint entries (the
 /// first three, the last MPMC sender and first MPMC receiver, the last of the table), tail,
-/// head, and both doorbells (seq, sleepers, fence).
+/// head, and both doorbells (seq, the reserved word, the state word: version 8).
 const FIELDS: &[usize] = &[
     0, 8, 12, 16, 24, 32, 40, 48, 56, 64, 72, 76, 80, 84, 88, 96, 336, 384, 388, 392, 512, 520,
     528, 760, 768, 1016, 1528, 1536, 1664, 1792, 1796, 1800, 1920, 1924, 1928, 2176, 2684,

@@ -841,3 +841,53 @@ fn async_receives_go_on_with_the_next_sender() {
         assert_gone(&name, &backend);
     }
 }
+
+/// Rings smaller than the `tail` hint's checkpoint (64 messages): the hint then lags the
+/// consumer's position by more than the capacity, which is no sign of corruption, and a
+/// receiver or a sender taking over must be let in (both were refused as a corrupt ring,
+/// since the hint is stored only every 64 messages). Capacity 4, every backend: a receiver
+/// takes 10 messages and leaves, the next one attaches and gets what follows; a sender process
+/// killed after 10 sends (its last position never stored), the next sender attaches and its
+/// messages follow.
+#[test]
+fn rings_smaller_than_the_checkpoint_take_new_peers() {
+    for backend in backends() {
+        let name = unique_name("re-small");
+        let _cleanup = Cleanup(name.clone(), backend.clone());
+        let opts = Options::new().backend(backend.clone()).capacity(4);
+        let rx = spsc::Receiver::<Msg>::create(&name, &opts).unwrap();
+        // A sender process, killed after its 10 sends were received.
+        let mut sender = spawn(
+            "send",
+            &name,
+            &backend,
+            &[
+                ("SHMCHAN_TEST_CAP", "4".into()),
+                ("SHMCHAN_TEST_N", "10".into()),
+                ("SHMCHAN_TEST_HANG", "1".into()),
+            ],
+        );
+        for i in 0..10 {
+            assert_eq!(rx.recv_timeout(SHORT).unwrap().seq, i, "{backend}");
+        }
+        sender.expect_line("SENT", SHORT);
+        sender.kill9();
+        sender.reap();
+        let tx = spsc::Sender::<Msg>::open(&name, &opts)
+            .unwrap_or_else(|e| panic!("{backend}: the next sender: {e}"));
+        tx.send(Msg::new(10)).unwrap();
+        assert_eq!(rx.recv_timeout(SHORT).unwrap().seq, 10, "{backend}");
+        // A receiver that took 10 (in this process) and left; the next one attaches.
+        for i in 11..21 {
+            tx.send(Msg::new(i)).unwrap();
+            assert_eq!(rx.recv_timeout(SHORT).unwrap().seq, i, "{backend}");
+        }
+        drop(rx);
+        let rx = spsc::Receiver::<Msg>::open(&name, &opts)
+            .unwrap_or_else(|e| panic!("{backend}: the next receiver: {e}"));
+        tx.send(Msg::new(21)).unwrap();
+        assert_eq!(rx.recv_timeout(SHORT).unwrap().seq, 21, "{backend}");
+        drop((tx, rx));
+        assert_gone(&name, &backend);
+    }
+}

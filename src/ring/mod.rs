@@ -330,28 +330,35 @@ impl Slots {
     /// The stamp of the slot for position `pos` of a ring whose payload type is `T`: as
     /// [`stamp`](Self::stamp), with the stride known at compile time (for small payloads a
     /// shift, where `stamp` loads the stride and multiplies), for the single-message paths.
-    /// `T` must be the payload type the geometry was made for (every typed caller's contract):
-    /// the stride is then the geometry's, by the one rule of
+    /// The stride is then the geometry's, by the one rule of
     /// [`slot_shape`](crate::layout::slot_shape).
+    ///
+    /// # Safety
+    /// `T` must be the payload type the geometry was made for (every typed caller's contract);
+    /// debug builds check the shape.
     #[inline(always)]
-    pub(crate) fn stamp_of<T>(&self, pos: u64) -> &crate::sync::AtomicU64 {
+    pub(crate) unsafe fn stamp_of<T>(&self, pos: u64) -> &crate::sync::AtomicU64 {
         #[cfg(loom)]
         {
-            // The stamps live apart under loom (see `stamp`); the shape still checked.
+            // The stamps live apart under loom (see `stamp`); debug builds check the shape.
             debug_assert_eq!((self.payload_offset, self.stride), typed_shape::<T>());
             self.stamp(pos)
         }
         #[cfg(not(loom))]
         {
-            // SAFETY: as in `stamp`: `slot_start` is in bounds and 8-aligned.
+            // SAFETY: as in `stamp`: `slot_start` is in bounds and 8-aligned (this function's
+            // contract is its own).
             unsafe { &*self.slot_start::<T>(pos).cast::<crate::sync::AtomicU64>() }
         }
     }
 
     /// The start (the stamp) of the slot for position `pos`, for payload type `T` (see
     /// [`stamp_of`](Self::stamp_of)).
+    ///
+    /// # Safety
+    /// As for [`stamp_of`](Self::stamp_of).
     #[inline(always)]
-    fn slot_start<T>(&self, pos: u64) -> *mut u8 {
+    unsafe fn slot_start<T>(&self, pos: u64) -> *mut u8 {
         let (_, stride) = const { typed_shape::<T>() };
         debug_assert_eq!(
             (self.payload_offset, self.stride),
@@ -368,10 +375,14 @@ impl Slots {
     /// The payload of the slot for position `pos`, for payload type `T`: as
     /// [`slot`](Self::slot), with the geometry known at compile time (see
     /// [`stamp_of`](Self::stamp_of)).
+    ///
+    /// # Safety
+    /// As for [`stamp_of`](Self::stamp_of).
     #[inline(always)]
-    fn slot_of<T>(&self, pos: u64) -> *mut u8 {
+    unsafe fn slot_of<T>(&self, pos: u64) -> *mut u8 {
         let (payload_offset, _) = const { typed_shape::<T>() };
-        // SAFETY: the payload lies within its slot (`slot_start`), `payload_offset` bytes in.
+        // SAFETY: the payload lies within its slot (`slot_start`, whose contract is this
+        // function's), `payload_offset` bytes in.
         unsafe { self.slot_start::<T>(pos).add(payload_offset) }
     }
 
@@ -443,7 +454,9 @@ impl Slots {
             }
             // SAFETY: the slot holds at least 8 payload bytes (`pairs`); its stamp is FREE or
             // FULL (what pair operations expect), so no endpoint owns it, and every access
-            // to it in that state is a pair operation, made under the mutex held here.
+            // to it in that state is a pair operation, made under the mutex held here. (No
+            // model declares a live endpoint dead on a ring that pairs, which would let a
+            // repair free a slot its owner still writes.)
             let word = unsafe { self.read::<u64>(pos) };
             if word != old.1 {
                 return Err((stamp, word));

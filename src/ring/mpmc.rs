@@ -150,7 +150,9 @@ impl Ring {
     /// A compare-and-swap of a slot's stamp (every change of a stamp in this ring goes through
     /// here or [`Slots::cas_pair`]). Under loom, on a ring that pairs, it takes the mutex that
     /// models the 16-byte CAS, so that the model's pair operations are atomic with respect to
-    /// the two-step ones, as `cmpxchg16b` is with respect to 8-byte locked instructions.
+    /// the two-step ones, as `cmpxchg16b` is with respect to 8-byte locked instructions. (The
+    /// mutex also orders those CASes with each other, whatever ordering they declare: the
+    /// models of such rings check atomicity, not orderings; the `u32` models check those.)
     #[inline(always)]
     fn cas(
         &self,

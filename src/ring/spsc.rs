@@ -67,18 +67,22 @@ pub(crate) struct Consumer {
 }
 
 /// Load both positions for a handle taking over a side, checking they make sense together.
-/// The shared `tail` may lag behind `head`: a producer killed between publishing a slot's
-/// stamp and storing `tail` (or within a batch) published messages the consumer has taken
-/// since. The position returned for the producer's side is then `head` (everything below it
-/// was published), from which [`Producer::new`] looks further.
+/// The shared `tail` may lag behind `head`: it is a hint, stored every [`CHECKPOINT`] messages
+/// (and at the end of a batch, and when a producer leaves), so the consumer may have taken up
+/// to `CHECKPOINT` messages past it while the producer lives, and up to a batch more
+/// (`capacity`) after a producer killed within one. The position returned for the producer's
+/// side is then `head` (everything below it was published), from which [`Producer::new`]
+/// looks further. (Before stop 30 a lag of more than `capacity` was taken for corruption: a
+/// ring smaller than 64 refused its next receiver or sender after a few messages.)
 fn positions(hdr: &Header, capacity: u64) -> Result<(u64, u64), Error> {
-    // Acquire: pair with the Release stores of `head` (in `pop`) and `tail` (in `push`), so
+    // Acquire: pair with the Release stores of `head` (in `pop`) and `tail` (at a checkpoint
+    // of `push`, the end of a batch, a producer's leaving), so
     // a handle taking over a side starts from slots its predecessor had finished with.
     let head = hdr.head.load(Ordering::Acquire);
     let tail = hdr.tail.load(Ordering::Acquire);
     if tail.wrapping_sub(head) <= capacity {
         Ok((head, tail))
-    } else if head.wrapping_sub(tail) <= capacity {
+    } else if head.wrapping_sub(tail) <= capacity + CHECKPOINT {
         Ok((head, head))
     } else {
         Err(Error::Broken)
@@ -183,7 +187,8 @@ impl Producer {
         let next = tail.wrapping_add(1);
         // SYNC POINT (publish): Release, pairs with the consumer's Acquire load of the stamp in
         // `pop`: the payload written above is visible before the stamp says so.
-        slots.stamp_of::<T>(tail).store(next, Ordering::Release);
+        // SAFETY: (`stamp_of`) `T` is the geometry's payload type (this function's contract).
+        unsafe { slots.stamp_of::<T>(tail) }.store(next, Ordering::Release);
         self.tail.set(next);
         hdr.data_bell.notify_as(self.fence);
         if next % CHECKPOINT == 0 {
@@ -415,7 +420,8 @@ impl Consumer {
         let next = head.wrapping_add(1);
         // SYNC POINT (publish): Acquire, pairs with the producer's Release store of the stamp
         // in `push`.
-        if slots.stamp_of::<T>(head).load(Ordering::Acquire) != next {
+        // SAFETY: (`stamp_of`) `T` is the geometry's payload type (this function's contract).
+        if unsafe { slots.stamp_of::<T>(head) }.load(Ordering::Acquire) != next {
             return Err(self.empty(hdr));
         }
         // SAFETY: the stamp says the producer published position `head` in this slot, and it
