@@ -253,18 +253,22 @@ impl<T: Pod> Sender<T> {
     /// One attempt: `Ready` when sent or disconnected, `Pending` when full.
     #[inline(always)]
     fn poll(&self, value: T, probe: bool) -> Poll<Result<(), T>> {
-        handle::poll_send(&self.chan, value, probe, |_| {
-            // SAFETY: this handle is the channel's only sender (the endpoint table admits
-            // one), and `T` is the payload type the geometry was validated for.
-            // The checkpoint of a single message: the ring's own test of the new position, out
-            // of line; a separate test of the position before and after the call cost 4
-            // instructions a message (`.ci/instructions spsc_8B`).
-            unsafe {
-                self.ring.push(self.chan.header(), &self.slots, value, || {
-                    self.chan.checkpoint()
-                })
-            }
-        })
+        handle::poll_send(&self.chan, value, probe, |_| self.push(value))
+    }
+
+    /// Push one value into the ring, with the checkpoint of a single message: the ring's own
+    /// test of the new position, out of line (a separate test of the position before and
+    /// after the call cost 4 instructions a message, `.ci/instructions spsc_8B`). For
+    /// [`poll`](Self::poll) and `send`'s fast path.
+    #[inline(always)]
+    fn push(&self, value: T) -> Result<(), crate::ring::spsc::Error> {
+        // SAFETY: this handle is the channel's only sender (the endpoint table admits one),
+        // and `T` is the payload type the geometry was validated for.
+        unsafe {
+            self.ring.push(self.chan.header(), &self.slots, value, || {
+                self.chan.checkpoint()
+            })
+        }
     }
 
     /// Send without waiting.
@@ -309,16 +313,8 @@ impl<T: Pod> Sender<T> {
         // last looked (one load and one compare of the data doorbell's state word: the two
         // checks `send_deadline` makes one by one, 3 instructions a message more), then the
         // push. Anything else, a full ring included, takes the whole path, which checks again.
-        if !self.chan.forked() && self.chan.send_clear() {
-            // SAFETY: as in `poll`.
-            let pushed = unsafe {
-                self.ring.push(self.chan.header(), &self.slots, value, || {
-                    self.chan.checkpoint()
-                })
-            };
-            if pushed.is_ok() {
-                return Ok(());
-            }
+        if !self.chan.forked() && self.chan.send_clear() && self.push(value).is_ok() {
+            return Ok(());
         }
         self.send_slow(value)
     }
